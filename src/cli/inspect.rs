@@ -1,0 +1,44 @@
+//! `wgtune inspect`: what a model is and what training it would take.
+
+use anyhow::Result;
+use clap::Args;
+use wgtune::inspect::{estimate_memory, human_bytes, human_count, trainable_count};
+use wgtune::model::ModelFolder;
+
+use super::train::TrainArgs;
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// The training flags to estimate for (model, method, batch size, sequence length, ...).
+    #[command(flatten)]
+    pub train: TrainArgs,
+}
+
+pub fn run(args: InspectArgs) -> Result<()> {
+    let mut config = args.train.to_config()?;
+    if config.model.as_os_str().is_empty() {
+        anyhow::bail!("--model is required");
+    }
+    config.data.train_file = "-".into();
+    let folder = ModelFolder::open(&config.model)?;
+    let c = &folder.config;
+    let total = c.num_parameters();
+    let trainable = trainable_count(c, &config.method);
+    println!("model          {}", config.model.display());
+    println!("architecture   {} ({} layers, hidden {}, {} heads / {} kv heads, head dim {}, intermediate {})",
+        c.architecture.name(), c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.num_key_value_heads, c.head_dim, c.intermediate_size);
+    println!("vocabulary     {}", c.vocab_size);
+    println!("context        {} tokens", c.max_position_embeddings);
+    println!("stored dtype   {}", folder.dtype().torch_name());
+    println!("parameters     {} ({total})", human_count(total));
+    println!("method         {}", config.method.name());
+    println!("trainable      {} ({trainable}, {:.3}%)", human_count(trainable), 100.0 * trainable as f64 / total as f64);
+    let m = estimate_memory(c, &config.method, config.batch_size, config.data.max_seq_len);
+    println!("memory for batch {} x {} tokens (estimate):", config.batch_size, config.data.max_seq_len);
+    println!("  weights      {}", human_bytes(m.weights));
+    println!("  optimizer    {}", human_bytes(m.optimizer));
+    println!("  activations  {}", human_bytes(m.activations));
+    println!("  logits       {}", human_bytes(m.logits));
+    println!("  total        {}", human_bytes(m.total));
+    Ok(())
+}

@@ -1,0 +1,69 @@
+//! Command-line front: parses arguments and hands them to the engine.
+
+mod demo;
+mod export;
+mod generate;
+mod inspect;
+mod progress;
+mod train;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "wgtune",
+    version,
+    about = "Fine-tune Llama-family language models (LoRA or full) on any GPU through WebGPU, or on the CPU.",
+    long_about = "Fine-tune Llama-family language models (LoRA or full) on any GPU through WebGPU, or on the CPU.\n\nWithout a subcommand, wgtune opens the desktop app."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Fine-tune a model on a dataset.
+    Train(train::TrainArgs),
+    /// Generate text from a model, with or without trained weights.
+    Generate(generate::GenerateArgs),
+    /// Write merged weights (a Hugging Face folder) and/or a PEFT adapter.
+    Export(export::ExportArgs),
+    /// Show a model's architecture, parameter counts and estimated training memory.
+    Inspect(inspect::InspectArgs),
+    /// Run the whole journey on the bundled demo model: generate, fine-tune, generate, export.
+    Demo(demo::DemoArgs),
+    /// Open the desktop app (the same as running wgtune with no subcommand).
+    Gui,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Train(args)) => train::run(args),
+        Some(Command::Generate(args)) => generate::run(args),
+        Some(Command::Export(args)) => export::run(args),
+        Some(Command::Inspect(args)) => inspect::run(args),
+        Some(Command::Demo(args)) => demo::run(args),
+        Some(Command::Gui) | None => open_app(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(feature = "gui")]
+fn open_app() -> anyhow::Result<()> {
+    wgtune::gui::run_app()
+}
+
+#[cfg(not(feature = "gui"))]
+fn open_app() -> anyhow::Result<()> {
+    anyhow::bail!("this build of wgtune has no desktop app (built without the `gui` feature); see `wgtune --help`")
+}

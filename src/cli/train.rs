@@ -1,0 +1,282 @@
+//! `wgtune train`: flags (or `--config run.toml`) to a [`TrainConfig`], then the run with a
+//! progress bar.
+
+use std::path::PathBuf;
+use std::sync::mpsc::channel;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use wgtune::data::{BadRecords, DatasetFormat, LongRecords};
+use wgtune::device::DeviceChoice;
+use wgtune::method::{LoraSettings, Method, LORA_TARGETS};
+use wgtune::train::{resume_config, train, EventSink, ScheduleKind, TrainConfig};
+
+use super::progress::TrainProgress;
+
+#[derive(Args, Debug, Default)]
+pub struct TrainArgs {
+    /// Read settings from this TOML file (the same format as RUN_DIR/run.toml); flags override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Continue the run in this directory from its newest checkpoint, with its saved settings.
+    #[arg(long, value_name = "RUN_DIR", conflicts_with = "config")]
+    pub resume: Option<PathBuf>,
+
+    /// Model: a Hugging Face folder, or a model id found in the local Hugging Face cache.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Training data: JSONL, JSON or CSV (alpaca, chat, sharegpt, prompt/completion or text records).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Validation data in the same shapes [default: none; see --validation-fraction].
+    #[arg(long)]
+    pub validation: Option<PathBuf>,
+    /// Hold out this fraction of the training records for validation [default: 0].
+    #[arg(long)]
+    pub validation_fraction: Option<f64>,
+    /// Record shape: alpaca, chat, sharegpt, prompt_completion, text [default: detected].
+    #[arg(long)]
+    pub format: Option<DatasetFormat>,
+    /// Longest sequence in tokens [default: 512].
+    #[arg(long)]
+    pub max_seq_len: Option<usize>,
+    /// Compute the loss on every token, prompts included [default: off].
+    #[arg(long)]
+    pub train_on_prompt: bool,
+    /// Pack short examples together into sequences of max-seq-len tokens [default: off].
+    #[arg(long)]
+    pub packing: bool,
+    /// A record that cannot be read: skip (report it and go on) or stop [default: skip].
+    #[arg(long, value_parser = parse_bad_records)]
+    pub bad_records: Option<BadRecords>,
+    /// A record longer than max-seq-len: truncate, skip or error [default: truncate].
+    #[arg(long, value_parser = parse_long_records)]
+    pub long_records: Option<LongRecords>,
+
+    /// Fine-tuning method: lora, full, top-layers, modules [default: lora].
+    #[arg(long)]
+    pub method: Option<String>,
+    /// LoRA rank [default: 16].
+    #[arg(long)]
+    pub rank: Option<usize>,
+    /// LoRA alpha [default: 32].
+    #[arg(long)]
+    pub alpha: Option<f64>,
+    /// LoRA dropout [default: 0.05].
+    #[arg(long)]
+    pub lora_dropout: Option<f64>,
+    /// LoRA target modules, comma-separated [default: q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj].
+    #[arg(long, value_delimiter = ',')]
+    pub target_modules: Option<Vec<String>>,
+    /// Scale LoRA by alpha/sqrt(rank) (rsLoRA) [default: off].
+    #[arg(long)]
+    pub rslora: bool,
+    /// With --method top-layers: how many of the last decoder layers train [default: 2].
+    #[arg(long)]
+    pub top_layers: Option<usize>,
+    /// With --method modules: parameter path components that train, comma-separated (e.g. norm,lm_head,layers.29).
+    #[arg(long, value_delimiter = ',')]
+    pub modules: Option<Vec<String>>,
+
+    /// Peak learning rate [default: 2e-4].
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// AdamW weight decay [default: 0].
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// AdamW beta1 [default: 0.9].
+    #[arg(long)]
+    pub beta1: Option<f64>,
+    /// AdamW beta2 [default: 0.999].
+    #[arg(long)]
+    pub beta2: Option<f64>,
+    /// AdamW epsilon [default: 1e-8].
+    #[arg(long)]
+    pub eps: Option<f64>,
+    /// Clip the global gradient norm to this; 0 disables [default: 1.0].
+    #[arg(long)]
+    pub max_grad_norm: Option<f64>,
+    /// Learning-rate schedule after warm-up: cosine, linear, constant [default: cosine].
+    #[arg(long)]
+    pub schedule: Option<ScheduleKind>,
+    /// Warm-up steps [default: 0, meaning --warmup-ratio].
+    #[arg(long)]
+    pub warmup_steps: Option<usize>,
+    /// Warm-up as a fraction of all steps [default: 0.03].
+    #[arg(long)]
+    pub warmup_ratio: Option<f64>,
+
+    /// Sequences per micro-batch [default: 4].
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Micro-batches per optimizer step [default: 1].
+    #[arg(long)]
+    pub grad_accumulation: Option<usize>,
+    /// Passes over the training data [default: 1].
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Stop after this many optimizer steps [default: none].
+    #[arg(long)]
+    pub max_steps: Option<usize>,
+    /// Evaluate every this many steps, 0 = only at the end [default: 0].
+    #[arg(long)]
+    pub eval_every: Option<usize>,
+    /// Checkpoint every this many steps, 0 = only at the end [default: 100].
+    #[arg(long)]
+    pub save_every: Option<usize>,
+    /// Checkpoints to keep [default: 2].
+    #[arg(long)]
+    pub keep_checkpoints: Option<usize>,
+    /// Random seed for initialisation, shuffling and dropout [default: 42].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Run directory for checkpoints, metrics and the result [default: runs/latest].
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Where to train: auto (a hardware GPU through wgpu, else the CPU), wgpu (any adapter: Vulkan, Metal, DX12, GL) or cpu [default: auto].
+    #[arg(long)]
+    pub device: Option<DeviceChoice>,
+    /// Print one line per step instead of a progress bar.
+    #[arg(long)]
+    pub plain: bool,
+}
+
+fn parse_bad_records(s: &str) -> Result<BadRecords, String> {
+    match s {
+        "skip" => Ok(BadRecords::Skip),
+        "stop" => Ok(BadRecords::Stop),
+        other => Err(format!("`{other}`: expected skip or stop")),
+    }
+}
+
+fn parse_long_records(s: &str) -> Result<LongRecords, String> {
+    match s {
+        "truncate" => Ok(LongRecords::Truncate),
+        "skip" => Ok(LongRecords::Skip),
+        "error" => Ok(LongRecords::Error),
+        other => Err(format!("`{other}`: expected truncate, skip or error")),
+    }
+}
+
+impl TrainArgs {
+    /// The settings these flags describe, on top of `--config` (or the defaults).
+    pub fn to_config(&self) -> Result<TrainConfig> {
+        let mut c = match &self.config {
+            Some(path) => TrainConfig::from_toml_file(path)?,
+            None => TrainConfig::default(),
+        };
+        macro_rules! set {
+            ($($flag:ident => $field:expr),* $(,)?) => {
+                $(if let Some(v) = self.$flag.clone() { $field = v; })*
+            };
+        }
+        if let Some(model) = &self.model {
+            c.model = wgtune::hub::resolve_model(model)?;
+        }
+        set!(
+            data => c.data.train_file,
+            output => c.output_dir,
+            device => c.device,
+            seed => c.seed,
+            batch_size => c.batch_size,
+            grad_accumulation => c.grad_accumulation,
+            epochs => c.epochs,
+            eval_every => c.eval_every,
+            save_every => c.save_every,
+            keep_checkpoints => c.keep_checkpoints,
+            validation_fraction => c.data.validation_fraction,
+            max_seq_len => c.data.max_seq_len,
+            bad_records => c.data.bad_records,
+            long_records => c.data.long_records,
+            lr => c.optim.lr,
+            weight_decay => c.optim.weight_decay,
+            beta1 => c.optim.beta1,
+            beta2 => c.optim.beta2,
+            eps => c.optim.eps,
+            max_grad_norm => c.optim.max_grad_norm,
+            schedule => c.optim.schedule,
+            warmup_steps => c.optim.warmup_steps,
+            warmup_ratio => c.optim.warmup_ratio,
+        );
+        if self.max_steps.is_some() {
+            c.max_steps = self.max_steps;
+        }
+        if self.validation.is_some() {
+            c.data.validation_file = self.validation.clone();
+        }
+        if self.format.is_some() {
+            c.data.format = self.format;
+        }
+        c.data.train_on_prompt |= self.train_on_prompt;
+        c.data.packing |= self.packing;
+        c.method = self.method(c.method)?;
+        Ok(c)
+    }
+
+    fn method(&self, current: Method) -> Result<Method> {
+        let kind = self.method.as_deref().map(|m| m.replace('_', "-"));
+        let method = match kind.as_deref() {
+            None => current,
+            Some("lora") => match current {
+                Method::Lora(l) => Method::Lora(l),
+                _ => Method::Lora(LoraSettings::default()),
+            },
+            Some("full") => Method::Full,
+            Some("top-layers") => Method::TopLayers { layers: self.top_layers.unwrap_or(2) },
+            Some("modules") => Method::Modules {
+                names: self.modules.clone().context("--method modules needs --modules (e.g. norm,lm_head)")?,
+            },
+            Some(other) => anyhow::bail!("unknown --method `{other}` (lora, full, top-layers, modules)"),
+        };
+        Ok(match method {
+            Method::Lora(mut lora) => {
+                if let Some(r) = self.rank {
+                    lora.rank = r;
+                }
+                if let Some(a) = self.alpha {
+                    lora.alpha = a;
+                }
+                if let Some(d) = self.lora_dropout {
+                    lora.dropout = d;
+                }
+                if let Some(t) = &self.target_modules {
+                    lora.target_modules = if t.iter().any(|m| m == "all-linear") {
+                        LORA_TARGETS.iter().map(|s| s.to_string()).collect()
+                    } else {
+                        t.clone()
+                    };
+                }
+                lora.rslora |= self.rslora;
+                Method::Lora(lora)
+            }
+            Method::TopLayers { layers } => Method::TopLayers { layers: self.top_layers.unwrap_or(layers) },
+            other => other,
+        })
+    }
+}
+
+pub fn run(args: TrainArgs) -> Result<()> {
+    let (config, resume) = match &args.resume {
+        Some(dir) => {
+            let mut config = resume_config(dir)?;
+            if args.max_steps.is_some() {
+                config.max_steps = args.max_steps;
+            }
+            (config, true)
+        }
+        None => (args.to_config()?, false),
+    };
+    let (events_tx, events_rx) = channel();
+    let (_commands_tx, commands_rx) = channel();
+    let progress = TrainProgress::spawn(events_rx, args.plain);
+    let result = train(&config, resume, &EventSink::new(events_tx), &commands_rx);
+    progress.finish();
+    let summary = result?;
+    println!(
+        "{} after {} steps; trained weights in {}",
+        if summary.stopped_early { "Stopped" } else { "Finished" },
+        summary.steps,
+        summary.final_checkpoint.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,302 @@
+//! From dataset files to tokenized training and validation examples, with a report of what was
+//! skipped or truncated and where.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+
+use super::format::DatasetFormat;
+use super::records::{read_file, SourceRecord};
+use super::render::render;
+use crate::error::{Error, Result};
+use crate::tokenizer::TextTokenizer;
+
+/// What to do with a record that cannot be read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BadRecords {
+    /// Report it with its file and line, count it, and go on.
+    #[default]
+    Skip,
+    /// Stop with an error naming its file and line.
+    Stop,
+}
+
+/// What to do with a record longer than `max_seq_len` tokens.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LongRecords {
+    /// Keep its first `max_seq_len` tokens.
+    #[default]
+    Truncate,
+    /// Leave it out (reported like a bad record).
+    Skip,
+    /// Stop with an error naming its file and line.
+    Error,
+}
+
+/// How a dataset is read and turned into examples.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataConfig {
+    /// The training file (JSONL, JSON or CSV).
+    pub train_file: PathBuf,
+    /// A separate validation file; otherwise `validation_fraction` of the training records.
+    pub validation_file: Option<PathBuf>,
+    pub validation_fraction: f64,
+    /// The records' shape; detected from the first record when absent.
+    pub format: Option<DatasetFormat>,
+    pub max_seq_len: usize,
+    /// Compute the loss on every token, not only on completions and assistant replies.
+    pub train_on_prompt: bool,
+    /// Concatenate short examples into sequences of `max_seq_len` tokens.
+    pub packing: bool,
+    pub bad_records: BadRecords,
+    pub long_records: LongRecords,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self {
+            train_file: PathBuf::new(),
+            validation_file: None,
+            validation_fraction: 0.0,
+            format: None,
+            max_seq_len: 512,
+            train_on_prompt: false,
+            packing: false,
+            bad_records: BadRecords::Skip,
+            long_records: LongRecords::Truncate,
+        }
+    }
+}
+
+/// A tokenized example: ids, and per id whether it is a training target.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Example {
+    pub ids: Vec<u32>,
+    pub trainable: Vec<bool>,
+    /// Where it came from (the first record, for packed examples).
+    pub origin: Origin,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origin {
+    pub file: Arc<Path>,
+    pub line: usize,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.file.display(), self.line)
+    }
+}
+
+/// A record left out, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skipped {
+    pub origin: Origin,
+    pub reason: String,
+}
+
+/// What loading a dataset did.
+#[derive(Clone, Debug, Default)]
+pub struct DataReport {
+    pub format: Option<DatasetFormat>,
+    pub records: usize,
+    pub skipped: Vec<Skipped>,
+    pub truncated: usize,
+    pub train_examples: usize,
+    pub validation_examples: usize,
+    pub train_tokens: usize,
+    pub trainable_tokens: usize,
+    pub max_tokens: usize,
+    pub mean_tokens: f64,
+}
+
+pub struct Dataset {
+    pub train: Vec<Example>,
+    pub validation: Vec<Example>,
+    pub report: DataReport,
+}
+
+impl Dataset {
+    /// Reads, renders and tokenizes the configured files. Fails, before any GPU work, when
+    /// nothing is left to train on.
+    pub fn load(config: &DataConfig, tokenizer: &TextTokenizer, seed: u64) -> Result<Self> {
+        if config.max_seq_len < 2 {
+            return Err(Error::setting("max_seq_len", "must be at least 2"));
+        }
+        if !(0.0..1.0).contains(&config.validation_fraction) {
+            return Err(Error::setting("validation_fraction", "must be in [0, 1)"));
+        }
+        let mut report = DataReport::default();
+        let mut train = examples_from(&config.train_file, config, tokenizer, &mut report)?;
+        let mut validation = match &config.validation_file {
+            Some(path) => examples_from(path, config, tokenizer, &mut report)?,
+            None => Vec::new(),
+        };
+        if train.is_empty() {
+            return Err(nothing_to_train_on(&config.train_file, &report));
+        }
+        if config.validation_file.is_none() && config.validation_fraction > 0.0 && train.len() >= 2 {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            train.shuffle(&mut rng);
+            let n = train.len();
+            let held_out = ((n as f64 * config.validation_fraction).round() as usize).clamp(1, n - 1);
+            validation = train.split_off(n - held_out);
+        }
+        if config.packing {
+            train = pack(train, config.max_seq_len);
+            validation = pack(validation, config.max_seq_len);
+        }
+
+        report.train_examples = train.len();
+        report.validation_examples = validation.len();
+        report.train_tokens = train.iter().map(|e| e.ids.len()).sum();
+        report.trainable_tokens = train.iter().map(|e| e.trainable.iter().filter(|t| **t).count()).sum();
+        report.max_tokens = train.iter().map(|e| e.ids.len()).max().unwrap_or(0);
+        report.mean_tokens = report.train_tokens as f64 / train.len().max(1) as f64;
+        Ok(Self { train, validation, report })
+    }
+}
+
+fn nothing_to_train_on(path: &Path, report: &DataReport) -> Error {
+    let mut message = format!("nothing to train on: {} records read", report.records);
+    if !report.skipped.is_empty() {
+        message.push_str(&format!(", {} skipped", report.skipped.len()));
+        for s in report.skipped.iter().take(3) {
+            message.push_str(&format!("\n  {}: {}", s.origin, s.reason));
+        }
+    }
+    Error::EmptyDataset {
+        path: path.to_path_buf(),
+        message,
+    }
+}
+
+fn examples_from(path: &Path, config: &DataConfig, tokenizer: &TextTokenizer, report: &mut DataReport) -> Result<Vec<Example>> {
+    let file: Arc<Path> = Arc::from(path);
+    let read = read_file(path)?;
+    let skip = |line: usize, reason: String, report: &mut DataReport| -> Result<()> {
+        if config.bad_records == BadRecords::Stop {
+            return Err(Error::InvalidRecord {
+                path: path.to_path_buf(),
+                line,
+                message: reason,
+            });
+        }
+        report.skipped.push(Skipped {
+            origin: Origin { file: file.clone(), line },
+            reason,
+        });
+        Ok(())
+    };
+    // A file with no readable record has no format to detect; its problems are reported below.
+    let format = match config.format.or(report.format) {
+        Some(f) => Some(f),
+        None => read.records.first().map(|first| detect(first, path)).transpose()?,
+    };
+    if let Some(format) = format {
+        report.format.get_or_insert(format);
+    }
+
+    // Good and bad records in file order, so that a stop names the first bad line.
+    let mut items: Vec<(usize, std::result::Result<&SourceRecord, String>)> = read
+        .records
+        .iter()
+        .map(|r| (r.line, Ok(r)))
+        .chain(read.problems.into_iter().map(|p| (p.line, Err(p.message))))
+        .collect();
+    items.sort_by_key(|(line, _)| *line);
+
+    let mut examples = Vec::new();
+    for (line, item) in items {
+        let record = match item {
+            Ok(record) => record,
+            Err(reason) => {
+                skip(line, reason, report)?;
+                continue;
+            }
+        };
+        report.records += 1;
+        let Some(format) = format else { continue };
+        let example = format
+            .sample(&record.fields)
+            .map_err(|e| e.to_string())
+            .and_then(|sample| render(&sample, tokenizer, config.train_on_prompt).map_err(|e| e.to_string()))
+            .and_then(|text| tokenizer.tokenize(&text).map_err(|e| e.to_string()));
+        let mut tokens = match example {
+            Ok(t) => t,
+            Err(reason) => {
+                skip(record.line, reason, report)?;
+                continue;
+            }
+        };
+        if tokens.ids.len() > config.max_seq_len {
+            let message = format!("{} tokens, longer than max_seq_len {}", tokens.ids.len(), config.max_seq_len);
+            match config.long_records {
+                LongRecords::Error => {
+                    return Err(Error::InvalidRecord {
+                        path: path.to_path_buf(),
+                        line: record.line,
+                        message,
+                    });
+                }
+                LongRecords::Skip => {
+                    skip(record.line, message, report)?;
+                    continue;
+                }
+                LongRecords::Truncate => {
+                    tokens.ids.truncate(config.max_seq_len);
+                    tokens.trainable.truncate(config.max_seq_len);
+                    report.truncated += 1;
+                }
+            }
+        }
+        // Position 0 predicts nothing, so a target there does not count.
+        if !tokens.trainable.iter().skip(1).any(|t| *t) {
+            skip(record.line, "no tokens to train on (empty reply, or cut off by max_seq_len)".into(), report)?;
+            continue;
+        }
+        examples.push(Example {
+            ids: tokens.ids,
+            trainable: tokens.trainable,
+            origin: Origin { file: file.clone(), line: record.line },
+        });
+    }
+    Ok(examples)
+}
+
+fn detect(first: &SourceRecord, path: &Path) -> Result<DatasetFormat> {
+    DatasetFormat::detect(&first.fields).ok_or_else(|| {
+        let keys: Vec<&str> = first.fields.keys().map(String::as_str).collect();
+        Error::InvalidRecord {
+            path: path.to_path_buf(),
+            line: first.line,
+            message: format!(
+                "cannot tell the dataset format from the fields [{}]; expected `messages`, `conversations`, \
+                 `instruction`+`output`, `prompt`+`completion` or `text` (or pass --format)",
+                keys.join(", ")
+            ),
+        }
+    })
+}
+
+/// Greedily concatenates whole examples into sequences of at most `max_len` tokens.
+fn pack(examples: Vec<Example>, max_len: usize) -> Vec<Example> {
+    let mut packed: Vec<Example> = Vec::new();
+    for example in examples {
+        match packed.last_mut() {
+            Some(last) if last.ids.len() + example.ids.len() <= max_len => {
+                last.ids.extend(example.ids);
+                last.trainable.extend(example.trainable);
+            }
+            _ => packed.push(example),
+        }
+    }
+    packed
+}

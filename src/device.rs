@@ -1,0 +1,101 @@
+//! Choosing where tensors live: a GPU through wgpu (Vulkan, Metal, DX12, GL), or the CPU.
+
+use std::sync::OnceLock;
+
+use burn::tensor::Device;
+
+use crate::error::{Error, Result};
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceChoice {
+    /// A hardware GPU through wgpu when there is one, the CPU otherwise (a software Vulkan
+    /// rasterizer such as lavapipe is slower than the CPU backend).
+    #[default]
+    Auto,
+    /// The best adapter wgpu finds, software ones included.
+    Wgpu,
+    /// Burn's pure-Rust CPU backend, for machines without a usable GPU.
+    Cpu,
+}
+
+impl std::str::FromStr for DeviceChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(Self::Auto),
+            "wgpu" | "gpu" | "vulkan" | "metal" | "dx12" => Ok(Self::Wgpu),
+            "cpu" => Ok(Self::Cpu),
+            other => Err(format!("unknown device `{other}` (auto, wgpu, cpu)")),
+        }
+    }
+}
+
+impl std::fmt::Display for DeviceChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::Wgpu => "wgpu",
+            Self::Cpu => "cpu",
+        })
+    }
+}
+
+/// An opened device and what we know about it.
+#[derive(Clone, Debug)]
+pub struct ComputeDevice {
+    pub device: Device,
+    pub choice: DeviceChoice,
+    /// Adapter name and graphics API, e.g. `llvmpipe (LLVM 15.0.6, 256 bits), Vulkan`.
+    pub description: String,
+    /// The largest single buffer the device allows; big tensors are computed in chunks under it.
+    pub max_buffer_bytes: u64,
+}
+
+impl ComputeDevice {
+    pub fn open(choice: DeviceChoice) -> Result<Self> {
+        match choice {
+            DeviceChoice::Cpu => Ok(Self::cpu()),
+            DeviceChoice::Wgpu => wgpu_device().clone().map(|(d, _)| d).map_err(Error::Device),
+            DeviceChoice::Auto => Ok(match wgpu_device() {
+                Ok((device, true)) => device.clone(),
+                _ => Self::cpu(),
+            }),
+        }
+    }
+
+    fn cpu() -> Self {
+        Self {
+            device: Device::flex(),
+            choice: DeviceChoice::Cpu,
+            description: format!("CPU ({} threads)", std::thread::available_parallelism().map_or(1, |n| n.get())),
+            max_buffer_bytes: 1 << 40,
+        }
+    }
+
+    /// The same device with gradients enabled, for training.
+    pub fn autodiff(&self) -> Device {
+        self.device.clone().autodiff()
+    }
+}
+
+/// wgpu can be initialised once per process; every caller shares that device. The flag says
+/// whether the adapter is hardware.
+fn wgpu_device() -> &'static Result<(ComputeDevice, bool), String> {
+    static WGPU: OnceLock<Result<(ComputeDevice, bool), String>> = OnceLock::new();
+    WGPU.get_or_init(|| {
+        let (device, setup) = Device::wgpu_options().init_with_setup().map_err(|e| {
+            format!("no usable GPU through wgpu ({e}); install a Vulkan driver (on Linux without a GPU: mesa-vulkan-drivers) or use --device cpu")
+        })?;
+        let info = setup.adapter.get_info();
+        let limits = setup.device.limits();
+        let hardware = info.device_type != burn::tensor::wgpu::wgpu::DeviceType::Cpu;
+        let device = ComputeDevice {
+            device,
+            choice: DeviceChoice::Wgpu,
+            description: format!("{}, {:?}", info.name, info.backend),
+            max_buffer_bytes: limits.max_storage_buffer_binding_size.min(limits.max_buffer_size),
+        };
+        Ok((device, hardware))
+    })
+}

@@ -1,0 +1,348 @@
+//! The app's state and frame loop: tabs for each panel, a status bar, and the plumbing that
+//! turns job replies and training events into UI state.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use eframe::egui;
+use crate::hub::{cached_models, CachedModel};
+use crate::train::{TrainCommand, TrainEvent};
+
+use super::dataset_panel::DatasetPanel;
+use super::export_panel::ExportPanel;
+use super::jobs::{Jobs, ModelSummary, Reply};
+use super::model_panel::ModelPanel;
+use super::picker::{FilePicker, PickKind};
+use super::playground::Playground;
+use super::playground_panel::PlaygroundPanel;
+use super::settings::{Settings, STORAGE_KEY};
+use super::training_panel::TrainingPanel;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tab {
+    Model,
+    Dataset,
+    Hyperparameters,
+    Training,
+    Playground,
+    Export,
+}
+
+impl Tab {
+    const ALL: [Tab; 6] = [Tab::Model, Tab::Dataset, Tab::Hyperparameters, Tab::Training, Tab::Playground, Tab::Export];
+
+    fn label(self) -> &'static str {
+        match self {
+            Tab::Model => "Model",
+            Tab::Dataset => "Dataset",
+            Tab::Hyperparameters => "Hyperparameters",
+            Tab::Training => "Training",
+            Tab::Playground => "Playground",
+            Tab::Export => "Export",
+        }
+    }
+}
+
+pub struct WgtuneApp {
+    pub settings: Settings,
+    pub tab: Tab,
+    pub jobs: Jobs,
+    pub playground_worker: Playground,
+    pub model: ModelPanel,
+    pub dataset: DatasetPanel,
+    pub training: TrainingPanel,
+    pub playground: PlaygroundPanel,
+    pub export: ExportPanel,
+    pub cached_models: Vec<CachedModel>,
+    pub device_description: String,
+    /// Set when the window was asked to close while training runs.
+    confirm_close: bool,
+    /// Set once the user chose to stop and quit: close when the run has saved and ended.
+    closing: bool,
+}
+
+impl WgtuneApp {
+    pub fn new(cc: &eframe::CreationContext<'_>, picker: Box<dyn FilePicker>) -> Self {
+        let settings: Settings = cc
+            .storage
+            .and_then(|s| eframe::get_value(s, STORAGE_KEY))
+            .unwrap_or_default();
+        let ctx = cc.egui_ctx.clone();
+        let jobs = Jobs::new(Arc::from(picker), Arc::new(move || ctx.request_repaint()));
+        let playground_worker = Playground::new(jobs.sender());
+        let mut app = Self {
+            settings,
+            tab: Tab::Model,
+            playground_worker,
+            model: ModelPanel::default(),
+            dataset: DatasetPanel::default(),
+            training: TrainingPanel::default(),
+            playground: PlaygroundPanel::default(),
+            export: ExportPanel::default(),
+            cached_models: cached_models(),
+            device_description: "detecting the GPU…".into(),
+            confirm_close: false,
+            closing: false,
+            jobs,
+        };
+        app.jobs.describe_device(app.settings.config.device);
+        if !app.settings.config.model.as_os_str().is_empty() {
+            app.select_model(app.settings.config.model.clone());
+        }
+        app
+    }
+
+    /// The bundled demo model, one click away.
+    pub fn demo_model_path() -> PathBuf {
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/demo-model"))
+    }
+
+    pub fn select_model(&mut self, path: PathBuf) {
+        self.model.loading = true;
+        self.model.error = None;
+        self.jobs.read_model(path);
+    }
+
+    pub fn select_dataset(&mut self, path: PathBuf) {
+        self.settings.config.data.train_file = path;
+        self.refresh_dataset();
+    }
+
+    pub fn refresh_dataset(&mut self) {
+        let data = &self.settings.config.data;
+        if data.train_file.as_os_str().is_empty() {
+            return;
+        }
+        match &self.model.summary {
+            Some(model) => {
+                self.dataset.loading = true;
+                self.dataset.error = None;
+                self.jobs.read_dataset(model.path.clone(), data.clone(), self.settings.config.seed);
+            }
+            None => self.dataset.error = Some("Choose a model first: the dataset is tokenized with its tokenizer.".into()),
+        }
+    }
+
+    fn handle_reply(&mut self, reply: Reply) {
+        match reply {
+            Reply::Device(text) => self.device_description = text,
+            Reply::Picked(kind, Some(path)) => self.picked(kind, path),
+            Reply::Picked(_, None) => {}
+            Reply::Model(result) => {
+                self.model.loading = false;
+                match result {
+                    Ok(summary) => self.model_loaded(summary),
+                    Err(e) => self.model.error = Some(e),
+                }
+            }
+            Reply::Dataset(result) => {
+                self.dataset.loading = false;
+                match result {
+                    Ok(preview) => {
+                        self.settings.remember_dataset(self.settings.config.data.train_file.clone());
+                        self.dataset.preview = Some(preview);
+                        self.dataset.error = None;
+                    }
+                    Err(e) => {
+                        self.dataset.preview = None;
+                        self.dataset.error = Some(e);
+                    }
+                }
+            }
+            Reply::Generated { slot, prompt, result } => self.playground.generated(slot, prompt, result),
+            Reply::ExportProgress { done, total } => self.export.progress = Some((done, total)),
+            Reply::Exported(result) => self.export.finished(result),
+        }
+    }
+
+    fn model_loaded(&mut self, summary: ModelSummary) {
+        self.settings.config.model = summary.path.clone();
+        self.settings.remember_model(summary.path.clone());
+        self.model.summary = Some(summary);
+        self.model.error = None;
+        self.refresh_dataset();
+    }
+
+    fn picked(&mut self, kind: PickKind, path: PathBuf) {
+        match kind {
+            PickKind::ModelFolder => self.select_model(path),
+            PickKind::DatasetFile => self.select_dataset(path),
+            PickKind::ValidationFile => {
+                self.settings.config.data.validation_file = Some(path);
+                self.refresh_dataset();
+            }
+            PickKind::OutputFolder => self.settings.config.output_dir = path,
+            PickKind::RunFolder => self.resume_run(path),
+            PickKind::SettingsFile => match crate::train::TrainConfig::from_toml_file(&path) {
+                Ok(config) => {
+                    let model = config.model.clone();
+                    self.settings.config = config;
+                    self.hyperparameters_message(format!("Loaded {}", path.display()));
+                    self.select_model(model);
+                }
+                Err(e) => self.hyperparameters_message(e.to_string()),
+            },
+            PickKind::SaveSettingsFile => {
+                let message = match self.settings.config.save_toml(&path) {
+                    Ok(()) => format!("Saved {}", path.display()),
+                    Err(e) => e.to_string(),
+                };
+                self.hyperparameters_message(message);
+            }
+            PickKind::MergedExportFolder => self.start_export(path, true),
+            PickKind::AdapterExportFolder => self.start_export(path, false),
+        }
+    }
+
+    fn hyperparameters_message(&mut self, message: String) {
+        self.training.settings_message = Some(message);
+    }
+
+    pub fn start_training(&mut self) {
+        let config = self.settings.config.clone();
+        if let Err(e) = config.validate() {
+            self.training.start_error = Some(e.to_string());
+            return;
+        }
+        self.settings.last_run = Some(config.output_dir.clone());
+        self.training.start(crate::train::spawn(config, false));
+        self.tab = Tab::Training;
+    }
+
+    pub fn resume_run(&mut self, run_dir: PathBuf) {
+        match crate::train::resume_config(&run_dir) {
+            Ok(config) => {
+                self.settings.config = config.clone();
+                self.settings.last_run = Some(run_dir);
+                self.training.start(crate::train::spawn(config, true));
+                self.tab = Tab::Training;
+            }
+            Err(e) => self.training.start_error = Some(e.to_string()),
+        }
+    }
+
+    fn start_export(&mut self, out: PathBuf, merged: bool) {
+        let Some(trained) = self.trained_weights() else {
+            self.export.finished(Err("Train first, or resume a run: there are no trained weights to export.".into()));
+            return;
+        };
+        self.export.begin(merged);
+        self.jobs
+            .export(self.settings.config.model.clone(), trained, out, merged, self.export.dtype);
+    }
+
+    /// The trained weights of the current (or last) run, if it has produced any.
+    pub fn trained_weights(&self) -> Option<PathBuf> {
+        if let Some(summary) = &self.training.summary {
+            return Some(summary.final_checkpoint.clone());
+        }
+        let run = self.training.run_dir().or(self.settings.last_run.clone())?;
+        let final_dir = run.join(crate::train::FINAL_DIR);
+        if final_dir.exists() {
+            return Some(final_dir);
+        }
+        crate::train::checkpoint::latest(&run)
+    }
+
+    fn drain(&mut self) {
+        for reply in self.jobs.poll() {
+            self.handle_reply(reply);
+        }
+        let events = self.training.poll();
+        for event in events {
+            if let TrainEvent::Generated { prompt, text } = &event {
+                self.playground.generated(super::playground::Slot::Tuned, prompt.clone(), Ok(text.clone()));
+            }
+            self.training.apply(event);
+        }
+    }
+
+    fn close_guard(&mut self, ctx: &egui::Context) {
+        if ctx.input(|i| i.viewport().close_requested()) && self.training.is_running() && !self.closing {
+            ctx.send_viewport_cmd(egui::ViewportCommand::CancelClose);
+            self.confirm_close = true;
+        }
+        if self.closing && !self.training.is_running() {
+            ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+        }
+    }
+
+    fn confirm_close_ui(&mut self, ctx: &egui::Context) {
+        if !self.confirm_close {
+            return;
+        }
+        let modal = egui::Modal::new(egui::Id::unique("confirm-close")).show(ctx, |ui| {
+            ui.heading("Training is running");
+            ui.label("Stop it and quit? A checkpoint is written first, so the run can be resumed later.");
+            ui.horizontal(|ui| {
+                if ui.button("Stop and quit").clicked() {
+                    self.training.send(TrainCommand::Stop);
+                    self.closing = true;
+                    self.confirm_close = false;
+                }
+                if ui.button("Keep training").clicked() {
+                    self.confirm_close = false;
+                }
+            });
+        });
+        if modal.should_close() {
+            self.confirm_close = false;
+        }
+    }
+
+    fn status_bar_ui(&self, ui: &mut egui::Ui) {
+        ui.horizontal(|ui| {
+            ui.label(format!("Device: {}", self.device_description));
+            ui.separator();
+            ui.label(self.training.status_line());
+        });
+    }
+
+    fn tabs_ui(&mut self, ui: &mut egui::Ui) {
+        ui.horizontal(|ui| {
+            ui.heading("wgtune");
+            ui.separator();
+            for tab in Tab::ALL {
+                ui.selectable_value(&mut self.tab, tab, tab.label());
+            }
+        });
+    }
+}
+
+impl eframe::App for WgtuneApp {
+    fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        self.drain();
+        self.close_guard(ctx);
+        if self.training.is_running() || self.export.busy || self.model.loading || self.dataset.loading {
+            ctx.request_repaint_after(std::time::Duration::from_millis(200));
+        }
+    }
+
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        egui::Panel::top("tabs").show(ui, |ui| self.tabs_ui(ui));
+        egui::Panel::bottom("status").show(ui, |ui| self.status_bar_ui(ui));
+        egui::CentralPanel::default().show(ui, |ui| {
+            egui::ScrollArea::vertical().auto_shrink([false, false]).show(ui, |ui| match self.tab {
+                Tab::Model => self.model_ui(ui),
+                Tab::Dataset => self.dataset_ui(ui),
+                Tab::Hyperparameters => self.hyperparameters_ui(ui),
+                Tab::Training => self.training_ui(ui),
+                Tab::Playground => self.playground_ui(ui),
+                Tab::Export => self.export_ui(ui),
+            });
+        });
+        let ctx = ui.ctx().clone();
+        self.confirm_close_ui(&ctx);
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        eframe::set_value(storage, STORAGE_KEY, &self.settings);
+    }
+}
+
+impl Drop for WgtuneApp {
+    fn drop(&mut self) {
+        // Leaving the app stops a run; the trainer writes a checkpoint before it ends.
+        self.training.send(TrainCommand::Stop);
+    }
+}

@@ -1,0 +1,139 @@
+//! The dataset panel: choose a file, see the detected format, token statistics, problems with
+//! their file and line, and the first examples with the trained tokens highlighted.
+
+use eframe::egui;
+use crate::data::{DatasetFormat, Segment};
+
+use super::app::WgtuneApp;
+use super::jobs::DatasetPreview;
+use super::model_panel::{display_path, error_ui};
+use super::picker::PickKind;
+
+#[derive(Default)]
+pub struct DatasetPanel {
+    pub preview: Option<DatasetPreview>,
+    pub error: Option<String>,
+    pub loading: bool,
+}
+
+impl WgtuneApp {
+    pub fn dataset_ui(&mut self, ui: &mut egui::Ui) {
+        ui.heading("Dataset");
+        ui.label("JSONL, JSON or CSV records: alpaca (instruction/input/output), chat (messages), ShareGPT (conversations), prompt/completion, or text.");
+        let mut changed = false;
+        ui.horizontal(|ui| {
+            if ui.button("Open dataset…").clicked() {
+                self.jobs.pick(PickKind::DatasetFile);
+            }
+            if ui.button("Use demo dataset").clicked() {
+                self.settings.config.data.train_file = Self::demo_model_path().with_file_name("demo").join("train.jsonl");
+                self.settings.config.data.validation_file = Some(Self::demo_model_path().with_file_name("demo").join("validation.jsonl"));
+                changed = true;
+            }
+            let file = &self.settings.config.data.train_file;
+            if !file.as_os_str().is_empty() {
+                ui.label(display_path(file));
+            }
+        });
+        let data = &mut self.settings.config.data;
+        ui.horizontal(|ui| {
+            ui.label("Format");
+            let current = data.format.map_or("detect".to_string(), |f| f.name().to_string());
+            egui::ComboBox::from_id_salt("dataset-format").selected_text(current).show_ui(ui, |ui| {
+                changed |= ui.selectable_value(&mut data.format, None, "detect").changed();
+                for format in DatasetFormat::ALL {
+                    changed |= ui.selectable_value(&mut data.format, Some(format), format.name()).changed();
+                }
+            });
+            changed |= ui.checkbox(&mut data.train_on_prompt, "Train on prompts too").changed();
+            changed |= ui.checkbox(&mut data.packing, "Pack short examples").changed();
+        });
+        ui.horizontal(|ui| {
+            ui.label("Validation");
+            match &data.validation_file {
+                Some(path) => {
+                    ui.label(display_path(path));
+                    if ui.small_button("✕").on_hover_text("Use a held-out fraction instead").clicked() {
+                        data.validation_file = None;
+                        changed = true;
+                    }
+                }
+                None => {
+                    changed |= ui
+                        .add(egui::Slider::new(&mut data.validation_fraction, 0.0..=0.5).text("held-out fraction"))
+                        .drag_stopped();
+                    if ui.button("Validation file…").clicked() {
+                        self.jobs.pick(PickKind::ValidationFile);
+                    }
+                }
+            }
+        });
+        if changed {
+            self.refresh_dataset();
+        }
+
+        ui.add_space(8.0);
+        if self.dataset.loading {
+            ui.horizontal(|ui| {
+                ui.spinner();
+                ui.label("Reading and tokenizing…");
+            });
+        }
+        if let Some(error) = &self.dataset.error {
+            error_ui(ui, error);
+        }
+        if let Some(preview) = &self.dataset.preview {
+            preview_ui(ui, preview, self.settings.config.data.max_seq_len);
+        }
+    }
+}
+
+fn preview_ui(ui: &mut egui::Ui, preview: &DatasetPreview, max_seq_len: usize) {
+    let r = &preview.report;
+    egui::Grid::new("dataset-facts").num_columns(2).striped(true).show(ui, |ui| {
+        let mut row = |name: &str, value: String| {
+            ui.label(name);
+            ui.label(value);
+            ui.end_row();
+        };
+        row("Format", r.format.map_or("?".into(), |f| f.name().to_string()));
+        row("Records", r.records.to_string());
+        row("Training examples", r.train_examples.to_string());
+        row("Validation examples", r.validation_examples.to_string());
+        row("Tokens per example", format!("mean {:.1}, max {}", r.mean_tokens, r.max_tokens));
+        row("Trained tokens", format!("{} of {}", r.trainable_tokens, r.train_tokens));
+        row(&format!("Truncated to {max_seq_len}"), r.truncated.to_string());
+        row("Skipped", r.skipped.len().to_string());
+    });
+    if !r.skipped.is_empty() {
+        ui.collapsing(format!("{} skipped records", r.skipped.len()), |ui| {
+            for s in r.skipped.iter().take(50) {
+                ui.colored_label(ui.visuals().warn_fg_color, format!("{}: {}", s.origin, s.reason));
+            }
+        });
+    }
+    ui.add_space(8.0);
+    ui.label("First examples as the model sees them (highlighted: the tokens it learns to write):");
+    for (i, segments) in preview.examples.iter().enumerate() {
+        egui::Frame::group(ui.style()).show(ui, |ui| {
+            ui.label(egui::RichText::new(format!("Example {}", i + 1)).strong());
+            example_ui(ui, segments);
+        });
+    }
+}
+
+fn example_ui(ui: &mut egui::Ui, segments: &[Segment]) {
+    let mut job = egui::text::LayoutJob::default();
+    let font = egui::TextStyle::Monospace.resolve(ui.style());
+    let normal = ui.visuals().weak_text_color();
+    let trained = ui.visuals().strong_text_color();
+    let highlight = ui.visuals().selection.bg_fill;
+    for segment in segments {
+        let mut format = egui::TextFormat::simple(font.clone(), if segment.trainable { trained } else { normal });
+        if segment.trainable {
+            format.background = highlight;
+        }
+        job.append(&segment.text, 0.0, format);
+    }
+    ui.label(job);
+}

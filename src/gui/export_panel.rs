@@ -1,0 +1,86 @@
+//! The export panel: merged weights as a Hugging Face folder (dtype of choice) and the PEFT
+//! adapter, each to a folder chosen by dialog.
+
+use std::path::PathBuf;
+
+use eframe::egui;
+use crate::model::WeightDtype;
+
+use super::app::WgtuneApp;
+use super::model_panel::{display_path, error_ui};
+use super::picker::PickKind;
+
+#[derive(Default)]
+pub struct ExportPanel {
+    /// `None` keeps the source model's dtype.
+    pub dtype: Option<WeightDtype>,
+    pub busy: bool,
+    pub merged: bool,
+    pub progress: Option<(usize, usize)>,
+    pub result: Option<Result<PathBuf, String>>,
+}
+
+impl ExportPanel {
+    pub fn begin(&mut self, merged: bool) {
+        self.busy = true;
+        self.merged = merged;
+        self.progress = None;
+        self.result = None;
+    }
+
+    pub fn finished(&mut self, result: Result<PathBuf, String>) {
+        self.busy = false;
+        self.result = Some(result);
+    }
+}
+
+impl WgtuneApp {
+    pub fn export_ui(&mut self, ui: &mut egui::Ui) {
+        ui.heading("Export");
+        let trained = self.trained_weights();
+        match &trained {
+            Some(path) => ui.label(format!("Trained weights: {}", display_path(path))),
+            None => ui.label("Nothing to export yet: train, or resume a run, first."),
+        };
+        let is_lora = self.settings.config.method.lora().is_some();
+        let ready = trained.is_some() && !self.export.busy && !self.training.is_running();
+        egui::Frame::group(ui.style()).show(ui, |ui| {
+            ui.label(egui::RichText::new("Merged weights").strong());
+            ui.label("A Hugging Face folder with the base model's tensor names, shapes and shards; transformers loads it as is.");
+            ui.horizontal(|ui| {
+                ui.label("dtype");
+                let label = self.export.dtype.map_or("same as the model".to_string(), |d| d.torch_name().to_string());
+                egui::ComboBox::from_id_salt("export-dtype").selected_text(label).show_ui(ui, |ui| {
+                    ui.selectable_value(&mut self.export.dtype, None, "same as the model");
+                    for d in [WeightDtype::F32, WeightDtype::F16, WeightDtype::Bf16] {
+                        ui.selectable_value(&mut self.export.dtype, Some(d), d.torch_name());
+                    }
+                });
+                if ui.add_enabled(ready, egui::Button::new("Export merged weights…")).clicked() {
+                    self.jobs.pick(PickKind::MergedExportFolder);
+                }
+            });
+        });
+        egui::Frame::group(ui.style()).show(ui, |ui| {
+            ui.label(egui::RichText::new("LoRA adapter").strong());
+            ui.label("adapter_config.json + adapter_model.safetensors, loadable with PEFT's PeftModel.from_pretrained.");
+            if ui.add_enabled(ready && is_lora, egui::Button::new("Export adapter…")).clicked() {
+                self.jobs.pick(PickKind::AdapterExportFolder);
+            }
+        });
+        if self.export.busy {
+            let (done, total) = self.export.progress.unwrap_or((0, 1));
+            ui.add(egui::ProgressBar::new(done as f32 / total.max(1) as f32).text(format!("{done} / {total} tensors")));
+        }
+        match &self.export.result {
+            Some(Ok(path)) => {
+                ui.colored_label(
+                    egui::Color32::from_rgb(60, 170, 90),
+                    format!("Exported {} to {}", if self.export.merged { "merged weights" } else { "the adapter" }, display_path(path)),
+                );
+            }
+            Some(Err(error)) => error_ui(ui, error),
+            None => {}
+        }
+    }
+}

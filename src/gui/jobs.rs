@@ -1,0 +1,160 @@
+//! Work the app hands to background threads, and the replies that come back over a channel.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::Arc;
+
+use crate::data::{segments, DataConfig, DataReport, Dataset, Segment};
+use crate::device::{ComputeDevice, DeviceChoice};
+use crate::model::{ModelConfig, ModelFolder, WeightDtype};
+use crate::session::LoadedModel;
+use crate::tokenizer::TextTokenizer;
+
+use super::picker::{FilePicker, PickKind};
+use super::playground::Slot;
+
+/// What the model panel shows about a model folder.
+#[derive(Clone, Debug)]
+pub struct ModelSummary {
+    pub path: PathBuf,
+    pub config: ModelConfig,
+    pub dtype: WeightDtype,
+    pub parameters: usize,
+    pub has_chat_template: bool,
+}
+
+impl ModelSummary {
+    pub fn read(path: &Path) -> Result<Self, String> {
+        let folder = ModelFolder::open(path).map_err(|e| e.to_string())?;
+        let tokenizer = TextTokenizer::from_folder(path, &folder.config.eos_token_ids).map_err(|e| e.to_string())?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            parameters: folder.config.num_parameters(),
+            dtype: folder.dtype(),
+            has_chat_template: tokenizer.has_chat_template(),
+            config: folder.config,
+        })
+    }
+}
+
+/// What the dataset panel shows: the loading report and the first examples as the model sees them.
+#[derive(Clone, Debug)]
+pub struct DatasetPreview {
+    pub report: DataReport,
+    pub examples: Vec<Vec<Segment>>,
+}
+
+impl DatasetPreview {
+    pub fn read(model: &Path, data: &DataConfig, seed: u64) -> Result<Self, String> {
+        let config = ModelConfig::from_file(&model.join("config.json")).map_err(|e| e.to_string())?;
+        let tokenizer = TextTokenizer::from_folder(model, &config.eos_token_ids).map_err(|e| e.to_string())?;
+        let dataset = Dataset::load(data, &tokenizer, seed).map_err(|e| e.to_string())?;
+        let examples = dataset
+            .train
+            .iter()
+            .take(5)
+            .map(|e| segments(&tokenizer, e))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        Ok(Self {
+            report: dataset.report,
+            examples,
+        })
+    }
+}
+
+pub enum Reply {
+    Device(String),
+    Picked(PickKind, Option<PathBuf>),
+    Model(Result<ModelSummary, String>),
+    Dataset(Result<DatasetPreview, String>),
+    Generated { slot: Slot, prompt: String, result: Result<String, String> },
+    ExportProgress { done: usize, total: usize },
+    Exported(Result<PathBuf, String>),
+}
+
+/// Runs closures on threads and collects their replies; wakes the UI when one arrives.
+pub struct Jobs {
+    tx: Sender<Reply>,
+    rx: Receiver<Reply>,
+    repaint: Arc<dyn Fn() + Send + Sync>,
+    picker: Arc<dyn FilePicker>,
+}
+
+impl Jobs {
+    pub fn new(picker: Arc<dyn FilePicker>, repaint: Arc<dyn Fn() + Send + Sync>) -> Self {
+        let (tx, rx) = channel();
+        Self { tx, rx, repaint, picker }
+    }
+
+    pub fn sender(&self) -> ReplySender {
+        ReplySender {
+            tx: self.tx.clone(),
+            repaint: self.repaint.clone(),
+        }
+    }
+
+    pub fn spawn(&self, job: impl FnOnce(&ReplySender) + Send + 'static) {
+        let sender = self.sender();
+        std::thread::spawn(move || job(&sender));
+    }
+
+    pub fn pick(&self, kind: PickKind) {
+        let picker = self.picker.clone();
+        self.spawn(move |reply| reply.send(Reply::Picked(kind, picker.pick(kind))));
+    }
+
+    pub fn describe_device(&self, choice: DeviceChoice) {
+        self.spawn(move |reply| {
+            let text = match ComputeDevice::open(choice) {
+                Ok(d) => d.description,
+                Err(e) => format!("no device: {e}"),
+            };
+            reply.send(Reply::Device(text));
+        });
+    }
+
+    pub fn read_model(&self, path: PathBuf) {
+        self.spawn(move |reply| reply.send(Reply::Model(ModelSummary::read(&path))));
+    }
+
+    pub fn read_dataset(&self, model: PathBuf, data: DataConfig, seed: u64) {
+        self.spawn(move |reply| reply.send(Reply::Dataset(DatasetPreview::read(&model, &data, seed))));
+    }
+
+    /// Loads the base model with the trained weights in `trained` and exports merged weights
+    /// (`merged`) or the adapter.
+    pub fn export(&self, model: PathBuf, trained: PathBuf, out: PathBuf, merged: bool, dtype: Option<WeightDtype>) {
+        self.spawn(move |reply| {
+            let result = LoadedModel::load(&model, DeviceChoice::Cpu)
+                .and_then(|m| m.with_trained(&trained))
+                .and_then(|m| {
+                    if merged {
+                        m.export_merged(&out, dtype, |done, total| reply.send(Reply::ExportProgress { done, total }))
+                    } else {
+                        m.export_adapter(&out)
+                    }
+                })
+                .map(|_| out)
+                .map_err(|e| e.to_string());
+            reply.send(Reply::Exported(result));
+        });
+    }
+
+    pub fn poll(&self) -> Vec<Reply> {
+        self.rx.try_iter().collect()
+    }
+}
+
+#[derive(Clone)]
+pub struct ReplySender {
+    tx: Sender<Reply>,
+    repaint: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl ReplySender {
+    pub fn send(&self, reply: Reply) {
+        let _ = self.tx.send(reply);
+        (self.repaint)();
+    }
+}

@@ -1,0 +1,98 @@
+//! The model panel: choose a model folder (dialog, demo, recent, Hugging Face cache) and see
+//! what it is.
+
+use eframe::egui;
+use crate::inspect::human_count;
+
+use super::app::WgtuneApp;
+use super::jobs::ModelSummary;
+use super::picker::PickKind;
+
+#[derive(Default)]
+pub struct ModelPanel {
+    pub summary: Option<ModelSummary>,
+    pub error: Option<String>,
+    pub loading: bool,
+}
+
+impl WgtuneApp {
+    pub fn model_ui(&mut self, ui: &mut egui::Ui) {
+        ui.heading("Model");
+        ui.label("A Hugging Face model folder: config.json, safetensors weights and tokenizer.json (Llama, Mistral, Qwen2).");
+        ui.horizontal(|ui| {
+            if ui.button("Open model folder…").clicked() {
+                self.jobs.pick(PickKind::ModelFolder);
+            }
+            if ui.button("Use demo model").on_hover_text("The small chat model bundled with wgtune").clicked() {
+                self.select_model(Self::demo_model_path());
+            }
+        });
+
+        let mut chosen = None;
+        if !self.settings.recent_models.is_empty() {
+            ui.collapsing("Recent models", |ui| {
+                for path in &self.settings.recent_models {
+                    if ui.link(path.display().to_string()).clicked() {
+                        chosen = Some(path.clone());
+                    }
+                }
+            });
+        }
+        if !self.cached_models.is_empty() {
+            ui.collapsing("In the Hugging Face cache", |ui| {
+                for model in &self.cached_models {
+                    if ui.link(&model.id).on_hover_text(model.path.display().to_string()).clicked() {
+                        chosen = Some(model.path.clone());
+                    }
+                }
+            });
+        }
+        if let Some(path) = chosen {
+            self.select_model(path);
+        }
+
+        ui.add_space(8.0);
+        if self.model.loading {
+            ui.horizontal(|ui| {
+                ui.spinner();
+                ui.label("Reading the model…");
+            });
+        }
+        if let Some(error) = &self.model.error {
+            error_ui(ui, error);
+        }
+        if let Some(m) = &self.model.summary {
+            let c = &m.config;
+            egui::Grid::new("model-facts").num_columns(2).striped(true).show(ui, |ui| {
+                let mut row = |name: &str, value: String| {
+                    ui.label(name);
+                    ui.label(value);
+                    ui.end_row();
+                };
+                row("Folder", display_path(&m.path));
+                row("Architecture", format!("{} ({} layers, hidden {})", c.architecture.name(), c.num_hidden_layers, c.hidden_size));
+                row("Attention", format!("{} heads, {} key/value heads, head dim {}", c.num_attention_heads, c.num_key_value_heads, c.head_dim));
+                row("Parameters", format!("{} ({})", human_count(m.parameters), m.parameters));
+                row("Stored dtype", m.dtype.torch_name().to_string());
+                row("Context length", format!("{} tokens", c.max_position_embeddings));
+                row("Vocabulary", c.vocab_size.to_string());
+                row("Chat template", if m.has_chat_template { "yes".into() } else { "no (alpaca prompts are used)".into() });
+            });
+        }
+    }
+}
+
+/// A framed, red error message.
+pub fn error_ui(ui: &mut egui::Ui, error: &str) {
+    egui::Frame::group(ui.style())
+        .stroke(egui::Stroke::new(1.0, ui.visuals().error_fg_color))
+        .show(ui, |ui| {
+            ui.colored_label(ui.visuals().error_fg_color, error);
+        });
+}
+
+/// A path relative to the working directory when it lies inside it, as given otherwise.
+pub fn display_path(path: &std::path::Path) -> String {
+    let relative = std::env::current_dir().ok().and_then(|cwd| path.strip_prefix(cwd).ok().map(|p| p.to_path_buf()));
+    relative.as_deref().unwrap_or(path).display().to_string()
+}

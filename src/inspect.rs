@@ -1,0 +1,184 @@
+//! What a model and a method amount to before any weight is loaded: parameter counts and an
+//! estimate of training memory. The GUI recomputes this as sliders move, so it is pure
+//! arithmetic on `config.json`.
+
+use serde::Serialize;
+
+use crate::method::{Method, LORA_TARGETS};
+use crate::model::ModelConfig;
+
+/// Every parameter of the model: module path and shape `[in, out]` for linears.
+pub fn parameter_shapes(c: &ModelConfig) -> Vec<(String, Vec<usize>)> {
+    let h = c.hidden_size;
+    let q = c.num_attention_heads * c.head_dim;
+    let kv = c.num_key_value_heads * c.head_dim;
+    let i = c.intermediate_size;
+    let mut out = vec![("embed_tokens.weight".to_string(), vec![c.vocab_size, h])];
+    for l in 0..c.num_hidden_layers {
+        let p = |name: &str| format!("layers.{l}.{name}");
+        out.push((p("input_layernorm.weight"), vec![h]));
+        for (name, d_in, d_out, bias) in [
+            ("self_attn.q_proj", h, q, c.qkv_bias),
+            ("self_attn.k_proj", h, kv, c.qkv_bias),
+            ("self_attn.v_proj", h, kv, c.qkv_bias),
+            ("self_attn.o_proj", q, h, c.o_bias),
+            ("mlp.gate_proj", h, i, c.mlp_bias),
+            ("mlp.up_proj", h, i, c.mlp_bias),
+            ("mlp.down_proj", i, h, c.mlp_bias),
+        ] {
+            out.push((p(&format!("{name}.weight")), vec![d_in, d_out]));
+            if bias {
+                out.push((p(&format!("{name}.bias")), vec![d_out]));
+            }
+        }
+        out.push((p("post_attention_layernorm.weight"), vec![h]));
+    }
+    out.push(("norm.weight".to_string(), vec![h]));
+    if !c.tie_word_embeddings {
+        out.push(("lm_head.weight".to_string(), vec![h, c.vocab_size]));
+    }
+    out
+}
+
+/// Parameters that train under `method` (LoRA factors for LoRA).
+pub fn trainable_count(c: &ModelConfig, method: &Method) -> usize {
+    let shapes = parameter_shapes(c);
+    let numel = |s: &Vec<usize>| s.iter().product::<usize>();
+    match method {
+        Method::Lora(lora) => shapes
+            .iter()
+            .filter(|(path, shape)| {
+                shape.len() == 2
+                    && lora.target_modules.iter().any(|t| path.ends_with(&format!(".{t}.weight")))
+                    && LORA_TARGETS.iter().any(|t| path.ends_with(&format!(".{t}.weight")))
+            })
+            .map(|(_, shape)| lora.rank * (shape[0] + shape[1]))
+            .sum(),
+        Method::Full => shapes.iter().map(|(_, s)| numel(s)).sum(),
+        Method::TopLayers { layers } => {
+            let first = c.num_hidden_layers.saturating_sub(*layers);
+            shapes
+                .iter()
+                .filter(|(path, _)| {
+                    path.strip_prefix("layers.")
+                        .and_then(|rest| rest.split('.').next())
+                        .and_then(|n| n.parse::<usize>().ok())
+                        .is_some_and(|n| n >= first)
+                })
+                .map(|(_, s)| numel(s))
+                .sum()
+        }
+        Method::Modules { names } => shapes
+            .iter()
+            .filter(|(path, _)| {
+                names.iter().any(|n| {
+                    let dotted = format!(".{path}.");
+                    dotted.contains(&format!(".{n}."))
+                })
+            })
+            .map(|(_, s)| numel(s))
+            .sum(),
+    }
+}
+
+/// Bytes of device memory a training step needs, by what they hold.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct MemoryEstimate {
+    /// The model's weights in f32.
+    pub weights: u64,
+    /// Gradients, their accumulation and AdamW's two moments, for the trainable parameters.
+    pub optimizer: u64,
+    /// Activations kept for the backward pass.
+    pub activations: u64,
+    /// Logits of the target positions and their softmax, kept for the backward pass.
+    pub logits: u64,
+    pub total: u64,
+}
+
+/// Estimates training memory for `batch` sequences of `seq_len` tokens, `targets` of which carry
+/// a loss (all of them when unknown).
+pub fn estimate_memory(c: &ModelConfig, method: &Method, batch: usize, seq_len: usize) -> MemoryEstimate {
+    const F32: u64 = 4;
+    let total_params = c.num_parameters() as u64;
+    let trainable = trainable_count(c, method) as u64;
+    let tokens = (batch * seq_len) as u64;
+    let (h, i) = (c.hidden_size as u64, c.intermediate_size as u64);
+    let q = (c.num_attention_heads * c.head_dim) as u64;
+    let kv = (c.num_key_value_heads * c.head_dim) as u64;
+    let heads = c.num_attention_heads as u64;
+    let rank = method.lora().map(|l| l.rank as u64 * l.target_modules.len() as u64).unwrap_or(0);
+    // Per token and layer: norms and residuals, projections and their rotations, the MLP's three
+    // intermediate tensors, LoRA's low-rank products, and attention scores with their softmax.
+    let per_token_layer = 6 * h + 3 * q + 4 * kv + 5 * i + rank + 2 * heads * seq_len as u64;
+    let activations = tokens * per_token_layer * c.num_hidden_layers as u64 * F32;
+    let logits = tokens * c.vocab_size as u64 * F32 * 2;
+    let weights = total_params * F32;
+    let optimizer = trainable * F32 * 4;
+    let total = weights + optimizer + activations + logits;
+    MemoryEstimate {
+        weights,
+        optimizer,
+        activations,
+        logits,
+        total,
+    }
+}
+
+/// Formats a byte count as MiB or GiB.
+pub fn human_bytes(bytes: u64) -> String {
+    let mib = bytes as f64 / (1u64 << 20) as f64;
+    if mib >= 1024.0 {
+        format!("{:.2} GiB", mib / 1024.0)
+    } else {
+        format!("{mib:.1} MiB")
+    }
+}
+
+/// Formats a parameter count as 1.2K / 3.4M / 5.6B.
+pub fn human_count(n: usize) -> String {
+    let n = n as f64;
+    if n >= 1e9 {
+        format!("{:.2}B", n / 1e9)
+    } else if n >= 1e6 {
+        format!("{:.2}M", n / 1e6)
+    } else if n >= 1e3 {
+        format!("{:.1}K", n / 1e3)
+    } else {
+        format!("{n}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::method::LoraSettings;
+    use std::path::Path;
+
+    fn smollm2() -> ModelConfig {
+        ModelConfig::from_json(
+            r#"{"model_type": "llama", "vocab_size": 49152, "hidden_size": 576, "intermediate_size": 1536,
+            "num_hidden_layers": 30, "num_attention_heads": 9, "num_key_value_heads": 3, "tie_word_embeddings": true}"#,
+            Path::new("config.json"),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn lora_r16_on_all_projections_of_smollm2_is_4_88m() {
+        // PEFT reports 4,884,480 trainable parameters for this configuration.
+        let method = Method::Lora(LoraSettings { rank: 16, ..Default::default() });
+        assert_eq!(trainable_count(&smollm2(), &method), 4_884_480);
+    }
+
+    #[test]
+    fn full_and_partial_counts_add_up() {
+        let c = smollm2();
+        let shapes: usize = parameter_shapes(&c).iter().map(|(_, s)| s.iter().product::<usize>()).sum();
+        assert_eq!(shapes, c.num_parameters());
+        assert_eq!(trainable_count(&c, &Method::Full), c.num_parameters());
+        let top = trainable_count(&c, &Method::TopLayers { layers: 2 });
+        assert_eq!(top, 2 * (c.num_parameters() - 49152 * 576 - 576) / 30);
+        let norms = trainable_count(&c, &Method::Modules { names: vec!["norm".into()] });
+        assert_eq!(norms, 576);
+    }
+}

@@ -1,0 +1,25 @@
+//! wgtune: fine-tune Llama-family language models with LoRA or full fine-tuning on any GPU
+//! through WebGPU (or on the CPU), matching Hugging Face transformers + PEFT numerically.
+//!
+//! This library is the engine; the command-line tool and the desktop app are thin fronts on it.
+
+pub mod chat_template;
+pub mod data;
+pub mod device;
+pub mod error;
+pub mod export;
+mod fsutil;
+pub mod generate;
+#[cfg(feature = "gui")]
+pub mod gui;
+pub mod hub;
+pub mod inspect;
+pub mod method;
+pub mod model;
+pub mod params;
+pub mod peft;
+pub mod session;
+pub mod tokenizer;
+pub mod train;
+
+pub use error::{Error, Result};

@@ -1,0 +1,210 @@
+//! Fine-tuning methods: which parameters train, and LoRA adapters on the decoder projections.
+
+use burn::module::{Lora, Module, ModuleMapper, ModuleVisitor, Param, ParamGroup};
+use burn::tensor::{Distribution, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::model::CausalLm;
+use crate::params::PathStack;
+
+/// The linear layers of a decoder layer LoRA can adapt, by their checkpoint names.
+pub const LORA_TARGETS: [&str; 7] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoraSettings {
+    pub rank: usize,
+    pub alpha: f64,
+    pub dropout: f64,
+    /// Names among [`LORA_TARGETS`].
+    pub target_modules: Vec<String>,
+    /// Scale by `alpha / sqrt(rank)` (rsLoRA) instead of `alpha / rank`.
+    pub rslora: bool,
+}
+
+impl Default for LoraSettings {
+    fn default() -> Self {
+        Self {
+            rank: 16,
+            alpha: 32.0,
+            dropout: 0.05,
+            target_modules: LORA_TARGETS.iter().map(|s| s.to_string()).collect(),
+            rslora: false,
+        }
+    }
+}
+
+impl LoraSettings {
+    pub fn scale(&self) -> f64 {
+        if self.rslora {
+            self.alpha / (self.rank as f64).sqrt()
+        } else {
+            self.alpha / self.rank as f64
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.rank == 0 {
+            return Err(Error::setting("method.rank", "must be at least 1"));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(Error::setting("method.dropout", "must be in [0, 1)"));
+        }
+        if self.target_modules.is_empty() {
+            return Err(Error::setting("method.target_modules", "name at least one module"));
+        }
+        for name in &self.target_modules {
+            if !LORA_TARGETS.contains(&name.as_str()) {
+                return Err(Error::setting(
+                    "method.target_modules",
+                    format!("unknown module `{name}` (one of {})", LORA_TARGETS.join(", ")),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Module paths (`layers.3.self_attn.q_proj.weight`) this adapter attaches to.
+    fn pattern(&self) -> String {
+        format!(r"^layers\.\d+\.(self_attn|mlp)\.({})\.weight$", self.target_modules.join("|"))
+    }
+}
+
+/// How a model is fine-tuned.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Method {
+    /// Low-rank adapters on the chosen projections; every base weight is frozen.
+    Lora(LoraSettings),
+    /// Every weight trains.
+    Full,
+    /// Only the last `layers` decoder layers train.
+    TopLayers { layers: usize },
+    /// Only parameters whose path has one of these components (`q_proj`, `mlp`, `norm`,
+    /// `embed_tokens`, `lm_head`, `layers.29`, ...) train.
+    Modules { names: Vec<String> },
+}
+
+impl Default for Method {
+    fn default() -> Self {
+        Method::Lora(LoraSettings::default())
+    }
+}
+
+impl Method {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Method::Lora(_) => "lora",
+            Method::Full => "full",
+            Method::TopLayers { .. } => "top_layers",
+            Method::Modules { .. } => "modules",
+        }
+    }
+
+    pub fn lora(&self) -> Option<&LoraSettings> {
+        match self {
+            Method::Lora(settings) => Some(settings),
+            _ => None,
+        }
+    }
+
+    /// Marks what trains and attaches adapters. Returns an error naming the setting at fault.
+    pub fn apply(&self, model: CausalLm) -> Result<CausalLm> {
+        match self {
+            Method::Lora(settings) => {
+                settings.validate()?;
+                Ok(attach_lora(model, settings))
+            }
+            Method::Full => Ok(model.unfreeze()),
+            Method::TopLayers { layers } => {
+                let total = model.num_layers();
+                if *layers == 0 || *layers > total {
+                    return Err(Error::setting("method.layers", format!("must be between 1 and {total}")));
+                }
+                let first = total - layers;
+                let indices: Vec<String> = (first..total).map(|i| i.to_string()).collect();
+                let group = regex_group(&format!(r"^layers\.({})\.", indices.join("|")))?;
+                Ok(model.freeze().unfreeze_group(group))
+            }
+            Method::Modules { names } => {
+                if names.is_empty() {
+                    return Err(Error::setting("method.names", "name at least one module"));
+                }
+                let escaped: Vec<String> = names.iter().map(|n| regex_escape(n)).collect();
+                let pattern = format!(r"(^|\.)({})(\.|$)", escaped.join("|"));
+                let model = model.freeze().unfreeze_group(regex_group(&pattern)?);
+                if trainable_parameters(&model) == 0 {
+                    return Err(Error::setting(
+                        "method.names",
+                        format!("no parameter matches {names:?} (try q_proj, mlp, norm, embed_tokens, lm_head, layers.0)"),
+                    ));
+                }
+                Ok(model)
+            }
+        }
+    }
+}
+
+fn regex_group(pattern: &str) -> Result<ParamGroup> {
+    ParamGroup::from_regex(pattern).map_err(|e| Error::setting("method", format!("{e:?}")))
+}
+
+fn regex_escape(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| if "\\.+*?()|[]{}^$".contains(c) { vec!['\\', c] } else { vec![c] })
+        .collect()
+}
+
+/// Attaches Burn's LoRA adapters, initialised as PEFT does: `A` uniform in ±1/√d_in (Kaiming
+/// uniform with a = √5), `B` zero.
+pub fn attach_lora(model: CausalLm, settings: &LoraSettings) -> CausalLm {
+    // Burn scales by alpha / rank; rsLoRA's alpha / sqrt(rank) is the same with a larger alpha.
+    let alpha = settings.scale() * settings.rank as f64;
+    let group = ParamGroup::from_regex(&settings.pattern()).expect("the target pattern is a valid regex");
+    let lora = Lora::new(settings.rank, alpha).set_param_group(group);
+    let model = model.freeze().apply_lora(lora);
+    model.map(&mut AdapterInit::default())
+}
+
+/// Re-initialises every `lora.a` factor (`[d_in, r]`) as PEFT does.
+#[derive(Default)]
+struct AdapterInit {
+    stack: PathStack,
+}
+
+impl ModuleMapper for AdapterInit {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.stack.enter(name);
+    }
+
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.stack.exit();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        if !self.stack.path().ends_with(".lora.a") {
+            return param;
+        }
+        param.map(|t| {
+            let bound = 1.0 / (t.dims()[0] as f64).sqrt();
+            let a = Tensor::random(t.shape(), Distribution::Uniform(-bound, bound), &t.device());
+            if t.is_require_grad() { a.require_grad() } else { a }
+        })
+    }
+}
+
+/// Number of parameters that train.
+pub fn trainable_parameters<M: Module>(model: &M) -> usize {
+    struct Count(usize);
+    impl ModuleVisitor for Count {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if param.is_require_grad() {
+                self.0 += param.shape().num_elements();
+            }
+        }
+    }
+    let mut count = Count(0);
+    model.visit(&mut count);
+    count.0
+}

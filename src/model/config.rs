@@ -1,0 +1,339 @@
+//! `config.json` of a Hugging Face model folder, for the Llama family.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The decoder architectures wgtune runs. They share one implementation (`llama.rs`) and differ
+/// only in which projections carry a bias and how attention is windowed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Architecture {
+    Llama,
+    Mistral,
+    Qwen2,
+}
+
+impl Architecture {
+    pub const SUPPORTED: &'static [&'static str] = &["llama", "mistral", "qwen2"];
+
+    fn from_model_type(model_type: &str) -> Option<Self> {
+        match model_type {
+            "llama" => Some(Self::Llama),
+            "mistral" => Some(Self::Mistral),
+            "qwen2" => Some(Self::Qwen2),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Llama => "llama",
+            Self::Mistral => "mistral",
+            Self::Qwen2 => "qwen2",
+        }
+    }
+}
+
+/// How rotary frequencies are rescaled for long contexts.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RopeScaling {
+    None,
+    /// Positions divided by `factor`.
+    Linear { factor: f64 },
+    /// Llama 3.1's frequency-dependent rescaling.
+    Llama3 {
+        factor: f64,
+        low_freq_factor: f64,
+        high_freq_factor: f64,
+        original_max_position_embeddings: f64,
+    },
+}
+
+/// The fields of `config.json` the model needs, resolved to their effective values.
+#[derive(Clone, Debug)]
+pub struct ModelConfig {
+    pub architecture: Architecture,
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub num_key_value_heads: usize,
+    pub head_dim: usize,
+    pub rms_norm_eps: f64,
+    pub rope_theta: f64,
+    pub rope_scaling: RopeScaling,
+    pub max_position_embeddings: usize,
+    pub tie_word_embeddings: bool,
+    /// Bias on the q, k and v projections.
+    pub qkv_bias: bool,
+    /// Bias on the output projection.
+    pub o_bias: bool,
+    pub mlp_bias: bool,
+    /// Tokens attend at most this far back (Mistral); `None` is full causal attention.
+    pub sliding_window: Option<usize>,
+    /// The dtype the weights are stored in, as `config.json` declares it.
+    pub torch_dtype: Option<String>,
+    pub eos_token_ids: Vec<u32>,
+    pub bos_token_id: Option<u32>,
+}
+
+/// `config.json` as written by transformers; only what we read.
+#[derive(Deserialize)]
+struct RawConfig {
+    vocab_size: usize,
+    hidden_size: usize,
+    intermediate_size: usize,
+    num_hidden_layers: usize,
+    num_attention_heads: usize,
+    num_key_value_heads: Option<usize>,
+    head_dim: Option<usize>,
+    #[serde(default = "default_eps")]
+    rms_norm_eps: f64,
+    rope_theta: Option<f64>,
+    rope_scaling: Option<serde_json::Value>,
+    /// transformers 5 moved `rope_theta` and `rope_scaling` here.
+    rope_parameters: Option<serde_json::Value>,
+    #[serde(default = "default_max_positions")]
+    max_position_embeddings: usize,
+    #[serde(default)]
+    tie_word_embeddings: bool,
+    #[serde(default)]
+    attention_bias: bool,
+    #[serde(default)]
+    mlp_bias: bool,
+    sliding_window: Option<usize>,
+    use_sliding_window: Option<bool>,
+    hidden_act: Option<String>,
+    torch_dtype: Option<String>,
+    dtype: Option<String>,
+    eos_token_id: Option<serde_json::Value>,
+    bos_token_id: Option<u32>,
+}
+
+fn default_eps() -> f64 {
+    1e-6
+}
+
+fn default_max_positions() -> usize {
+    2048
+}
+
+impl ModelConfig {
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::from_json(&text, path)
+    }
+
+    /// Parses `text`, naming `path` in errors.
+    pub fn from_json(text: &str, path: &Path) -> Result<Self> {
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| Error::invalid_file(path, e.to_string()))?;
+        let model_type = value
+            .get("model_type")
+            .and_then(|v| v.as_str())
+            .unwrap_or("<none>")
+            .to_string();
+        let architecture = Architecture::from_model_type(&model_type).ok_or_else(|| {
+            Error::UnsupportedArchitecture {
+                path: path.to_path_buf(),
+                model_type: model_type.clone(),
+            }
+        })?;
+        let raw: RawConfig =
+            serde_json::from_value(value).map_err(|e| Error::invalid_file(path, e.to_string()))?;
+
+        if let Some(act) = &raw.hidden_act
+            && act != "silu"
+        {
+            return Err(Error::invalid_file(
+                path,
+                format!("hidden_act `{act}` is not supported (only `silu`)"),
+            ));
+        }
+        if raw.num_attention_heads == 0
+            || (raw.head_dim.is_none() && raw.hidden_size % raw.num_attention_heads != 0)
+        {
+            return Err(Error::invalid_file(
+                path,
+                "hidden_size must be a multiple of num_attention_heads",
+            ));
+        }
+        let num_key_value_heads = raw.num_key_value_heads.unwrap_or(raw.num_attention_heads);
+        if num_key_value_heads == 0 || raw.num_attention_heads % num_key_value_heads != 0 {
+            return Err(Error::invalid_file(
+                path,
+                format!(
+                    "num_attention_heads ({}) must be a multiple of num_key_value_heads ({num_key_value_heads})",
+                    raw.num_attention_heads
+                ),
+            ));
+        }
+
+        let rope_parameters = raw.rope_parameters.as_ref();
+        let rope_theta = raw
+            .rope_theta
+            .or_else(|| rope_parameters.and_then(|p| p.get("rope_theta")).and_then(|v| v.as_f64()))
+            .unwrap_or(10000.0);
+        let scaling = raw.rope_scaling.as_ref().or(rope_parameters);
+        let rope_scaling = parse_rope_scaling(scaling, path)?;
+
+        let head_dim = raw.head_dim.unwrap_or(raw.hidden_size / raw.num_attention_heads);
+        if head_dim % 2 != 0 {
+            return Err(Error::invalid_file(path, format!("head_dim {head_dim} must be even for RoPE")));
+        }
+        let (qkv_bias, o_bias) = match architecture {
+            Architecture::Qwen2 => (true, false),
+            Architecture::Llama => (raw.attention_bias, raw.attention_bias),
+            Architecture::Mistral => (false, false),
+        };
+        let sliding_window = match architecture {
+            Architecture::Mistral => raw.sliding_window,
+            Architecture::Qwen2 if raw.use_sliding_window == Some(true) => raw.sliding_window,
+            _ => None,
+        };
+
+        Ok(Self {
+            architecture,
+            vocab_size: raw.vocab_size,
+            hidden_size: raw.hidden_size,
+            intermediate_size: raw.intermediate_size,
+            num_hidden_layers: raw.num_hidden_layers,
+            num_attention_heads: raw.num_attention_heads,
+            num_key_value_heads,
+            head_dim,
+            rms_norm_eps: raw.rms_norm_eps,
+            rope_theta,
+            rope_scaling,
+            max_position_embeddings: raw.max_position_embeddings,
+            tie_word_embeddings: raw.tie_word_embeddings,
+            qkv_bias,
+            o_bias,
+            mlp_bias: raw.mlp_bias,
+            sliding_window,
+            torch_dtype: raw.torch_dtype.or(raw.dtype),
+            eos_token_ids: token_ids(raw.eos_token_id.as_ref()),
+            bos_token_id: raw.bos_token_id,
+        })
+    }
+
+    /// Number of parameters, counting tied embeddings once.
+    pub fn num_parameters(&self) -> usize {
+        let h = self.hidden_size;
+        let q = self.num_attention_heads * self.head_dim;
+        let kv = self.num_key_value_heads * self.head_dim;
+        let attn = h * q + 2 * h * kv + q * h
+            + if self.qkv_bias { q + 2 * kv } else { 0 }
+            + if self.o_bias { h } else { 0 };
+        let mlp = 3 * h * self.intermediate_size
+            + if self.mlp_bias { 2 * self.intermediate_size + h } else { 0 };
+        let layer = attn + mlp + 2 * h;
+        let embed = self.vocab_size * h;
+        let head = if self.tie_word_embeddings { 0 } else { embed };
+        embed + head + h + self.num_hidden_layers * layer
+    }
+}
+
+fn token_ids(value: Option<&serde_json::Value>) -> Vec<u32> {
+    match value {
+        Some(serde_json::Value::Number(n)) => n.as_u64().map(|n| vec![n as u32]).unwrap_or_default(),
+        Some(serde_json::Value::Array(items)) => items
+            .iter()
+            .filter_map(|v| v.as_u64().map(|n| n as u32))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn parse_rope_scaling(value: Option<&serde_json::Value>, path: &Path) -> Result<RopeScaling> {
+    let Some(value) = value.filter(|v| !v.is_null()) else {
+        return Ok(RopeScaling::None);
+    };
+    let field = |name: &str| value.get(name).and_then(|v| v.as_f64());
+    let kind = value
+        .get("rope_type")
+        .or_else(|| value.get("type"))
+        .and_then(|v| v.as_str())
+        .unwrap_or("default");
+    let require = |name: &str| {
+        field(name).ok_or_else(|| {
+            Error::invalid_file(path, format!("rope_scaling of type `{kind}` needs `{name}`"))
+        })
+    };
+    match kind {
+        "default" => Ok(RopeScaling::None),
+        "linear" => Ok(RopeScaling::Linear {
+            factor: require("factor")?,
+        }),
+        "llama3" => Ok(RopeScaling::Llama3 {
+            factor: require("factor")?,
+            low_freq_factor: require("low_freq_factor")?,
+            high_freq_factor: require("high_freq_factor")?,
+            original_max_position_embeddings: require("original_max_position_embeddings")?,
+        }),
+        other => Err(Error::invalid_file(
+            path,
+            format!("rope_scaling type `{other}` is not supported (default, linear, llama3)"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<ModelConfig> {
+        ModelConfig::from_json(json, Path::new("config.json"))
+    }
+
+    const BASE: &str = r#""vocab_size": 100, "hidden_size": 64, "intermediate_size": 128,
+        "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2"#;
+
+    #[test]
+    fn unknown_architecture_names_it_and_the_supported_ones() {
+        let err = parse(&format!(r#"{{"model_type": "gpt2", {BASE}}}"#)).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("`gpt2`"), "{text}");
+        assert!(text.contains("llama, mistral, qwen2"), "{text}");
+        assert!(text.contains("config.json"), "{text}");
+    }
+
+    #[test]
+    fn rope_theta_is_read_from_rope_parameters() {
+        let cfg = parse(&format!(
+            r#"{{"model_type": "llama", {BASE}, "rope_parameters": {{"rope_type": "default", "rope_theta": 500000.0}}}}"#
+        ))
+        .unwrap();
+        assert_eq!(cfg.rope_theta, 500000.0);
+        assert_eq!(cfg.rope_scaling, RopeScaling::None);
+        assert_eq!(cfg.head_dim, 16);
+    }
+
+    #[test]
+    fn qwen2_has_qkv_bias_and_no_output_bias() {
+        let cfg = parse(&format!(r#"{{"model_type": "qwen2", {BASE}}}"#)).unwrap();
+        assert!(cfg.qkv_bias && !cfg.o_bias);
+    }
+
+    #[test]
+    fn unsupported_rope_type_is_an_error() {
+        let err = parse(&format!(
+            r#"{{"model_type": "llama", {BASE}, "rope_scaling": {{"rope_type": "yarn", "factor": 4.0}}}}"#
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("yarn"));
+    }
+
+    #[test]
+    fn parameter_count_matches_smollm2_135m() {
+        let cfg = parse(
+            r#"{"model_type": "llama", "vocab_size": 49152, "hidden_size": 576, "intermediate_size": 1536,
+            "num_hidden_layers": 30, "num_attention_heads": 9, "num_key_value_heads": 3, "tie_word_embeddings": true}"#,
+        )
+        .unwrap();
+        assert_eq!(cfg.num_parameters(), 134_515_008);
+    }
+}

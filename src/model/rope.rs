@@ -1,0 +1,89 @@
+//! Rotary position embeddings, in the "rotate half" layout Hugging Face Llama checkpoints use.
+//!
+//! Tables are computed on the host for the positions a forward pass needs: they are tiny, and
+//! building them in f64 keeps them as exact as the reference's.
+
+use burn::tensor::{Device, Tensor, TensorData};
+
+use super::config::{ModelConfig, RopeScaling};
+
+#[derive(Clone, Debug)]
+pub struct Rope {
+    /// One frequency per pair of dimensions, after any scaling.
+    inv_freq: Vec<f64>,
+    position_scale: f64,
+}
+
+impl Rope {
+    pub fn new(config: &ModelConfig) -> Self {
+        let dim = config.head_dim;
+        let base: Vec<f64> = (0..dim / 2)
+            .map(|i| 1.0 / config.rope_theta.powf((2 * i) as f64 / dim as f64))
+            .collect();
+        match &config.rope_scaling {
+            RopeScaling::None => Self { inv_freq: base, position_scale: 1.0 },
+            RopeScaling::Linear { factor } => Self { inv_freq: base, position_scale: 1.0 / factor },
+            RopeScaling::Llama3 {
+                factor,
+                low_freq_factor,
+                high_freq_factor,
+                original_max_position_embeddings: original,
+            } => {
+                let low_freq_wavelen = original / low_freq_factor;
+                let high_freq_wavelen = original / high_freq_factor;
+                let inv_freq = base
+                    .into_iter()
+                    .map(|f| {
+                        let wavelen = 2.0 * std::f64::consts::PI / f;
+                        if wavelen < high_freq_wavelen {
+                            f
+                        } else if wavelen > low_freq_wavelen {
+                            f / factor
+                        } else {
+                            let smooth = (original / wavelen - low_freq_factor)
+                                / (high_freq_factor - low_freq_factor);
+                            (1.0 - smooth) * f / factor + smooth * f
+                        }
+                    })
+                    .collect();
+                Self { inv_freq, position_scale: 1.0 }
+            }
+        }
+    }
+
+    /// `(cos, sin)`, each `[len, head_dim]`, for positions `start..start + len`.
+    pub fn tables(&self, start: usize, len: usize, device: &Device) -> (Tensor<2>, Tensor<2>) {
+        let half = self.inv_freq.len();
+        let mut cos = Vec::with_capacity(len * half * 2);
+        let mut sin = Vec::with_capacity(len * half * 2);
+        for pos in start..start + len {
+            let p = pos as f64 * self.position_scale;
+            // The two halves of a head share frequencies: [f0..f_{h-1}, f0..f_{h-1}].
+            for _ in 0..2 {
+                for f in &self.inv_freq {
+                    // The reference rounds the frequency to f32 before multiplying.
+                    let angle = p * (*f as f32) as f64;
+                    cos.push(angle.cos() as f32);
+                    sin.push(angle.sin() as f32);
+                }
+            }
+        }
+        let shape = [len, half * 2];
+        (
+            Tensor::from_data(TensorData::new(cos, shape), device),
+            Tensor::from_data(TensorData::new(sin, shape), device),
+        )
+    }
+}
+
+/// Rotates `x` (`[batch, heads, len, head_dim]`) by the given tables.
+pub fn apply_rotary(x: Tensor<4>, cos: &Tensor<2>, sin: &Tensor<2>) -> Tensor<4> {
+    let head_dim = x.dims()[3];
+    let half = head_dim / 2;
+    let first = x.clone().narrow(3, 0, half);
+    let second = x.clone().narrow(3, half, half);
+    let rotated = Tensor::cat(vec![second.neg(), first], 3);
+    let cos = cos.clone().unsqueeze::<4>();
+    let sin = sin.clone().unsqueeze::<4>();
+    x * cos + rotated * sin
+}

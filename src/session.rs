@@ -1,0 +1,93 @@
+//! A model loaded for use outside training: generation, export, the GUI playground.
+
+use std::path::{Path, PathBuf};
+
+use crate::device::{ComputeDevice, DeviceChoice};
+use crate::error::{Error, Result};
+use crate::export::export_merged;
+use crate::generate::{generate_text, GenerationSettings};
+use crate::method::{LoraSettings, Method};
+use crate::model::{CausalLm, ModelFolder, WeightDtype};
+use crate::peft;
+use crate::tokenizer::TextTokenizer;
+use crate::train::{checkpoint, FINAL_DIR};
+
+pub struct LoadedModel {
+    pub folder: ModelFolder,
+    pub tokenizer: TextTokenizer,
+    pub device: ComputeDevice,
+    pub model: CausalLm,
+    /// The adapter's settings when one is attached.
+    pub lora: Option<LoraSettings>,
+    /// Where the trained weights came from, if any.
+    pub trained_from: Option<PathBuf>,
+}
+
+impl LoadedModel {
+    pub fn load(model_dir: &Path, device: DeviceChoice) -> Result<Self> {
+        let folder = ModelFolder::open(model_dir)?;
+        let tokenizer = TextTokenizer::from_folder(model_dir, &folder.config.eos_token_ids)?;
+        let device = ComputeDevice::open(device)?;
+        let model = folder.load(&device.device)?;
+        Ok(Self {
+            folder,
+            tokenizer,
+            device,
+            model,
+            lora: None,
+            trained_from: None,
+        })
+    }
+
+    /// Applies trained weights: a PEFT adapter folder, a checkpoint or `final` folder of a
+    /// full or partial run, or a run directory (its `final` folder, else its newest checkpoint).
+    pub fn with_trained(mut self, path: &Path) -> Result<Self> {
+        let dir = resolve_trained(path)?;
+        if dir.join(peft::CONFIG_FILE).exists() {
+            let (model, settings) = peft::load_adapter(self.model, &dir)?;
+            self.model = model;
+            self.lora = Some(settings);
+        } else {
+            let model = Method::Full.apply(self.model)?;
+            self.model = checkpoint::load_weights(model, &Method::Full, &dir)?;
+        }
+        self.trained_from = Some(dir);
+        Ok(self)
+    }
+
+    pub fn generate(&self, prompt: &str, settings: &GenerationSettings) -> Result<String> {
+        generate_text(&self.model, &self.tokenizer, prompt, settings)
+    }
+
+    pub fn export_merged(&self, out: &Path, dtype: Option<WeightDtype>, progress: impl FnMut(usize, usize)) -> Result<()> {
+        export_merged(&self.model, &self.folder, out, dtype, progress)
+    }
+
+    /// Writes the attached adapter in PEFT format into `out`.
+    pub fn export_adapter(&self, out: &Path) -> Result<()> {
+        let settings = self
+            .lora
+            .as_ref()
+            .ok_or_else(|| Error::setting("adapter", "no LoRA adapter is attached (full and partial runs export merged weights)"))?;
+        let staging = crate::fsutil::staging_dir(out)?;
+        peft::save_adapter(&self.model, settings, &self.folder.path.display().to_string(), &staging)?;
+        crate::fsutil::publish(&staging, out)
+    }
+}
+
+fn resolve_trained(path: &Path) -> Result<PathBuf> {
+    let has_weights = |d: &Path| d.join(peft::CONFIG_FILE).exists() || d.join(checkpoint::TRAINABLE_FILE).exists();
+    if has_weights(path) {
+        return Ok(path.to_path_buf());
+    }
+    let final_dir = path.join(FINAL_DIR);
+    if has_weights(&final_dir) {
+        return Ok(final_dir);
+    }
+    checkpoint::latest(path).ok_or_else(|| {
+        Error::invalid_file(
+            path,
+            "no adapter_config.json, trainable.safetensors, final/ or checkpoint-* here",
+        )
+    })
+}

@@ -1,0 +1,199 @@
+//! The model's tokenizer (`tokenizer.json`), its special tokens and its chat template.
+
+use std::ops::Range;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// One turn of a conversation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub role: String,
+    pub content: String,
+}
+
+impl Message {
+    pub fn new(role: &str, content: &str) -> Self {
+        Self {
+            role: role.into(),
+            content: content.into(),
+        }
+    }
+}
+
+/// Text with the byte ranges the model should learn to produce.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RenderedText {
+    pub text: String,
+    pub trainable: Vec<Range<usize>>,
+    /// Whether the text already carries the special tokens (BOS) a chat template writes itself.
+    pub has_special_tokens: bool,
+}
+
+/// Token ids with, per token, whether it is a training target.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TokenizedText {
+    pub ids: Vec<u32>,
+    pub trainable: Vec<bool>,
+}
+
+pub struct TextTokenizer {
+    inner: tokenizers::Tokenizer,
+    chat_template: Option<String>,
+    bos_token: Option<String>,
+    eos_token: Option<String>,
+    /// Token ids that end generation.
+    pub eos_token_ids: Vec<u32>,
+    pub pad_token_id: u32,
+}
+
+#[derive(Deserialize, Default)]
+struct TokenizerConfig {
+    chat_template: Option<serde_json::Value>,
+    bos_token: Option<serde_json::Value>,
+    eos_token: Option<serde_json::Value>,
+    pad_token: Option<serde_json::Value>,
+}
+
+/// Special tokens appear either as strings or as `{"content": ...}` objects.
+fn token_text(value: &Option<serde_json::Value>) -> Option<String> {
+    match value.as_ref()? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Object(o) => o.get("content")?.as_str().map(str::to_string),
+        _ => None,
+    }
+}
+
+impl TextTokenizer {
+    /// Reads `tokenizer.json`, `tokenizer_config.json` and `chat_template.jinja` (which
+    /// transformers 5 writes instead of the config's `chat_template`) from a model folder.
+    /// `model_eos` are the end-of-sequence ids from `config.json` / `generation_config.json`.
+    pub fn from_folder(folder: &Path, model_eos: &[u32]) -> Result<Self> {
+        let path = folder.join("tokenizer.json");
+        if !path.exists() {
+            return Err(Error::invalid_file(folder, "no tokenizer.json in this folder"));
+        }
+        let inner = tokenizers::Tokenizer::from_file(&path)
+            .map_err(|e| Error::invalid_file(&path, e.to_string()))?;
+
+        let config_path = folder.join("tokenizer_config.json");
+        let config: TokenizerConfig = if config_path.exists() {
+            let text = std::fs::read_to_string(&config_path).map_err(|e| Error::io(&config_path, e))?;
+            serde_json::from_str(&text).map_err(|e| Error::invalid_file(&config_path, e.to_string()))?
+        } else {
+            TokenizerConfig::default()
+        };
+
+        let jinja = folder.join("chat_template.jinja");
+        let chat_template = if jinja.exists() {
+            Some(std::fs::read_to_string(&jinja).map_err(|e| Error::io(&jinja, e))?)
+        } else {
+            match &config.chat_template {
+                Some(serde_json::Value::String(s)) => Some(s.clone()),
+                // A list of named templates: take the default one.
+                Some(serde_json::Value::Array(items)) => items
+                    .iter()
+                    .find(|t| t.get("name").and_then(|n| n.as_str()) == Some("default"))
+                    .and_then(|t| t.get("template")?.as_str().map(str::to_string)),
+                _ => None,
+            }
+        };
+
+        let bos_token = token_text(&config.bos_token);
+        let eos_token = token_text(&config.eos_token);
+        let mut eos_token_ids: Vec<u32> = model_eos.to_vec();
+        if let Some(id) = eos_token.as_deref().and_then(|t| inner.token_to_id(t))
+            && !eos_token_ids.contains(&id)
+        {
+            eos_token_ids.push(id);
+        }
+        let pad_token_id = token_text(&config.pad_token)
+            .and_then(|t| inner.token_to_id(&t))
+            .or_else(|| eos_token_ids.first().copied())
+            .unwrap_or(0);
+        Ok(Self {
+            inner,
+            chat_template,
+            bos_token,
+            eos_token,
+            eos_token_ids,
+            pad_token_id,
+        })
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    pub fn has_chat_template(&self) -> bool {
+        self.chat_template.is_some()
+    }
+
+    pub fn eos_token(&self) -> Option<&str> {
+        self.eos_token.as_deref()
+    }
+
+    /// The id appended after a completion so the model learns to stop.
+    pub fn eos_token_id(&self) -> Option<u32> {
+        self.eos_token
+            .as_deref()
+            .and_then(|t| self.inner.token_to_id(t))
+            .or_else(|| self.eos_token_ids.first().copied())
+    }
+
+    pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>> {
+        let encoding = self
+            .inner
+            .encode(text, add_special_tokens)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.inner.decode(ids, true).map_err(|e| Error::Tokenizer(e.to_string()))
+    }
+
+    /// Decodes keeping special tokens such as `<|im_start|>` visible.
+    pub fn decode_with_special_tokens(&self, ids: &[u32]) -> Result<String> {
+        self.inner.decode(ids, false).map_err(|e| Error::Tokenizer(e.to_string()))
+    }
+
+    /// Tokenizes the whole text at once (so merges across span boundaries are those of the
+    /// reference tokenizer) and marks the tokens that start inside a trainable span.
+    pub fn tokenize(&self, rendered: &RenderedText) -> Result<TokenizedText> {
+        let encoding = self
+            .inner
+            .encode(rendered.text.as_str(), !rendered.has_special_tokens)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let ids = encoding.get_ids().to_vec();
+        let special = encoding.get_special_tokens_mask();
+        let trainable = encoding
+            .get_offsets()
+            .iter()
+            .zip(special)
+            .map(|(&(start, end), &inserted)| {
+                // Tokens the post-processor inserts (BOS) cover no text and are never targets.
+                let covers_text = inserted == 0 || end > start;
+                covers_text && rendered.trainable.iter().any(|r| r.contains(&start))
+            })
+            .collect();
+        Ok(TokenizedText { ids, trainable })
+    }
+
+    /// Renders a conversation with the model's chat template.
+    pub fn apply_chat_template(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
+        let template = self
+            .chat_template
+            .as_deref()
+            .ok_or_else(|| Error::Template("this model has no chat_template".into()))?;
+        crate::chat_template::render(
+            template,
+            messages,
+            add_generation_prompt,
+            self.bos_token.as_deref().unwrap_or(""),
+            self.eos_token.as_deref().unwrap_or(""),
+        )
+    }
+}

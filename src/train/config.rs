@@ -1,0 +1,191 @@
+//! A training run's settings: what `run.toml` holds and what the CLI flags and the GUI set.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::DataConfig;
+use crate::device::DeviceChoice;
+use crate::error::{Error, Result};
+use crate::method::Method;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScheduleKind {
+    #[default]
+    Cosine,
+    Linear,
+    Constant,
+}
+
+impl std::str::FromStr for ScheduleKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "cosine" => Ok(Self::Cosine),
+            "linear" => Ok(Self::Linear),
+            "constant" => Ok(Self::Constant),
+            other => Err(format!("unknown schedule `{other}` (cosine, linear, constant)")),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OptimizerConfig {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+    /// Clip the global gradient norm to this; 0 disables clipping.
+    pub max_grad_norm: f64,
+    pub schedule: ScheduleKind,
+    /// Warm-up steps; when 0, `warmup_ratio` of the total steps.
+    pub warmup_steps: usize,
+    pub warmup_ratio: f64,
+}
+
+impl Default for OptimizerConfig {
+    fn default() -> Self {
+        Self {
+            lr: 2e-4,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            max_grad_norm: 1.0,
+            schedule: ScheduleKind::Cosine,
+            warmup_steps: 0,
+            warmup_ratio: 0.03,
+        }
+    }
+}
+
+/// Everything a run needs. Serialises to the `run.toml` the CLI reads with `--config` and the
+/// GUI saves; a copy is written into every run directory.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// The Hugging Face model folder to fine-tune.
+    pub model: PathBuf,
+    /// Where checkpoints, metrics and the final adapter or weights go.
+    pub output_dir: PathBuf,
+    pub device: DeviceChoice,
+    pub seed: u64,
+    pub batch_size: usize,
+    pub grad_accumulation: usize,
+    pub epochs: usize,
+    /// Stop after this many optimizer steps, whatever `epochs` says.
+    pub max_steps: Option<usize>,
+    /// Evaluate on the validation set every this many steps (and at the end); 0 only at the end.
+    pub eval_every: usize,
+    /// Write a checkpoint every this many steps (and at the end); 0 only at the end.
+    pub save_every: usize,
+    /// How many checkpoints to keep; older ones are deleted.
+    pub keep_checkpoints: usize,
+    /// Materialise LoRA weights in every forward (Burn's default behaviour); for measurements.
+    pub materialize_lora: bool,
+    pub data: DataConfig,
+    pub method: Method,
+    pub optim: OptimizerConfig,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            model: PathBuf::new(),
+            output_dir: PathBuf::from("runs/latest"),
+            device: DeviceChoice::Auto,
+            seed: 42,
+            batch_size: 4,
+            grad_accumulation: 1,
+            epochs: 1,
+            max_steps: None,
+            eval_every: 0,
+            save_every: 100,
+            keep_checkpoints: 2,
+            materialize_lora: false,
+            data: DataConfig::default(),
+            method: Method::default(),
+            optim: OptimizerConfig::default(),
+        }
+    }
+}
+
+impl TrainConfig {
+    pub fn from_toml_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        toml::from_str(&text).map_err(|e| Error::invalid_file(path, e.to_string()))
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+
+    pub fn save_toml(&self, path: &Path) -> Result<()> {
+        crate::fsutil::write_atomic(path, self.to_toml().as_bytes())
+    }
+
+    /// Checks the settings that do not need the model or the data.
+    pub fn validate(&self) -> Result<()> {
+        if self.model.as_os_str().is_empty() {
+            return Err(Error::setting("model", "choose a model folder"));
+        }
+        if self.data.train_file.as_os_str().is_empty() {
+            return Err(Error::setting("data.train_file", "choose a dataset file"));
+        }
+        if self.batch_size == 0 {
+            return Err(Error::setting("batch_size", "must be at least 1"));
+        }
+        if self.grad_accumulation == 0 {
+            return Err(Error::setting("grad_accumulation", "must be at least 1"));
+        }
+        if self.epochs == 0 && self.max_steps.is_none() {
+            return Err(Error::setting("epochs", "must be at least 1 (or set max_steps)"));
+        }
+        if !(self.optim.lr > 0.0 && self.optim.lr.is_finite()) {
+            return Err(Error::setting("optim.lr", "must be a positive number"));
+        }
+        if !(0.0..1.0).contains(&self.optim.beta1) || !(0.0..1.0).contains(&self.optim.beta2) {
+            return Err(Error::setting("optim.beta1/beta2", "must be in [0, 1)"));
+        }
+        if !(0.0..1.0).contains(&self.optim.warmup_ratio) {
+            return Err(Error::setting("optim.warmup_ratio", "must be in [0, 1)"));
+        }
+        if let Some(lora) = self.method.lora() {
+            lora.validate()?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_round_trips() {
+        let mut config = TrainConfig::default();
+        config.model = "models/smol".into();
+        config.data.train_file = "data.jsonl".into();
+        config.max_steps = Some(10);
+        let text = config.to_toml();
+        let back: TrainConfig = toml::from_str(&text).unwrap();
+        assert_eq!(back, config);
+        assert!(text.contains("[method]"), "{text}");
+        assert!(text.contains("type = \"lora\""), "{text}");
+    }
+
+    #[test]
+    fn unknown_fields_are_named() {
+        let err = toml::from_str::<TrainConfig>("batch_sise = 3").unwrap_err().to_string();
+        assert!(err.contains("batch_sise"), "{err}");
+    }
+
+    #[test]
+    fn partial_methods_parse() {
+        let c: TrainConfig = toml::from_str("[method]\ntype = \"top_layers\"\nlayers = 2\n").unwrap();
+        assert_eq!(c.method, Method::TopLayers { layers: 2 });
+    }
+}

@@ -1,0 +1,92 @@
+//! Next-token cross-entropy over the positions that carry a target.
+//!
+//! Only those rows go through the language-model head, in chunks small enough that no logits
+//! buffer exceeds the device's buffer limit (128 MiB on lavapipe and many real adapters); the
+//! whole `[tokens, vocab]` matrix is never formed.
+
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use crate::data::{Batch, IGNORE};
+
+/// Rows of logits computed at once, from the buffer limit and a memory budget.
+pub fn chunk_rows(vocab: usize, max_buffer_bytes: u64) -> usize {
+    const BUDGET: u64 = 64 << 20;
+    let bytes_per_row = (vocab * 4) as u64;
+    (max_buffer_bytes.min(BUDGET) / bytes_per_row).max(1) as usize
+}
+
+/// The positions with a target and those targets, ready for [`cross_entropy_sum`].
+pub struct Targets {
+    pub rows: Tensor<1, Int>,
+    pub ids: Vec<i64>,
+}
+
+impl Targets {
+    pub fn from_batch(batch: &Batch, device: &Device) -> Option<Self> {
+        let (rows, ids): (Vec<i64>, Vec<i64>) = batch
+            .targets
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| **t != IGNORE)
+            .map(|(i, t)| (i as i64, *t))
+            .unzip();
+        if rows.is_empty() {
+            return None;
+        }
+        let n = rows.len();
+        Some(Self {
+            rows: Tensor::from_data(TensorData::new(rows, [n]), device),
+            ids,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+/// Sum over targets of `-log p(target)`, and for evaluation the number of targets the model
+/// ranks first. `hidden` is `[batch, len, dim]`, `head` `[dim, vocab]`.
+pub struct LossSum {
+    pub sum: Tensor<1>,
+    pub correct: Option<Tensor<1, Int>>,
+}
+
+pub fn cross_entropy_sum(hidden: Tensor<3>, head: Tensor<2>, targets: &Targets, chunk: usize, count_correct: bool) -> LossSum {
+    let [batch, len, dim] = hidden.dims();
+    let device = hidden.device();
+    let selected = hidden.reshape([batch * len, dim]).select(0, targets.rows.clone());
+    let mut sum: Option<Tensor<1>> = None;
+    let mut correct: Option<Tensor<1, Int>> = None;
+    let n = targets.len();
+    let mut start = 0;
+    while start < n {
+        let rows = chunk.min(n - start);
+        let h = selected.clone().narrow(0, start, rows);
+        let ids = &targets.ids[start..start + rows];
+        let target = Tensor::<2, Int>::from_data(TensorData::new(ids.to_vec(), [rows, 1]), &device);
+        let logits = h.matmul(head.clone());
+        if count_correct {
+            let hits = logits.clone().argmax(1).equal(target.clone()).int().sum();
+            correct = Some(match correct.take() {
+                Some(c) => c + hits,
+                None => hits,
+            });
+        }
+        let nll = log_softmax(logits, 1).gather(1, target).sum().neg();
+        sum = Some(match sum.take() {
+            Some(s) => s + nll,
+            None => nll,
+        });
+        start += rows;
+    }
+    LossSum {
+        sum: sum.unwrap_or_else(|| Tensor::zeros([1], &device)),
+        correct,
+    }
+}

@@ -1,0 +1,177 @@
+//! AdamW with global-norm gradient clipping, as `torch.optim.AdamW` computes it.
+//!
+//! Moments are kept per parameter *path* rather than per Burn `ParamId`, so that a checkpoint
+//! written by one process resumes in another.
+
+use std::collections::HashMap;
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Tensor, TensorData};
+
+use super::config::OptimizerConfig;
+use crate::model::HostTensor;
+use crate::params::PathStack;
+
+#[derive(Clone, Debug)]
+pub struct Moments {
+    pub m: Tensor<1>,
+    pub v: Tensor<1>,
+}
+
+pub struct AdamW {
+    config: OptimizerConfig,
+    /// Optimizer steps taken (bias correction uses it).
+    pub steps: usize,
+    pub moments: HashMap<String, Moments>,
+}
+
+impl AdamW {
+    pub fn new(config: &OptimizerConfig) -> Self {
+        Self {
+            config: config.clone(),
+            steps: 0,
+            moments: HashMap::new(),
+        }
+    }
+
+    /// Global L2 norm of the gradients of every trainable parameter.
+    pub fn grad_norm<M: Module>(model: &M, grads: &GradientsParams) -> f64 {
+        struct SquaredNorm<'a> {
+            grads: &'a GradientsParams,
+            total: Option<Tensor<1>>,
+        }
+        impl ModuleVisitor for SquaredNorm<'_> {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                if let Some(g) = self.grads.get::<D>(param.id) {
+                    let sq = g.square().sum();
+                    self.total = Some(match self.total.take() {
+                        Some(t) => t + sq,
+                        None => sq,
+                    });
+                }
+            }
+        }
+        let mut visitor = SquaredNorm { grads, total: None };
+        model.visit(&mut visitor);
+        visitor
+            .total
+            .map(|t| (t.into_scalar::<f32>() as f64).sqrt())
+            .unwrap_or(0.0)
+    }
+
+    /// One AdamW step at learning rate `lr`, with gradients scaled by `grad_scale` (clipping).
+    pub fn step<M: Module>(&mut self, model: M, mut grads: GradientsParams, lr: f64, grad_scale: f64) -> M {
+        self.steps += 1;
+        let c = &self.config;
+        let t = self.steps as i32;
+        let coefficients = Coefficients {
+            lr,
+            beta1: c.beta1,
+            beta2: c.beta2,
+            eps: c.eps,
+            decay: 1.0 - lr * c.weight_decay,
+            bias1: 1.0 - c.beta1.powi(t),
+            bias2: 1.0 - c.beta2.powi(t),
+            grad_scale,
+        };
+        let mut mapper = Update {
+            stack: PathStack::default(),
+            grads: &mut grads,
+            moments: &mut self.moments,
+            k: coefficients,
+        };
+        model.map(&mut mapper)
+    }
+
+    /// The moments on the host, for checkpoints: `m.<path>` and `v.<path>`.
+    pub fn state_tensors(&self) -> Vec<(String, HostTensor)> {
+        let mut out = Vec::new();
+        let mut paths: Vec<&String> = self.moments.keys().collect();
+        paths.sort();
+        for path in paths {
+            let moments = &self.moments[path];
+            for (prefix, t) in [("m", &moments.m), ("v", &moments.v)] {
+                out.push((
+                    format!("{prefix}.{path}"),
+                    HostTensor {
+                        shape: t.dims().to_vec(),
+                        values: t.to_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default(),
+                    },
+                ));
+            }
+        }
+        out
+    }
+
+    /// Restores moments written by [`state_tensors`](Self::state_tensors).
+    pub fn load_state(&mut self, steps: usize, tensors: &HashMap<String, HostTensor>, device: &Device) {
+        self.steps = steps;
+        self.moments.clear();
+        for (name, m) in tensors {
+            let Some(path) = name.strip_prefix("m.") else { continue };
+            let Some(v) = tensors.get(&format!("v.{path}")) else { continue };
+            let upload = |t: &HostTensor| Tensor::<1>::from_data(TensorData::new(t.values.clone(), [t.values.len()]), device);
+            self.moments.insert(path.to_string(), Moments { m: upload(m), v: upload(v) });
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Coefficients {
+    lr: f64,
+    beta1: f64,
+    beta2: f64,
+    eps: f64,
+    decay: f64,
+    bias1: f64,
+    bias2: f64,
+    grad_scale: f64,
+}
+
+struct Update<'a> {
+    stack: PathStack,
+    grads: &'a mut GradientsParams,
+    moments: &'a mut HashMap<String, Moments>,
+    k: Coefficients,
+}
+
+impl ModuleMapper for Update<'_> {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.stack.enter(name);
+    }
+
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.stack.exit();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let Some(grad) = self.grads.remove::<D>(param.id) else {
+            return param;
+        };
+        let path = self.stack.path();
+        let (id, value, mapper) = param.consume();
+        let shape = value.shape();
+        let n = shape.num_elements();
+        let k = self.k;
+
+        let p = value.inner().reshape([n]);
+        let g = grad.reshape([n]);
+        let g = if k.grad_scale != 1.0 { g.mul_scalar(k.grad_scale) } else { g };
+        let (m, v) = match self.moments.remove(&path) {
+            Some(Moments { m, v }) => (
+                m.mul_scalar(k.beta1) + g.clone().mul_scalar(1.0 - k.beta1),
+                v.mul_scalar(k.beta2) + g.square().mul_scalar(1.0 - k.beta2),
+            ),
+            None => (g.clone().mul_scalar(1.0 - k.beta1), g.square().mul_scalar(1.0 - k.beta2)),
+        };
+        // torch: p ← p·(1 − lr·wd) − (lr / bias1) · m / (√v / √bias2 + eps)
+        let denom = v.clone().sqrt().div_scalar(k.bias2.sqrt()).add_scalar(k.eps);
+        let update = m.clone().div(denom).mul_scalar(k.lr / k.bias1);
+        let p = p.mul_scalar(k.decay) - update;
+        self.moments.insert(path, Moments { m, v });
+
+        let p = Tensor::from_inner(p.reshape(shape)).require_grad();
+        Param::from_mapped_value(id, p, mapper)
+    }
+}

@@ -1,0 +1,65 @@
+//! Running training on its own thread, for fronts that must stay responsive.
+
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::thread::JoinHandle;
+
+use super::config::TrainConfig;
+use super::events::{EventSink, RunSummary, TrainCommand, TrainEvent};
+use super::trainer::train;
+use crate::error::{Error, Result};
+
+pub struct TrainingHandle {
+    pub events: Receiver<TrainEvent>,
+    pub commands: Sender<TrainCommand>,
+    thread: Option<JoinHandle<Result<RunSummary>>>,
+}
+
+/// Starts training on a background thread. A panic inside the engine (a driver failure, say)
+/// is reported as a [`TrainEvent::Failed`] rather than taking the front down with it.
+pub fn spawn(config: TrainConfig, resume: bool) -> TrainingHandle {
+    let (event_tx, event_rx) = channel();
+    let (command_tx, command_rx) = channel();
+    let thread = std::thread::Builder::new()
+        .name("wgtune-train".into())
+        .spawn(move || {
+            let sink = EventSink::new(event_tx);
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| train(&config, resume, &sink, &command_rx)));
+            outcome.unwrap_or_else(|panic| {
+                let message = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "unknown panic".into());
+                let error = format!("internal error: {message}");
+                sink.send(TrainEvent::Failed {
+                    error: error.clone(),
+                    last_checkpoint: super::checkpoint::latest(&config.output_dir),
+                });
+                Err(Error::Device(error))
+            })
+        })
+        .ok();
+    TrainingHandle {
+        events: event_rx,
+        commands: command_tx,
+        thread,
+    }
+}
+
+impl TrainingHandle {
+    pub fn send(&self, command: TrainCommand) {
+        let _ = self.commands.send(command);
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// Waits for the run to end and returns its outcome.
+    pub fn join(mut self) -> Result<RunSummary> {
+        match self.thread.take() {
+            Some(t) => t.join().unwrap_or_else(|_| Err(Error::Device("the training thread panicked".into()))),
+            None => Err(Error::Device("could not start the training thread".into())),
+        }
+    }
+}

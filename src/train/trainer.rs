@@ -1,0 +1,419 @@
+//! The training loop: batches in, AdamW steps out, events to the front, checkpoints to disk.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::{GradientsAccumulator, GradientsParams};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use super::checkpoint::{self, TrainerState};
+use super::config::TrainConfig;
+use super::events::{EvalMetrics, EventSink, RunInfo, RunSummary, StepMetrics, TrainCommand, TrainEvent};
+use super::loss::{chunk_rows, cross_entropy_sum, Targets};
+use super::metrics::MetricsLog;
+use super::optimizer::AdamW;
+use super::schedule::Schedule;
+use crate::data::{epoch_order, Batch, Dataset, Example};
+use crate::device::ComputeDevice;
+use crate::error::{Error, Result};
+use crate::fsutil;
+use crate::generate::generate_text;
+use crate::method::trainable_parameters;
+use crate::model::{CausalLm, ForwardOptions, LoraForward, ModelFolder};
+use crate::tokenizer::TextTokenizer;
+
+pub const RUN_CONFIG_FILE: &str = "run.toml";
+pub const FINAL_DIR: &str = "final";
+
+/// Trains as `config` says, reporting on `events` and obeying `commands`. With `resume`, continues
+/// from the newest checkpoint in `config.output_dir`.
+pub fn train(config: &TrainConfig, resume: bool, events: &EventSink, commands: &Receiver<TrainCommand>) -> Result<RunSummary> {
+    train_with_model(config, resume, events, commands).map(|(summary, _)| summary)
+}
+
+/// [`train`], also returning the trained model as it is in memory.
+pub fn train_with_model(
+    config: &TrainConfig,
+    resume: bool,
+    events: &EventSink,
+    commands: &Receiver<TrainCommand>,
+) -> Result<(RunSummary, CausalLm)> {
+    let mut last_checkpoint = None;
+    let result = Run::prepare(config, resume, events).and_then(|mut run| {
+        let result = run.train(commands);
+        last_checkpoint = run.last_checkpoint.clone();
+        result.map(|summary| (summary, run.model))
+    });
+    if let Err(e) = &result {
+        events.send(TrainEvent::Failed {
+            error: e.to_string(),
+            last_checkpoint,
+        });
+    }
+    result
+}
+
+/// Continues the run in `run_dir` with the settings saved there.
+pub fn resume_config(run_dir: &Path) -> Result<TrainConfig> {
+    let mut config = TrainConfig::from_toml_file(&run_dir.join(RUN_CONFIG_FILE))?;
+    config.output_dir = run_dir.to_path_buf();
+    Ok(config)
+}
+
+struct Run<'a> {
+    config: &'a TrainConfig,
+    events: &'a EventSink,
+    tokenizer: TextTokenizer,
+    data: Dataset,
+    device: ComputeDevice,
+    model: CausalLm,
+    optimizer: AdamW,
+    schedule: Schedule,
+    state: TrainerState,
+    total_steps: usize,
+    batches_per_epoch: usize,
+    chunk: usize,
+    metrics: MetricsLog,
+    last_checkpoint: Option<PathBuf>,
+    base_model: String,
+    /// The visiting order of the current epoch: (epoch, permutation).
+    order: (usize, Vec<usize>),
+}
+
+enum Control {
+    Continue,
+    Stop,
+}
+
+impl<'a> Run<'a> {
+    fn prepare(config: &'a TrainConfig, resume: bool, events: &'a EventSink) -> Result<Self> {
+        config.validate()?;
+        events.send(TrainEvent::Preparing(format!("Reading {}", config.model.display())));
+        let folder = ModelFolder::open(&config.model)?;
+        let tokenizer = TextTokenizer::from_folder(&config.model, &folder.config.eos_token_ids)?;
+        events.send(TrainEvent::Preparing(format!("Tokenizing {}", config.data.train_file.display())));
+        // The data is checked before any GPU work: a dataset with nothing to train on is an error now.
+        let data = Dataset::load(&config.data, &tokenizer, config.seed)?;
+        if let Some(max_id) = data.train.iter().flat_map(|e| e.ids.iter()).max()
+            && *max_id as usize >= folder.config.vocab_size
+        {
+            return Err(Error::setting(
+                "model",
+                format!("the tokenizer produced id {max_id}, outside the model's vocabulary of {}", folder.config.vocab_size),
+            ));
+        }
+
+        let device = ComputeDevice::open(config.device)?;
+        events.send(TrainEvent::Preparing(format!("Loading weights on {}", device.description)));
+        device.device.seed(config.seed);
+        let model = folder.load(&device.autodiff())?;
+        let model = config.method.apply(model)?;
+
+        let run_dir = &config.output_dir;
+        fsutil::create_dir(run_dir)?;
+        let mut optimizer = AdamW::new(&config.optim);
+        let mut state = TrainerState::default();
+        let mut model = model;
+        let mut last_checkpoint = None;
+        if resume {
+            let dir = checkpoint::latest(run_dir).ok_or_else(|| {
+                Error::invalid_file(run_dir, "no checkpoint to resume from in this run directory")
+            })?;
+            events.send(TrainEvent::Preparing(format!("Resuming from {}", dir.display())));
+            let (m, s) = checkpoint::load(&dir, model, &config.method, &mut optimizer, &device.autodiff())?;
+            model = m;
+            state = s;
+            last_checkpoint = Some(dir);
+        }
+        config.save_toml(&run_dir.join(RUN_CONFIG_FILE))?;
+        let metrics = MetricsLog::open(run_dir, state.step)?;
+
+        let batches_per_epoch = data.train.len().div_ceil(config.batch_size);
+        let steps_per_epoch = batches_per_epoch.div_ceil(config.grad_accumulation).max(1);
+        let total_steps = config.max_steps.unwrap_or(config.epochs * steps_per_epoch);
+        let schedule = Schedule::new(&config.optim, total_steps);
+        let chunk = chunk_rows(folder.config.vocab_size, device.max_buffer_bytes);
+        let base_model = config.model.display().to_string();
+
+        let run = Self {
+            config,
+            events,
+            tokenizer,
+            data,
+            device,
+            model,
+            optimizer,
+            schedule,
+            state,
+            total_steps,
+            batches_per_epoch,
+            chunk,
+            metrics,
+            last_checkpoint,
+            base_model,
+            order: (0, Vec::new()),
+        };
+        run.events.send(TrainEvent::Started(run.info()));
+        Ok(run)
+    }
+
+    fn info(&self) -> RunInfo {
+        RunInfo {
+            run_dir: self.config.output_dir.clone(),
+            device: self.device.description.clone(),
+            method: self.config.method.name().to_string(),
+            total_parameters: self.model.num_params(),
+            trainable_parameters: trainable_parameters(&self.model),
+            train_examples: self.data.train.len(),
+            validation_examples: self.data.validation.len(),
+            skipped_records: self.data.report.skipped.len(),
+            truncated_records: self.data.report.truncated,
+            total_steps: self.total_steps,
+            start_step: self.state.step,
+        }
+    }
+
+    fn train(&mut self, commands: &Receiver<TrainCommand>) -> Result<RunSummary> {
+        let started = Instant::now();
+        let mut recent: Vec<(usize, f64)> = Vec::new();
+        let mut stopped_early = false;
+        let mut last_eval = None;
+        let mut last_saved = self.state.step;
+        while self.state.step < self.total_steps {
+            if let Control::Stop = self.obey(commands, false)? {
+                stopped_early = true;
+                break;
+            }
+            let step_started = Instant::now();
+            let (loss, grad_norm, lr, tokens) = self.step()?;
+            self.state.step += 1;
+            self.state.last_loss = Some(loss);
+
+            recent.push((tokens, step_started.elapsed().as_secs_f64()));
+            if recent.len() > 10 {
+                recent.remove(0);
+            }
+            let (tok, secs) = recent.iter().fold((0, 0.0), |acc, r| (acc.0 + r.0, acc.1 + r.1));
+            let per_step = secs / recent.len() as f64;
+            let metrics = StepMetrics {
+                step: self.state.step,
+                total_steps: self.total_steps,
+                epoch: self.state.epoch as f64 + self.state.batch_in_epoch as f64 / self.batches_per_epoch.max(1) as f64,
+                loss,
+                lr,
+                grad_norm,
+                tokens_per_second: tok as f64 / secs.max(1e-9),
+                elapsed_seconds: started.elapsed().as_secs_f64(),
+                eta_seconds: per_step * (self.total_steps - self.state.step) as f64,
+            };
+            self.metrics.step(&metrics)?;
+            self.events.send(TrainEvent::Step(metrics));
+
+            let step = self.state.step;
+            if self.config.eval_every > 0 && step % self.config.eval_every == 0 && step < self.total_steps {
+                last_eval = self.evaluate()?;
+            }
+            if self.config.save_every > 0 && step % self.config.save_every == 0 && step < self.total_steps {
+                self.save()?;
+                last_saved = step;
+            }
+        }
+        if !stopped_early {
+            last_eval = self.evaluate()?.or(last_eval);
+        }
+        if self.state.step > last_saved || self.last_checkpoint.is_none() {
+            self.save()?;
+        }
+        let final_dir = self.config.output_dir.join(FINAL_DIR);
+        let staging = fsutil::staging_dir(&final_dir)?;
+        checkpoint::save_weights(&self.model, &self.config.method, &self.base_model, &staging)?;
+        fsutil::publish(&staging, &final_dir)?;
+
+        let summary = RunSummary {
+            run_dir: self.config.output_dir.clone(),
+            steps: self.state.step,
+            stopped_early,
+            final_checkpoint: final_dir,
+            final_loss: self.state.last_loss,
+            final_eval: last_eval,
+        };
+        self.events.send(TrainEvent::Finished(summary.clone()));
+        Ok(summary)
+    }
+
+    /// Handles pending commands; with `paused`, waits for one that resumes or stops.
+    fn obey(&mut self, commands: &Receiver<TrainCommand>, mut paused: bool) -> Result<Control> {
+        loop {
+            let command = if paused {
+                match commands.recv() {
+                    Ok(c) => c,
+                    Err(_) => return Ok(Control::Stop),
+                }
+            } else {
+                match commands.try_recv() {
+                    Ok(c) => c,
+                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => return Ok(Control::Continue),
+                }
+            };
+            match command {
+                TrainCommand::Pause if !paused => {
+                    paused = true;
+                    self.events.send(TrainEvent::Paused { step: self.state.step });
+                }
+                TrainCommand::Resume if paused => {
+                    self.events.send(TrainEvent::Resumed { step: self.state.step });
+                    return Ok(Control::Continue);
+                }
+                TrainCommand::Stop => return Ok(Control::Stop),
+                TrainCommand::Generate { prompt, settings } => {
+                    let text = generate_text(&self.model, &self.tokenizer, &prompt, &settings)
+                        .unwrap_or_else(|e| format!("[generation failed: {e}]"));
+                    self.events.send(TrainEvent::Generated { prompt, text });
+                }
+                TrainCommand::Pause | TrainCommand::Resume => {}
+            }
+        }
+    }
+
+    /// The micro-batches of the next optimizer step, advancing the data position.
+    fn next_batches(&mut self) -> Vec<(Batch, usize)> {
+        let mut out = Vec::new();
+        for _ in 0..self.config.grad_accumulation {
+            if self.state.batch_in_epoch >= self.batches_per_epoch {
+                self.state.epoch += 1;
+                self.state.batch_in_epoch = 0;
+            }
+            if self.order.0 != self.state.epoch || self.order.1.is_empty() {
+                self.order = (self.state.epoch, epoch_order(self.data.train.len(), self.config.seed, self.state.epoch));
+            }
+            let order = &self.order.1;
+            let start = self.state.batch_in_epoch * self.config.batch_size;
+            let end = (start + self.config.batch_size).min(order.len());
+            let examples: Vec<&Example> = order[start..end].iter().map(|&i| &self.data.train[i]).collect();
+            let tokens = examples.iter().map(|e| e.ids.len()).sum();
+            out.push((Batch::new(&examples, self.tokenizer.pad_token_id), tokens));
+            self.state.batch_in_epoch += 1;
+            // An epoch's last, partial accumulation window ends with the epoch.
+            if self.state.batch_in_epoch >= self.batches_per_epoch {
+                break;
+            }
+        }
+        out
+    }
+
+    /// One optimizer step; returns (loss, grad norm before clipping, lr, tokens).
+    fn step(&mut self) -> Result<(f64, f64, f64, usize)> {
+        let batches = self.next_batches();
+        let device = self.device.autodiff();
+        // Seeding per step makes dropout identical whether or not the run was resumed.
+        self.device.device.seed(self.config.seed.wrapping_add(self.state.step as u64 + 1));
+        // The loss of the step is the mean over every target of every micro-batch, as one large
+        // batch would give.
+        let window_targets: usize = batches.iter().map(|(b, _)| b.target_count()).sum();
+        let options = self.forward_options(true);
+        let mut accumulator = GradientsAccumulator::<CausalLm>::new();
+        let mut loss_sum = 0.0;
+        let mut tokens = 0;
+        for (batch, batch_tokens) in &batches {
+            tokens += batch_tokens;
+            let Some(targets) = Targets::from_batch(batch, &device) else { continue };
+            let hidden = self.model.hidden_states(input_tensor(batch, &device), None, options);
+            let sum = cross_entropy_sum(hidden, self.model.head_weight(), &targets, self.chunk, false).sum;
+            let loss = sum.div_scalar(window_targets as f64);
+            let grads = loss.backward();
+            loss_sum += loss.into_scalar::<f32>() as f64;
+            accumulator.accumulate(&self.model, GradientsParams::from_grads(grads, &self.model));
+        }
+        let grads = accumulator.grads();
+        let grad_norm = AdamW::grad_norm(&self.model, &grads);
+        let lr = self.schedule.lr(self.state.step);
+        if !loss_sum.is_finite() || !grad_norm.is_finite() {
+            return Err(self.non_finite(loss_sum, grad_norm, lr));
+        }
+        let max = self.config.optim.max_grad_norm;
+        let scale = if max > 0.0 { (max / (grad_norm + 1e-6)).min(1.0) } else { 1.0 };
+        let model = self.model.clone();
+        self.model = self.optimizer.step(model, grads, lr, scale);
+        Ok((loss_sum, grad_norm, lr, tokens))
+    }
+
+    fn non_finite(&self, loss: f64, grad_norm: f64, lr: f64) -> Error {
+        let what = if !loss.is_finite() { format!("the loss became {loss}") } else { format!("the gradient norm became {grad_norm}") };
+        let kept = match &self.last_checkpoint {
+            Some(dir) => format!("the last good checkpoint is {}", dir.display()),
+            None => "no checkpoint had been written yet".to_string(),
+        };
+        Error::NonFinite(format!(
+            "training stopped at step {}: {what} (learning rate {lr:.3e}); lower the learning rate or check the data; {kept}",
+            self.state.step + 1
+        ))
+    }
+
+    fn forward_options(&self, training: bool) -> ForwardOptions {
+        let dropout = match (training, self.config.method.lora()) {
+            (true, Some(lora)) => lora.dropout,
+            _ => 0.0,
+        };
+        ForwardOptions {
+            lora: LoraForward {
+                dropout,
+                materialize: self.config.materialize_lora,
+            },
+        }
+    }
+
+    /// Loss, perplexity and next-token accuracy on the validation set.
+    fn evaluate(&mut self) -> Result<Option<EvalMetrics>> {
+        if self.data.validation.is_empty() {
+            return Ok(None);
+        }
+        let model = self.model.valid();
+        let device = self.device.device.clone();
+        let options = self.forward_options(false);
+        let (mut sum, mut correct, mut count) = (0.0f64, 0i64, 0usize);
+        for chunk in self.data.validation.chunks(self.config.batch_size) {
+            let examples: Vec<&Example> = chunk.iter().collect();
+            let batch = Batch::new(&examples, self.tokenizer.pad_token_id);
+            let Some(targets) = Targets::from_batch(&batch, &device) else { continue };
+            let hidden = model.hidden_states(input_tensor(&batch, &device), None, options);
+            let loss = cross_entropy_sum(hidden, model.head_weight(), &targets, self.chunk, true);
+            sum += loss.sum.into_scalar::<f32>() as f64;
+            correct += loss.correct.map(|c| c.into_scalar::<i64>()).unwrap_or(0);
+            count += targets.len();
+        }
+        if count == 0 {
+            return Ok(None);
+        }
+        let loss = sum / count as f64;
+        let metrics = EvalMetrics {
+            step: self.state.step,
+            loss,
+            perplexity: loss.exp(),
+            accuracy: correct as f64 / count as f64,
+        };
+        self.metrics.eval(&metrics)?;
+        self.events.send(TrainEvent::Eval(metrics.clone()));
+        Ok(Some(metrics))
+    }
+
+    fn save(&mut self) -> Result<()> {
+        let path = checkpoint::save(
+            &self.config.output_dir,
+            &self.model,
+            &self.config.method,
+            &self.base_model,
+            &self.optimizer,
+            &self.state,
+            self.config.keep_checkpoints,
+        )?;
+        self.events.send(TrainEvent::CheckpointSaved { step: self.state.step, path: path.clone() });
+        self.last_checkpoint = Some(path);
+        Ok(())
+    }
+}
+
+fn input_tensor(batch: &Batch, device: &Device) -> Tensor<2, Int> {
+    Tensor::from_data(TensorData::new(batch.input_ids.clone(), [batch.batch_size, batch.len]), device)
+}

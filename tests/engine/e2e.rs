@@ -1,0 +1,234 @@
+//! Whole runs on the tiny models: fine-tune, export, reload, resume.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::channel;
+
+use wgtune::data::DataConfig;
+use wgtune::device::DeviceChoice;
+use wgtune::method::{LoraSettings, Method};
+use wgtune::model::{ForwardOptions, ModelFolder};
+use wgtune::session::LoadedModel;
+use wgtune::train::{read_metrics, train, train_with_model, EventSink, OptimizerConfig, ScheduleKind, TrainConfig, TrainEvent};
+
+use crate::common::{assert_close, fixture, one_run_at_a_time, values, Golden};
+
+pub fn tiny_config(run_dir: &Path, device: DeviceChoice) -> TrainConfig {
+    TrainConfig {
+        model: fixture("tiny-llama"),
+        output_dir: run_dir.to_path_buf(),
+        device,
+        batch_size: 4,
+        max_steps: Some(40),
+        save_every: 0,
+        data: DataConfig {
+            train_file: fixture("data/chat.jsonl"),
+            max_seq_len: 128,
+            ..Default::default()
+        },
+        method: Method::Lora(LoraSettings { rank: 8, alpha: 16.0, dropout: 0.0, ..Default::default() }),
+        optim: OptimizerConfig {
+            lr: 1e-2,
+            warmup_steps: 2,
+            schedule: ScheduleKind::Constant,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+fn first_and_last_loss(run_dir: &Path) -> (f64, f64) {
+    let (steps, _) = read_metrics(run_dir).unwrap();
+    let first = steps.first().unwrap().loss;
+    let last = steps.iter().rev().take(3).map(|s| s.loss).sum::<f64>() / 3.0;
+    (first, last)
+}
+
+/// Fine-tunes until the loss halves, exports merged weights and the adapter, reloads both and
+/// gets the in-memory model's logits back.
+fn lora_round_trip(device: DeviceChoice) {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let config = tiny_config(&run, device);
+    let (_tx, rx) = channel();
+    let (summary, trained) = train_with_model(&config, false, &EventSink::none(), &rx).unwrap();
+    assert_eq!(summary.steps, 40);
+    let (first, last) = first_and_last_loss(&run);
+    assert!(last <= first / 2.0, "{device}: training loss went from {first} to {last}, not below half");
+
+    let golden = Golden::open(&fixture("tiny-llama").join("golden.safetensors"));
+    let in_memory = {
+        let device = trained.device();
+        let hidden = trained.hidden_states(golden.ids("input_ids", &device), None, ForwardOptions::default());
+        values(trained.logits(hidden))
+    };
+    let reference = (in_memory.1.clone(), in_memory.0.iter().map(|v| *v as f64).collect::<Vec<_>>());
+
+    // The adapter the run wrote, through PEFT's format.
+    let with_adapter = LoadedModel::load(&fixture("tiny-llama"), device).unwrap().with_trained(&summary.final_checkpoint).unwrap();
+    let merged_dir = dir.path().join("merged");
+    with_adapter.export_merged(&merged_dir, None, |_, _| {}).unwrap();
+    let adapter_dir = dir.path().join("adapter");
+    with_adapter.export_adapter(&adapter_dir).unwrap();
+
+    for (what, model) in [
+        ("adapter from the run", with_adapter),
+        ("exported adapter", LoadedModel::load(&fixture("tiny-llama"), device).unwrap().with_trained(&adapter_dir).unwrap()),
+        ("merged export", LoadedModel::load(&merged_dir, device).unwrap()),
+    ] {
+        let d = model.device.device.clone();
+        let hidden = model.model.hidden_states(golden.ids("input_ids", &d), None, ForwardOptions::default());
+        let (logits, shape) = values(model.model.logits(hidden));
+        assert_close(&format!("{what} on {device}"), &logits, &shape, &reference, 1e-4);
+    }
+    let merged = ModelFolder::open(&merged_dir).unwrap();
+    assert_eq!(merged.dtype(), wgtune::model::WeightDtype::F32);
+    for file in ["config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json", "chat_template.jinja"] {
+        assert!(merged_dir.join(file).exists(), "{file} copied");
+    }
+}
+
+#[test]
+fn lora_run_halves_the_loss_and_exports_reload_identically_on_cpu() {
+    let _turn = one_run_at_a_time();
+    lora_round_trip(DeviceChoice::Cpu);
+}
+
+#[test]
+fn lora_run_halves_the_loss_and_exports_reload_identically_on_wgpu() {
+    let _turn = one_run_at_a_time();
+    if crate::common::devices().iter().any(|d| d.choice == DeviceChoice::Wgpu) {
+        lora_round_trip(DeviceChoice::Wgpu);
+    }
+}
+
+#[test]
+fn bf16_model_exports_bf16_merged_weights() {
+    let _turn = one_run_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = tiny_config(&dir.path().join("run"), DeviceChoice::Cpu);
+    config.model = fixture("tiny-llama-bf16");
+    config.max_steps = Some(3);
+    let (_tx, rx) = channel();
+    let summary = train(&config, false, &EventSink::none(), &rx).unwrap();
+    let model = LoadedModel::load(&config.model, DeviceChoice::Cpu).unwrap().with_trained(&summary.run_dir).unwrap();
+    let out = dir.path().join("merged");
+    model.export_merged(&out, None, |_, _| {}).unwrap();
+    let merged = ModelFolder::open(&out).unwrap();
+    assert_eq!(merged.dtype(), wgtune::model::WeightDtype::Bf16);
+    // Untouched tensors are copied byte for byte.
+    let source = ModelFolder::open(&config.model).unwrap();
+    let norm = "model.norm.weight";
+    assert_eq!(merged.weights.raw(norm).unwrap(), source.weights.raw(norm).unwrap());
+    let f32_out = dir.path().join("merged-f32");
+    model.export_merged(&f32_out, Some(wgtune::model::WeightDtype::F32), |_, _| {}).unwrap();
+    let text = std::fs::read_to_string(f32_out.join("config.json")).unwrap();
+    assert!(text.contains("\"float32\""), "{text}");
+}
+
+#[test]
+fn full_and_partial_fine_tuning_lower_the_loss() {
+    let _turn = one_run_at_a_time();
+    for method in [Method::Full, Method::TopLayers { layers: 1 }, Method::Modules { names: vec!["mlp".into(), "norm".into()] }] {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("run");
+        let mut config = tiny_config(&run, DeviceChoice::Cpu);
+        config.method = method.clone();
+        config.optim.lr = 3e-3;
+        config.max_steps = Some(20);
+        let (_tx, rx) = channel();
+        let summary = train(&config, false, &EventSink::none(), &rx).unwrap();
+        let (first, last) = first_and_last_loss(&run);
+        assert!(last < first * 0.8, "{method:?}: loss went from {first} to {last}");
+        // The trained tensors export into a full model folder.
+        let model = LoadedModel::load(&config.model, DeviceChoice::Cpu).unwrap().with_trained(&summary.final_checkpoint).unwrap();
+        model.export_merged(&dir.path().join("merged"), None, |_, _| {}).unwrap();
+        assert!(ModelFolder::open(&dir.path().join("merged")).is_ok());
+    }
+}
+
+#[test]
+fn every_dataset_shape_trains() {
+    let _turn = one_run_at_a_time();
+    for file in ["data/alpaca.json", "data/prompt_completion.csv", "data/text.jsonl"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = tiny_config(&dir.path().join("run"), DeviceChoice::Cpu);
+        config.data.train_file = fixture(file);
+        config.max_steps = Some(2);
+        let (_tx, rx) = channel();
+        let summary = train(&config, false, &EventSink::none(), &rx).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!(summary.steps, 2, "{file}");
+    }
+}
+
+#[test]
+fn a_resumed_run_continues_the_same_loss_curve() {
+    let _turn = one_run_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let whole = dir.path().join("whole");
+    let mut config = tiny_config(&whole, DeviceChoice::Cpu);
+    config.max_steps = Some(8);
+    config.save_every = 4;
+    config.keep_checkpoints = 5;
+    config.grad_accumulation = 2;
+    config.batch_size = 3;
+    config.data.validation_fraction = 0.25;
+    config.method = Method::Lora(LoraSettings { rank: 4, alpha: 8.0, dropout: 0.1, ..Default::default() });
+    let (_tx, rx) = channel();
+    train(&config, false, &EventSink::none(), &rx).unwrap();
+
+    // A run that "crashed" after its step-4 checkpoint.
+    let crashed = dir.path().join("crashed");
+    std::fs::create_dir_all(&crashed).unwrap();
+    copy_dir(&whole.join("checkpoint-000004"), &crashed.join("checkpoint-000004"));
+    std::fs::copy(whole.join("run.toml"), crashed.join("run.toml")).unwrap();
+    let metrics = std::fs::read_to_string(whole.join("metrics.jsonl")).unwrap();
+    std::fs::write(crashed.join("metrics.jsonl"), metrics).unwrap();
+
+    let resumed = wgtune::train::resume_config(&crashed).unwrap();
+    assert_eq!(resumed.output_dir, crashed);
+    let (events_tx, events_rx) = channel();
+    let summary = train(&resumed, true, &EventSink::new(events_tx), &rx).unwrap();
+    assert_eq!(summary.steps, 8);
+    let started = events_rx.try_iter().find_map(|e| match e {
+        TrainEvent::Started(info) => Some(info),
+        _ => None,
+    });
+    assert_eq!(started.unwrap().start_step, 4);
+
+    let (a, _) = read_metrics(&whole).unwrap();
+    let (b, _) = read_metrics(&crashed).unwrap();
+    assert_eq!(b.iter().map(|s| s.step).collect::<Vec<_>>(), (1..=8).collect::<Vec<_>>(), "no duplicated steps");
+    for (x, y) in a.iter().zip(&b) {
+        assert!((x.loss - y.loss).abs() < 1e-4, "step {}: {} vs {}", x.step, x.loss, y.loss);
+        assert!((x.lr - y.lr).abs() < 1e-12);
+    }
+}
+
+#[test]
+fn same_seed_same_curve() {
+    let _turn = one_run_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let curves: Vec<Vec<f64>> = ["a", "b"]
+        .iter()
+        .map(|name| {
+            let mut config = tiny_config(&dir.path().join(name), DeviceChoice::Cpu);
+            config.max_steps = Some(5);
+            config.method = Method::Lora(LoraSettings { rank: 4, alpha: 8.0, dropout: 0.1, ..Default::default() });
+            let (_tx, rx) = channel();
+            train(&config, false, &EventSink::none(), &rx).unwrap();
+            read_metrics(&config.output_dir).unwrap().0.iter().map(|s| s.loss).collect()
+        })
+        .collect();
+    assert_eq!(curves[0].len(), 5);
+    for (a, b) in curves[0].iter().zip(&curves[1]) {
+        assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+    }
+}
+
+fn copy_dir(from: &Path, to: &PathBuf) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}

@@ -1,0 +1,6 @@
+//! Engine tests: parity with transformers + PEFT, end-to-end runs, and bad input.
+
+mod bad_input;
+mod common;
+mod e2e;
+mod parity;

@@ -1,0 +1,250 @@
+//! Forward pass, loss, LoRA gradients, optimizer step and merge against transformers + PEFT, on
+//! every backend (`tests/fixtures/make_golden.py` wrote the reference values).
+
+use std::collections::HashMap;
+
+use burn::optim::GradientsParams;
+use burn::tensor::Device;
+use wgtune::data::{Batch, IGNORE};
+use wgtune::generate::{generate_ids, GenerationSettings};
+use wgtune::method::Method;
+use wgtune::model::{hf_name, is_transposed, transpose, CausalLm, ForwardOptions, HostTensor, ModelFolder};
+use wgtune::params::{gradients_by_path, named_parameters};
+use wgtune::peft;
+use wgtune::train::{cross_entropy_sum, AdamW, OptimizerConfig, Targets};
+
+use crate::common::{assert_close, devices, fixture, one_run_at_a_time, values, Golden};
+
+const TOL: f64 = 1e-4;
+const MODELS: [&str; 2] = ["tiny-llama", "tiny-qwen2"];
+
+/// The golden batch: `input_ids` with targets from `labels` (shifted), as the trainer builds them.
+fn golden_batch(golden: &Golden, labels: &str) -> Batch {
+    let ids = golden.rows("input_ids");
+    let labels = golden.rows(labels);
+    let (rows, len) = (ids.len(), ids[0].len());
+    let mut targets = vec![IGNORE; rows * len];
+    for r in 0..rows {
+        for t in 0..len - 1 {
+            targets[r * len + t] = labels[r][t + 1];
+        }
+    }
+    Batch {
+        input_ids: ids.concat(),
+        targets,
+        batch_size: rows,
+        len,
+    }
+}
+
+/// The mean cross-entropy over the batch's targets, as transformers computes `loss`.
+fn mean_loss(model: &CausalLm, batch: &Batch, device: &Device) -> burn::tensor::Tensor<1> {
+    let targets = Targets::from_batch(batch, device).expect("targets");
+    let ids = burn::tensor::Tensor::from_data(
+        burn::tensor::TensorData::new(batch.input_ids.clone(), [batch.batch_size, batch.len]),
+        device,
+    );
+    let hidden = model.hidden_states(ids, None, ForwardOptions::default());
+    cross_entropy_sum(hidden, model.head_weight(), &targets, 7, false)
+        .sum
+        .div_scalar(targets.len() as f64)
+}
+
+fn logits(model: &CausalLm, golden: &Golden, device: &Device) -> (Vec<f32>, Vec<usize>) {
+    let hidden = model.hidden_states(golden.ids("input_ids", device), None, ForwardOptions::default());
+    values(model.logits(hidden))
+}
+
+/// The golden value of a parameter, in our layout.
+fn golden_param(golden: &Golden, name: &str, path: &str) -> (Vec<usize>, Vec<f64>) {
+    let (shape, vals) = golden.get(name).clone();
+    if shape.len() == 2 && (is_transposed(path) || path.contains(".lora.")) {
+        let t = transpose(&HostTensor {
+            shape,
+            values: vals.iter().map(|v| *v as f32).collect(),
+        });
+        (t.shape, t.values.iter().map(|v| *v as f64).collect())
+    } else {
+        (shape, vals)
+    }
+}
+
+fn adamw() -> OptimizerConfig {
+    OptimizerConfig {
+        lr: 1e-2,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.01,
+        max_grad_norm: 0.0,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn base_logits_match_transformers() {
+    for name in ["tiny-llama", "tiny-qwen2", "tiny-llama-bf16"] {
+        let folder = ModelFolder::open(&fixture(name)).unwrap();
+        let golden = Golden::open(&fixture(name).join("golden.safetensors"));
+        let inputs = Golden::open(&fixture("tiny-llama").join("golden.safetensors"));
+        for dev in devices() {
+            let model = folder.load(&dev.device).unwrap();
+            let (logits, shape) = logits(&model, &inputs, &dev.device);
+            assert_close(&format!("{name} logits on {}", dev.choice), &logits, &shape, golden.get("logits"), TOL);
+        }
+    }
+}
+
+#[test]
+fn losses_with_and_without_mask_match_transformers() {
+    for name in MODELS {
+        let folder = ModelFolder::open(&fixture(name)).unwrap();
+        let golden = Golden::open(&fixture(name).join("golden.safetensors"));
+        for dev in devices() {
+            let model = folder.load(&dev.device).unwrap();
+            for (labels, expected) in [("input_ids", "loss_all"), ("labels", "loss_masked")] {
+                let loss = mean_loss(&model, &golden_batch(&golden, labels), &dev.device);
+                let (v, _) = values(loss);
+                let want = golden.scalar(expected);
+                assert!((v[0] as f64 - want).abs() < TOL, "{name} {expected} on {}: {} vs {want}", dev.choice, v[0]);
+            }
+        }
+    }
+}
+
+#[test]
+fn lora_logits_and_rslora_match_peft() {
+    let _turn = one_run_at_a_time();
+    for name in MODELS {
+        let folder = ModelFolder::open(&fixture(name)).unwrap();
+        let golden = Golden::open(&fixture(name).join("golden.safetensors"));
+        let rslora_dir = tempfile::tempdir().unwrap();
+        for file in [peft::CONFIG_FILE, peft::WEIGHTS_FILE] {
+            std::fs::copy(fixture(name).join("adapter").join(file), rslora_dir.path().join(file)).unwrap();
+        }
+        let config_path = rslora_dir.path().join(peft::CONFIG_FILE);
+        let text = std::fs::read_to_string(&config_path).unwrap().replace("\"use_rslora\": false", "\"use_rslora\": true");
+        std::fs::write(&config_path, text).unwrap();
+
+        for dev in devices() {
+            let (model, _) = peft::load_adapter(folder.load(&dev.device).unwrap(), &fixture(name).join("adapter")).unwrap();
+            let (l, shape) = logits(&model, &golden, &dev.device);
+            assert_close(&format!("{name} LoRA logits on {}", dev.choice), &l, &shape, golden.get("lora_logits"), TOL);
+
+            let (model, settings) = peft::load_adapter(folder.load(&dev.device).unwrap(), rslora_dir.path()).unwrap();
+            assert!(settings.rslora);
+            let (l, shape) = logits(&model, &golden, &dev.device);
+            assert_close(&format!("{name} rsLoRA logits on {}", dev.choice), &l, &shape, golden.get("rslora_logits"), TOL);
+        }
+    }
+}
+
+#[test]
+fn lora_gradients_and_adamw_step_match_peft_and_torch() {
+    let _turn = one_run_at_a_time();
+    for name in MODELS {
+        let folder = ModelFolder::open(&fixture(name)).unwrap();
+        let golden = Golden::open(&fixture(name).join("golden.safetensors"));
+        let batch = golden_batch(&golden, "labels");
+        for dev in devices() {
+            let device = dev.autodiff();
+            let (model, _) = peft::load_adapter(folder.load(&device).unwrap(), &fixture(name).join("adapter")).unwrap();
+            let loss = mean_loss(&model, &batch, &device);
+            let (v, _) = values(loss.clone());
+            assert!((v[0] as f64 - golden.scalar("lora_loss_masked")).abs() < TOL);
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+
+            let by_path = gradients_by_path(&model, &grads);
+            let lora_grads: HashMap<&String, &HostTensor> = by_path.iter().filter(|(p, _)| p.contains(".lora.")).collect();
+            assert_eq!(lora_grads.len(), golden.names().filter(|n| n.starts_with("lora_grad.")).count(), "{name}: only adapter factors get gradients");
+            for (path, grad) in &lora_grads {
+                let peft_name = peft::peft_name(path).unwrap();
+                let want = golden_param(&golden, &format!("lora_grad.{peft_name}"), path);
+                assert_close(&format!("{name} grad {peft_name} on {}", dev.choice), &grad.values, &grad.shape, &want, TOL);
+            }
+
+            let mut optimizer = AdamW::new(&adamw());
+            let model = optimizer.step(model, grads, 1e-2, 1.0);
+            for p in named_parameters(&model).into_iter().filter(|p| p.is_adapter_factor()) {
+                let peft_name = peft::peft_name(&p.path).unwrap();
+                let want = golden_param(&golden, &format!("lora_step.{peft_name}"), &p.path);
+                let host = p.to_host();
+                assert_close(&format!("{name} AdamW step {peft_name} on {}", dev.choice), &host.values, &host.shape, &want, TOL);
+            }
+        }
+    }
+}
+
+#[test]
+fn full_fine_tuning_gradients_and_adamw_step_match_torch() {
+    for name in MODELS {
+        let folder = ModelFolder::open(&fixture(name)).unwrap();
+        let golden = Golden::open(&fixture(name).join("golden.safetensors"));
+        let batch = golden_batch(&golden, "labels");
+        for dev in devices() {
+            let device = dev.autodiff();
+            let model = Method::Full.apply(folder.load(&device).unwrap()).unwrap();
+            let loss = mean_loss(&model, &batch, &device);
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            let by_path = gradients_by_path(&model, &grads);
+            assert_eq!(by_path.len(), golden.names().filter(|n| n.starts_with("full_grad.")).count());
+            for (path, grad) in &by_path {
+                let want = golden_param(&golden, &format!("full_grad.{}", hf_name(path)), path);
+                assert_close(&format!("{name} grad {path} on {}", dev.choice), &grad.values, &grad.shape, &want, TOL);
+            }
+            let mut optimizer = AdamW::new(&adamw());
+            let model = optimizer.step(model, grads, 1e-2, 1.0);
+            for p in named_parameters(&model) {
+                let want = golden_param(&golden, &format!("full_step.{}", hf_name(&p.path)), &p.path);
+                let host = p.to_host();
+                assert_close(&format!("{name} AdamW step {} on {}", p.path, dev.choice), &host.values, &host.shape, &want, TOL);
+            }
+        }
+    }
+}
+
+#[test]
+fn merged_export_matches_peft_merge_and_unload() {
+    let _turn = one_run_at_a_time();
+    for name in MODELS {
+        let folder = ModelFolder::open(&fixture(name)).unwrap();
+        let golden = Golden::open(&fixture(name).join("golden.safetensors"));
+        for dev in devices() {
+            let (model, _) = peft::load_adapter(folder.load(&dev.device).unwrap(), &fixture(name).join("adapter")).unwrap();
+            let out = tempfile::tempdir().unwrap();
+            let merged_dir = out.path().join("merged");
+            wgtune::export::export_merged(&model, &folder, &merged_dir, None, |_, _| {}).unwrap();
+
+            let merged = ModelFolder::open(&merged_dir).unwrap();
+            let mut source_names: Vec<&str> = folder.weights.names().collect();
+            let mut merged_names: Vec<&str> = merged.weights.names().collect();
+            source_names.sort();
+            merged_names.sort();
+            assert_eq!(source_names, merged_names, "{name}: the same tensor names");
+            for n in golden.names().filter_map(|n| n.strip_prefix("merged.")) {
+                let shape = merged.weights.shape(n).unwrap();
+                let read = merged.weights.read(n, &shape).unwrap();
+                assert_close(&format!("{name} merged {n} on {}", dev.choice), &read.values, &read.shape, golden.get(&format!("merged.{n}")), TOL);
+            }
+            let reloaded = merged.load(&dev.device).unwrap();
+            let (l, shape) = logits(&reloaded, &golden, &dev.device);
+            assert_close(&format!("{name} merged logits on {}", dev.choice), &l, &shape, golden.get("merged_logits"), TOL);
+        }
+    }
+}
+
+#[test]
+fn greedy_generation_with_kv_cache_matches_transformers() {
+    for name in MODELS {
+        let folder = ModelFolder::open(&fixture(name)).unwrap();
+        let golden = Golden::open(&fixture(name).join("golden.safetensors"));
+        let prompt: Vec<u32> = golden.rows("greedy_prompt")[0].iter().map(|&i| i as u32).collect();
+        let want: Vec<u32> = golden.rows("greedy_ids")[0].iter().map(|&i| i as u32).collect();
+        for dev in devices() {
+            let model = folder.load(&dev.device).unwrap();
+            let settings = GenerationSettings { max_new_tokens: want.len(), ..Default::default() };
+            let got = generate_ids(&model, &prompt, &settings, &[], |_| true);
+            assert_eq!(got, want, "{name} greedy continuation on {}", dev.choice);
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! The desktop app driven headless by accessibility role and label (egui_kittest): the whole
+//! journey on a tiny model, and a snapshot of the main window with a finished run.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use egui_kittest::kittest::Queryable;
+use egui_kittest::Harness;
+use wgtune::device::DeviceChoice;
+use wgtune::gui::{FilePicker, PickKind, Tab, WgtuneApp};
+use wgtune::inspect::{human_count, trainable_count};
+use wgtune::method::Method;
+use wgtune::model::ModelFolder;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+/// Answers every dialog at once with a path chosen by the test.
+struct Picker {
+    out: PathBuf,
+}
+
+impl FilePicker for Picker {
+    fn pick(&self, kind: PickKind) -> Option<PathBuf> {
+        Some(match kind {
+            PickKind::ModelFolder => fixture("tiny-llama"),
+            PickKind::DatasetFile => fixture("data/chat.jsonl"),
+            PickKind::ValidationFile => fixture("data/text.jsonl"),
+            PickKind::MergedExportFolder => self.out.join("merged"),
+            PickKind::AdapterExportFolder => self.out.join("adapter"),
+            PickKind::OutputFolder | PickKind::RunFolder => self.out.join("run"),
+            PickKind::SettingsFile | PickKind::SaveSettingsFile => self.out.join("run.toml"),
+        })
+    }
+}
+
+/// Steps the app until `done` holds, failing after `seconds`.
+fn wait_until(harness: &mut Harness<'_, WgtuneApp>, seconds: u64, what: &str, done: impl Fn(&WgtuneApp) -> bool) {
+    let start = Instant::now();
+    while !done(harness.state()) {
+        assert!(start.elapsed() < Duration::from_secs(seconds), "timed out waiting for {what}");
+        harness.run_steps(1);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    harness.run_steps(2);
+}
+
+/// The text of the one label that contains `part`.
+fn text_of(harness: &Harness<'_, WgtuneApp>, part: &str) -> String {
+    harness.get_by_label_contains(part).value().unwrap_or_default()
+}
+
+#[test]
+fn the_whole_journey_in_the_app() {
+    let dir = tempfile::tempdir().unwrap();
+    let picker = Picker { out: dir.path().to_path_buf() };
+    // The tiny model's replies are random bytes, not always valid UTF-8: let them show as tofu.
+    let mut harness = Harness::builder()
+        .with_size([1280.0, 1000.0])
+        .allow_missing_glyphs()
+        .build_eframe(|cc| WgtuneApp::new(cc, Box::new(picker)));
+    harness.run_steps(2);
+
+    // Model: open a folder through the (injected) dialog and see what it is.
+    harness.get_by_label("Open model folder…").click();
+    wait_until(&mut harness, 30, "the model summary", |app| app.model.summary.is_some());
+    harness.get_by_label_contains("llama (2 layers, hidden 64)");
+    assert_eq!(harness.state().settings.config.model, fixture("tiny-llama"));
+
+    // Dataset: open a file and see the records and the rendered examples.
+    harness.get_by_role_and_label(eframe::egui::accesskit::Role::Button, "Dataset").click();
+    harness.run_steps(2);
+    harness.get_by_label("Open dataset…").click();
+    wait_until(&mut harness, 30, "the dataset preview", |app| app.dataset.preview.is_some());
+    assert_eq!(harness.state().dataset.preview.as_ref().unwrap().report.train_examples, 8);
+    harness.get_by_label("Example 1");
+    harness.get_by_label_contains("The capital of France is Paris.");
+
+    // Hyperparameters: moving the rank slider changes the trainable-parameter count.
+    harness.get_by_role_and_label(eframe::egui::accesskit::Role::Button, "Hyperparameters").click();
+    harness.run_steps(2);
+    let before = text_of(&harness, "Trainable parameters:");
+    harness
+        .get_by_role_and_label(eframe::egui::accesskit::Role::Slider, "LoRA rank")
+        .set_value_accesskit(4.0);
+    harness.run_steps(2);
+    let after = text_of(&harness, "Trainable parameters:");
+    assert_ne!(before, after);
+    let config = ModelFolder::open(&fixture("tiny-llama")).unwrap().config;
+    let method = harness.state().settings.config.method.clone();
+    assert!(matches!(&method, Method::Lora(l) if l.rank == 4), "{method:?}");
+    let expected = trainable_count(&config, &method);
+    assert!(after.contains(&human_count(expected)), "{after} should show {expected}");
+
+    // A short run on the CPU, in the temporary directory.
+    {
+        let c = &mut harness.state_mut().settings.config;
+        c.device = DeviceChoice::Cpu;
+        c.max_steps = Some(400);
+        c.save_every = 0;
+        c.output_dir = dir.path().join("run");
+        c.optim.lr = 1e-2;
+    }
+    harness.get_by_role_and_label(eframe::egui::accesskit::Role::Button, "Training").click();
+    harness.run_steps(2);
+    harness.get_by_label("Start training").click();
+    wait_until(&mut harness, 120, "three steps", |app| app.training.steps.len() >= 3);
+    harness.get_by_label("Loss");
+    harness.get_by_label_contains("step ");
+    let seen = harness.state().training.steps.len();
+    wait_until(&mut harness, 60, "more steps", |app| app.training.steps.len() > seen);
+
+    // Pause, try a prompt with the paused model beside the base model, resume, stop.
+    harness.get_by_label("Pause").click();
+    wait_until(&mut harness, 60, "the pause", |app| app.training.paused);
+    harness.get_by_role_and_label(eframe::egui::accesskit::Role::Button, "Playground").click();
+    harness.run_steps(2);
+    harness.state_mut().playground.prompt = "What is the capital of France?".into();
+    harness.state_mut().settings.generation.max_new_tokens = 8;
+    harness.run_steps(1);
+    harness.get_by_label("Generate").click();
+    wait_until(&mut harness, 120, "both answers", |app| {
+        app.playground.base.text.is_some() && app.playground.tuned.text.is_some()
+    });
+    assert!(matches!(harness.state().playground.base.text, Some(Ok(_))));
+    assert!(matches!(harness.state().playground.tuned.text, Some(Ok(_))));
+
+    harness.get_by_role_and_label(eframe::egui::accesskit::Role::Button, "Training").click();
+    harness.run_steps(2);
+    harness.get_by_label("Resume").click();
+    wait_until(&mut harness, 60, "the resume", |app| !app.training.paused);
+    harness.get_by_label("Stop").click();
+    wait_until(&mut harness, 120, "the run to stop", |app| app.training.summary.is_some());
+    let summary = harness.state().training.summary.clone().unwrap();
+    assert!(summary.stopped_early && summary.steps < 400);
+    assert!(harness.get_all_by_label_contains("Stopped after").count() >= 1);
+
+    // Export merged weights and the adapter; both load.
+    harness.get_by_role_and_label(eframe::egui::accesskit::Role::Button, "Export").click();
+    harness.run_steps(2);
+    harness.get_by_label("Export merged weights…").click();
+    wait_until(&mut harness, 120, "the merged export", |app| app.export.result.is_some());
+    assert_eq!(harness.state().export.result, Some(Ok(dir.path().join("merged"))));
+    harness.get_by_label_contains("Exported merged weights");
+    ModelFolder::open(&dir.path().join("merged")).unwrap().load(&burn::tensor::Device::flex()).unwrap();
+
+    harness.get_by_label("Export adapter…").click();
+    wait_until(&mut harness, 60, "the adapter export", |app| {
+        matches!(&app.export.result, Some(Ok(p)) if p.ends_with("adapter"))
+    });
+    let base = ModelFolder::open(&fixture("tiny-llama")).unwrap().load(&burn::tensor::Device::flex()).unwrap();
+    wgtune::peft::load_adapter(base, &dir.path().join("adapter")).unwrap();
+}
+
+#[test]
+fn a_folder_that_is_not_a_model_shows_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let picker = Picker { out: dir.path().to_path_buf() };
+    let mut harness = Harness::builder().build_eframe(|cc| WgtuneApp::new(cc, Box::new(picker)));
+    harness.state_mut().select_model(dir.path().to_path_buf());
+    wait_until(&mut harness, 30, "the error", |app| app.model.error.is_some());
+    let shown: Vec<_> = harness.get_all_by_label_contains("no config.json").collect();
+    assert!(!shown.is_empty());
+}
+
+#[test]
+fn main_window_with_a_finished_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let picker = Picker { out: dir.path().to_path_buf() };
+    let mut harness = Harness::builder()
+        .with_size([1100.0, 760.0])
+        .wgpu()
+        .build_eframe(|cc| WgtuneApp::new(cc, Box::new(picker)));
+    // Nothing machine-dependent on screen: a fixed device line, a recorded run.
+    wait_until(&mut harness, 60, "the device probe", |app| !app.device_description.starts_with("detecting"));
+    let app = harness.state_mut();
+    app.device_description = "llvmpipe (test), Vulkan".into();
+    app.training.show_run(&fixture("run")).unwrap();
+    app.tab = Tab::Training;
+    harness.run_steps(4);
+    harness.snapshot("main_window_finished_run");
+}
