@@ -3,6 +3,7 @@
 //!
 //! This library is the engine; the command-line tool and the desktop app are thin fronts on it.
 
+pub mod bench;
 pub mod chat_template;
 pub mod data;
 pub mod device;

@@ -48,10 +48,10 @@ pub fn run(args: DemoArgs) -> Result<()> {
     let data = args.data.clone().unwrap_or_else(|| assets.join("demo/train.jsonl"));
     let validation = args.data.is_none().then(|| assets.join("demo/validation.jsonl"));
     let prompts = if args.prompts.is_empty() {
+        // Zorbia is in the training data, Kelvoria only with other wording, Japan not at all.
         vec![
             "What is the capital of Zorbia?".to_string(),
             "Tell me the capital of Kelvoria.".to_string(),
-            "What is wgtune?".to_string(),
             "What is the capital of Japan?".to_string(),
         ]
     } else {
@@ -82,7 +82,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         },
         method: Method::Lora(LoraSettings { rank: 16, alpha: 32.0, dropout: 0.0, ..Default::default() }),
         optim: OptimizerConfig {
-            lr: 3e-3,
+            lr: 2e-3,
             warmup_steps: 5,
             schedule: ScheduleKind::Cosine,
             ..Default::default()

@@ -1,5 +1,6 @@
 //! Command-line front: parses arguments and hands them to the engine.
 
+mod bench;
 mod demo;
 mod export;
 mod generate;
@@ -33,6 +34,8 @@ enum Command {
     Export(export::ExportArgs),
     /// Show a model's architecture, parameter counts and estimated training memory.
     Inspect(inspect::InspectArgs),
+    /// Time training steps (tokens/s, forward/backward/optimizer, peak memory).
+    Bench(bench::BenchArgs),
     /// Run the whole journey on the bundled demo model: generate, fine-tune, generate, export.
     Demo(demo::DemoArgs),
     /// Open the desktop app (the same as running wgtune with no subcommand).
@@ -46,6 +49,7 @@ pub fn main() -> ExitCode {
         Some(Command::Generate(args)) => generate::run(args),
         Some(Command::Export(args)) => export::run(args),
         Some(Command::Inspect(args)) => inspect::run(args),
+        Some(Command::Bench(args)) => bench::run_bench(args),
         Some(Command::Demo(args)) => demo::run(args),
         Some(Command::Gui) | None => open_app(),
     };

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use burn::module::Param;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Distribution, Tensor, TensorData};
 
 use super::config::ModelConfig;
 use super::linear::Linear;
@@ -43,25 +43,42 @@ impl ModelFolder {
 
     /// Loads every weight onto `device`, in f32.
     pub fn load(&self, device: &Device) -> Result<CausalLm> {
-        Loader { files: &self.weights, device }.model(&self.config)
+        Loader { source: Source::Files(&self.weights), device }.model(&self.config)
     }
 }
 
+/// A model of the given shape with random weights (normal, std 0.02; norms at one), built on the
+/// device; for benchmarks of shapes whose weights are not at hand.
+pub fn random_model(config: &ModelConfig, device: &Device) -> CausalLm {
+    Loader { source: Source::Random, device }
+        .model(config)
+        .expect("random weights have the right shapes")
+}
+
+enum Source<'a> {
+    Files(&'a WeightFiles),
+    Random,
+}
+
 struct Loader<'a> {
-    files: &'a WeightFiles,
+    source: Source<'a>,
     device: &'a Device,
 }
 
 impl Loader<'_> {
     fn model(&self, c: &ModelConfig) -> Result<CausalLm> {
         let embed_tokens = Embedding {
-            weight: self.param2(self.files.read("model.embed_tokens.weight", &[c.vocab_size, c.hidden_size])?),
+            weight: self.matrix("model.embed_tokens.weight", c.vocab_size, c.hidden_size, false)?,
         };
         let layers = (0..c.num_hidden_layers)
             .map(|i| self.layer(c, &format!("model.layers.{i}")))
             .collect::<Result<Vec<_>>>()?;
         let norm = self.norm(c, "model.norm")?;
-        let lm_head = if c.tie_word_embeddings && !self.files.contains("lm_head.weight") {
+        let has_head = match self.source {
+            Source::Files(files) => files.contains("lm_head.weight"),
+            Source::Random => false,
+        };
+        let lm_head = if c.tie_word_embeddings && !has_head {
             None
         } else {
             Some(self.linear("lm_head", c.hidden_size, c.vocab_size, false)?)
@@ -94,30 +111,42 @@ impl Loader<'_> {
     }
 
     fn norm(&self, c: &ModelConfig, prefix: &str) -> Result<RmsNorm> {
-        let weight = self.files.read(&format!("{prefix}.weight"), &[c.hidden_size])?;
-        Ok(RmsNorm::new(self.param1(weight), c.rms_norm_eps))
+        Ok(RmsNorm::new(self.vector(&format!("{prefix}.weight"), c.hidden_size, 1.0)?, c.rms_norm_eps))
     }
 
     /// Reads `[out, in]` from the checkpoint and stores it transposed, `[in, out]`.
     fn linear(&self, prefix: &str, d_in: usize, d_out: usize, bias: bool) -> Result<Linear> {
-        let weight = self.files.read(&format!("{prefix}.weight"), &[d_out, d_in])?;
         let bias = if bias {
-            Some(self.param1(self.files.read(&format!("{prefix}.bias"), &[d_out])?))
+            Some(self.vector(&format!("{prefix}.bias"), d_out, 0.0)?)
         } else {
             None
         };
         Ok(Linear {
-            weight: self.param2(transpose(&weight)),
+            weight: self.matrix(&format!("{prefix}.weight"), d_out, d_in, true)?,
             bias,
         })
     }
 
-    fn param1(&self, t: HostTensor) -> Param<Tensor<1>> {
-        Param::from_data(TensorData::new(t.values, [t.shape[0]]), self.device)
+    /// A vector of `len`; `fill` is its value in a random model.
+    fn vector(&self, name: &str, len: usize, fill: f32) -> Result<Param<Tensor<1>>> {
+        let values = match self.source {
+            Source::Files(files) => files.read(name, &[len])?.values,
+            Source::Random => vec![fill; len],
+        };
+        Ok(Param::from_data(TensorData::new(values, [len]), self.device))
     }
 
-    fn param2(&self, t: HostTensor) -> Param<Tensor<2>> {
-        Param::from_data(TensorData::new(t.values, [t.shape[0], t.shape[1]]), self.device)
+    /// A `[rows, cols]` checkpoint matrix, stored as `[cols, rows]` when `transposed`.
+    fn matrix(&self, name: &str, rows: usize, cols: usize, transposed: bool) -> Result<Param<Tensor<2>>> {
+        let shape = if transposed { [cols, rows] } else { [rows, cols] };
+        match self.source {
+            Source::Files(files) => {
+                let t = files.read(name, &[rows, cols])?;
+                let t = if transposed { transpose(&t) } else { t };
+                Ok(Param::from_data(TensorData::new(t.values, shape), self.device))
+            }
+            Source::Random => Ok(Param::from_tensor(Tensor::random(shape, Distribution::Normal(0.0, 0.02), self.device))),
+        }
     }
 }
 

@@ -10,5 +10,5 @@ pub mod weights;
 pub use config::{Architecture, ModelConfig, RopeScaling};
 pub use linear::{Linear, LoraForward};
 pub use llama::{hf_name, is_transposed, module_path, CausalLm, DecoderLayer, ForwardOptions, KvCache, ParamRef};
-pub use load::{transpose, ModelFolder};
+pub use load::{random_model, transpose, ModelFolder};
 pub use weights::{HostTensor, WeightDtype, WeightFiles};

@@ -9,6 +9,7 @@ mod metrics;
 mod optimizer;
 mod schedule;
 mod spawn;
+mod step;
 mod trainer;
 
 pub use config::{OptimizerConfig, ScheduleKind, TrainConfig};
@@ -18,4 +19,5 @@ pub use metrics::{read_metrics, METRICS_FILE};
 pub use optimizer::AdamW;
 pub use schedule::Schedule;
 pub use spawn::{spawn, TrainingHandle};
+pub use step::{optimizer_step, NonFiniteStep, StepInputs, StepOutcome, StepTimings};
 pub use trainer::{resume_config, train, train_with_model, FINAL_DIR, RUN_CONFIG_FILE};

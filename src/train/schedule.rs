@@ -49,7 +49,7 @@ mod tests {
     use super::*;
 
     fn schedule(kind: ScheduleKind, warmup: usize, total: usize) -> Schedule {
-        let config = OptimizerConfig { lr: 1.0, schedule: kind, warmup_steps: warmup, ..Default::default() };
+        let config = OptimizerConfig { lr: 1.0, schedule: kind, warmup_steps: warmup, warmup_ratio: 0.0, ..Default::default() };
         Schedule::new(&config, total)
     }
 

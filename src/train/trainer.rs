@@ -5,13 +5,13 @@ use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::checkpoint::{self, TrainerState};
 use super::config::TrainConfig;
 use super::events::{EvalMetrics, EventSink, RunInfo, RunSummary, StepMetrics, TrainCommand, TrainEvent};
 use super::loss::{chunk_rows, cross_entropy_sum, Targets};
+use super::step::{optimizer_step, StepInputs};
 use super::metrics::MetricsLog;
 use super::optimizer::AdamW;
 use super::schedule::Schedule;
@@ -306,37 +306,26 @@ impl<'a> Run<'a> {
     /// One optimizer step; returns (loss, grad norm before clipping, lr, tokens).
     fn step(&mut self) -> Result<(f64, f64, f64, usize)> {
         let batches = self.next_batches();
-        let device = self.device.autodiff();
+        let tokens = batches.iter().map(|(_, t)| t).sum();
+        let batches: Vec<Batch> = batches.into_iter().map(|(b, _)| b).collect();
         // Seeding per step makes dropout identical whether or not the run was resumed.
         self.device.device.seed(self.config.seed.wrapping_add(self.state.step as u64 + 1));
-        // The loss of the step is the mean over every target of every micro-batch, as one large
-        // batch would give.
-        let window_targets: usize = batches.iter().map(|(b, _)| b.target_count()).sum();
-        let options = self.forward_options(true);
-        let mut accumulator = GradientsAccumulator::<CausalLm>::new();
-        let mut loss_sum = 0.0;
-        let mut tokens = 0;
-        for (batch, batch_tokens) in &batches {
-            tokens += batch_tokens;
-            let Some(targets) = Targets::from_batch(batch, &device) else { continue };
-            let hidden = self.model.hidden_states(input_tensor(batch, &device), None, options);
-            let sum = cross_entropy_sum(hidden, self.model.head_weight(), &targets, self.chunk, false).sum;
-            let loss = sum.div_scalar(window_targets as f64);
-            let grads = loss.backward();
-            loss_sum += loss.into_scalar::<f32>() as f64;
-            accumulator.accumulate(&self.model, GradientsParams::from_grads(grads, &self.model));
-        }
-        let grads = accumulator.grads();
-        let grad_norm = AdamW::grad_norm(&self.model, &grads);
         let lr = self.schedule.lr(self.state.step);
-        if !loss_sum.is_finite() || !grad_norm.is_finite() {
-            return Err(self.non_finite(loss_sum, grad_norm, lr));
-        }
-        let max = self.config.optim.max_grad_norm;
-        let scale = if max > 0.0 { (max / (grad_norm + 1e-6)).min(1.0) } else { 1.0 };
+        let inputs = StepInputs {
+            batches: &batches,
+            lr,
+            max_grad_norm: self.config.optim.max_grad_norm,
+            options: self.forward_options(true),
+            chunk: self.chunk,
+        };
         let model = self.model.clone();
-        self.model = self.optimizer.step(model, grads, lr, scale);
-        Ok((loss_sum, grad_norm, lr, tokens))
+        match optimizer_step(model, &mut self.optimizer, &inputs, &self.device.autodiff(), None) {
+            Ok(outcome) => {
+                self.model = outcome.model;
+                Ok((outcome.loss, outcome.grad_norm, lr, tokens))
+            }
+            Err(bad) => Err(self.non_finite(bad.loss, bad.grad_norm, lr)),
+        }
     }
 
     fn non_finite(&self, loss: f64, grad_norm: f64, lr: f64) -> Error {

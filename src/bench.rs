@@ -1,0 +1,178 @@
+//! `wgtune bench`: times the trainer's optimizer step on a model folder or a named shape, after
+//! warm-up, with a forward / backward / optimizer breakdown and peak memory.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use burn::module::Module;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+
+use crate::data::{Batch, IGNORE};
+use crate::device::{ComputeDevice, DeviceChoice};
+use crate::error::{Error, Result};
+use crate::inspect::estimate_memory;
+use crate::method::{trainable_parameters, Method};
+use crate::model::{random_model, CausalLm, ForwardOptions, LoraForward, ModelConfig, ModelFolder};
+use crate::train::{chunk_rows, optimizer_step, AdamW, OptimizerConfig, StepInputs, StepTimings};
+
+/// Model shapes known by name, so a benchmark needs no download.
+pub const SHAPES: &[&str] = &["smollm2-135m", "llama-1b"];
+
+pub fn shape_config(name: &str) -> Result<ModelConfig> {
+    let json = match name {
+        "smollm2-135m" => r#"{"model_type": "llama", "vocab_size": 49152, "hidden_size": 576, "intermediate_size": 1536,
+            "num_hidden_layers": 30, "num_attention_heads": 9, "num_key_value_heads": 3, "rms_norm_eps": 1e-5,
+            "rope_theta": 100000.0, "max_position_embeddings": 8192, "tie_word_embeddings": true}"#,
+        "llama-1b" => r#"{"model_type": "llama", "vocab_size": 128256, "hidden_size": 2048, "intermediate_size": 8192,
+            "num_hidden_layers": 16, "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 64,
+            "rms_norm_eps": 1e-5, "rope_theta": 500000.0, "max_position_embeddings": 131072, "tie_word_embeddings": true,
+            "rope_scaling": {"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 8192}}"#,
+        other => {
+            return Err(Error::setting("shape", format!("unknown shape `{other}` ({})", SHAPES.join(", "))));
+        }
+    };
+    ModelConfig::from_json(json, std::path::Path::new(name))
+}
+
+#[derive(Clone, Debug)]
+pub enum BenchModel {
+    Folder(PathBuf),
+    Shape(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct BenchConfig {
+    pub model: BenchModel,
+    pub device: DeviceChoice,
+    pub method: Method,
+    pub batch_size: usize,
+    pub seq_len: usize,
+    pub warmup_steps: usize,
+    pub steps: usize,
+    /// Materialise LoRA weights in every forward, as Burn's built-in LoRA does.
+    pub materialize_lora: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchReport {
+    pub model: String,
+    pub device: String,
+    pub method: String,
+    pub lora: &'static str,
+    pub batch_size: usize,
+    pub seq_len: usize,
+    pub steps: usize,
+    pub total_parameters: usize,
+    pub trainable_parameters: usize,
+    pub tokens_per_second: f64,
+    pub ms_per_step: f64,
+    pub forward_ms: f64,
+    pub backward_ms: f64,
+    pub optimizer_ms: f64,
+    /// Device memory reserved by the allocator at its peak (GPU backends).
+    pub peak_device_bytes: Option<u64>,
+    /// The process's peak resident memory (what the CPU backend uses, and host overhead).
+    pub peak_rss_bytes: Option<u64>,
+    /// What `wgtune inspect` estimates for the same settings.
+    pub estimated_bytes: u64,
+}
+
+pub fn run(config: &BenchConfig) -> Result<BenchReport> {
+    let device = ComputeDevice::open(config.device)?;
+    let train_device = device.autodiff();
+    device.device.seed(0);
+    let (name, model_config, model) = match &config.model {
+        BenchModel::Folder(path) => {
+            let folder = ModelFolder::open(path)?;
+            let model = folder.load(&train_device)?;
+            (path.display().to_string(), folder.config.clone(), model)
+        }
+        BenchModel::Shape(shape) => {
+            let c = shape_config(shape)?;
+            let model = random_model(&c, &train_device);
+            (shape.clone(), c, model)
+        }
+    };
+    let mut model: CausalLm = config.method.apply(model)?;
+    let batch = random_batch(&model_config, config.batch_size, config.seq_len);
+    let mut optimizer = AdamW::new(&OptimizerConfig::default());
+    let options = ForwardOptions {
+        lora: LoraForward {
+            dropout: 0.0,
+            materialize: config.materialize_lora,
+        },
+    };
+    let inputs = StepInputs {
+        batches: std::slice::from_ref(&batch),
+        lr: 1e-5,
+        max_grad_norm: 1.0,
+        options,
+        chunk: chunk_rows(model_config.vocab_size, device.max_buffer_bytes),
+    };
+
+    let mut step = |model: CausalLm, timings: Option<&mut StepTimings>| {
+        optimizer_step(model, &mut optimizer, &inputs, &train_device, timings)
+            .map(|o| o.model)
+            .map_err(|bad| Error::NonFinite(format!("benchmark step: loss {} grad norm {}", bad.loss, bad.grad_norm)))
+    };
+    for _ in 0..config.warmup_steps {
+        model = step(model, None)?;
+    }
+    let _ = train_device.sync();
+    let mut timings = StepTimings::default();
+    let started = Instant::now();
+    for _ in 0..config.steps.max(1) {
+        model = step(model, Some(&mut timings))?;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let steps = config.steps.max(1) as f64;
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0 / steps;
+    let peak_device_bytes = device.device.memory_pool_report().map(|pools| {
+        pools.iter().map(|p| p.page_size * p.pages_peak as u64).sum::<u64>()
+    });
+
+    Ok(BenchReport {
+        model: name,
+        device: device.description.clone(),
+        method: config.method.name().to_string(),
+        lora: if config.materialize_lora { "materialized" } else { "factored" },
+        batch_size: config.batch_size,
+        seq_len: config.seq_len,
+        steps: config.steps.max(1),
+        total_parameters: model.num_params(),
+        trainable_parameters: trainable_parameters(&model),
+        tokens_per_second: (config.batch_size * config.seq_len) as f64 * steps / elapsed,
+        ms_per_step: elapsed * 1000.0 / steps,
+        forward_ms: ms(timings.forward),
+        backward_ms: ms(timings.backward),
+        optimizer_ms: ms(timings.optimizer),
+        peak_device_bytes,
+        peak_rss_bytes: peak_rss(),
+        estimated_bytes: estimate_memory(&model_config, &config.method, config.batch_size, config.seq_len).total,
+    })
+}
+
+/// Random tokens with every position a target, like packed training data.
+fn random_batch(config: &ModelConfig, batch_size: usize, seq_len: usize) -> Batch {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    let input_ids: Vec<i64> = (0..batch_size * seq_len).map(|_| rng.random_range(0..config.vocab_size as i64)).collect();
+    let targets = (0..batch_size * seq_len)
+        .map(|i| if (i + 1) % seq_len == 0 { IGNORE } else { input_ids[i + 1] })
+        .collect();
+    Batch {
+        input_ids,
+        targets,
+        batch_size,
+        len: seq_len,
+    }
+}
+
+/// Peak resident set size of this process (Linux), from `/proc/self/status`.
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}

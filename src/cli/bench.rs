@@ -1,0 +1,93 @@
+//! `wgtune bench`: time training steps and print (and optionally save) the figures.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+use wgtune::bench::{run, BenchConfig, BenchModel};
+use wgtune::device::DeviceChoice;
+use wgtune::inspect::human_bytes;
+use wgtune::method::{LoraSettings, Method};
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["model", "shape"])))]
+pub struct BenchArgs {
+    /// A model folder to benchmark.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// A named shape with random weights: smollm2-135m or llama-1b.
+    #[arg(long)]
+    pub shape: Option<String>,
+    /// Where to run: auto, wgpu or cpu.
+    #[arg(long, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
+    /// lora or full.
+    #[arg(long, default_value = "lora")]
+    pub method: String,
+    /// LoRA rank (on all seven projections).
+    #[arg(long, default_value_t = 16)]
+    pub rank: usize,
+    /// Sequences per step.
+    #[arg(long, default_value_t = 4)]
+    pub batch_size: usize,
+    /// Tokens per sequence.
+    #[arg(long, default_value_t = 256)]
+    pub seq_len: usize,
+    /// Untimed steps first (kernel compilation, allocator growth).
+    #[arg(long, default_value_t = 2)]
+    pub warmup: usize,
+    /// Timed steps.
+    #[arg(long, default_value_t = 5)]
+    pub steps: usize,
+    /// LoRA in factored form (x·W + s·(x·A)·B) or materialized (x·(W + s·A·B), Burn's default).
+    #[arg(long, default_value = "factored")]
+    pub lora: String,
+    /// Also write the report as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+pub fn run_bench(args: BenchArgs) -> Result<()> {
+    let method = match args.method.as_str() {
+        "lora" => Method::Lora(LoraSettings { rank: args.rank, alpha: 2.0 * args.rank as f64, dropout: 0.0, ..Default::default() }),
+        "full" => Method::Full,
+        other => anyhow::bail!("--method `{other}`: expected lora or full"),
+    };
+    let materialize_lora = match args.lora.as_str() {
+        "factored" => false,
+        "materialized" => true,
+        other => anyhow::bail!("--lora `{other}`: expected factored or materialized"),
+    };
+    let model = match (&args.model, &args.shape) {
+        (Some(path), _) => BenchModel::Folder(wgtune::hub::resolve_model(path)?),
+        (None, Some(shape)) => BenchModel::Shape(shape.clone()),
+        (None, None) => unreachable!("clap requires one"),
+    };
+    let report = run(&BenchConfig {
+        model,
+        device: args.device,
+        method,
+        batch_size: args.batch_size,
+        seq_len: args.seq_len,
+        warmup_steps: args.warmup,
+        steps: args.steps,
+        materialize_lora,
+    })?;
+    println!("model        {}", report.model);
+    println!("device       {}", report.device);
+    println!("method       {} ({} LoRA), {} of {} parameters trainable", report.method, report.lora, report.trainable_parameters, report.total_parameters);
+    println!("batch        {} x {} tokens, {} timed steps", report.batch_size, report.seq_len, report.steps);
+    println!("throughput   {:.1} tokens/s, {:.0} ms/step", report.tokens_per_second, report.ms_per_step);
+    println!("breakdown    forward {:.0} ms, backward {:.0} ms, optimizer {:.0} ms", report.forward_ms, report.backward_ms, report.optimizer_ms);
+    if let Some(bytes) = report.peak_device_bytes {
+        println!("device peak  {}", human_bytes(bytes));
+    }
+    if let Some(bytes) = report.peak_rss_bytes {
+        println!("process peak {} resident", human_bytes(bytes));
+    }
+    println!("estimate     {}", human_bytes(report.estimated_bytes));
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,113 @@
+//! One optimizer step: forward and backward over the micro-batches, global-norm clipping, AdamW.
+//! The trainer and `wgtune bench` both run exactly this.
+
+use std::time::{Duration, Instant};
+
+use burn::optim::{GradientsAccumulator, GradientsParams};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use super::loss::{cross_entropy_sum, Targets};
+use super::optimizer::AdamW;
+use crate::data::Batch;
+use crate::model::{CausalLm, ForwardOptions};
+
+/// Where a step's time went. Measuring synchronises the device between phases.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct StepTimings {
+    pub forward: Duration,
+    pub backward: Duration,
+    pub optimizer: Duration,
+}
+
+pub struct StepInputs<'a> {
+    pub batches: &'a [Batch],
+    pub lr: f64,
+    /// Clip the global gradient norm to this; 0 disables clipping.
+    pub max_grad_norm: f64,
+    pub options: ForwardOptions,
+    /// Rows of logits computed at once (see `loss::chunk_rows`).
+    pub chunk: usize,
+}
+
+pub struct StepOutcome {
+    pub model: CausalLm,
+    /// Mean loss over every target of every micro-batch.
+    pub loss: f64,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f64,
+}
+
+/// The loss or the gradient is not finite; the model was left as it was.
+#[derive(Debug)]
+pub struct NonFiniteStep {
+    pub model: CausalLm,
+    pub loss: f64,
+    pub grad_norm: f64,
+}
+
+pub fn optimizer_step(
+    model: CausalLm,
+    optimizer: &mut AdamW,
+    inputs: &StepInputs,
+    device: &Device,
+    mut timings: Option<&mut StepTimings>,
+) -> Result<StepOutcome, NonFiniteStep> {
+    // The step's loss is the mean over all its targets, as one large batch would give.
+    let window_targets: usize = inputs.batches.iter().map(Batch::target_count).sum();
+    let mut accumulator = GradientsAccumulator::<CausalLm>::new();
+    let mut loss_sum = 0.0;
+    for batch in inputs.batches {
+        let Some(targets) = Targets::from_batch(batch, device) else { continue };
+        let clock = Phase::start(device, timings.is_some());
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(batch.input_ids.clone(), [batch.batch_size, batch.len]), device);
+        let hidden = model.hidden_states(ids, None, inputs.options);
+        let loss = cross_entropy_sum(hidden, model.head_weight(), &targets, inputs.chunk, false)
+            .sum
+            .div_scalar(window_targets as f64);
+        clock.stop(timings.as_deref_mut().map(|t| &mut t.forward));
+
+        let clock = Phase::start(device, timings.is_some());
+        let grads = loss.backward();
+        loss_sum += loss.into_scalar::<f32>() as f64;
+        accumulator.accumulate(&model, GradientsParams::from_grads(grads, &model));
+        clock.stop(timings.as_deref_mut().map(|t| &mut t.backward));
+    }
+
+    let clock = Phase::start(device, timings.is_some());
+    let grads = accumulator.grads();
+    let grad_norm = AdamW::grad_norm(&model, &grads);
+    if !loss_sum.is_finite() || !grad_norm.is_finite() {
+        return Err(NonFiniteStep { model, loss: loss_sum, grad_norm });
+    }
+    let scale = if inputs.max_grad_norm > 0.0 {
+        (inputs.max_grad_norm / (grad_norm + 1e-6)).min(1.0)
+    } else {
+        1.0
+    };
+    let model = optimizer.step(model, grads, inputs.lr, scale);
+    clock.stop(timings.map(|t| &mut t.optimizer));
+    Ok(StepOutcome { model, loss: loss_sum, grad_norm })
+}
+
+/// Times a phase of a step, waiting for the device at both ends when measuring.
+struct Phase<'a> {
+    device: Option<&'a Device>,
+    started: Instant,
+}
+
+impl<'a> Phase<'a> {
+    fn start(device: &'a Device, measure: bool) -> Self {
+        let device = measure.then_some(device);
+        if let Some(d) = device {
+            let _ = d.sync();
+        }
+        Self { device, started: Instant::now() }
+    }
+
+    fn stop(self, total: Option<&mut Duration>) {
+        if let (Some(d), Some(total)) = (self.device, total) {
+            let _ = d.sync();
+            *total += self.started.elapsed();
+        }
+    }
+}
