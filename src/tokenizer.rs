@@ -57,6 +57,21 @@ struct TokenizerConfig {
     pad_token: Option<serde_json::Value>,
 }
 
+/// The end-of-sequence ids `generation_config.json` declares (a number or a list).
+fn generation_eos(folder: &Path) -> Result<Vec<u32>> {
+    let path = folder.join("generation_config.json");
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let config: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::invalid_file(&path, e.to_string()))?;
+    Ok(match config.get("eos_token_id") {
+        Some(serde_json::Value::Number(n)) => n.as_u64().map(|n| vec![n as u32]).unwrap_or_default(),
+        Some(serde_json::Value::Array(items)) => items.iter().filter_map(|v| v.as_u64().map(|n| n as u32)).collect(),
+        _ => Vec::new(),
+    })
+}
+
 /// Special tokens appear either as strings or as `{"content": ...}` objects.
 fn token_text(value: &Option<serde_json::Value>) -> Option<String> {
     match value.as_ref()? {
@@ -104,6 +119,11 @@ impl TextTokenizer {
         let bos_token = token_text(&config.bos_token);
         let eos_token = token_text(&config.eos_token);
         let mut eos_token_ids: Vec<u32> = model_eos.to_vec();
+        for id in generation_eos(folder)? {
+            if !eos_token_ids.contains(&id) {
+                eos_token_ids.push(id);
+            }
+        }
         if let Some(id) = eos_token.as_deref().and_then(|t| inner.token_to_id(t))
             && !eos_token_ids.contains(&id)
         {

@@ -53,7 +53,7 @@ impl WgtuneApp {
             match &data.validation_file {
                 Some(path) => {
                     ui.label(display_path(path));
-                    if ui.small_button("✕").on_hover_text("Use a held-out fraction instead").clicked() {
+                    if ui.small_button("Remove").on_hover_text("Use a held-out fraction instead").clicked() {
                         data.validation_file = None;
                         changed = true;
                     }

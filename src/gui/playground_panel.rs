@@ -92,6 +92,7 @@ fn output_ui(ui: &mut egui::Ui, title: &str, output: &Output) {
     ui.label(egui::RichText::new(title).strong());
     egui::Frame::group(ui.style()).show(ui, |ui| {
         ui.set_min_height(80.0);
+        ui.set_min_width(ui.available_width());
         if output.busy {
             ui.spinner();
         }

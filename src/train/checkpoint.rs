@@ -2,8 +2,9 @@
 //!
 //! `RUN_DIR/checkpoint-000120/` holds the trained weights (a PEFT adapter for LoRA, otherwise
 //! `trainable.safetensors` with checkpoint names and layouts), `optimizer.safetensors` (AdamW
-//! moments) and `trainer_state.json` (step and data position). It is written to a staging folder
-//! and renamed into place, so a crash leaves the previous checkpoint intact.
+//! moments), `trainer_state.json` (step and data position) and the run's `run.toml`. It is
+//! written to a staging folder and renamed into place, so a crash leaves the previous checkpoint
+//! intact.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -11,6 +12,7 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
+use super::config::TrainConfig;
 use super::optimizer::AdamW;
 use crate::error::{Error, Result};
 use crate::fsutil;
@@ -41,25 +43,19 @@ pub fn checkpoint_dir(run_dir: &Path, step: usize) -> PathBuf {
 }
 
 /// Writes a checkpoint and deletes all but the newest `keep` ones.
-pub fn save(
-    run_dir: &Path,
-    model: &CausalLm,
-    method: &Method,
-    base_model: &str,
-    optimizer: &AdamW,
-    state: &TrainerState,
-    keep: usize,
-) -> Result<PathBuf> {
+pub fn save(model: &CausalLm, config: &TrainConfig, optimizer: &AdamW, state: &TrainerState) -> Result<PathBuf> {
+    let run_dir = &config.output_dir;
     let target = checkpoint_dir(run_dir, state.step);
     let staging = fsutil::staging_dir(&target)?;
-    save_weights(model, method, base_model, &staging)?;
+    save_weights(model, &config.method, &config.model.display().to_string(), &staging)?;
 
     let moments = optimizer.state_tensors();
     write_f32_tensors(&staging.join(OPTIMIZER_FILE), &moments)?;
     let text = serde_json::to_string_pretty(state).unwrap_or_default();
     fsutil::write_atomic(&staging.join(STATE_FILE), text.as_bytes())?;
+    config.save_toml(&staging.join(super::trainer::RUN_CONFIG_FILE))?;
     fsutil::publish(&staging, &target)?;
-    prune(run_dir, keep.max(1))?;
+    prune(run_dir, config.keep_checkpoints.max(1))?;
     Ok(target)
 }
 

@@ -388,15 +388,7 @@ impl<'a> Run<'a> {
     }
 
     fn save(&mut self) -> Result<()> {
-        let path = checkpoint::save(
-            &self.config.output_dir,
-            &self.model,
-            &self.config.method,
-            &self.base_model,
-            &self.optimizer,
-            &self.state,
-            self.config.keep_checkpoints,
-        )?;
+        let path = checkpoint::save(&self.model, self.config, &self.optimizer, &self.state)?;
         self.events.send(TrainEvent::CheckpointSaved { step: self.state.step, path: path.clone() });
         self.last_checkpoint = Some(path);
         Ok(())

@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""The PyTorch + PEFT side of BENCHMARKS.md: the same training step `wgtune bench` times.
+
+    pip install torch transformers peft
+    python3 scripts/torch_reference.py --model ~/.cache/wgtune-models/smollm2-135m-instruct-f32 \
+        --method lora --batch-size 4 --seq-len 256
+
+Random tokens, every position a target, AdamW, LoRA r16 / alpha 32 on the seven projections (or
+full fine-tuning); prints tokens/s after warm-up and the peak resident memory, as JSON.
+"""
+
+import argparse
+import json
+import resource
+import time
+
+import torch
+from peft import LoraConfig, get_peft_model
+from transformers import AutoModelForCausalLM
+
+TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--model", required=True)
+    p.add_argument("--method", choices=["lora", "full"], default="lora")
+    p.add_argument("--rank", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--seq-len", type=int, default=256)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = p.parse_args()
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(args.model, torch_dtype=torch.float32).to(args.device)
+    if args.method == "lora":
+        config = LoraConfig(r=args.rank, lora_alpha=2 * args.rank, lora_dropout=0.0, target_modules=TARGETS, task_type="CAUSAL_LM")
+        model = get_peft_model(model, config)
+    model.train()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=1e-5)
+    vocab = model.config.vocab_size
+    ids = torch.randint(0, vocab, (args.batch_size, args.seq_len), device=args.device)
+
+    def step():
+        loss = model(ids, labels=ids).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    for _ in range(args.warmup):
+        step()
+    if args.device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    if args.device == "cuda":
+        torch.cuda.synchronize()
+    elapsed = time.perf_counter() - start
+    report = {
+        "framework": f"torch {torch.__version__}",
+        "device": args.device if args.device != "cuda" else torch.cuda.get_device_name(),
+        "threads": torch.get_num_threads(),
+        "method": args.method,
+        "trainable_parameters": sum(p.numel() for p in trainable),
+        "batch_size": args.batch_size,
+        "seq_len": args.seq_len,
+        "tokens_per_second": args.batch_size * args.seq_len * args.steps / elapsed,
+        "ms_per_step": 1000 * elapsed / args.steps,
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+    }
+    if args.device == "cuda":
+        report["peak_device_bytes"] = torch.cuda.max_memory_allocated()
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

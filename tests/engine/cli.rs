@@ -1,0 +1,78 @@
+//! The `wgtune` command line, run as a user would.
+
+use std::process::{Command, Output};
+
+use crate::common::{fixture, one_run_at_a_time};
+
+fn wgtune(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wgtune")).args(args).output().expect("run wgtune")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn help_lists_every_subcommand_and_train_documents_defaults() {
+    let out = wgtune(&["--help"]);
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    for command in ["train", "generate", "export", "inspect", "bench", "demo", "gui"] {
+        assert!(help.contains(command), "{command} missing from:\n{help}");
+    }
+    let train = text(&wgtune(&["train", "--help"]).stdout);
+    for default in ["[default: 16]", "[default: 2e-4]", "[default: cosine]", "[default: auto]", "[default: 512]"] {
+        assert!(train.contains(default), "{default} missing from:\n{train}");
+    }
+}
+
+#[test]
+fn train_generate_export_and_inspect_from_the_command_line() {
+    let _turn = one_run_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let (model, data) = (fixture("tiny-llama"), fixture("data/chat.jsonl"));
+    let (model, data, run_s) = (model.to_str().unwrap(), data.to_str().unwrap(), run.to_str().unwrap());
+
+    let out = wgtune(&["train", "--model", model, "--data", data, "--max-steps", "3", "--device", "cpu", "--output", run_s, "--rank", "4", "--plain"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("step 3/3"), "{stdout}");
+    assert!(run.join("final/adapter_model.safetensors").exists());
+    assert!(run.join("run.toml").exists());
+
+    // The saved settings run again from the file, with flags on top.
+    let again = dir.path().join("again");
+    let out = wgtune(&["train", "--config", run.join("run.toml").to_str().unwrap(), "--output", again.to_str().unwrap(), "--max-steps", "1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(again.join("final").exists());
+
+    let out = wgtune(&["generate", "--model", model, "--trained", run_s, "--prompt", "What is wgtune?", "--max-new-tokens", "4", "--device", "cpu"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let merged = dir.path().join("merged");
+    let adapter = dir.path().join("adapter");
+    let out = wgtune(&["export", "--model", model, "--trained", run_s, "--merged", merged.to_str().unwrap(), "--adapter-out", adapter.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(merged.join("model.safetensors").exists() && merged.join("tokenizer.json").exists());
+    assert!(adapter.join("adapter_config.json").exists());
+
+    let out = wgtune(&["inspect", "--model", model, "--rank", "8"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report = text(&out.stdout);
+    assert!(report.contains("llama (2 layers") && report.contains("trainable"), "{report}");
+}
+
+#[test]
+fn errors_name_what_is_wrong_and_exit_nonzero() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-model");
+    let out = wgtune(&["train", "--model", missing.to_str().unwrap(), "--data", "x.jsonl"]);
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("no-such-model") && stderr.starts_with("error:"), "{stderr}");
+
+    let out = wgtune(&["train", "--model", fixture("tiny-llama").to_str().unwrap(), "--data", "missing.jsonl", "--device", "cpu"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("missing.jsonl"), "{}", text(&out.stderr));
+}
