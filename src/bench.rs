@@ -53,6 +53,8 @@ pub struct BenchConfig {
     pub steps: usize,
     /// Materialise LoRA weights in every forward, as Burn's built-in LoRA does.
     pub materialize_lora: bool,
+    /// Use the fused WGSL kernels (off: Burn's generic operations everywhere).
+    pub fused: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -61,6 +63,7 @@ pub struct BenchReport {
     pub device: String,
     pub method: String,
     pub lora: &'static str,
+    pub kernels: &'static str,
     pub batch_size: usize,
     pub seq_len: usize,
     pub steps: usize,
@@ -103,6 +106,7 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
             dropout: 0.0,
             materialize: config.materialize_lora,
         },
+        fused: config.fused,
     };
     let inputs = StepInputs {
         batches: std::slice::from_ref(&batch),
@@ -138,6 +142,7 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
         device: device.description.clone(),
         method: config.method.name().to_string(),
         lora: if config.materialize_lora { "materialized" } else { "factored" },
+        kernels: if config.fused { "fused" } else { "generic" },
         batch_size: config.batch_size,
         seq_len: config.seq_len,
         steps: config.steps.max(1),

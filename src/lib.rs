@@ -15,6 +15,7 @@ pub mod generate;
 pub mod gui;
 pub mod hub;
 pub mod inspect;
+pub mod kernels;
 pub mod method;
 pub mod model;
 pub mod params;

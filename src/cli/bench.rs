@@ -42,6 +42,9 @@ pub struct BenchArgs {
     /// LoRA in factored form (x·W + s·(x·A)·B) or materialized (x·(W + s·A·B), Burn's default).
     #[arg(long, default_value = "factored")]
     pub lora: String,
+    /// fused (the WGSL kernels on wgpu) or generic (Burn's tensor operations only).
+    #[arg(long, default_value = "fused")]
+    pub kernels: String,
     /// Also write the report as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -58,6 +61,11 @@ pub fn run_bench(args: BenchArgs) -> Result<()> {
         "materialized" => true,
         other => anyhow::bail!("--lora `{other}`: expected factored or materialized"),
     };
+    let fused = match args.kernels.as_str() {
+        "fused" => true,
+        "generic" => false,
+        other => anyhow::bail!("--kernels `{other}`: expected fused or generic"),
+    };
     let model = match (&args.model, &args.shape) {
         (Some(path), _) => BenchModel::Folder(wgtune::hub::resolve_model(path)?),
         (None, Some(shape)) => BenchModel::Shape(shape.clone()),
@@ -72,10 +80,11 @@ pub fn run_bench(args: BenchArgs) -> Result<()> {
         warmup_steps: args.warmup,
         steps: args.steps,
         materialize_lora,
+        fused,
     })?;
     println!("model        {}", report.model);
     println!("device       {}", report.device);
-    println!("method       {} ({} LoRA), {} of {} parameters trainable", report.method, report.lora, report.trainable_parameters, report.total_parameters);
+    println!("method       {} ({} LoRA, {} kernels), {} of {} parameters trainable", report.method, report.lora, report.kernels, report.trainable_parameters, report.total_parameters);
     println!("batch        {} x {} tokens, {} timed steps", report.batch_size, report.seq_len, report.steps);
     println!("throughput   {:.1} tokens/s, {:.0} ms/step", report.tokens_per_second, report.ms_per_step);
     println!("breakdown    forward {:.0} ms, backward {:.0} ms, optimizer {:.0} ms", report.forward_ms, report.backward_ms, report.optimizer_ms);

@@ -6,12 +6,13 @@
 //! checkpoint name without the leading `model.` (see [`hf_name`]).
 
 use burn::module::{Module, Param};
-use burn::tensor::activation::{silu, softmax};
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::activation::silu;
+use burn::tensor::{Device, Int, Tensor};
 
 use super::config::ModelConfig;
 use super::linear::{Linear, LoraForward};
 use super::rope::{apply_rotary, Rope};
+use crate::kernels;
 
 #[derive(Module, Debug)]
 pub struct RmsNorm {
@@ -108,9 +109,20 @@ impl KvCache {
 }
 
 /// Everything a forward pass needs besides the tokens.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct ForwardOptions {
     pub lora: LoraForward,
+    /// Use the fused WGSL kernels where the device allows (off: plain tensor operations).
+    pub fused: bool,
+}
+
+impl Default for ForwardOptions {
+    fn default() -> Self {
+        Self {
+            lora: LoraForward::default(),
+            fused: true,
+        }
+    }
 }
 
 impl Mlp {
@@ -143,12 +155,13 @@ impl Attention {
         &self,
         x: Tensor<3>,
         rope: &(Tensor<2>, Tensor<2>),
-        mask: &Tensor<2>,
+        position: Position,
         cache: Option<&mut Option<(Tensor<4>, Tensor<4>)>>,
-        lora: LoraForward,
+        options: ForwardOptions,
     ) -> Tensor<3> {
         let [batch, len, _] = x.dims();
         let (heads, kv_heads, head_dim) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let lora = options.lora;
         let split = |t: Tensor<3>, n: usize| t.reshape([batch, len, n, head_dim]).swap_dims(1, 2);
 
         let q = apply_rotary(split(self.q_proj.forward(x.clone(), lora), heads), &rope.0, &rope.1);
@@ -161,21 +174,18 @@ impl Attention {
             }
             *cache = Some((k.clone(), v.clone()));
         }
-
-        // Grouped-query attention without repeating keys and values: the query heads that share
-        // a key/value head are stacked along the sequence axis, `[b, kv, rep·len, d]`.
-        let rep = heads / kv_heads;
-        let q = q.reshape([batch, kv_heads, rep * len, head_dim]);
-        let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((head_dim as f64).sqrt());
-        let scores = scores + mask.clone().unsqueeze::<4>();
-        let out = softmax(scores, 3).matmul(v);
-        debug_assert_eq!(out.dims(), [batch, kv_heads, rep * len, head_dim]);
-        let out = out
-            .reshape([batch, heads, len, head_dim])
-            .swap_dims(1, 2)
-            .reshape([batch, len, heads * head_dim]);
+        let out = kernels::attention(q, k, v, position.start, position.window, options.fused);
+        let out = out.swap_dims(1, 2).reshape([batch, len, heads * head_dim]);
         self.o_proj.forward(out, lora)
     }
+}
+
+/// Where the tokens of a forward pass sit: the absolute position of the first, and how far back
+/// attention reaches.
+#[derive(Clone, Copy, Debug)]
+struct Position {
+    start: usize,
+    window: Option<usize>,
 }
 
 impl DecoderLayer {
@@ -183,13 +193,13 @@ impl DecoderLayer {
         &self,
         h: Tensor<3>,
         rope: &(Tensor<2>, Tensor<2>),
-        mask: &Tensor<2>,
+        position: Position,
         cache: Option<&mut Option<(Tensor<4>, Tensor<4>)>>,
-        lora: LoraForward,
+        options: ForwardOptions,
     ) -> Tensor<3> {
-        let attn = self.self_attn.forward(self.input_layernorm.forward(h.clone()), rope, mask, cache, lora);
+        let attn = self.self_attn.forward(self.input_layernorm.forward(h.clone()), rope, position, cache, options);
         let h = h + attn;
-        let mlp = self.mlp.forward(self.post_attention_layernorm.forward(h.clone()), lora);
+        let mlp = self.mlp.forward(self.post_attention_layernorm.forward(h.clone()), options.lora);
         h + mlp
     }
 }
@@ -226,13 +236,15 @@ impl CausalLm {
         let [_, len] = input_ids.dims();
         let start = cache.as_ref().map(|c| c.len()).unwrap_or(0);
         let tables = self.rope.tables(start, len, &device);
-        let rep = self.config.num_attention_heads / self.config.num_key_value_heads;
-        let mask = causal_mask(start, len, rep, self.config.sliding_window, &device);
+        let position = Position {
+            start,
+            window: self.config.sliding_window,
+        };
 
         let mut h = burn::tensor::module::embedding(self.embed_tokens.weight.val(), input_ids);
         for (i, layer) in self.layers.iter().enumerate() {
             let layer_cache = cache.as_deref_mut().map(|c| &mut c.layers[i]);
-            h = layer.forward(h, &tables, &mask, layer_cache, options.lora);
+            h = layer.forward(h, &tables, position, layer_cache, options);
         }
         self.norm.forward(h)
     }
@@ -283,23 +295,6 @@ impl CausalLm {
         let vocab = logits.dims()[1];
         logits.reshape([batch, len, vocab])
     }
-}
-
-/// Additive causal mask `[rep·len, start + len]` (0 where attention is allowed, a large negative
-/// number elsewhere), repeated `rep` times along the rows for grouped-query attention.
-fn causal_mask(start: usize, len: usize, rep: usize, window: Option<usize>, device: &Device) -> Tensor<2> {
-    let total = start + len;
-    let mut values = Vec::with_capacity(rep * len * total);
-    for _ in 0..rep {
-        for i in 0..len {
-            let query = start + i;
-            for key in 0..total {
-                let visible = key <= query && window.is_none_or(|w| query - key < w);
-                values.push(if visible { 0.0f32 } else { -1.0e9 });
-            }
-        }
-    }
-    Tensor::from_data(TensorData::new(values, [rep * len, total]), device)
 }
 
 /// The Hugging Face checkpoint name of a parameter, from its Burn module path.

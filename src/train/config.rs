@@ -86,6 +86,8 @@ pub struct TrainConfig {
     pub keep_checkpoints: usize,
     /// Materialise LoRA weights in every forward (Burn's default behaviour); for measurements.
     pub materialize_lora: bool,
+    /// Use the fused WGSL kernels on wgpu devices; off runs Burn's generic operations.
+    pub fused_kernels: bool,
     pub data: DataConfig,
     pub method: Method,
     pub optim: OptimizerConfig,
@@ -106,6 +108,7 @@ impl Default for TrainConfig {
             save_every: 100,
             keep_checkpoints: 2,
             materialize_lora: false,
+            fused_kernels: true,
             data: DataConfig::default(),
             method: Method::default(),
             optim: OptimizerConfig::default(),

@@ -350,6 +350,7 @@ impl<'a> Run<'a> {
                 dropout,
                 materialize: self.config.materialize_lora,
             },
+            fused: self.config.fused_kernels,
         }
     }
 

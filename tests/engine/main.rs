@@ -4,4 +4,5 @@ mod bad_input;
 mod cli;
 mod common;
 mod e2e;
+mod kernels;
 mod parity;

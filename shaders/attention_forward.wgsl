@@ -1,0 +1,122 @@
+// Causal grouped-query attention, forward, one invocation per query row (FlashAttention-style
+// online softmax): O = softmax(scale · Q Kᵀ + mask) V, and the row log-sum-exp for the backward
+// pass. Nothing of size [queries × keys] is ever stored.
+//
+// q: [batch, heads, q_len, D]; k, v: [batch, kv_heads, kv_len, D]; o: like q; lse: [batch, heads, q_len].
+// info: batch, heads, kv_heads, q_len, kv_len, q_start (absolute position of query 0), window
+// (0: unlimited), scale (f32 bits).
+
+@group(0) @binding(0) var<storage, read_write> q: array<f32>;
+@group(0) @binding(1) var<storage, read_write> k: array<f32>;
+@group(0) @binding(2) var<storage, read_write> v: array<f32>;
+@group(0) @binding(3) var<storage, read_write> o: array<f32>;
+@group(0) @binding(4) var<storage, read_write> lse: array<f32>;
+@group(0) @binding(5) var<storage, read_write> info: array<u32>;
+
+const D: u32 = {{ head_dim }}u;
+const BLOCK: u32 = {{ block }}u;
+const TILE: u32 = {{ tile }}u;
+const NEG: f32 = -3.0e38;
+
+var<workgroup> k_tile: array<f32, {{ tile_elems }}>;
+var<workgroup> v_tile: array<f32, {{ tile_elems }}>;
+
+// The shape of the problem, read once into workgroup memory: values loaded with
+// workgroupUniformLoad are uniform, so the loops that contain barriers may depend on them.
+var<workgroup> shared_info: array<u32, 8>;
+
+@compute @workgroup_size({{ block }}, 1, 1)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    if lid == 0u {
+        for (var i = 0u; i < 8u; i++) {
+            shared_info[i] = info[i];
+        }
+    }
+    let params = workgroupUniformLoad(&shared_info);
+    let heads = params[1];
+    let kv_heads = params[2];
+    let q_len = params[3];
+    let kv_len = params[4];
+    let q_start = params[5];
+    let window = params[6];
+    let scale = bitcast<f32>(params[7]);
+
+    let bh = wg.y;
+    let b = bh / heads;
+    let h = bh % heads;
+    let kv_base = (b * kv_heads + h / (heads / kv_heads)) * kv_len * D;
+
+    let first_row = wg.x * BLOCK;
+    let row = first_row + lid;
+    let in_range = row < q_len;
+    let pos = q_start + row;
+    // The keys any row of this workgroup can see (uniform across the workgroup).
+    let key_end = min(kv_len, q_start + min(first_row + BLOCK, q_len));
+
+    var qr: array<f32, D>;
+    var acc: array<f32, D>;
+    if in_range {
+        let base = (bh * q_len + row) * D;
+        for (var d = 0u; d < D; d++) {
+            qr[d] = q[base + d] * scale;
+            acc[d] = 0.0;
+        }
+    }
+    var m = NEG;
+    var l = 0.0;
+    var scores: array<f32, TILE>;
+
+    for (var start = 0u; start < key_end; start += TILE) {
+        for (var e = lid; e < TILE * D; e += BLOCK) {
+            let j = start + e / D;
+            if j < kv_len {
+                k_tile[e] = k[kv_base + j * D + e % D];
+                v_tile[e] = v[kv_base + j * D + e % D];
+            }
+        }
+        workgroupBarrier();
+        if in_range {
+            var tile_max = NEG;
+            for (var jj = 0u; jj < TILE; jj++) {
+                let j = start + jj;
+                var s = NEG;
+                if j < kv_len && j <= pos && (window == 0u || pos - j < window) {
+                    s = 0.0;
+                    for (var d = 0u; d < D; d++) {
+                        s += qr[d] * k_tile[jj * D + d];
+                    }
+                }
+                scores[jj] = s;
+                tile_max = max(tile_max, s);
+            }
+            if tile_max > NEG {
+                let m_new = max(m, tile_max);
+                let correction = exp(m - m_new);
+                l *= correction;
+                for (var d = 0u; d < D; d++) {
+                    acc[d] *= correction;
+                }
+                for (var jj = 0u; jj < TILE; jj++) {
+                    if scores[jj] > NEG {
+                        let p = exp(scores[jj] - m_new);
+                        l += p;
+                        for (var d = 0u; d < D; d++) {
+                            acc[d] += p * v_tile[jj * D + d];
+                        }
+                    }
+                }
+                m = m_new;
+            }
+        }
+        workgroupBarrier();
+    }
+
+    if in_range {
+        let base = (bh * q_len + row) * D;
+        let inv = 1.0 / l;
+        for (var d = 0u; d < D; d++) {
+            o[base + d] = acc[d] * inv;
+        }
+        lse[bh * q_len + row] = m + log(l);
+    }
+}

@@ -1,0 +1,142 @@
+//! Causal grouped-query attention: fused on wgpu, plain tensor operations elsewhere.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, AutodiffBackend, Dispatch};
+use burn::tensor::activation::softmax;
+use burn::tensor::{Device, Tensor, TensorData};
+
+use super::extension::FusedKernels;
+use super::launch::MAX_HEAD_DIM;
+
+/// Attention of `q` (`[batch, heads, q_len, head_dim]`) over `k` and `v`
+/// (`[batch, kv_heads, kv_len, head_dim]`), query 0 at absolute position `q_start`, keys at most
+/// `window` positions back when set. `fused` picks the WGSL kernels where they apply.
+pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, q_start: usize, window: Option<usize>, fused: bool) -> Tensor<4> {
+    if fused && super::is_wgpu(&q.device()) && q.dims()[3] <= MAX_HEAD_DIM {
+        let (output, _lse) = Dispatch::fused_attention(
+            q.into_dispatch(),
+            k.into_dispatch(),
+            v.into_dispatch(),
+            q_start,
+            window.unwrap_or(0),
+        );
+        Tensor::from_dispatch(output)
+    } else {
+        attention_reference(q, k, v, q_start, window)
+    }
+}
+
+/// The same attention in plain tensor operations, for every backend.
+///
+/// The query heads that share a key/value head are stacked along the sequence axis,
+/// `[batch, kv_heads, rep·q_len, head_dim]`, so keys and values are never repeated.
+pub fn attention_reference(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, q_start: usize, window: Option<usize>) -> Tensor<4> {
+    let [batch, heads, len, head_dim] = q.dims();
+    let kv_heads = k.dims()[1];
+    let rep = heads / kv_heads;
+    let mask = causal_mask(q_start, len, k.dims()[2], rep, window, &q.device());
+    let q = q.reshape([batch, kv_heads, rep * len, head_dim]);
+    let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((head_dim as f64).sqrt());
+    let scores = scores + mask.unsqueeze::<4>();
+    softmax(scores, 3).matmul(v).reshape([batch, heads, len, head_dim])
+}
+
+/// Additive causal mask `[rep·len, total]` (0 where attention is allowed, a large negative number
+/// elsewhere), repeated `rep` times along the rows for the stacked query heads.
+fn causal_mask(start: usize, len: usize, total: usize, rep: usize, window: Option<usize>, device: &Device) -> Tensor<2> {
+    let mut values = Vec::with_capacity(rep * len * total);
+    for _ in 0..rep {
+        for i in 0..len {
+            let query = start + i;
+            for key in 0..total {
+                let visible = key <= query && window.is_none_or(|w| query - key < w);
+                values.push(if visible { 0.0f32 } else { -1.0e9 });
+            }
+        }
+    }
+    Tensor::from_data(TensorData::new(values, [rep * len, total]), device)
+}
+
+/// The backward pass of the fused attention: the kernels recompute the probabilities from the
+/// saved log-sum-exp rather than keeping them.
+#[derive(Debug)]
+struct AttentionBackward;
+
+type AttentionState<B> = (
+    FloatTensor<B>,
+    FloatTensor<B>,
+    FloatTensor<B>,
+    FloatTensor<B>,
+    FloatTensor<B>,
+    usize,
+    usize,
+);
+
+impl<B: FusedKernels> Backward<B, 3> for AttentionBackward {
+    type State = AttentionState<B>;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let [q_node, k_node, v_node] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (q, k, v, output, lse, q_start, window) = ops.state;
+        let (grad_q, grad_k, grad_v) = B::fused_attention_backward(q, k, v, output, lse, grad, q_start, window);
+        for (node, grad) in [(q_node, grad_q), (k_node, grad_k), (v_node, grad_v)] {
+            if let Some(node) = node {
+                grads.register::<B>(node.id, grad);
+            }
+        }
+    }
+}
+
+impl<B: FusedKernels, C: CheckpointStrategy> FusedKernels for Autodiff<B, C> {
+    fn fused_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        q_start: usize,
+        window: usize,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let (q, q_node) = q.into_parts();
+        let (k, k_node) = k.into_parts();
+        let (v, v_node) = v.into_parts();
+        let (output, lse) = B::fused_attention(q.clone(), k.clone(), v.clone(), q_start, window);
+        let lse_out = Self::from_inner(lse.clone());
+        let output = match AttentionBackward
+            .prepare::<C>([q_node, k_node, v_node])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((q, k, v, output.clone(), lse, q_start, window), output),
+            OpsKind::UnTracked(prep) => prep.finish(output),
+        };
+        (output, lse_out)
+    }
+
+    fn fused_attention_backward(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        output: FloatTensor<Self>,
+        lse: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        q_start: usize,
+        window: usize,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        // Gradients of gradients are not needed: compute on the inner backend, untracked.
+        let (grad_q, grad_k, grad_v) = B::fused_attention_backward(
+            q.into_primitive(),
+            k.into_primitive(),
+            v.into_primitive(),
+            output.into_primitive(),
+            lse.into_primitive(),
+            grad.into_primitive(),
+            q_start,
+            window,
+        );
+        (Self::from_inner(grad_q), Self::from_inner(grad_k), Self::from_inner(grad_v))
+    }
+}

@@ -1,0 +1,177 @@
+//! Launching the WGSL kernels of `shaders/` on Burn's CubeCL backend (wgpu runtime).
+
+use burn::backend::tensor::FloatTensor;
+use burn::backend::wgpu::{into_contiguous, CubeBackend, CubeTensor, KernelSource, SourceKernel, SourceTemplate};
+use burn::cubecl::prelude::KernelId;
+use burn::cubecl::server::KernelArguments;
+use burn::cubecl::{CubeCount, CubeDim};
+use burn::tensor::{DType, Shape};
+
+use super::extension::FusedKernels;
+
+/// A WGSL source with its template values filled in. Kernels differ by name and values, which
+/// together identify the compiled pipeline.
+struct Wgsl {
+    name: &'static str,
+    source: &'static str,
+    values: Vec<(&'static str, String)>,
+}
+
+impl KernelSource for Wgsl {
+    fn source(&self) -> SourceTemplate {
+        self.values
+            .iter()
+            .fold(SourceTemplate::new(self.source), |t, (k, v)| t.register(*k, v.clone()))
+    }
+
+    fn id(&self) -> KernelId {
+        KernelId::new::<Self>().info((self.name, self.values.clone()))
+    }
+
+    fn lang(&self) -> &'static str {
+        "wgsl"
+    }
+}
+
+const ATTENTION_FORWARD: &str = include_str!("../../shaders/attention_forward.wgsl");
+const ATTENTION_BACKWARD_QUERY: &str = include_str!("../../shaders/attention_backward_query.wgsl");
+const ATTENTION_BACKWARD_KEY_VALUE: &str = include_str!("../../shaders/attention_backward_key_value.wgsl");
+
+/// Invocations per workgroup: one query (or key) row each.
+const BLOCK: usize = 64;
+
+/// Keys (or queries) staged in workgroup memory at once: two `[tile, head_dim]` f32 tiles must
+/// fit in the 16 KiB WebGPU guarantees.
+fn tile_for(head_dim: usize) -> usize {
+    (2048 / head_dim).clamp(1, 32)
+}
+
+/// The largest head dimension the kernels take (private arrays are sized by it).
+pub const MAX_HEAD_DIM: usize = 256;
+
+fn attention_kernel(name: &'static str, source: &'static str, head_dim: usize) -> Box<SourceKernel<Wgsl>> {
+    let tile = tile_for(head_dim);
+    let kernel = Wgsl {
+        name,
+        source,
+        values: vec![
+            ("head_dim", head_dim.to_string()),
+            ("block", BLOCK.to_string()),
+            ("tile", tile.to_string()),
+            ("tile_elems", (tile * head_dim).to_string()),
+        ],
+    };
+    Box::new(SourceKernel::new(kernel, CubeDim::new_1d(BLOCK as u32)))
+}
+
+/// The `info` buffer every attention kernel reads.
+fn attention_info(q: &CubeTensor, k: &CubeTensor, q_start: usize, window: usize) -> Vec<u8> {
+    let [batch, heads, q_len, head_dim] = q.meta.shape().dims::<4>();
+    let [_, kv_heads, kv_len, _] = k.meta.shape().dims::<4>();
+    let scale = 1.0 / (head_dim as f32).sqrt();
+    [batch, heads, kv_heads, q_len, kv_len, q_start, window]
+        .iter()
+        .map(|&v| v as u32)
+        .chain([scale.to_bits()])
+        .flat_map(u32::to_le_bytes)
+        .collect()
+}
+
+fn empty_like(reference: &CubeTensor, shape: Shape) -> CubeTensor {
+    let handle = reference.client.empty(shape.num_elements() * DType::F32.size());
+    CubeTensor::new_contiguous(reference.client.clone(), reference.device.clone(), shape, handle, DType::F32)
+}
+
+fn check_f32(tensors: &[&CubeTensor]) {
+    for t in tensors {
+        assert_eq!(t.dtype, DType::F32, "the fused kernels compute in f32");
+    }
+}
+
+impl FusedKernels for CubeBackend {
+    fn fused_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        q_start: usize,
+        window: usize,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let (q, k, v) = (into_contiguous(q), into_contiguous(k), into_contiguous(v));
+        check_f32(&[&q, &k, &v]);
+        let [batch, heads, q_len, head_dim] = q.meta.shape().dims::<4>();
+        let output = empty_like(&q, q.meta.shape().clone());
+        let lse = empty_like(&q, Shape::new([batch, heads, q_len]));
+        let info = q.client.create_from_slice(&attention_info(&q, &k, q_start, window));
+        let count = CubeCount::Static(q_len.div_ceil(BLOCK) as u32, (batch * heads) as u32, 1);
+        q.client.launch(
+            attention_kernel("attention_forward", ATTENTION_FORWARD, head_dim),
+            count,
+            KernelArguments::new().with_buffers(vec![
+                q.handle.clone().binding(),
+                k.handle.clone().binding(),
+                v.handle.clone().binding(),
+                output.handle.clone().binding(),
+                lse.handle.clone().binding(),
+                info.binding(),
+            ]),
+        );
+        (output, lse)
+    }
+
+    fn fused_attention_backward(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        output: FloatTensor<Self>,
+        lse: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        q_start: usize,
+        window: usize,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        use burn::backend::ops::FloatTensorOps;
+        let (q, k, v) = (into_contiguous(q), into_contiguous(k), into_contiguous(v));
+        let (grad, lse) = (into_contiguous(grad), into_contiguous(lse));
+        check_f32(&[&q, &k, &v, &grad, &lse]);
+        // delta_i = dO_i · O_i, one number per query row.
+        let delta = Self::float_sum_dim(Self::float_mul(grad.clone(), output), 3);
+        let delta = into_contiguous(delta);
+
+        let [batch, heads, q_len, head_dim] = q.meta.shape().dims::<4>();
+        let [_, kv_heads, kv_len, _] = k.meta.shape().dims::<4>();
+        let grad_q = empty_like(&q, q.meta.shape().clone());
+        let grad_k = empty_like(&k, k.meta.shape().clone());
+        let grad_v = empty_like(&k, k.meta.shape().clone());
+        let info = q.client.create_from_slice(&attention_info(&q, &k, q_start, window));
+
+        q.client.launch(
+            attention_kernel("attention_backward_query", ATTENTION_BACKWARD_QUERY, head_dim),
+            CubeCount::Static(q_len.div_ceil(BLOCK) as u32, (batch * heads) as u32, 1),
+            KernelArguments::new().with_buffers(vec![
+                q.handle.clone().binding(),
+                k.handle.clone().binding(),
+                v.handle.clone().binding(),
+                grad.handle.clone().binding(),
+                lse.handle.clone().binding(),
+                delta.handle.clone().binding(),
+                grad_q.handle.clone().binding(),
+                info.clone().binding(),
+            ]),
+        );
+        q.client.launch(
+            attention_kernel("attention_backward_key_value", ATTENTION_BACKWARD_KEY_VALUE, head_dim),
+            CubeCount::Static(kv_len.div_ceil(BLOCK) as u32, (batch * kv_heads) as u32, 1),
+            KernelArguments::new().with_buffers(vec![
+                q.handle.clone().binding(),
+                k.handle.clone().binding(),
+                v.handle.clone().binding(),
+                grad.handle.clone().binding(),
+                lse.handle.clone().binding(),
+                delta.handle.clone().binding(),
+                grad_k.handle.clone().binding(),
+                grad_v.handle.clone().binding(),
+                info.binding(),
+            ]),
+        );
+        (grad_q, grad_k, grad_v)
+    }
+}

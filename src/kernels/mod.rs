@@ -1,0 +1,29 @@
+//! Fused kernels for the training hot paths.
+//!
+//! Model code calls the functions here. Each one runs a hand-written WGSL kernel from `shaders/`
+//! when its tensors live on a wgpu device (through Burn's backend-extension mechanism, with a
+//! custom backward pass under autodiff), and the same computation in plain Burn tensor operations
+//! on every other backend, or when the fused path is switched off to measure it.
+
+mod attention;
+mod extension;
+mod launch;
+
+pub use attention::{attention, attention_reference};
+pub use extension::FusedKernels;
+
+use burn::tensor::Device;
+
+/// Whether `device` (autodiff or not) runs on wgpu, where the WGSL kernels apply.
+pub fn is_wgpu(device: &Device) -> bool {
+    use burn::backend::DispatchDevice;
+    fn wgpu(device: &DispatchDevice) -> bool {
+        match device {
+            DispatchDevice::Cube(cube) => matches!(cube, burn::cubecl::Device::Wgpu(_)),
+            DispatchDevice::Autodiff(inner) => wgpu(inner),
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+    }
+    wgpu(device.as_dispatch())
+}

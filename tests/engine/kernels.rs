@@ -1,0 +1,69 @@
+//! The fused WGSL kernels against their plain-tensor references on lavapipe, forward and
+//! gradients, at awkward sizes (not multiples of the workgroup, length 1, windows, cached keys).
+
+use burn::tensor::{Distribution, Tensor};
+use wgtune::device::DeviceChoice;
+use wgtune::kernels::{attention, attention_reference, is_wgpu};
+
+use crate::common::{assert_close, devices, values};
+
+const TOL: f64 = 1e-4;
+
+fn close(what: &str, a: Tensor<4>, b: Tensor<4>) {
+    let (a, shape) = values(a);
+    let (b, _) = values(b);
+    assert_close(what, &a, &shape, &(shape.clone(), b.iter().map(|v| *v as f64).collect()), TOL);
+}
+
+struct Case {
+    batch: usize,
+    heads: usize,
+    kv_heads: usize,
+    q_len: usize,
+    /// Keys beyond the queries: a KV cache of this many earlier positions.
+    cached: usize,
+    head_dim: usize,
+    window: Option<usize>,
+}
+
+const CASES: [Case; 5] = [
+    Case { batch: 2, heads: 4, kv_heads: 2, q_len: 70, cached: 0, head_dim: 16, window: None },
+    Case { batch: 1, heads: 3, kv_heads: 1, q_len: 1, cached: 0, head_dim: 64, window: None },
+    Case { batch: 1, heads: 9, kv_heads: 3, q_len: 130, cached: 0, head_dim: 64, window: None },
+    Case { batch: 2, heads: 2, kv_heads: 2, q_len: 5, cached: 37, head_dim: 32, window: None },
+    Case { batch: 1, heads: 4, kv_heads: 1, q_len: 67, cached: 3, head_dim: 128, window: Some(9) },
+];
+
+#[test]
+fn fused_attention_matches_the_reference_forward_and_backward() {
+    let Some(dev) = devices().into_iter().find(|d| d.choice == DeviceChoice::Wgpu) else {
+        return;
+    };
+    let device = dev.autodiff();
+    assert!(is_wgpu(&device));
+    for (i, c) in CASES.iter().enumerate() {
+        let kv_len = c.q_len + c.cached;
+        let random = |shape: [usize; 4]| Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+        let q = random([c.batch, c.heads, c.q_len, c.head_dim]);
+        let k = random([c.batch, c.kv_heads, kv_len, c.head_dim]);
+        let v = random([c.batch, c.kv_heads, kv_len, c.head_dim]);
+        let weights = random([c.batch, c.heads, c.q_len, c.head_dim]);
+
+        let run = |fused: bool| {
+            let (q, k, v) = (q.clone().require_grad(), k.clone().require_grad(), v.clone().require_grad());
+            let out = if fused {
+                attention(q.clone(), k.clone(), v.clone(), c.cached, c.window, true)
+            } else {
+                attention_reference(q.clone(), k.clone(), v.clone(), c.cached, c.window)
+            };
+            let grads = (out.clone() * weights.clone()).sum().backward();
+            let grad = |t: &Tensor<4>| t.grad(&grads).expect("a gradient");
+            (out.inner(), grad(&q), grad(&k), grad(&v))
+        };
+        let (fused, reference) = (run(true), run(false));
+        close(&format!("case {i}: output"), fused.0, reference.0);
+        close(&format!("case {i}: grad q"), fused.1, reference.1);
+        close(&format!("case {i}: grad k"), fused.2, reference.2);
+        close(&format!("case {i}: grad v"), fused.3, reference.3);
+    }
+}
