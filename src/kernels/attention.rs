@@ -1,11 +1,10 @@
 //! Causal grouped-query attention: fused on wgpu, plain tensor operations elsewhere.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
-use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::ops::{Backward, Ops};
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Autodiff, AutodiffBackend, Dispatch};
+use burn::backend::Dispatch;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 
@@ -31,18 +30,33 @@ pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, q_start: usize, windo
 }
 
 /// The same attention in plain tensor operations, for every backend.
-///
-/// The query heads that share a key/value head are stacked along the sequence axis,
-/// `[batch, kv_heads, rep·q_len, head_dim]`, so keys and values are never repeated.
 pub fn attention_reference(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, q_start: usize, window: Option<usize>) -> Tensor<4> {
+    let shape = q.dims();
+    let scores = masked_scores(q, k, q_start, window);
+    softmax(scores, 3).matmul(v).reshape(shape)
+}
+
+/// The reference attention and its row log-sum-exp `[batch, heads·q_len]` (grouped by key/value
+/// head), as the fused kernel returns them.
+pub(super) fn attention_with_lse(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, q_start: usize, window: Option<usize>) -> (Tensor<4>, Tensor<4>) {
+    let shape = q.dims();
+    let scores = masked_scores(q, k, q_start, window);
+    let max = scores.clone().max_dim(3);
+    let lse = (scores.clone() - max.clone()).exp().sum_dim(3).log() + max;
+    let output = (scores - lse.clone()).exp().matmul(v).reshape(shape);
+    (output, lse)
+}
+
+/// `scale · Q Kᵀ` plus the causal mask, `[batch, kv_heads, rep·q_len, kv_len]`: the query heads
+/// that share a key/value head are stacked along the sequence axis, so keys and values are never
+/// repeated.
+fn masked_scores(q: Tensor<4>, k: Tensor<4>, q_start: usize, window: Option<usize>) -> Tensor<4> {
     let [batch, heads, len, head_dim] = q.dims();
     let kv_heads = k.dims()[1];
     let rep = heads / kv_heads;
     let mask = causal_mask(q_start, len, k.dims()[2], rep, window, &q.device());
     let q = q.reshape([batch, kv_heads, rep * len, head_dim]);
-    let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((head_dim as f64).sqrt());
-    let scores = scores + mask.unsqueeze::<4>();
-    softmax(scores, 3).matmul(v).reshape([batch, heads, len, head_dim])
+    q.matmul(k.swap_dims(2, 3)).div_scalar((head_dim as f64).sqrt()) + mask.unsqueeze::<4>()
 }
 
 /// Additive causal mask `[rep·len, total]` (0 where attention is allowed, a large negative number
@@ -64,9 +78,9 @@ fn causal_mask(start: usize, len: usize, total: usize, rep: usize, window: Optio
 /// The backward pass of the fused attention: the kernels recompute the probabilities from the
 /// saved log-sum-exp rather than keeping them.
 #[derive(Debug)]
-struct AttentionBackward;
+pub(super) struct AttentionBackward;
 
-type AttentionState<B> = (
+pub(super) type AttentionState<B> = (
     FloatTensor<B>,
     FloatTensor<B>,
     FloatTensor<B>,
@@ -89,54 +103,5 @@ impl<B: FusedKernels> Backward<B, 3> for AttentionBackward {
                 grads.register::<B>(node.id, grad);
             }
         }
-    }
-}
-
-impl<B: FusedKernels, C: CheckpointStrategy> FusedKernels for Autodiff<B, C> {
-    fn fused_attention(
-        q: FloatTensor<Self>,
-        k: FloatTensor<Self>,
-        v: FloatTensor<Self>,
-        q_start: usize,
-        window: usize,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        let (q, q_node) = q.into_parts();
-        let (k, k_node) = k.into_parts();
-        let (v, v_node) = v.into_parts();
-        let (output, lse) = B::fused_attention(q.clone(), k.clone(), v.clone(), q_start, window);
-        let lse_out = Self::from_inner(lse.clone());
-        let output = match AttentionBackward
-            .prepare::<C>([q_node, k_node, v_node])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => prep.finish((q, k, v, output.clone(), lse, q_start, window), output),
-            OpsKind::UnTracked(prep) => prep.finish(output),
-        };
-        (output, lse_out)
-    }
-
-    fn fused_attention_backward(
-        q: FloatTensor<Self>,
-        k: FloatTensor<Self>,
-        v: FloatTensor<Self>,
-        output: FloatTensor<Self>,
-        lse: FloatTensor<Self>,
-        grad: FloatTensor<Self>,
-        q_start: usize,
-        window: usize,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        // Gradients of gradients are not needed: compute on the inner backend, untracked.
-        let (grad_q, grad_k, grad_v) = B::fused_attention_backward(
-            q.into_primitive(),
-            k.into_primitive(),
-            v.into_primitive(),
-            output.into_primitive(),
-            lse.into_primitive(),
-            grad.into_primitive(),
-            q_start,
-            window,
-        );
-        (Self::from_inner(grad_q), Self::from_inner(grad_k), Self::from_inner(grad_v))
     }
 }

@@ -1,11 +1,11 @@
 //! The one backend-extension trait behind every fused kernel: implemented for Burn's CubeCL
-//! backend with WGSL (`launch.rs`) and for autodiff with hand-written backward passes
-//! (`attention.rs`).
+//! backend with WGSL (`launch.rs`), for the CPU backend with plain tensor operations
+//! (`fallback.rs`), and for autodiff with hand-written backward passes (`autodiff.rs`).
 
 use burn::backend::backend_extension;
 use burn::backend::tensor::FloatTensor;
 
-#[backend_extension(Cube, Autodiff)]
+#[backend_extension(Cube, Flex, Autodiff)]
 pub trait FusedKernels: burn::backend::Backend {
     /// Causal grouped-query attention. `q`: `[batch, heads, q_len, head_dim]`; `k`, `v`:
     /// `[batch, kv_heads, kv_len, head_dim]`; query 0 sits at absolute position `q_start`; keys
@@ -32,4 +32,20 @@ pub trait FusedKernels: burn::backend::Backend {
         q_start: usize,
         window: usize,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+
+    /// Per row of `logits` `[rows, vocab]`: the log-sum-exp and `−log softmax[target]`.
+    fn cross_entropy_rows(logits: FloatTensor<Self>, targets: Vec<u32>) -> (FloatTensor<Self>, FloatTensor<Self>);
+
+    /// `softmax(logits) − one_hot(targets)`, the gradient of the summed loss for the logits,
+    /// given the row log-sum-exp. May reuse the memory of `logits`.
+    fn cross_entropy_grad(logits: FloatTensor<Self>, lse: FloatTensor<Self>, targets: Vec<u32>) -> FloatTensor<Self>;
+
+    /// Σ over rows of `−log softmax(hidden · head)[target]` with `hidden` `[rows, dim]` and `head`
+    /// `[dim, vocab]`, `chunk` rows of logits at a time. Returns `[1]`.
+    fn fused_cross_entropy(
+        hidden: FloatTensor<Self>,
+        head: FloatTensor<Self>,
+        targets: Vec<u32>,
+        chunk: usize,
+    ) -> FloatTensor<Self>;
 }

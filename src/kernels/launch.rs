@@ -1,5 +1,6 @@
 //! Launching the WGSL kernels of `shaders/` on Burn's CubeCL backend (wgpu runtime).
 
+use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::wgpu::{into_contiguous, CubeBackend, CubeTensor, KernelSource, SourceKernel, SourceTemplate};
 use burn::cubecl::prelude::KernelId;
@@ -36,6 +37,29 @@ impl KernelSource for Wgsl {
 const ATTENTION_FORWARD: &str = include_str!("../../shaders/attention_forward.wgsl");
 const ATTENTION_BACKWARD_QUERY: &str = include_str!("../../shaders/attention_backward_query.wgsl");
 const ATTENTION_BACKWARD_KEY_VALUE: &str = include_str!("../../shaders/attention_backward_key_value.wgsl");
+const CROSS_ENTROPY_ROWS: &str = include_str!("../../shaders/cross_entropy_rows.wgsl");
+const CROSS_ENTROPY_GRAD: &str = include_str!("../../shaders/cross_entropy_grad.wgsl");
+
+/// Invocations per workgroup of the row-wise cross-entropy kernels (a power of two).
+const ROW_BLOCK: usize = 256;
+
+fn row_kernel(name: &'static str, source: &'static str) -> Box<SourceKernel<Wgsl>> {
+    let kernel = Wgsl {
+        name,
+        source,
+        values: vec![("block", ROW_BLOCK.to_string())],
+    };
+    Box::new(SourceKernel::new(kernel, CubeDim::new_1d(ROW_BLOCK as u32)))
+}
+
+/// Targets and the `[rows, vocab]` info buffer of the cross-entropy kernels.
+fn cross_entropy_inputs(logits: &CubeTensor, targets: &[u32]) -> (burn::cubecl::server::Handle, burn::cubecl::server::Handle) {
+    let [rows, vocab] = logits.meta.shape().dims::<2>();
+    assert_eq!(targets.len(), rows, "one target per row");
+    let targets: Vec<u8> = targets.iter().flat_map(|t| t.to_le_bytes()).collect();
+    let info: Vec<u8> = [rows as u32, vocab as u32].iter().flat_map(|v| v.to_le_bytes()).collect();
+    (logits.client.create_from_slice(&targets), logits.client.create_from_slice(&info))
+}
 
 /// Invocations per workgroup: one query (or key) row each.
 const BLOCK: usize = 64;
@@ -128,7 +152,6 @@ impl FusedKernels for CubeBackend {
         q_start: usize,
         window: usize,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        use burn::backend::ops::FloatTensorOps;
         let (q, k, v) = (into_contiguous(q), into_contiguous(k), into_contiguous(v));
         let (grad, lse) = (into_contiguous(grad), into_contiguous(lse));
         check_f32(&[&q, &k, &v, &grad, &lse]);
@@ -173,5 +196,59 @@ impl FusedKernels for CubeBackend {
             ]),
         );
         (grad_q, grad_k, grad_v)
+    }
+
+    fn cross_entropy_rows(logits: FloatTensor<Self>, targets: Vec<u32>) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let logits = into_contiguous(logits);
+        check_f32(&[&logits]);
+        let rows = logits.meta.shape().dims::<2>()[0];
+        let (targets, info) = cross_entropy_inputs(&logits, &targets);
+        let lse = empty_like(&logits, Shape::new([rows]));
+        let nll = empty_like(&logits, Shape::new([rows]));
+        logits.client.launch(
+            row_kernel("cross_entropy_rows", CROSS_ENTROPY_ROWS),
+            CubeCount::Static(rows as u32, 1, 1),
+            KernelArguments::new().with_buffers(vec![
+                logits.handle.clone().binding(),
+                targets.binding(),
+                lse.handle.clone().binding(),
+                nll.handle.clone().binding(),
+                info.binding(),
+            ]),
+        );
+        (lse, nll)
+    }
+
+    fn cross_entropy_grad(logits: FloatTensor<Self>, lse: FloatTensor<Self>, targets: Vec<u32>) -> FloatTensor<Self> {
+        let (logits, lse) = (into_contiguous(logits), into_contiguous(lse));
+        check_f32(&[&logits, &lse]);
+        let [rows, vocab] = logits.meta.shape().dims::<2>();
+        let (targets, info) = cross_entropy_inputs(&logits, &targets);
+        // The gradient overwrites the logits when no one else holds them.
+        let grad = if logits.can_mut() {
+            logits
+        } else {
+            <Self as FloatTensorOps<Self>>::float_add_scalar(logits, 0.0.into())
+        };
+        grad.client.launch(
+            row_kernel("cross_entropy_grad", CROSS_ENTROPY_GRAD),
+            CubeCount::Static(vocab.div_ceil(ROW_BLOCK) as u32, rows as u32, 1),
+            KernelArguments::new().with_buffers(vec![
+                grad.handle.clone().binding(),
+                targets.binding(),
+                lse.handle.clone().binding(),
+                info.binding(),
+            ]),
+        );
+        grad
+    }
+
+    fn fused_cross_entropy(
+        hidden: FloatTensor<Self>,
+        head: FloatTensor<Self>,
+        targets: Vec<u32>,
+        chunk: usize,
+    ) -> FloatTensor<Self> {
+        super::cross_entropy::loss_only::<Self>(hidden, head, targets, chunk)
     }
 }

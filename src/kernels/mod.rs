@@ -6,10 +6,14 @@
 //! on every other backend, or when the fused path is switched off to measure it.
 
 mod attention;
+mod autodiff;
+mod cross_entropy;
 mod extension;
+mod fallback;
 mod launch;
 
 pub use attention::{attention, attention_reference};
+pub use cross_entropy::cross_entropy;
 pub use extension::FusedKernels;
 
 use burn::tensor::Device;

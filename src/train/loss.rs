@@ -8,6 +8,7 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::data::{Batch, IGNORE};
+use crate::kernels;
 
 /// Rows of logits computed at once, from the buffer limit and a memory budget.
 pub fn chunk_rows(vocab: usize, max_buffer_bytes: u64) -> usize {
@@ -57,10 +58,20 @@ pub struct LossSum {
     pub correct: Option<Tensor<1, Int>>,
 }
 
-pub fn cross_entropy_sum(hidden: Tensor<3>, head: Tensor<2>, targets: &Targets, chunk: usize, count_correct: bool) -> LossSum {
+///
+/// With `fused`, the loss goes through [`kernels::cross_entropy`], which under autodiff computes
+/// its gradients chunk by chunk instead of keeping every chunk's logits for the backward pass.
+pub fn cross_entropy_sum(hidden: Tensor<3>, head: Tensor<2>, targets: &Targets, chunk: usize, count_correct: bool, fused: bool) -> LossSum {
     let [batch, len, dim] = hidden.dims();
     let device = hidden.device();
     let selected = hidden.reshape([batch * len, dim]).select(0, targets.rows.clone());
+    if fused && !count_correct {
+        let ids: Vec<u32> = targets.ids.iter().map(|&t| t as u32).collect();
+        return LossSum {
+            sum: kernels::cross_entropy(selected, head, &ids, chunk),
+            correct: None,
+        };
+    }
     let mut sum: Option<Tensor<1>> = None;
     let mut correct: Option<Tensor<1, Int>> = None;
     let n = targets.len();

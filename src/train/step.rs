@@ -61,7 +61,7 @@ pub fn optimizer_step(
         let clock = Phase::start(device, timings.is_some());
         let ids = Tensor::<2, Int>::from_data(TensorData::new(batch.input_ids.clone(), [batch.batch_size, batch.len]), device);
         let hidden = model.hidden_states(ids, None, inputs.options);
-        let loss = cross_entropy_sum(hidden, model.head_weight(), &targets, inputs.chunk, false)
+        let loss = cross_entropy_sum(hidden, model.head_weight(), &targets, inputs.chunk, false, inputs.options.fused)
             .sum
             .div_scalar(window_targets as f64);
         clock.stop(timings.as_deref_mut().map(|t| &mut t.forward));

@@ -67,3 +67,44 @@ fn fused_attention_matches_the_reference_forward_and_backward() {
         close(&format!("case {i}: grad v"), fused.3, reference.3);
     }
 }
+
+#[test]
+fn fused_cross_entropy_matches_the_generic_loss_and_gradients() {
+    use wgtune::kernels::cross_entropy;
+    for dev in devices() {
+        let device = dev.autodiff();
+        for (rows, dim, vocab, chunk) in [(37, 24, 1000, 10), (3, 16, 50_001, 2), (1, 8, 7, 1)] {
+            let hidden = Tensor::<2>::random([rows, dim], Distribution::Normal(0.0, 1.0), &device);
+            let head = Tensor::<2>::random([dim, vocab], Distribution::Normal(0.0, 0.5), &device);
+            let targets: Vec<u32> = (0..rows).map(|i| ((i * 7919 + 3) % vocab) as u32).collect();
+            let run = |fused: bool| {
+                let (h, w) = (hidden.clone().require_grad(), head.clone().require_grad());
+                let loss = if fused {
+                    cross_entropy(h.clone(), w.clone(), &targets, chunk)
+                } else {
+                    let logits = h.clone().matmul(w.clone());
+                    let log_probs = burn::tensor::activation::log_softmax(logits, 1);
+                    let index = Tensor::<2, burn::tensor::Int>::from_data(
+                        burn::tensor::TensorData::new(targets.iter().map(|&t| t as i64).collect(), [rows, 1]),
+                        &device,
+                    );
+                    log_probs.gather(1, index).sum().neg()
+                };
+                // A scale on the loss checks that backward multiplies by the upstream gradient.
+                let grads = loss.clone().mul_scalar(0.5).backward();
+                (loss.inner(), h.grad(&grads).unwrap(), w.grad(&grads).unwrap())
+            };
+            let (fused, generic) = (run(true), run(false));
+            let what = format!("{} rows {rows} vocab {vocab}", dev.choice);
+            let (a, shape) = values(fused.0);
+            let (b, _) = values(generic.0);
+            assert_close(&format!("{what}: loss"), &a, &shape, &(shape.clone(), b.iter().map(|v| *v as f64).collect()), 1e-3);
+            let (a, shape) = values(fused.1);
+            let (b, _) = values(generic.1);
+            assert_close(&format!("{what}: grad hidden"), &a, &shape, &(shape.clone(), b.iter().map(|v| *v as f64).collect()), TOL);
+            let (a, shape) = values(fused.2);
+            let (b, _) = values(generic.2);
+            assert_close(&format!("{what}: grad head"), &a, &shape, &(shape.clone(), b.iter().map(|v| *v as f64).collect()), TOL);
+        }
+    }
+}

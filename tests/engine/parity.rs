@@ -45,7 +45,7 @@ fn mean_loss(model: &CausalLm, batch: &Batch, device: &Device) -> burn::tensor::
         device,
     );
     let hidden = model.hidden_states(ids, None, ForwardOptions::default());
-    cross_entropy_sum(hidden, model.head_weight(), &targets, 7, false)
+    cross_entropy_sum(hidden, model.head_weight(), &targets, 7, false, true)
         .sum
         .div_scalar(targets.len() as f64)
 }
@@ -74,7 +74,7 @@ fn adamw() -> OptimizerConfig {
         lr: 1e-2,
         beta1: 0.9,
         beta2: 0.999,
-        eps: 1e-8,
+        eps: 1e-6,
         weight_decay: 0.01,
         max_grad_norm: 0.0,
         ..Default::default()

@@ -1,0 +1,83 @@
+//! Fused kernels under autodiff: the forward passes run on the inner backend and register
+//! hand-written backward passes.
+
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::ops::{Backward, OpsKind};
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, AutodiffBackend, DispatchKindConversion, DispatchTensor};
+
+use super::attention::AttentionBackward;
+use super::cross_entropy::autodiff_loss;
+use super::extension::FusedKernels;
+
+impl<B, C> FusedKernels for Autodiff<B, C>
+where
+    B: FusedKernels,
+    C: CheckpointStrategy,
+    DispatchTensor: DispatchKindConversion<B>,
+{
+    fn fused_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        q_start: usize,
+        window: usize,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let (q, q_node) = q.into_parts();
+        let (k, k_node) = k.into_parts();
+        let (v, v_node) = v.into_parts();
+        let (output, lse) = B::fused_attention(q.clone(), k.clone(), v.clone(), q_start, window);
+        let lse_out = Self::from_inner(lse.clone());
+        let output = match AttentionBackward
+            .prepare::<C>([q_node, k_node, v_node])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((q, k, v, output.clone(), lse, q_start, window), output),
+            OpsKind::UnTracked(prep) => prep.finish(output),
+        };
+        (output, lse_out)
+    }
+
+    fn fused_attention_backward(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        output: FloatTensor<Self>,
+        lse: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        q_start: usize,
+        window: usize,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        // Gradients of gradients are not needed: compute on the inner backend, untracked.
+        let (grad_q, grad_k, grad_v) = B::fused_attention_backward(
+            q.into_primitive(),
+            k.into_primitive(),
+            v.into_primitive(),
+            output.into_primitive(),
+            lse.into_primitive(),
+            grad.into_primitive(),
+            q_start,
+            window,
+        );
+        (Self::from_inner(grad_q), Self::from_inner(grad_k), Self::from_inner(grad_v))
+    }
+
+    fn cross_entropy_rows(logits: FloatTensor<Self>, targets: Vec<u32>) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let (lse, nll) = B::cross_entropy_rows(logits.into_primitive(), targets);
+        (Self::from_inner(lse), Self::from_inner(nll))
+    }
+
+    fn cross_entropy_grad(logits: FloatTensor<Self>, lse: FloatTensor<Self>, targets: Vec<u32>) -> FloatTensor<Self> {
+        Self::from_inner(B::cross_entropy_grad(logits.into_primitive(), lse.into_primitive(), targets))
+    }
+
+    fn fused_cross_entropy(
+        hidden: FloatTensor<Self>,
+        head: FloatTensor<Self>,
+        targets: Vec<u32>,
+        chunk: usize,
+    ) -> FloatTensor<Self> {
+        autodiff_loss::<B, C>(hidden, head, targets, chunk)
+    }
+}

@@ -1,0 +1,156 @@
+//! Next-token cross-entropy through the language-model head, vocabulary-chunked, that never keeps
+//! a `[tokens, vocab]` matrix: under autodiff the gradients with respect to the hidden states and
+//! the head are computed chunk by chunk during the forward pass (the loss is a sum, so backward
+//! only scales them), and each chunk's logits are freed before the next is formed.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Dispatch, DispatchKindConversion, DispatchTensor};
+use burn::tensor::{Int, Tensor, TensorData};
+
+use super::extension::FusedKernels;
+
+/// Σ over rows of `−log softmax(hidden · head)[target]`, `hidden` `[rows, dim]`, `head`
+/// `[dim, vocab]`, `chunk` rows of logits at a time. Differentiable with respect to both.
+pub fn cross_entropy(hidden: Tensor<2>, head: Tensor<2>, targets: &[u32], chunk: usize) -> Tensor<1> {
+    Tensor::from_dispatch(Dispatch::fused_cross_entropy(
+        hidden.into_dispatch(),
+        head.into_dispatch(),
+        targets.to_vec(),
+        chunk.max(1),
+    ))
+}
+
+/// Which gradients [`chunked`] computes alongside the loss.
+#[derive(Clone, Copy)]
+struct Wanted {
+    hidden: bool,
+    head: bool,
+}
+
+struct Chunked {
+    loss: Tensor<1>,
+    grad_hidden: Option<Tensor<2>>,
+    grad_head: Option<Tensor<2>>,
+}
+
+/// The loss (and the wanted gradients of the summed loss) on plain, untracked tensors.
+fn chunked(hidden: Tensor<2>, head: Tensor<2>, targets: &[u32], chunk: usize, wanted: Wanted) -> Chunked {
+    let rows = hidden.dims()[0];
+    let device = hidden.device();
+    let mut loss = Tensor::<1>::zeros([1], &device);
+    let mut grad_hidden = Vec::new();
+    let mut grad_head: Option<Tensor<2>> = None;
+    let head_t = head.clone().transpose();
+    for start in (0..rows).step_by(chunk) {
+        let n = chunk.min(rows - start);
+        let h = hidden.clone().narrow(0, start, n);
+        let t = targets[start..start + n].to_vec();
+        let logits = h.clone().matmul(head.clone());
+        let (lse, nll) = Dispatch::cross_entropy_rows(logits.clone().into_dispatch(), t.clone());
+        loss = loss + Tensor::<1>::from_dispatch(nll).sum();
+        if wanted.hidden || wanted.head {
+            let grad = Tensor::<2>::from_dispatch(Dispatch::cross_entropy_grad(logits.into_dispatch(), lse, t));
+            if wanted.hidden {
+                grad_hidden.push(grad.clone().matmul(head_t.clone()));
+            }
+            if wanted.head {
+                let g = h.transpose().matmul(grad);
+                grad_head = Some(match grad_head.take() {
+                    Some(sum) => sum + g,
+                    None => g,
+                });
+            }
+        }
+    }
+    Chunked {
+        loss,
+        grad_hidden: wanted.hidden.then(|| Tensor::cat(grad_hidden, 0)),
+        grad_head,
+    }
+}
+
+/// The row statistics in plain tensor operations: `(lse, nll)`, each `[rows]`.
+pub(super) fn rows_reference(logits: Tensor<2>, targets: &[u32]) -> (Tensor<1>, Tensor<1>) {
+    let rows = logits.dims()[0];
+    let max = logits.clone().max_dim(1);
+    let lse = (logits.clone() - max.clone()).exp().sum_dim(1).log() + max;
+    let index = Tensor::<2, Int>::from_data(TensorData::new(targets.iter().map(|&t| t as i64).collect(), [rows, 1]), &logits.device());
+    let target = logits.gather(1, index);
+    ((lse.clone()).reshape([rows]), (lse - target).reshape([rows]))
+}
+
+/// `softmax(logits) − one_hot(targets)` in plain tensor operations.
+pub(super) fn grad_reference(logits: Tensor<2>, lse: Tensor<1>, targets: &[u32]) -> Tensor<2> {
+    let rows = logits.dims()[0];
+    let device = logits.device();
+    let probs = (logits - lse.reshape([rows, 1])).exp();
+    let index = Tensor::<2, Int>::from_data(TensorData::new(targets.iter().map(|&t| t as i64).collect(), [rows, 1]), &device);
+    probs.scatter(1, index, Tensor::<2>::full([rows, 1], -1.0, &device), burn::tensor::IndexingUpdateOp::Add)
+}
+
+/// The loss on an inner (non-autodiff) backend: no gradients.
+pub(super) fn loss_only<B>(hidden: FloatTensor<B>, head: FloatTensor<B>, targets: Vec<u32>, chunk: usize) -> FloatTensor<B>
+where
+    B: FusedKernels,
+    DispatchTensor: DispatchKindConversion<B>,
+{
+    let wanted = Wanted { hidden: false, head: false };
+    let out = chunked(Tensor::from_primitive::<B>(hidden), Tensor::from_primitive::<B>(head), &targets, chunk, wanted);
+    out.loss.try_into_primitive::<B>().expect("the loss stays on its backend")
+}
+
+#[derive(Debug)]
+struct CrossEntropyBackward;
+
+impl<B: FusedKernels> Backward<B, 2> for CrossEntropyBackward {
+    /// The gradients of the summed loss, computed in the forward pass.
+    type State = (Option<FloatTensor<B>>, Option<FloatTensor<B>>);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let [hidden_node, head_node] = ops.parents;
+        // The loss is a sum: its upstream gradient (a scalar) scales the saved gradients.
+        let upstream = grads.consume::<B>(&ops.node);
+        let scale = |g: FloatTensor<B>| B::float_mul(g, B::float_reshape(upstream.clone(), [1, 1].into()));
+        let (grad_hidden, grad_head) = ops.state;
+        if let (Some(node), Some(g)) = (hidden_node, grad_hidden) {
+            grads.register::<B>(node.id, scale(g));
+        }
+        if let (Some(node), Some(g)) = (head_node, grad_head) {
+            grads.register::<B>(node.id, scale(g));
+        }
+    }
+}
+
+pub(super) fn autodiff_loss<B, C>(
+    hidden: FloatTensor<Autodiff<B, C>>,
+    head: FloatTensor<Autodiff<B, C>>,
+    targets: Vec<u32>,
+    chunk: usize,
+) -> FloatTensor<Autodiff<B, C>>
+where
+    B: FusedKernels,
+    C: CheckpointStrategy,
+    DispatchTensor: DispatchKindConversion<B>,
+{
+    let wanted = Wanted {
+        hidden: hidden.is_tracked(),
+        head: head.is_tracked(),
+    };
+    let (hidden, hidden_node) = hidden.into_parts();
+    let (head, head_node) = head.into_parts();
+    let out = chunked(Tensor::from_primitive::<B>(hidden), Tensor::from_primitive::<B>(head), &targets, chunk, wanted);
+    let primitive = |t: Tensor<2>| t.try_into_primitive::<B>().expect("gradients stay on their backend");
+    let loss = out.loss.try_into_primitive::<B>().expect("the loss stays on its backend");
+    match CrossEntropyBackward
+        .prepare::<C>([hidden_node, head_node])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish((out.grad_hidden.map(primitive), out.grad_head.map(primitive)), loss),
+        OpsKind::UnTracked(prep) => prep.finish(loss),
+    }
+}

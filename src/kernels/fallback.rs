@@ -1,0 +1,72 @@
+//! The fused-kernel operations on the CPU backend, in plain tensor operations: what the WGSL
+//! kernels compute, without their memory savings in attention.
+
+use burn::backend::tensor::FloatTensor;
+use burn::backend::Flex;
+use burn::tensor::Tensor;
+
+use super::attention::attention_reference;
+use super::cross_entropy::{grad_reference, loss_only, rows_reference};
+use super::extension::FusedKernels;
+
+fn tensor<const D: usize>(t: FloatTensor<Flex>) -> Tensor<D> {
+    Tensor::from_primitive::<Flex>(t)
+}
+
+fn primitive<const D: usize>(t: Tensor<D>) -> FloatTensor<Flex> {
+    t.try_into_primitive::<Flex>().expect("results stay on the CPU backend")
+}
+
+impl FusedKernels for Flex {
+    fn fused_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        q_start: usize,
+        window: usize,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let (q, k, v) = (tensor::<4>(q), tensor::<4>(k), tensor::<4>(v));
+        let [batch, heads, len, _] = q.dims();
+        let window = (window > 0).then_some(window);
+        let (output, lse) = super::attention::attention_with_lse(q, k, v, q_start, window);
+        (primitive(output), primitive(lse.reshape([batch, heads, len])))
+    }
+
+    fn fused_attention_backward(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        _output: FloatTensor<Self>,
+        _lse: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        q_start: usize,
+        window: usize,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        // Differentiate the reference on a graph of its own.
+        let track = |t: FloatTensor<Self>| tensor::<4>(t).autodiff().require_grad();
+        let (q, k, v) = (track(q), track(k), track(v));
+        let window = (window > 0).then_some(window);
+        let output = attention_reference(q.clone(), k.clone(), v.clone(), q_start, window);
+        let grads = (output * tensor::<4>(grad).autodiff()).sum().backward();
+        let grad_of = |t: &Tensor<4>| primitive(t.grad(&grads).expect("a tracked input has a gradient"));
+        (grad_of(&q), grad_of(&k), grad_of(&v))
+    }
+
+    fn cross_entropy_rows(logits: FloatTensor<Self>, targets: Vec<u32>) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let (lse, nll) = rows_reference(tensor(logits), &targets);
+        (primitive(lse), primitive(nll))
+    }
+
+    fn cross_entropy_grad(logits: FloatTensor<Self>, lse: FloatTensor<Self>, targets: Vec<u32>) -> FloatTensor<Self> {
+        primitive(grad_reference(tensor(logits), tensor(lse), &targets))
+    }
+
+    fn fused_cross_entropy(
+        hidden: FloatTensor<Self>,
+        head: FloatTensor<Self>,
+        targets: Vec<u32>,
+        chunk: usize,
+    ) -> FloatTensor<Self> {
+        loss_only::<Self>(hidden, head, targets, chunk)
+    }
+}
