@@ -100,7 +100,7 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
     };
     let mut model: CausalLm = config.method.apply(model)?;
     let batch = random_batch(&model_config, config.batch_size, config.seq_len);
-    let mut optimizer = AdamW::new(&OptimizerConfig::default());
+    let mut optimizer = AdamW::new(&OptimizerConfig::default(), config.fused);
     let options = ForwardOptions {
         lora: LoraForward {
             dropout: 0.0,

@@ -80,4 +80,21 @@ where
     ) -> FloatTensor<Self> {
         autodiff_loss::<B, C>(hidden, head, targets, chunk)
     }
+
+    fn fused_adamw(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        m: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        coefficients: [f32; 8],
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let (p, m, v) = B::fused_adamw(
+            param.into_primitive(),
+            grad.into_primitive(),
+            m.into_primitive(),
+            v.into_primitive(),
+            coefficients,
+        );
+        (Self::from_inner(p), Self::from_inner(m), Self::from_inner(v))
+    }
 }

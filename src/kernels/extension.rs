@@ -48,4 +48,14 @@ pub trait FusedKernels: burn::backend::Backend {
         targets: Vec<u32>,
         chunk: usize,
     ) -> FloatTensor<Self>;
+
+    /// One AdamW step of a flat parameter: returns the new parameter and moments.
+    /// `coefficients`: lr, β1, β2, ε, decay, 1 − β1ᵗ, 1 − β2ᵗ, gradient scale.
+    fn fused_adamw(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        m: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        coefficients: [f32; 8],
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 }

@@ -5,6 +5,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::Flex;
 use burn::tensor::Tensor;
 
+use super::adamw::{adamw_reference, AdamWStep};
 use super::attention::attention_reference;
 use super::cross_entropy::{grad_reference, loss_only, rows_reference};
 use super::extension::FusedKernels;
@@ -68,5 +69,26 @@ impl FusedKernels for Flex {
         chunk: usize,
     ) -> FloatTensor<Self> {
         loss_only::<Self>(hidden, head, targets, chunk)
+    }
+
+    fn fused_adamw(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        m: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        c: [f32; 8],
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let step = AdamWStep {
+            lr: c[0] as f64,
+            beta1: c[1] as f64,
+            beta2: c[2] as f64,
+            eps: c[3] as f64,
+            decay: c[4] as f64,
+            bias1: c[5] as f64,
+            bias2: c[6] as f64,
+            grad_scale: c[7] as f64,
+        };
+        let (p, m, v) = adamw_reference(tensor(param), tensor(grad), Some((tensor(m), tensor(v))), &step);
+        (primitive(p), primitive(m), primitive(v))
     }
 }

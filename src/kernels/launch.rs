@@ -39,6 +39,7 @@ const ATTENTION_BACKWARD_QUERY: &str = include_str!("../../shaders/attention_bac
 const ATTENTION_BACKWARD_KEY_VALUE: &str = include_str!("../../shaders/attention_backward_key_value.wgsl");
 const CROSS_ENTROPY_ROWS: &str = include_str!("../../shaders/cross_entropy_rows.wgsl");
 const CROSS_ENTROPY_GRAD: &str = include_str!("../../shaders/cross_entropy_grad.wgsl");
+const ADAMW: &str = include_str!("../../shaders/adamw.wgsl");
 
 /// Invocations per workgroup of the row-wise cross-entropy kernels (a power of two).
 const ROW_BLOCK: usize = 256;
@@ -250,5 +251,42 @@ impl FusedKernels for CubeBackend {
         chunk: usize,
     ) -> FloatTensor<Self> {
         super::cross_entropy::loss_only::<Self>(hidden, head, targets, chunk)
+    }
+
+    fn fused_adamw(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        m: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        coefficients: [f32; 8],
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let (param, grad) = (into_contiguous(param), into_contiguous(grad));
+        let (m, v) = (into_contiguous(m), into_contiguous(v));
+        check_f32(&[&param, &grad, &m, &v]);
+        let n = param.meta.shape().num_elements();
+        let shape = param.meta.shape().clone();
+        let (new_p, new_m, new_v) = (empty_like(&param, shape.clone()), empty_like(&param, shape.clone()), empty_like(&param, shape));
+        let coefficients: Vec<u8> = coefficients.iter().flat_map(|c| c.to_le_bytes()).collect();
+        let coefficients = param.client.create_from_slice(&coefficients);
+        let info = param.client.create_from_slice(&(n as u32).to_le_bytes());
+        // At most 65535 workgroups along x: spill over into y.
+        let groups = n.div_ceil(ROW_BLOCK);
+        let count = CubeCount::Static(groups.min(65535) as u32, groups.div_ceil(65535) as u32, 1);
+        param.client.launch(
+            row_kernel("adamw", ADAMW),
+            count,
+            KernelArguments::new().with_buffers(vec![
+                param.handle.clone().binding(),
+                grad.handle.clone().binding(),
+                m.handle.clone().binding(),
+                v.handle.clone().binding(),
+                new_p.handle.clone().binding(),
+                new_m.handle.clone().binding(),
+                new_v.handle.clone().binding(),
+                coefficients.binding(),
+                info.binding(),
+            ]),
+        );
+        (new_p, new_m, new_v)
     }
 }

@@ -5,6 +5,7 @@
 //! custom backward pass under autodiff), and the same computation in plain Burn tensor operations
 //! on every other backend, or when the fused path is switched off to measure it.
 
+mod adamw;
 mod attention;
 mod autodiff;
 mod cross_entropy;
@@ -12,6 +13,7 @@ mod extension;
 mod fallback;
 mod launch;
 
+pub use adamw::{adamw, adamw_reference, AdamWStep};
 pub use attention::{attention, attention_reference};
 pub use cross_entropy::cross_entropy;
 pub use extension::FusedKernels;

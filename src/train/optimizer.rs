@@ -10,6 +10,7 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::config::OptimizerConfig;
+use crate::kernels::{adamw, AdamWStep};
 use crate::model::HostTensor;
 use crate::params::PathStack;
 
@@ -21,15 +22,18 @@ pub struct Moments {
 
 pub struct AdamW {
     config: OptimizerConfig,
+    /// Update with the fused WGSL kernel on wgpu devices.
+    fused: bool,
     /// Optimizer steps taken (bias correction uses it).
     pub steps: usize,
     pub moments: HashMap<String, Moments>,
 }
 
 impl AdamW {
-    pub fn new(config: &OptimizerConfig) -> Self {
+    pub fn new(config: &OptimizerConfig, fused: bool) -> Self {
         Self {
             config: config.clone(),
+            fused,
             steps: 0,
             moments: HashMap::new(),
         }
@@ -65,7 +69,7 @@ impl AdamW {
         self.steps += 1;
         let c = &self.config;
         let t = self.steps as i32;
-        let coefficients = Coefficients {
+        let step = AdamWStep {
             lr,
             beta1: c.beta1,
             beta2: c.beta2,
@@ -79,7 +83,8 @@ impl AdamW {
             stack: PathStack::default(),
             grads: &mut grads,
             moments: &mut self.moments,
-            k: coefficients,
+            step,
+            fused: self.fused,
         };
         model.map(&mut mapper)
     }
@@ -117,23 +122,12 @@ impl AdamW {
     }
 }
 
-#[derive(Clone, Copy)]
-struct Coefficients {
-    lr: f64,
-    beta1: f64,
-    beta2: f64,
-    eps: f64,
-    decay: f64,
-    bias1: f64,
-    bias2: f64,
-    grad_scale: f64,
-}
-
 struct Update<'a> {
     stack: PathStack,
     grads: &'a mut GradientsParams,
     moments: &'a mut HashMap<String, Moments>,
-    k: Coefficients,
+    step: AdamWStep,
+    fused: bool,
 }
 
 impl ModuleMapper for Update<'_> {
@@ -153,22 +147,11 @@ impl ModuleMapper for Update<'_> {
         let (id, value, mapper) = param.consume();
         let shape = value.shape();
         let n = shape.num_elements();
-        let k = self.k;
 
         let p = value.inner().reshape([n]);
         let g = grad.reshape([n]);
-        let g = if k.grad_scale != 1.0 { g.mul_scalar(k.grad_scale) } else { g };
-        let (m, v) = match self.moments.remove(&path) {
-            Some(Moments { m, v }) => (
-                m.mul_scalar(k.beta1) + g.clone().mul_scalar(1.0 - k.beta1),
-                v.mul_scalar(k.beta2) + g.square().mul_scalar(1.0 - k.beta2),
-            ),
-            None => (g.clone().mul_scalar(1.0 - k.beta1), g.square().mul_scalar(1.0 - k.beta2)),
-        };
-        // torch: p ← p·(1 − lr·wd) − (lr / bias1) · m / (√v / √bias2 + eps)
-        let denom = v.clone().sqrt().div_scalar(k.bias2.sqrt()).add_scalar(k.eps);
-        let update = m.clone().div(denom).mul_scalar(k.lr / k.bias1);
-        let p = p.mul_scalar(k.decay) - update;
+        let moments = self.moments.remove(&path).map(|Moments { m, v }| (m, v));
+        let (p, m, v) = adamw(p, g, moments, &self.step, self.fused);
         self.moments.insert(path, Moments { m, v });
 
         let p = Tensor::from_inner(p.reshape(shape)).require_grad();

@@ -113,7 +113,7 @@ impl<'a> Run<'a> {
 
         let run_dir = &config.output_dir;
         fsutil::create_dir(run_dir)?;
-        let mut optimizer = AdamW::new(&config.optim);
+        let mut optimizer = AdamW::new(&config.optim, config.fused_kernels);
         let mut state = TrainerState::default();
         let mut model = model;
         let mut last_checkpoint = None;

@@ -108,3 +108,27 @@ fn fused_cross_entropy_matches_the_generic_loss_and_gradients() {
         }
     }
 }
+
+#[test]
+fn fused_adamw_matches_the_reference() {
+    use wgtune::kernels::{adamw, adamw_reference, AdamWStep};
+    let Some(dev) = devices().into_iter().find(|d| d.choice == DeviceChoice::Wgpu) else {
+        return;
+    };
+    let step = AdamWStep { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-6, decay: 1.0 - 1e-4, bias1: 0.19, bias2: 0.003, grad_scale: 0.7 };
+    // 70_001 elements: not a multiple of the workgroup, and more than one row of workgroups.
+    for n in [1, 255, 70_001] {
+        let random = || Tensor::<1>::random([n], Distribution::Normal(0.0, 1.0), &dev.device);
+        let (p, g, m) = (random(), random(), random());
+        let v = random().abs();
+        for moments in [None, Some((m.clone(), v.clone()))] {
+            let fused = adamw(p.clone(), g.clone(), moments.clone(), &step, true);
+            let reference = adamw_reference(p.clone(), g.clone(), moments, &step);
+            for (name, a, b) in [("param", fused.0.clone(), reference.0.clone()), ("m", fused.1.clone(), reference.1.clone()), ("v", fused.2.clone(), reference.2.clone())] {
+                let (a, shape) = values(a);
+                let (b, _) = values(b);
+                assert_close(&format!("n {n}: {name}"), &a, &shape, &(shape.clone(), b.iter().map(|v| *v as f64).collect()), 1e-5);
+            }
+        }
+    }
+}

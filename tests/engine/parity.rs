@@ -163,7 +163,7 @@ fn lora_gradients_and_adamw_step_match_peft_and_torch() {
                 assert_close(&format!("{name} grad {peft_name} on {}", dev.choice), &grad.values, &grad.shape, &want, TOL);
             }
 
-            let mut optimizer = AdamW::new(&adamw());
+            let mut optimizer = AdamW::new(&adamw(), true);
             let model = optimizer.step(model, grads, 1e-2, 1.0);
             for p in named_parameters(&model).into_iter().filter(|p| p.is_adapter_factor()) {
                 let peft_name = peft::peft_name(&p.path).unwrap();
@@ -192,7 +192,7 @@ fn full_fine_tuning_gradients_and_adamw_step_match_torch() {
                 let want = golden_param(&golden, &format!("full_grad.{}", hf_name(path)), path);
                 assert_close(&format!("{name} grad {path} on {}", dev.choice), &grad.values, &grad.shape, &want, TOL);
             }
-            let mut optimizer = AdamW::new(&adamw());
+            let mut optimizer = AdamW::new(&adamw(), true);
             let model = optimizer.step(model, grads, 1e-2, 1.0);
             for p in named_parameters(&model) {
                 let want = golden_param(&golden, &format!("full_step.{}", hf_name(&p.path)), &p.path);
