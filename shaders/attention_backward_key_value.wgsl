@@ -3,22 +3,23 @@
 //   dV_j = Σ_i p_ij dO_i,  dK_j = scale Σ_i ds_ij q_i   (p, ds as in attention_backward_query.wgsl)
 // grad_k, grad_v: [batch, kv_heads, kv_len, D]. info as in attention_forward.wgsl.
 
-@group(0) @binding(0) var<storage, read_write> q: array<f32>;
-@group(0) @binding(1) var<storage, read_write> k: array<f32>;
-@group(0) @binding(2) var<storage, read_write> v: array<f32>;
-@group(0) @binding(3) var<storage, read_write> grad_out: array<f32>;
+@group(0) @binding(0) var<storage, read_write> q: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> k: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> v: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> grad_out: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> lse: array<f32>;
 @group(0) @binding(5) var<storage, read_write> delta: array<f32>;
-@group(0) @binding(6) var<storage, read_write> grad_k: array<f32>;
-@group(0) @binding(7) var<storage, read_write> grad_v: array<f32>;
+@group(0) @binding(6) var<storage, read_write> grad_k: array<vec4<f32>>;
+@group(0) @binding(7) var<storage, read_write> grad_v: array<vec4<f32>>;
 @group(0) @binding(8) var<storage, read_write> info: array<u32>;
 
-const D: u32 = {{ head_dim }}u;
+// Head dimension in vec4 units.
+const D: u32 = {{ head_dim_vec4 }}u;
 const BLOCK: u32 = {{ block }}u;
 const TILE: u32 = {{ tile }}u;
 
-var<workgroup> q_tile: array<f32, {{ tile_elems }}>;
-var<workgroup> g_tile: array<f32, {{ tile_elems }}>;
+var<workgroup> q_tile: array<vec4<f32>, {{ tile_vec4s }}>;
+var<workgroup> g_tile: array<vec4<f32>, {{ tile_vec4s }}>;
 var<workgroup> lse_tile: array<f32, {{ tile }}>;
 var<workgroup> delta_tile: array<f32, {{ tile }}>;
 
@@ -51,16 +52,16 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let in_range = key < kv_len;
     let kv_row = (bkv * kv_len + key) * D;
 
-    var kr: array<f32, D>;
-    var vr: array<f32, D>;
-    var dk: array<f32, D>;
-    var dv: array<f32, D>;
+    var kr: array<vec4<f32>, D>;
+    var vr: array<vec4<f32>, D>;
+    var dk: array<vec4<f32>, D>;
+    var dv: array<vec4<f32>, D>;
     if in_range {
         for (var d = 0u; d < D; d++) {
             kr[d] = k[kv_row + d] * scale;
             vr[d] = v[kv_row + d];
-            dk[d] = 0.0;
-            dv[d] = 0.0;
+            dk[d] = vec4<f32>(0.0);
+            dv[d] = vec4<f32>(0.0);
         }
     }
     // The first query that can see this workgroup's first key (uniform across the workgroup).
@@ -95,8 +96,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
                         var s = 0.0;
                         var dp = 0.0;
                         for (var d = 0u; d < D; d++) {
-                            s += q_tile[ii * D + d] * kr[d];
-                            dp += g_tile[ii * D + d] * vr[d];
+                            s += dot(q_tile[ii * D + d], kr[d]);
+                            dp += dot(g_tile[ii * D + d], vr[d]);
                         }
                         let p = exp(s - lse_tile[ii]);
                         let ds = p * (dp - delta_tile[ii]);

@@ -3,21 +3,22 @@
 //   p_ij = exp(scale · q_i·k_j − lse_i),  ds_ij = p_ij (dO_i·v_j − delta_i),  dQ_i = scale Σ_j ds_ij k_j
 // where delta_i = dO_i·O_i. Layouts and info as in attention_forward.wgsl.
 
-@group(0) @binding(0) var<storage, read_write> q: array<f32>;
-@group(0) @binding(1) var<storage, read_write> k: array<f32>;
-@group(0) @binding(2) var<storage, read_write> v: array<f32>;
-@group(0) @binding(3) var<storage, read_write> grad_out: array<f32>;
+@group(0) @binding(0) var<storage, read_write> q: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> k: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> v: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> grad_out: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> lse: array<f32>;
 @group(0) @binding(5) var<storage, read_write> delta: array<f32>;
-@group(0) @binding(6) var<storage, read_write> grad_q: array<f32>;
+@group(0) @binding(6) var<storage, read_write> grad_q: array<vec4<f32>>;
 @group(0) @binding(7) var<storage, read_write> info: array<u32>;
 
-const D: u32 = {{ head_dim }}u;
+// Head dimension in vec4 units.
+const D: u32 = {{ head_dim_vec4 }}u;
 const BLOCK: u32 = {{ block }}u;
 const TILE: u32 = {{ tile }}u;
 
-var<workgroup> k_tile: array<f32, {{ tile_elems }}>;
-var<workgroup> v_tile: array<f32, {{ tile_elems }}>;
+var<workgroup> k_tile: array<vec4<f32>, {{ tile_vec4s }}>;
+var<workgroup> v_tile: array<vec4<f32>, {{ tile_vec4s }}>;
 
 // The shape of the problem, read once into workgroup memory: values loaded with
 // workgroupUniformLoad are uniform, so the loops that contain barriers may depend on them.
@@ -50,9 +51,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let pos = q_start + row;
     let key_end = min(kv_len, q_start + min(first_row + BLOCK, q_len));
 
-    var qr: array<f32, D>;
-    var gr: array<f32, D>;
-    var acc: array<f32, D>;
+    var qr: array<vec4<f32>, D>;
+    var gr: array<vec4<f32>, D>;
+    var acc: array<vec4<f32>, D>;
     var row_lse = 0.0;
     var row_delta = 0.0;
     if in_range {
@@ -60,7 +61,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         for (var d = 0u; d < D; d++) {
             qr[d] = q[base + d] * scale;
             gr[d] = grad_out[base + d];
-            acc[d] = 0.0;
+            acc[d] = vec4<f32>(0.0);
         }
         row_lse = lse[bh * q_len + row];
         row_delta = delta[bh * q_len + row];
@@ -82,8 +83,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
                     var s = 0.0;
                     var dp = 0.0;
                     for (var d = 0u; d < D; d++) {
-                        s += qr[d] * k_tile[jj * D + d];
-                        dp += gr[d] * v_tile[jj * D + d];
+                        s += dot(qr[d], k_tile[jj * D + d]);
+                        dp += dot(gr[d], v_tile[jj * D + d]);
                     }
                     let ds = exp(s - row_lse) * (dp - row_delta);
                     for (var d = 0u; d < D; d++) {

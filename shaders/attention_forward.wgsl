@@ -6,20 +6,21 @@
 // info: batch, heads, kv_heads, q_len, kv_len, q_start (absolute position of query 0), window
 // (0: unlimited), scale (f32 bits).
 
-@group(0) @binding(0) var<storage, read_write> q: array<f32>;
-@group(0) @binding(1) var<storage, read_write> k: array<f32>;
-@group(0) @binding(2) var<storage, read_write> v: array<f32>;
-@group(0) @binding(3) var<storage, read_write> o: array<f32>;
+@group(0) @binding(0) var<storage, read_write> q: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> k: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> v: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> o: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> lse: array<f32>;
 @group(0) @binding(5) var<storage, read_write> info: array<u32>;
 
-const D: u32 = {{ head_dim }}u;
+// Head dimension in vec4 units.
+const D: u32 = {{ head_dim_vec4 }}u;
 const BLOCK: u32 = {{ block }}u;
 const TILE: u32 = {{ tile }}u;
 const NEG: f32 = -3.0e38;
 
-var<workgroup> k_tile: array<f32, {{ tile_elems }}>;
-var<workgroup> v_tile: array<f32, {{ tile_elems }}>;
+var<workgroup> k_tile: array<vec4<f32>, {{ tile_vec4s }}>;
+var<workgroup> v_tile: array<vec4<f32>, {{ tile_vec4s }}>;
 
 // The shape of the problem, read once into workgroup memory: values loaded with
 // workgroupUniformLoad are uniform, so the loops that contain barriers may depend on them.
@@ -53,13 +54,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     // The keys any row of this workgroup can see (uniform across the workgroup).
     let key_end = min(kv_len, q_start + min(first_row + BLOCK, q_len));
 
-    var qr: array<f32, D>;
-    var acc: array<f32, D>;
+    var qr: array<vec4<f32>, D>;
+    var acc: array<vec4<f32>, D>;
     if in_range {
         let base = (bh * q_len + row) * D;
         for (var d = 0u; d < D; d++) {
             qr[d] = q[base + d] * scale;
-            acc[d] = 0.0;
+            acc[d] = vec4<f32>(0.0);
         }
     }
     var m = NEG;
@@ -83,7 +84,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
                 if j < kv_len && j <= pos && (window == 0u || pos - j < window) {
                     s = 0.0;
                     for (var d = 0u; d < D; d++) {
-                        s += qr[d] * k_tile[jj * D + d];
+                        s += dot(qr[d], k_tile[jj * D + d]);
                     }
                 }
                 scores[jj] = s;

@@ -9,13 +9,13 @@ use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::extension::FusedKernels;
-use super::launch::MAX_HEAD_DIM;
+use super::launch::supports_head_dim;
 
 /// Attention of `q` (`[batch, heads, q_len, head_dim]`) over `k` and `v`
 /// (`[batch, kv_heads, kv_len, head_dim]`), query 0 at absolute position `q_start`, keys at most
 /// `window` positions back when set. `fused` picks the WGSL kernels where they apply.
 pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, q_start: usize, window: Option<usize>, fused: bool) -> Tensor<4> {
-    if fused && super::is_wgpu(&q.device()) && q.dims()[3] <= MAX_HEAD_DIM {
+    if fused && super::is_wgpu(&q.device()) && supports_head_dim(q.dims()[3]) {
         let (output, _lse) = Dispatch::fused_attention(
             q.into_dispatch(),
             k.into_dispatch(),

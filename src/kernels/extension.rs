@@ -58,4 +58,5 @@ pub trait FusedKernels: burn::backend::Backend {
         v: FloatTensor<Self>,
         coefficients: [f32; 8],
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+
 }

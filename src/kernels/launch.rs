@@ -71,8 +71,11 @@ fn tile_for(head_dim: usize) -> usize {
     (2048 / head_dim).clamp(1, 32)
 }
 
-/// The largest head dimension the kernels take (private arrays are sized by it).
-pub const MAX_HEAD_DIM: usize = 256;
+/// Whether the attention kernels take this head dimension: rows are read as `vec4`s, and
+/// per-invocation arrays are sized by it.
+pub fn supports_head_dim(head_dim: usize) -> bool {
+    head_dim % 4 == 0 && head_dim <= 256
+}
 
 fn attention_kernel(name: &'static str, source: &'static str, head_dim: usize) -> Box<SourceKernel<Wgsl>> {
     let tile = tile_for(head_dim);
@@ -80,10 +83,10 @@ fn attention_kernel(name: &'static str, source: &'static str, head_dim: usize) -
         name,
         source,
         values: vec![
-            ("head_dim", head_dim.to_string()),
+            ("head_dim_vec4", (head_dim / 4).to_string()),
             ("block", BLOCK.to_string()),
             ("tile", tile.to_string()),
-            ("tile_elems", (tile * head_dim).to_string()),
+            ("tile_vec4s", (tile * head_dim / 4).to_string()),
         ],
     };
     Box::new(SourceKernel::new(kernel, CubeDim::new_1d(BLOCK as u32)))
