@@ -74,7 +74,7 @@ fn adamw() -> OptimizerConfig {
         lr: 1e-2,
         beta1: 0.9,
         beta2: 0.999,
-        eps: 1e-6,
+        eps: 1e-4,
         weight_decay: 0.01,
         max_grad_norm: 0.0,
         ..Default::default()
