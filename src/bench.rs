@@ -55,6 +55,7 @@ pub struct BenchConfig {
     pub materialize_lora: bool,
     /// Use the fused WGSL kernels (off: Burn's generic operations everywhere).
     pub fused: bool,
+    pub gradient_checkpointing: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -64,6 +65,7 @@ pub struct BenchReport {
     pub method: String,
     pub lora: &'static str,
     pub kernels: &'static str,
+    pub gradient_checkpointing: bool,
     pub batch_size: usize,
     pub seq_len: usize,
     pub steps: usize,
@@ -84,7 +86,7 @@ pub struct BenchReport {
 
 pub fn run(config: &BenchConfig) -> Result<BenchReport> {
     let device = ComputeDevice::open(config.device)?;
-    let train_device = device.autodiff();
+    let train_device = device.training_device(config.gradient_checkpointing);
     device.device.seed(0);
     let (name, model_config, model) = match &config.model {
         BenchModel::Folder(path) => {
@@ -143,6 +145,7 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
         method: config.method.name().to_string(),
         lora: if config.materialize_lora { "materialized" } else { "factored" },
         kernels: if config.fused { "fused" } else { "generic" },
+        gradient_checkpointing: config.gradient_checkpointing,
         batch_size: config.batch_size,
         seq_len: config.seq_len,
         steps: config.steps.max(1),

@@ -45,6 +45,9 @@ pub struct BenchArgs {
     /// fused (the WGSL kernels on wgpu) or generic (Burn's tensor operations only).
     #[arg(long, default_value = "fused")]
     pub kernels: String,
+    /// Recompute memory-bound activations in the backward pass instead of keeping them [default: off].
+    #[arg(long)]
+    pub gradient_checkpointing: bool,
     /// Also write the report as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -81,10 +84,12 @@ pub fn run_bench(args: BenchArgs) -> Result<()> {
         steps: args.steps,
         materialize_lora,
         fused,
+        gradient_checkpointing: args.gradient_checkpointing,
     })?;
     println!("model        {}", report.model);
     println!("device       {}", report.device);
-    println!("method       {} ({} LoRA, {} kernels), {} of {} parameters trainable", report.method, report.lora, report.kernels, report.trainable_parameters, report.total_parameters);
+    let checkpointing = if report.gradient_checkpointing { ", gradient checkpointing" } else { "" };
+    println!("method       {} ({} LoRA, {} kernels{checkpointing}), {} of {} parameters trainable", report.method, report.lora, report.kernels, report.trainable_parameters, report.total_parameters);
     println!("batch        {} x {} tokens, {} timed steps", report.batch_size, report.seq_len, report.steps);
     println!("throughput   {:.1} tokens/s, {:.0} ms/step", report.tokens_per_second, report.ms_per_step);
     println!("breakdown    forward {:.0} ms, backward {:.0} ms, optimizer {:.0} ms", report.forward_ms, report.backward_ms, report.optimizer_ms);

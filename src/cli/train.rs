@@ -118,7 +118,7 @@ pub struct TrainArgs {
     /// Stop after this many optimizer steps [default: none].
     #[arg(long)]
     pub max_steps: Option<usize>,
-    /// Evaluate every this many steps, 0 = only at the end [default: 0].
+    /// Evaluate before training and every this many steps, 0 = only at the end [default: 0].
     #[arg(long)]
     pub eval_every: Option<usize>,
     /// Checkpoint every this many steps, 0 = only at the end [default: 100].
@@ -133,6 +133,9 @@ pub struct TrainArgs {
     /// Run directory for checkpoints, metrics and the result [default: runs/latest].
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// Recompute memory-bound activations (norms, activations, rotations) in the backward pass instead of keeping them: less memory, slower steps [default: off].
+    #[arg(long)]
+    pub gradient_checkpointing: bool,
     /// Where to train: auto (a hardware GPU through wgpu, else the CPU), wgpu (any adapter: Vulkan, Metal, DX12, GL) or cpu [default: auto].
     #[arg(long)]
     pub device: Option<DeviceChoice>,
@@ -209,6 +212,7 @@ impl TrainArgs {
         }
         c.data.train_on_prompt |= self.train_on_prompt;
         c.data.packing |= self.packing;
+        c.gradient_checkpointing |= self.gradient_checkpointing;
         c.method = self.method(c.method)?;
         Ok(c)
     }

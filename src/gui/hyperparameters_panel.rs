@@ -173,6 +173,9 @@ impl WgtuneApp {
                 ui.label("Max sequence length");
                 ui.add(egui::Slider::new(&mut c.data.max_seq_len, 16..=8192).logarithmic(true));
                 ui.end_row();
+                ui.label("Memory");
+                ui.checkbox(&mut c.gradient_checkpointing, "Gradient checkpointing (less memory, slower)");
+                ui.end_row();
                 ui.label("Evaluate every (steps, 0: at the end)");
                 ui.add(egui::DragValue::new(&mut c.eval_every).range(0..=1_000_000));
                 ui.end_row();

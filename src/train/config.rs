@@ -78,7 +78,7 @@ pub struct TrainConfig {
     pub epochs: usize,
     /// Stop after this many optimizer steps, whatever `epochs` says.
     pub max_steps: Option<usize>,
-    /// Evaluate on the validation set every this many steps (and at the end); 0 only at the end.
+    /// Evaluate on the validation set before training, every this many steps and at the end; 0: only at the end.
     pub eval_every: usize,
     /// Write a checkpoint every this many steps (and at the end); 0 only at the end.
     pub save_every: usize,
@@ -88,6 +88,8 @@ pub struct TrainConfig {
     pub materialize_lora: bool,
     /// Use the fused WGSL kernels on wgpu devices; off runs Burn's generic operations.
     pub fused_kernels: bool,
+    /// Recompute memory-bound activations in the backward pass instead of keeping them.
+    pub gradient_checkpointing: bool,
     pub data: DataConfig,
     pub method: Method,
     pub optim: OptimizerConfig,
@@ -109,6 +111,7 @@ impl Default for TrainConfig {
             keep_checkpoints: 2,
             materialize_lora: false,
             fused_kernels: true,
+            gradient_checkpointing: false,
             data: DataConfig::default(),
             method: Method::default(),
             optim: OptimizerConfig::default(),

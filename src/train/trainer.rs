@@ -108,7 +108,7 @@ impl<'a> Run<'a> {
         let device = ComputeDevice::open(config.device)?;
         events.send(TrainEvent::Preparing(format!("Loading weights on {}", device.description)));
         device.device.seed(config.seed);
-        let model = folder.load(&device.autodiff())?;
+        let model = folder.load(&device.training_device(config.gradient_checkpointing))?;
         let model = config.method.apply(model)?;
 
         let run_dir = &config.output_dir;
@@ -122,7 +122,7 @@ impl<'a> Run<'a> {
                 Error::invalid_file(run_dir, "no checkpoint to resume from in this run directory")
             })?;
             events.send(TrainEvent::Preparing(format!("Resuming from {}", dir.display())));
-            let (m, s) = checkpoint::load(&dir, model, &config.method, &mut optimizer, &device.autodiff())?;
+            let (m, s) = checkpoint::load(&dir, model, &config.method, &mut optimizer, &device.training_device(config.gradient_checkpointing))?;
             model = m;
             state = s;
             last_checkpoint = Some(dir);
@@ -181,6 +181,10 @@ impl<'a> Run<'a> {
         let mut stopped_early = false;
         let mut last_eval = None;
         let mut last_saved = self.state.step;
+        if self.state.step == 0 && self.config.eval_every > 0 {
+            // The untrained model's validation loss: where the validation curve starts.
+            self.evaluate()?;
+        }
         while self.state.step < self.total_steps {
             if let Control::Stop = self.obey(commands, false)? {
                 stopped_early = true;
@@ -319,7 +323,7 @@ impl<'a> Run<'a> {
             chunk: self.chunk,
         };
         let model = self.model.clone();
-        match optimizer_step(model, &mut self.optimizer, &inputs, &self.device.autodiff(), None) {
+        match optimizer_step(model, &mut self.optimizer, &inputs, &self.device.training_device(self.config.gradient_checkpointing), None) {
             Ok(outcome) => {
                 self.model = outcome.model;
                 Ok((outcome.loss, outcome.grad_norm, lr, tokens))

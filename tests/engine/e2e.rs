@@ -172,9 +172,13 @@ fn a_resumed_run_continues_the_same_loss_curve() {
     config.grad_accumulation = 2;
     config.batch_size = 3;
     config.data.validation_fraction = 0.25;
+    config.eval_every = 4;
     config.method = Method::Lora(LoraSettings { rank: 4, alpha: 8.0, dropout: 0.1, ..Default::default() });
     let (_tx, rx) = channel();
     train(&config, false, &EventSink::none(), &rx).unwrap();
+    let (_, evals) = read_metrics(&whole).unwrap();
+    assert_eq!(evals.iter().map(|e| e.step).collect::<Vec<_>>(), [0, 4, 8], "the untrained model first");
+    assert!(evals[2].loss < evals[0].loss, "validation loss falls: {evals:?}");
 
     // A run that "crashed" after its step-4 checkpoint.
     let crashed = dir.path().join("crashed");
@@ -198,21 +202,25 @@ fn a_resumed_run_continues_the_same_loss_curve() {
     let (a, _) = read_metrics(&whole).unwrap();
     let (b, _) = read_metrics(&crashed).unwrap();
     assert_eq!(b.iter().map(|s| s.step).collect::<Vec<_>>(), (1..=8).collect::<Vec<_>>(), "no duplicated steps");
+    let (_, resumed_evals) = read_metrics(&crashed).unwrap();
+    assert_eq!(resumed_evals.iter().map(|e| e.step).collect::<Vec<_>>(), [0, 4, 8], "no duplicated evaluations");
     for (x, y) in a.iter().zip(&b) {
         assert!((x.loss - y.loss).abs() < 1e-4, "step {}: {} vs {}", x.step, x.loss, y.loss);
         assert!((x.lr - y.lr).abs() < 1e-12);
     }
 }
 
+/// Also: gradient checkpointing recomputes the same values, so it changes nothing in the curve.
 #[test]
 fn same_seed_same_curve() {
     let _turn = one_run_at_a_time();
     let dir = tempfile::tempdir().unwrap();
-    let curves: Vec<Vec<f64>> = ["a", "b"]
+    let curves: Vec<Vec<f64>> = [("a", false), ("b", true)]
         .iter()
-        .map(|name| {
+        .map(|(name, gradient_checkpointing)| {
             let mut config = tiny_config(&dir.path().join(name), DeviceChoice::Cpu);
             config.max_steps = Some(5);
+            config.gradient_checkpointing = *gradient_checkpointing;
             config.method = Method::Lora(LoraSettings { rank: 4, alpha: 8.0, dropout: 0.1, ..Default::default() });
             let (_tx, rx) = channel();
             train(&config, false, &EventSink::none(), &rx).unwrap();

@@ -146,8 +146,8 @@ fn lora_gradients_and_adamw_step_match_peft_and_torch() {
         let folder = ModelFolder::open(&fixture(name)).unwrap();
         let golden = Golden::open(&fixture(name).join("golden.safetensors"));
         let batch = golden_batch(&golden, "labels");
-        for dev in devices() {
-            let device = dev.autodiff();
+        for (dev, checkpointing) in devices().into_iter().flat_map(|d| [(d.clone(), false), (d, true)]) {
+            let device = dev.training_device(checkpointing);
             let (model, _) = peft::load_adapter(folder.load(&device).unwrap(), &fixture(name).join("adapter")).unwrap();
             let loss = mean_loss(&model, &batch, &device);
             let (v, _) = values(loss.clone());
@@ -160,7 +160,7 @@ fn lora_gradients_and_adamw_step_match_peft_and_torch() {
             for (path, grad) in &lora_grads {
                 let peft_name = peft::peft_name(path).unwrap();
                 let want = golden_param(&golden, &format!("lora_grad.{peft_name}"), path);
-                assert_close(&format!("{name} grad {peft_name} on {}", dev.choice), &grad.values, &grad.shape, &want, TOL);
+                assert_close(&format!("{name} grad {peft_name} on {} (gradient checkpointing: {checkpointing})", dev.choice), &grad.values, &grad.shape, &want, TOL);
             }
 
             let mut optimizer = AdamW::new(&adamw(), true);
@@ -169,7 +169,7 @@ fn lora_gradients_and_adamw_step_match_peft_and_torch() {
                 let peft_name = peft::peft_name(&p.path).unwrap();
                 let want = golden_param(&golden, &format!("lora_step.{peft_name}"), &p.path);
                 let host = p.to_host();
-                assert_close(&format!("{name} AdamW step {peft_name} on {}", dev.choice), &host.values, &host.shape, &want, TOL);
+                assert_close(&format!("{name} AdamW step {peft_name} on {} (gradient checkpointing: {checkpointing})", dev.choice), &host.values, &host.shape, &want, TOL);
             }
         }
     }
