@@ -76,7 +76,7 @@ pub struct BenchReport {
     pub forward_ms: f64,
     pub backward_ms: f64,
     pub optimizer_ms: f64,
-    /// Device memory reserved by the allocator at its peak (GPU backends).
+    /// Device memory the allocator reserved at its peak, weights included (GPU backends).
     pub peak_device_bytes: Option<u64>,
     /// The process's peak resident memory (what the CPU backend uses, and host overhead).
     pub peak_rss_bytes: Option<u64>,
@@ -135,9 +135,6 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
     let elapsed = started.elapsed().as_secs_f64();
     let steps = config.steps.max(1) as f64;
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0 / steps;
-    let peak_device_bytes = device.device.memory_pool_report().map(|pools| {
-        pools.iter().map(|p| p.page_size * p.pages_peak as u64).sum::<u64>()
-    });
 
     Ok(BenchReport {
         model: name,
@@ -156,7 +153,7 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
         forward_ms: ms(timings.forward),
         backward_ms: ms(timings.backward),
         optimizer_ms: ms(timings.optimizer),
-        peak_device_bytes,
+        peak_device_bytes: timings.peak_reserved_bytes,
         peak_rss_bytes: peak_rss(),
         estimated_bytes: estimate_memory(&model_config, &config.method, config.batch_size, config.seq_len).total,
     })

@@ -7,13 +7,14 @@ use crate::data::{DatasetFormat, Segment};
 use super::app::WgtuneApp;
 use super::jobs::DatasetPreview;
 use super::model_panel::{display_path, error_ui};
-use super::picker::PickKind;
+use super::picker::{typed_path_ui, PickKind};
 
 #[derive(Default)]
 pub struct DatasetPanel {
     pub preview: Option<DatasetPreview>,
     pub error: Option<String>,
     pub loading: bool,
+    pub typed_path: String,
 }
 
 impl WgtuneApp {
@@ -35,6 +36,10 @@ impl WgtuneApp {
                 ui.label(display_path(file));
             }
         });
+        if let Some(path) = typed_path_ui(ui, "Dataset file path", &mut self.dataset.typed_path) {
+            self.settings.config.data.train_file = path;
+            changed = true;
+        }
         let data = &mut self.settings.config.data;
         ui.horizontal(|ui| {
             ui.label("Format");

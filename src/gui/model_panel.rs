@@ -6,13 +6,14 @@ use crate::inspect::human_count;
 
 use super::app::WgtuneApp;
 use super::jobs::ModelSummary;
-use super::picker::PickKind;
+use super::picker::{typed_path_ui, PickKind};
 
 #[derive(Default)]
 pub struct ModelPanel {
     pub summary: Option<ModelSummary>,
     pub error: Option<String>,
     pub loading: bool,
+    pub typed_path: String,
 }
 
 impl WgtuneApp {
@@ -28,7 +29,7 @@ impl WgtuneApp {
             }
         });
 
-        let mut chosen = None;
+        let mut chosen = typed_path_ui(ui, "Model folder path", &mut self.model.typed_path);
         if !self.settings.recent_models.is_empty() {
             ui.collapsing("Recent models", |ui| {
                 for path in &self.settings.recent_models {

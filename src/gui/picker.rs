@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use eframe::egui;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PickKind {
     ModelFolder,
@@ -44,4 +46,25 @@ impl FilePicker for DialogPicker {
             PickKind::AdapterExportFolder => dialog.set_title("Export adapter to").pick_folder(),
         }
     }
+}
+
+/// A path typed or pasted: the way in where no native dialog can open (rfd needs an XDG portal
+/// or zenity on Linux) and the quick way for a path already on the clipboard. Returns the path
+/// when Enter or the button is pressed, with a leading `~` expanded.
+pub fn typed_path_ui(ui: &mut egui::Ui, label: &str, text: &mut String) -> Option<PathBuf> {
+    let mut open = false;
+    ui.horizontal(|ui| {
+        let label = ui.label(label);
+        let edit = ui.add(egui::TextEdit::singleline(text).desired_width(420.0)).labelled_by(label.id);
+        let entered = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+        open = ui.add_enabled(!text.trim().is_empty(), egui::Button::new("Open path")).clicked() || entered;
+    });
+    let typed = text.trim();
+    if !open || typed.is_empty() {
+        return None;
+    }
+    Some(match (typed.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => PathBuf::from(typed),
+    })
 }

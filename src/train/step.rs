@@ -11,12 +11,16 @@ use super::optimizer::AdamW;
 use crate::data::Batch;
 use crate::model::{CausalLm, ForwardOptions};
 
-/// Where a step's time went. Measuring synchronises the device between phases.
+/// Where a step's time went, and the most device memory it held. Measuring synchronises the
+/// device between phases.
 #[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
 pub struct StepTimings {
     pub forward: Duration,
     pub backward: Duration,
     pub optimizer: Duration,
+    /// The allocator's reserved bytes at the end of the fullest phase (backends that report it).
+    /// Pages stay reserved until a cleanup, so this is the high-water mark of the step.
+    pub peak_reserved_bytes: Option<u64>,
 }
 
 pub struct StepInputs<'a> {
@@ -64,13 +68,13 @@ pub fn optimizer_step(
         let loss = cross_entropy_sum(hidden, model.head_weight(), &targets, inputs.chunk, false, inputs.options.fused)
             .sum
             .div_scalar(window_targets as f64);
-        clock.stop(timings.as_deref_mut().map(|t| &mut t.forward));
+        clock.stop(timings.as_deref_mut(), |t| &mut t.forward);
 
         let clock = Phase::start(device, timings.is_some());
         let grads = loss.backward();
         loss_sum += loss.into_scalar::<f32>() as f64;
         accumulator.accumulate(&model, GradientsParams::from_grads(grads, &model));
-        clock.stop(timings.as_deref_mut().map(|t| &mut t.backward));
+        clock.stop(timings.as_deref_mut(), |t| &mut t.backward);
     }
 
     let clock = Phase::start(device, timings.is_some());
@@ -85,7 +89,7 @@ pub fn optimizer_step(
         1.0
     };
     let model = optimizer.step(model, grads, inputs.lr, scale);
-    clock.stop(timings.map(|t| &mut t.optimizer));
+    clock.stop(timings, |t| &mut t.optimizer);
     Ok(StepOutcome { model, loss: loss_sum, grad_norm })
 }
 
@@ -104,10 +108,13 @@ impl<'a> Phase<'a> {
         Self { device, started: Instant::now() }
     }
 
-    fn stop(self, total: Option<&mut Duration>) {
-        if let (Some(d), Some(total)) = (self.device, total) {
+    fn stop(self, timings: Option<&mut StepTimings>, phase: impl Fn(&mut StepTimings) -> &mut Duration) {
+        if let (Some(d), Some(timings)) = (self.device, timings) {
             let _ = d.sync();
-            *total += self.started.elapsed();
+            *phase(timings) += self.started.elapsed();
+            if let Some(usage) = d.memory_pool_usage() {
+                timings.peak_reserved_bytes = Some(timings.peak_reserved_bytes.unwrap_or(0).max(usage.bytes_reserved));
+            }
         }
     }
 }

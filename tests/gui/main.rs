@@ -158,7 +158,13 @@ fn a_folder_that_is_not_a_model_shows_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let picker = Picker { out: dir.path().to_path_buf() };
     let mut harness = Harness::builder().build_eframe(|cc| WgtuneApp::new(cc, Box::new(picker)));
-    harness.state_mut().select_model(dir.path().to_path_buf());
+    // Typed, as on a machine where no file dialog can open.
+    let path_field = (eframe::egui::accesskit::Role::TextInput, "Model folder path");
+    harness.get_by_role_and_label(path_field.0, path_field.1).focus();
+    harness.run();
+    harness.get_by_role_and_label(path_field.0, path_field.1).type_text(&dir.path().display().to_string());
+    harness.run();
+    harness.get_by_label("Open path").click();
     wait_until(&mut harness, 30, "the error", |app| app.model.error.is_some());
     let shown: Vec<_> = harness.get_all_by_label_contains("no config.json").collect();
     assert!(!shown.is_empty());
