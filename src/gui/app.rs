@@ -12,7 +12,7 @@ use super::dataset_panel::DatasetPanel;
 use super::export_panel::ExportPanel;
 use super::jobs::{Jobs, ModelSummary, Reply};
 use super::model_panel::ModelPanel;
-use super::picker::{FilePicker, PickKind};
+use super::picker::{path_prompt_ui, FilePicker, PathPrompt, PickKind, PromptOutcome};
 use super::playground::Playground;
 use super::playground_panel::PlaygroundPanel;
 use super::settings::{Settings, STORAGE_KEY};
@@ -55,6 +55,8 @@ pub struct WgtuneApp {
     pub export: ExportPanel,
     pub cached_models: Vec<CachedModel>,
     pub device_description: String,
+    /// A pick that no file dialog could answer, asked for as a typed path instead.
+    pub path_prompt: Option<PathPrompt>,
     /// Set when the window was asked to close while training runs.
     confirm_close: bool,
     /// Set once the user chose to stop and quit: close when the run has saved and ended.
@@ -81,6 +83,7 @@ impl WgtuneApp {
             export: ExportPanel::default(),
             cached_models: cached_models(),
             device_description: "detecting the GPU…".into(),
+            path_prompt: None,
             confirm_close: false,
             closing: false,
             jobs,
@@ -126,8 +129,12 @@ impl WgtuneApp {
     fn handle_reply(&mut self, reply: Reply) {
         match reply {
             Reply::Device(text) => self.device_description = text,
-            Reply::Picked(kind, Some(path)) => self.picked(kind, path),
-            Reply::Picked(_, None) => {}
+            Reply::Picked(kind, Some(path), _) => self.picked(kind, path),
+            // Nobody cancels a dialog this fast: none could open (rfd found no XDG portal or zenity).
+            Reply::Picked(kind, None, open) if open < std::time::Duration::from_millis(300) => {
+                self.path_prompt = Some(PathPrompt::new(kind));
+            }
+            Reply::Picked(_, None, _) => {}
             Reply::Model(result) => {
                 self.model.loading = false;
                 match result {
@@ -332,6 +339,16 @@ impl eframe::App for WgtuneApp {
             });
         });
         let ctx = ui.ctx().clone();
+        if let Some(prompt) = &mut self.path_prompt {
+            match path_prompt_ui(&ctx, prompt) {
+                PromptOutcome::Open(kind, path) => {
+                    self.path_prompt = None;
+                    self.picked(kind, path);
+                }
+                PromptOutcome::Cancel => self.path_prompt = None,
+                PromptOutcome::Pending => {}
+            }
+        }
         self.confirm_close_ui(&ctx);
     }
 

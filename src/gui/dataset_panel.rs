@@ -15,6 +15,7 @@ pub struct DatasetPanel {
     pub error: Option<String>,
     pub loading: bool,
     pub typed_path: String,
+    pub typed_validation_path: String,
 }
 
 impl WgtuneApp {
@@ -36,9 +37,8 @@ impl WgtuneApp {
                 ui.label(display_path(file));
             }
         });
-        if let Some(path) = typed_path_ui(ui, "Dataset file path", &mut self.dataset.typed_path) {
-            self.settings.config.data.train_file = path;
-            changed = true;
+        if let Some(path) = typed_path_ui(ui, "Dataset file path", "Open dataset", &mut self.dataset.typed_path) {
+            self.select_dataset(path);
         }
         let data = &mut self.settings.config.data;
         ui.horizontal(|ui| {
@@ -73,6 +73,12 @@ impl WgtuneApp {
                 }
             }
         });
+        if data.validation_file.is_none()
+            && let Some(path) = typed_path_ui(ui, "Validation file path", "Open validation file", &mut self.dataset.typed_validation_path)
+        {
+            data.validation_file = Some(path);
+            changed = true;
+        }
         if changed {
             self.refresh_dataset();
         }

@@ -65,7 +65,8 @@ impl DatasetPreview {
 
 pub enum Reply {
     Device(String),
-    Picked(PickKind, Option<PathBuf>),
+    /// What the picker chose, and how long the dialog was open.
+    Picked(PickKind, Option<PathBuf>, std::time::Duration),
     Model(Result<ModelSummary, String>),
     Dataset(Result<DatasetPreview, String>),
     Generated { slot: Slot, prompt: String, result: Result<String, String> },
@@ -101,7 +102,11 @@ impl Jobs {
 
     pub fn pick(&self, kind: PickKind) {
         let picker = self.picker.clone();
-        self.spawn(move |reply| reply.send(Reply::Picked(kind, picker.pick(kind))));
+        self.spawn(move |reply| {
+            let opened = std::time::Instant::now();
+            let path = picker.pick(kind);
+            reply.send(Reply::Picked(kind, path, opened.elapsed()))
+        });
     }
 
     pub fn describe_device(&self, choice: DeviceChoice) {

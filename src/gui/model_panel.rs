@@ -29,7 +29,7 @@ impl WgtuneApp {
             }
         });
 
-        let mut chosen = typed_path_ui(ui, "Model folder path", &mut self.model.typed_path);
+        let mut chosen = typed_path_ui(ui, "Model folder path", "Open model", &mut self.model.typed_path);
         if !self.settings.recent_models.is_empty() {
             ui.collapsing("Recent models", |ui| {
                 for path in &self.settings.recent_models {

@@ -18,6 +18,22 @@ pub enum PickKind {
     AdapterExportFolder,
 }
 
+impl PickKind {
+    pub fn title(self) -> &'static str {
+        match self {
+            PickKind::ModelFolder => "Open model folder",
+            PickKind::DatasetFile => "Open dataset",
+            PickKind::ValidationFile => "Open validation dataset",
+            PickKind::OutputFolder => "Run directory",
+            PickKind::RunFolder => "Open run directory",
+            PickKind::SettingsFile => "Load settings",
+            PickKind::SaveSettingsFile => "Save settings",
+            PickKind::MergedExportFolder => "Export merged weights to",
+            PickKind::AdapterExportFolder => "Export adapter to",
+        }
+    }
+}
+
 pub trait FilePicker: Send + Sync {
     fn pick(&self, kind: PickKind) -> Option<PathBuf>;
 }
@@ -27,37 +43,32 @@ pub struct DialogPicker;
 
 impl FilePicker for DialogPicker {
     fn pick(&self, kind: PickKind) -> Option<PathBuf> {
-        let dialog = rfd::FileDialog::new();
+        let dialog = rfd::FileDialog::new().set_title(kind.title());
         match kind {
-            PickKind::ModelFolder => dialog.set_title("Open model folder").pick_folder(),
-            PickKind::DatasetFile | PickKind::ValidationFile => dialog
-                .set_title("Open dataset")
-                .add_filter("Datasets", &["jsonl", "json", "csv", "ndjson"])
-                .pick_file(),
-            PickKind::OutputFolder => dialog.set_title("Run directory").pick_folder(),
-            PickKind::RunFolder => dialog.set_title("Open run directory").pick_folder(),
-            PickKind::SettingsFile => dialog.set_title("Load settings").add_filter("TOML", &["toml"]).pick_file(),
-            PickKind::SaveSettingsFile => dialog
-                .set_title("Save settings")
-                .set_file_name("run.toml")
-                .add_filter("TOML", &["toml"])
-                .save_file(),
-            PickKind::MergedExportFolder => dialog.set_title("Export merged weights to").pick_folder(),
-            PickKind::AdapterExportFolder => dialog.set_title("Export adapter to").pick_folder(),
+            PickKind::DatasetFile | PickKind::ValidationFile => {
+                dialog.add_filter("Datasets", &["jsonl", "json", "csv", "ndjson"]).pick_file()
+            }
+            PickKind::SettingsFile => dialog.add_filter("TOML", &["toml"]).pick_file(),
+            PickKind::SaveSettingsFile => dialog.set_file_name("run.toml").add_filter("TOML", &["toml"]).save_file(),
+            PickKind::ModelFolder
+            | PickKind::OutputFolder
+            | PickKind::RunFolder
+            | PickKind::MergedExportFolder
+            | PickKind::AdapterExportFolder => dialog.pick_folder(),
         }
     }
 }
 
 /// A path typed or pasted: the way in where no native dialog can open (rfd needs an XDG portal
 /// or zenity on Linux) and the quick way for a path already on the clipboard. Returns the path
-/// when Enter or the button is pressed, with a leading `~` expanded.
-pub fn typed_path_ui(ui: &mut egui::Ui, label: &str, text: &mut String) -> Option<PathBuf> {
+/// when Enter or the button (`open_label`) is pressed, with a leading `~` expanded.
+pub fn typed_path_ui(ui: &mut egui::Ui, label: &str, open_label: &str, text: &mut String) -> Option<PathBuf> {
     let mut open = false;
     ui.horizontal(|ui| {
         let label = ui.label(label);
         let edit = ui.add(egui::TextEdit::singleline(text).desired_width(420.0)).labelled_by(label.id);
         let entered = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
-        open = ui.add_enabled(!text.trim().is_empty(), egui::Button::new("Open path")).clicked() || entered;
+        open = ui.add_enabled(!text.trim().is_empty(), egui::Button::new(open_label)).clicked() || entered;
     });
     let typed = text.trim();
     if !open || typed.is_empty() {
@@ -67,4 +78,40 @@ pub fn typed_path_ui(ui: &mut egui::Ui, label: &str, text: &mut String) -> Optio
         (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
         _ => PathBuf::from(typed),
     })
+}
+
+/// The typed path that stands in for a dialog that could not open.
+pub struct PathPrompt {
+    kind: PickKind,
+    text: String,
+}
+
+impl PathPrompt {
+    pub fn new(kind: PickKind) -> Self {
+        Self { kind, text: String::new() }
+    }
+}
+
+pub enum PromptOutcome {
+    Open(PickKind, PathBuf),
+    Cancel,
+    Pending,
+}
+
+pub fn path_prompt_ui(ctx: &egui::Context, prompt: &mut PathPrompt) -> PromptOutcome {
+    let mut outcome = PromptOutcome::Pending;
+    let modal = egui::Modal::new(egui::Id::unique("path-prompt")).show(ctx, |ui| {
+        ui.heading(prompt.kind.title());
+        ui.label("No file dialog can open on this system (it needs an XDG desktop portal or zenity). Type the path instead.");
+        if let Some(path) = typed_path_ui(ui, "Path", "OK", &mut prompt.text) {
+            outcome = PromptOutcome::Open(prompt.kind, path);
+        }
+        if ui.button("Cancel").clicked() {
+            outcome = PromptOutcome::Cancel;
+        }
+    });
+    if modal.should_close() && matches!(outcome, PromptOutcome::Pending) {
+        outcome = PromptOutcome::Cancel;
+    }
+    outcome
 }

@@ -153,21 +153,47 @@ fn the_whole_journey_in_the_app() {
     wgtune::peft::load_adapter(base, &dir.path().join("adapter")).unwrap();
 }
 
+/// A system where no file dialog can open (no XDG portal, no zenity): rfd answers "nothing".
+struct NoDialog;
+
+impl FilePicker for NoDialog {
+    fn pick(&self, _: PickKind) -> Option<PathBuf> {
+        None
+    }
+}
+
+fn type_into(harness: &mut Harness<'_, WgtuneApp>, field: &str, text: &str) {
+    let role = eframe::egui::accesskit::Role::TextInput;
+    harness.get_by_role_and_label(role, field).focus();
+    harness.run();
+    harness.get_by_role_and_label(role, field).type_text(text);
+    harness.run();
+}
+
+fn model_error(harness: &mut Harness<'_, WgtuneApp>) -> String {
+    wait_until(harness, 30, "the error", |app| app.model.error.is_some());
+    harness.state_mut().model.error.take().unwrap_or_default()
+}
+
 #[test]
-fn a_folder_that_is_not_a_model_shows_a_clear_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let picker = Picker { out: dir.path().to_path_buf() };
-    let mut harness = Harness::builder().build_eframe(|cc| WgtuneApp::new(cc, Box::new(picker)));
-    // Typed, as on a machine where no file dialog can open.
-    let path_field = (eframe::egui::accesskit::Role::TextInput, "Model folder path");
-    harness.get_by_role_and_label(path_field.0, path_field.1).focus();
-    harness.run();
-    harness.get_by_role_and_label(path_field.0, path_field.1).type_text(&dir.path().display().to_string());
-    harness.run();
-    harness.get_by_label("Open path").click();
-    wait_until(&mut harness, 30, "the error", |app| app.model.error.is_some());
-    let shown: Vec<_> = harness.get_all_by_label_contains("no config.json").collect();
-    assert!(!shown.is_empty());
+fn without_a_file_dialog_paths_are_typed_and_a_folder_that_is_not_a_model_shows_a_clear_error() {
+    let (first, second) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut harness = Harness::builder().build_eframe(|cc| WgtuneApp::new(cc, Box::new(NoDialog)));
+
+    // The dialog that could not open is replaced by a prompt for the same path.
+    harness.get_by_label("Open model folder…").click();
+    wait_until(&mut harness, 10, "the path prompt", |app| app.path_prompt.is_some());
+    type_into(&mut harness, "Path", &first.path().display().to_string());
+    harness.get_by_label("OK").click();
+    let error = model_error(&mut harness);
+    assert!(error.contains("config.json") && error.contains(&first.path().display().to_string()), "{error}");
+    assert!(harness.state().path_prompt.is_none());
+
+    // The model panel's own path field.
+    type_into(&mut harness, "Model folder path", &second.path().display().to_string());
+    harness.get_by_label("Open model").click();
+    let error = model_error(&mut harness);
+    assert!(error.contains("config.json") && error.contains(&second.path().display().to_string()), "{error}");
 }
 
 #[test]
