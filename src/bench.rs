@@ -12,23 +12,27 @@ use crate::data::{Batch, IGNORE};
 use crate::device::{ComputeDevice, DeviceChoice};
 use crate::error::{Error, Result};
 use crate::inspect::estimate_memory;
-use crate::method::{trainable_parameters, Method};
-use crate::model::{random_model, CausalLm, ForwardOptions, LoraForward, ModelConfig, ModelFolder};
-use crate::train::{chunk_rows, optimizer_step, AdamW, OptimizerConfig, StepInputs, StepTimings};
+use crate::method::{Method, trainable_parameters};
+use crate::model::{CausalLm, ForwardOptions, LoraForward, ModelConfig, ModelFolder, random_model};
+use crate::train::{AdamW, OptimizerConfig, StepInputs, StepTimings, chunk_rows, optimizer_step};
 
 /// Model shapes known by name, so a benchmark needs no download.
 pub const SHAPES: &[&str] = &["smollm2-135m", "llama-1b"];
 
 pub fn shape_config(name: &str) -> Result<ModelConfig> {
     let json = match name {
-        "smollm2-135m" => r#"{"model_type": "llama", "vocab_size": 49152, "hidden_size": 576, "intermediate_size": 1536,
+        "smollm2-135m" => {
+            r#"{"model_type": "llama", "vocab_size": 49152, "hidden_size": 576, "intermediate_size": 1536,
             "num_hidden_layers": 30, "num_attention_heads": 9, "num_key_value_heads": 3, "rms_norm_eps": 1e-5,
-            "rope_theta": 100000.0, "max_position_embeddings": 8192, "tie_word_embeddings": true}"#,
-        "llama-1b" => r#"{"model_type": "llama", "vocab_size": 128256, "hidden_size": 2048, "intermediate_size": 8192,
+            "rope_theta": 100000.0, "max_position_embeddings": 8192, "tie_word_embeddings": true}"#
+        }
+        "llama-1b" => {
+            r#"{"model_type": "llama", "vocab_size": 128256, "hidden_size": 2048, "intermediate_size": 8192,
             "num_hidden_layers": 16, "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 64,
             "rms_norm_eps": 1e-5, "rope_theta": 500000.0, "max_position_embeddings": 131072, "tie_word_embeddings": true,
             "rope_scaling": {"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-            "original_max_position_embeddings": 8192}}"#,
+            "original_max_position_embeddings": 8192}}"#
+        }
         other => {
             return Err(Error::setting("shape", format!("unknown shape `{other}` ({})", SHAPES.join(", "))));
         }
@@ -103,13 +107,7 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
     let mut model: CausalLm = config.method.apply(model)?;
     let batch = random_batch(&model_config, config.batch_size, config.seq_len);
     let mut optimizer = AdamW::new(&OptimizerConfig::default(), config.fused);
-    let options = ForwardOptions {
-        lora: LoraForward {
-            dropout: 0.0,
-            materialize: config.materialize_lora,
-        },
-        fused: config.fused,
-    };
+    let options = ForwardOptions { lora: LoraForward { dropout: 0.0, materialize: config.materialize_lora }, fused: config.fused };
     let inputs = StepInputs {
         batches: std::slice::from_ref(&batch),
         lr: 1e-5,
@@ -163,15 +161,8 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
 fn random_batch(config: &ModelConfig, batch_size: usize, seq_len: usize) -> Batch {
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
     let input_ids: Vec<i64> = (0..batch_size * seq_len).map(|_| rng.random_range(0..config.vocab_size as i64)).collect();
-    let targets = (0..batch_size * seq_len)
-        .map(|i| if (i + 1) % seq_len == 0 { IGNORE } else { input_ids[i + 1] })
-        .collect();
-    Batch {
-        input_ids,
-        targets,
-        batch_size,
-        len: seq_len,
-    }
+    let targets = (0..batch_size * seq_len).map(|i| if (i + 1) % seq_len == 0 { IGNORE } else { input_ids[i + 1] }).collect();
+    Batch { input_ids, targets, batch_size, len: seq_len }
 }
 
 /// Peak resident set size of this process (Linux), from `/proc/self/status`.

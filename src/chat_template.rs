@@ -2,18 +2,12 @@
 //! configures Jinja: `trim_blocks`, `lstrip_blocks`, Python string methods, `raise_exception`
 //! and `strftime_now`.
 
-use minijinja::{context, Environment, ErrorKind};
+use minijinja::{Environment, ErrorKind, context};
 
 use crate::error::{Error, Result};
 use crate::tokenizer::Message;
 
-pub fn render(
-    template: &str,
-    messages: &[Message],
-    add_generation_prompt: bool,
-    bos_token: &str,
-    eos_token: &str,
-) -> Result<String> {
+pub fn render(template: &str, messages: &[Message], add_generation_prompt: bool, bos_token: &str, eos_token: &str) -> Result<String> {
     let mut env = Environment::new();
     let syntax = minijinja::syntax::SyntaxConfig::builder()
         .trim_blocks(true)
@@ -26,11 +20,8 @@ pub fn render(
     env.add_function("raise_exception", |message: String| -> std::result::Result<String, minijinja::Error> {
         Err(minijinja::Error::new(ErrorKind::InvalidOperation, message))
     });
-    env.add_function("strftime_now", |format: String| -> String {
-        strftime_now(&format)
-    });
-    env.add_template("chat", template)
-        .map_err(|e| Error::Template(format!("cannot parse the chat template: {e}")))?;
+    env.add_function("strftime_now", |format: String| -> String { strftime_now(&format) });
+    env.add_template("chat", template).map_err(|e| Error::Template(format!("cannot parse the chat template: {e}")))?;
     let tmpl = env.get_template("chat").map_err(|e| Error::Template(e.to_string()))?;
     tmpl.render(context! {
         messages => messages
@@ -54,15 +45,10 @@ fn describe(e: &minijinja::Error) -> String {
 
 /// The few `strftime` codes chat templates use for "today's date", from the system clock.
 fn strftime_now(format: &str) -> String {
-    let days = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() / 86_400)
-        .unwrap_or(0) as i64;
+    let days = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() / 86_400).unwrap_or(0) as i64;
     let (year, month, day) = civil_from_days(days);
-    const MONTHS: [&str; 12] = [
-        "January", "February", "March", "April", "May", "June", "July", "August", "September",
-        "October", "November", "December",
-    ];
+    const MONTHS: [&str; 12] =
+        ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"];
     format
         .replace("%Y", &year.to_string())
         .replace("%m", &format!("{month:02}"))
@@ -94,10 +80,7 @@ mod tests {
     #[test]
     fn renders_chatml_like_transformers() {
         let out = render(CHATML, &[Message::new("user", "Hi")], true, "", "").unwrap();
-        assert_eq!(
-            out,
-            "<|im_start|>system\nYou are helpful.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
-        );
+        assert_eq!(out, "<|im_start|>system\nYou are helpful.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
     }
 
     #[test]

@@ -18,11 +18,7 @@ pub enum Error {
     InvalidFile { path: PathBuf, message: String },
 
     #[error("{path}:{line}: {message}")]
-    InvalidRecord {
-        path: PathBuf,
-        line: usize,
-        message: String,
-    },
+    InvalidRecord { path: PathBuf, line: usize, message: String },
 
     #[error(
         "{path}: unsupported model_type `{model_type}`; wgtune supports {}",
@@ -34,12 +30,7 @@ pub enum Error {
     MissingTensor { path: PathBuf, name: String },
 
     #[error("{path}: tensor `{name}` has shape {found:?}, expected {expected:?}")]
-    TensorShape {
-        path: PathBuf,
-        name: String,
-        found: Vec<usize>,
-        expected: Vec<usize>,
-    },
+    TensorShape { path: PathBuf, name: String, found: Vec<usize>, expected: Vec<usize> },
 
     #[error("dataset {path}: {message}")]
     EmptyDataset { path: PathBuf, message: String },
@@ -65,23 +56,14 @@ pub enum Error {
 
 impl Error {
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.as_ref().to_path_buf(),
-            source,
-        }
+        Error::Io { path: path.as_ref().to_path_buf(), source }
     }
 
     pub fn invalid_file(path: impl AsRef<Path>, message: impl Into<String>) -> Self {
-        Error::InvalidFile {
-            path: path.as_ref().to_path_buf(),
-            message: message.into(),
-        }
+        Error::InvalidFile { path: path.as_ref().to_path_buf(), message: message.into() }
     }
 
     pub fn setting(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Error::InvalidSetting {
-            field: field.into(),
-            message: message.into(),
-        }
+        Error::InvalidSetting { field: field.into(), message: message.into() }
     }
 }

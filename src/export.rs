@@ -9,15 +9,13 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::fsutil;
-use crate::model::weights::{write_safetensors, TensorSpec};
-use crate::model::{hf_name, is_transposed, transpose, CausalLm, ModelFolder, WeightDtype};
-use crate::params::{named_parameters, NamedParam};
+use crate::model::weights::{TensorSpec, write_safetensors};
+use crate::model::{CausalLm, ModelFolder, WeightDtype, hf_name, is_transposed, transpose};
+use crate::params::{NamedParam, named_parameters};
 
 /// Files of a model folder that describe rather than hold weights, copied as they are.
 fn is_weight_file(name: &str) -> bool {
-    [".safetensors", ".bin", ".pt", ".pth", ".gguf", ".ckpt", ".h5", ".msgpack"]
-        .iter()
-        .any(|ext| name.ends_with(ext))
+    [".safetensors", ".bin", ".pt", ".pth", ".gguf", ".ckpt", ".h5", ".msgpack"].iter().any(|ext| name.ends_with(ext))
         || name.ends_with(".index.json")
 }
 
@@ -49,11 +47,7 @@ pub fn export_merged(
         let specs = names
             .iter()
             .map(|name| {
-                Ok(TensorSpec {
-                    name: name.to_string(),
-                    dtype: dtype.unwrap_or(weights.dtype(name)?),
-                    shape: weights.shape(name)?,
-                })
+                Ok(TensorSpec { name: name.to_string(), dtype: dtype.unwrap_or(weights.dtype(name)?), shape: weights.shape(name)? })
             })
             .collect::<Result<Vec<_>>>()?;
         for spec in &specs {
@@ -104,8 +98,7 @@ fn copy_side_files(from: &Path, to: &Path, dtype: Option<WeightDtype>) -> Result
             && let Some(dtype) = dtype
         {
             let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-            let mut config: serde_json::Value =
-                serde_json::from_str(&text).map_err(|e| Error::invalid_file(&path, e.to_string()))?;
+            let mut config: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::invalid_file(&path, e.to_string()))?;
             if let Some(obj) = config.as_object_mut() {
                 for key in ["torch_dtype", "dtype"] {
                     if obj.contains_key(key) || key == "torch_dtype" {

@@ -25,13 +25,7 @@ pub struct GenerationSettings {
 
 impl Default for GenerationSettings {
     fn default() -> Self {
-        Self {
-            max_new_tokens: 64,
-            temperature: 0.0,
-            top_p: 1.0,
-            seed: 0,
-            chat_template: true,
-        }
+        Self { max_new_tokens: 64, temperature: 0.0, top_p: 1.0, seed: 0, chat_template: true }
     }
 }
 
@@ -86,22 +80,14 @@ pub fn generate_text(model: &CausalLm, tokenizer: &TextTokenizer, prompt: &str, 
 }
 
 fn choose(logits: &[f32], settings: &GenerationSettings, rng: &mut impl Rng) -> u32 {
-    let argmax = || {
-        logits
-            .iter()
-            .enumerate()
-            .fold((0usize, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best })
-            .0 as u32
-    };
+    let argmax =
+        || logits.iter().enumerate().fold((0usize, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best }).0 as u32;
     if settings.temperature <= 0.0 {
         return argmax();
     }
     let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let mut probs: Vec<(usize, f64)> = logits
-        .iter()
-        .enumerate()
-        .map(|(i, &l)| (i, ((l as f64 - max) / settings.temperature).exp()))
-        .collect();
+    let mut probs: Vec<(usize, f64)> =
+        logits.iter().enumerate().map(|(i, &l)| (i, ((l as f64 - max) / settings.temperature).exp())).collect();
     let total: f64 = probs.iter().map(|p| p.1).sum();
     probs.iter_mut().for_each(|p| p.1 /= total);
     probs.sort_by(|a, b| b.1.total_cmp(&a.1));

@@ -31,10 +31,7 @@ pub fn resolve_model(spec: &Path) -> Result<PathBuf> {
     if let Some(found) = cached_models().into_iter().find(|m| m.id == id) {
         return Ok(found.path);
     }
-    Err(Error::invalid_file(
-        spec,
-        "not a model folder, nor a model id found in the local Hugging Face cache",
-    ))
+    Err(Error::invalid_file(spec, "not a model folder, nor a model id found in the local Hugging Face cache"))
 }
 
 /// Models in the local cache that have a `config.json` and safetensors weights.
@@ -59,6 +56,8 @@ fn newest_snapshot(snapshots: &Path) -> Option<PathBuf> {
         .ok()?
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.join("config.json").exists() && (p.join("model.safetensors").exists() || p.join("model.safetensors.index.json").exists()))
+        .filter(|p| {
+            p.join("config.json").exists() && (p.join("model.safetensors").exists() || p.join("model.safetensors.index.json").exists())
+        })
         .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
 }

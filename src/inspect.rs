@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::method::{Method, LORA_TARGETS};
+use crate::method::{LORA_TARGETS, Method};
 use crate::model::ModelConfig;
 
 /// Every parameter of the model: module path and shape `[in, out]` for linears.
@@ -115,23 +115,13 @@ pub fn estimate_memory(c: &ModelConfig, method: &Method, batch: usize, seq_len: 
     let weights = total_params * F32;
     let optimizer = trainable * F32 * 3;
     let total = weights + optimizer + activations + logits;
-    MemoryEstimate {
-        weights,
-        optimizer,
-        activations,
-        logits,
-        total,
-    }
+    MemoryEstimate { weights, optimizer, activations, logits, total }
 }
 
 /// Formats a byte count as MiB or GiB.
 pub fn human_bytes(bytes: u64) -> String {
     let mib = bytes as f64 / (1u64 << 20) as f64;
-    if mib >= 1024.0 {
-        format!("{:.2} GiB", mib / 1024.0)
-    } else {
-        format!("{mib:.1} MiB")
-    }
+    if mib >= 1024.0 { format!("{:.2} GiB", mib / 1024.0) } else { format!("{mib:.1} MiB") }
 }
 
 /// Formats a parameter count as 1.2K / 3.4M / 5.6B.

@@ -25,23 +25,13 @@ pub struct LoraSettings {
 
 impl Default for LoraSettings {
     fn default() -> Self {
-        Self {
-            rank: 16,
-            alpha: 32.0,
-            dropout: 0.05,
-            target_modules: LORA_TARGETS.iter().map(|s| s.to_string()).collect(),
-            rslora: false,
-        }
+        Self { rank: 16, alpha: 32.0, dropout: 0.05, target_modules: LORA_TARGETS.iter().map(|s| s.to_string()).collect(), rslora: false }
     }
 }
 
 impl LoraSettings {
     pub fn scale(&self) -> f64 {
-        if self.rslora {
-            self.alpha / (self.rank as f64).sqrt()
-        } else {
-            self.alpha / self.rank as f64
-        }
+        if self.rslora { self.alpha / (self.rank as f64).sqrt() } else { self.alpha / self.rank as f64 }
     }
 
     pub fn validate(&self) -> Result<()> {
@@ -151,9 +141,7 @@ fn regex_group(pattern: &str) -> Result<ParamGroup> {
 }
 
 fn regex_escape(text: &str) -> String {
-    text.chars()
-        .flat_map(|c| if "\\.+*?()|[]{}^$".contains(c) { vec!['\\', c] } else { vec![c] })
-        .collect()
+    text.chars().flat_map(|c| if "\\.+*?()|[]{}^$".contains(c) { vec!['\\', c] } else { vec![c] }).collect()
 }
 
 /// Attaches Burn's LoRA adapters, initialised as PEFT does: `A` uniform in ±1/√d_in (Kaiming

@@ -27,10 +27,7 @@ impl NamedParam {
     }
 
     pub fn to_host(&self) -> HostTensor {
-        HostTensor {
-            shape: self.shape.clone(),
-            values: self.value.to_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default(),
-        }
+        HostTensor { shape: self.shape.clone(), values: self.value.to_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default() }
     }
 }
 
@@ -119,11 +116,7 @@ pub fn set_parameters<M: Module>(module: M, values: &HashMap<String, HostTensor>
             })
         }
     }
-    let mut replace = Replace {
-        stack: PathStack::default(),
-        values,
-        replaced: Vec::new(),
-    };
+    let mut replace = Replace { stack: PathStack::default(), values, replaced: Vec::new() };
     let module = module.map(&mut replace);
     (module, replace.replaced)
 }
@@ -152,11 +145,7 @@ pub fn gradients_by_path<M: Module>(module: &M, grads: &burn::optim::GradientsPa
             }
         }
     }
-    let mut collect = Collect {
-        stack: PathStack::default(),
-        grads,
-        out: HashMap::new(),
-    };
+    let mut collect = Collect { stack: PathStack::default(), grads, out: HashMap::new() };
     module.visit(&mut collect);
     collect.out
 }

@@ -5,12 +5,12 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
-use crate::method::{attach_lora, LoraSettings, LORA_TARGETS};
+use crate::method::{LORA_TARGETS, LoraSettings, attach_lora};
 use crate::model::weights::write_f32_tensors;
-use crate::model::{transpose, CausalLm, HostTensor, WeightFiles};
+use crate::model::{CausalLm, HostTensor, WeightFiles, transpose};
 use crate::params::{named_parameters, set_parameters};
 
 pub const CONFIG_FILE: &str = "adapter_config.json";
@@ -110,18 +110,12 @@ pub fn read_adapter_config(dir: &Path) -> Result<LoraSettings> {
     if field("layers_to_transform").is_some() {
         return Err(bad("`layers_to_transform` is not supported".into()));
     }
-    let rank = field("r")
-        .and_then(Value::as_u64)
-        .ok_or_else(|| bad("missing `r`".into()))? as usize;
+    let rank = field("r").and_then(Value::as_u64).ok_or_else(|| bad("missing `r`".into()))? as usize;
     let alpha = field("lora_alpha").and_then(Value::as_f64).unwrap_or(8.0);
     let target_modules: Vec<String> = match field("target_modules") {
         Some(Value::Array(items)) => items.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
         Some(Value::String(s)) if s == "all-linear" => LORA_TARGETS.iter().map(|s| s.to_string()).collect(),
-        Some(Value::String(s)) => LORA_TARGETS
-            .iter()
-            .filter(|t| s.contains(*t))
-            .map(|t| t.to_string())
-            .collect(),
+        Some(Value::String(s)) => LORA_TARGETS.iter().filter(|t| s.contains(*t)).map(|t| t.to_string()).collect(),
         _ => return Err(bad("missing `target_modules`".into())),
     };
     let settings = LoraSettings {
@@ -131,9 +125,7 @@ pub fn read_adapter_config(dir: &Path) -> Result<LoraSettings> {
         target_modules,
         rslora: field("use_rslora").and_then(Value::as_bool).unwrap_or(false),
     };
-    settings
-        .validate()
-        .map_err(|e| bad(format!("{e} (wgtune adapts {})", LORA_TARGETS.join(", "))))?;
+    settings.validate().map_err(|e| bad(format!("{e} (wgtune adapts {})", LORA_TARGETS.join(", "))))?;
     Ok(settings)
 }
 
@@ -144,30 +136,21 @@ pub fn load_adapter(model: CausalLm, dir: &Path) -> Result<(CausalLm, LoraSettin
     let weights_path = dir.join(WEIGHTS_FILE);
     let files = WeightFiles::open_files(std::slice::from_ref(&weights_path), &weights_path)?;
     let model = attach_lora(model, &settings);
-    let expected: HashMap<String, Vec<usize>> = named_parameters(&model)
-        .into_iter()
-        .filter(|p| p.is_adapter_factor())
-        .map(|p| (p.path, p.shape))
-        .collect();
+    let expected: HashMap<String, Vec<usize>> =
+        named_parameters(&model).into_iter().filter(|p| p.is_adapter_factor()).map(|p| (p.path, p.shape)).collect();
 
     let mut values = HashMap::new();
     for name in files.names() {
         let Some(path) = burn_path(name) else { continue };
         let Some(shape) = expected.get(&path) else {
-            return Err(Error::invalid_file(
-                &weights_path,
-                format!("tensor `{name}` belongs to no module this adapter's config targets"),
-            ));
+            return Err(Error::invalid_file(&weights_path, format!("tensor `{name}` belongs to no module this adapter's config targets")));
         };
         let peft_shape = vec![shape[1], shape[0]];
         values.insert(path, transpose(&files.read(name, &peft_shape)?));
     }
     for path in expected.keys() {
         if !values.contains_key(path) {
-            return Err(Error::MissingTensor {
-                path: weights_path.clone(),
-                name: peft_name(path).unwrap_or_else(|| path.clone()),
-            });
+            return Err(Error::MissingTensor { path: weights_path.clone(), name: peft_name(path).unwrap_or_else(|| path.clone()) });
         }
     }
     let (model, _) = set_parameters(model, &values);

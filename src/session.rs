@@ -5,12 +5,12 @@ use std::path::{Path, PathBuf};
 use crate::device::{ComputeDevice, DeviceChoice};
 use crate::error::{Error, Result};
 use crate::export::export_merged;
-use crate::generate::{generate_text, GenerationSettings};
+use crate::generate::{GenerationSettings, generate_text};
 use crate::method::{LoraSettings, Method};
 use crate::model::{CausalLm, ModelFolder, WeightDtype};
 use crate::peft;
 use crate::tokenizer::TextTokenizer;
-use crate::train::{checkpoint, FINAL_DIR};
+use crate::train::{FINAL_DIR, checkpoint};
 
 pub struct LoadedModel {
     pub folder: ModelFolder,
@@ -29,14 +29,7 @@ impl LoadedModel {
         let tokenizer = TextTokenizer::from_folder(model_dir, &folder.config.eos_token_ids)?;
         let device = ComputeDevice::open(device)?;
         let model = folder.load(&device.device)?;
-        Ok(Self {
-            folder,
-            tokenizer,
-            device,
-            model,
-            lora: None,
-            trained_from: None,
-        })
+        Ok(Self { folder, tokenizer, device, model, lora: None, trained_from: None })
     }
 
     /// Applies trained weights: a PEFT adapter folder, a checkpoint or `final` folder of a
@@ -84,10 +77,6 @@ fn resolve_trained(path: &Path) -> Result<PathBuf> {
     if has_weights(&final_dir) {
         return Ok(final_dir);
     }
-    checkpoint::latest(path).ok_or_else(|| {
-        Error::invalid_file(
-            path,
-            "no adapter_config.json, trainable.safetensors, final/ or checkpoint-* here",
-        )
-    })
+    checkpoint::latest(path)
+        .ok_or_else(|| Error::invalid_file(path, "no adapter_config.json, trainable.safetensors, final/ or checkpoint-* here"))
 }

@@ -16,10 +16,7 @@ pub struct Message {
 
 impl Message {
     pub fn new(role: &str, content: &str) -> Self {
-        Self {
-            role: role.into(),
-            content: content.into(),
-        }
+        Self { role: role.into(), content: content.into() }
     }
 }
 
@@ -90,8 +87,7 @@ impl TextTokenizer {
         if !path.exists() {
             return Err(Error::invalid_file(folder, "no tokenizer.json in this folder"));
         }
-        let inner = tokenizers::Tokenizer::from_file(&path)
-            .map_err(|e| Error::invalid_file(&path, e.to_string()))?;
+        let inner = tokenizers::Tokenizer::from_file(&path).map_err(|e| Error::invalid_file(&path, e.to_string()))?;
 
         let config_path = folder.join("tokenizer_config.json");
         let config: TokenizerConfig = if config_path.exists() {
@@ -129,18 +125,9 @@ impl TextTokenizer {
         {
             eos_token_ids.push(id);
         }
-        let pad_token_id = token_text(&config.pad_token)
-            .and_then(|t| inner.token_to_id(&t))
-            .or_else(|| eos_token_ids.first().copied())
-            .unwrap_or(0);
-        Ok(Self {
-            inner,
-            chat_template,
-            bos_token,
-            eos_token,
-            eos_token_ids,
-            pad_token_id,
-        })
+        let pad_token_id =
+            token_text(&config.pad_token).and_then(|t| inner.token_to_id(&t)).or_else(|| eos_token_ids.first().copied()).unwrap_or(0);
+        Ok(Self { inner, chat_template, bos_token, eos_token, eos_token_ids, pad_token_id })
     }
 
     pub fn vocab_size(&self) -> usize {
@@ -157,17 +144,11 @@ impl TextTokenizer {
 
     /// The id appended after a completion so the model learns to stop.
     pub fn eos_token_id(&self) -> Option<u32> {
-        self.eos_token
-            .as_deref()
-            .and_then(|t| self.inner.token_to_id(t))
-            .or_else(|| self.eos_token_ids.first().copied())
+        self.eos_token.as_deref().and_then(|t| self.inner.token_to_id(t)).or_else(|| self.eos_token_ids.first().copied())
     }
 
     pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>> {
-        let encoding = self
-            .inner
-            .encode(text, add_special_tokens)
-            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let encoding = self.inner.encode(text, add_special_tokens).map_err(|e| Error::Tokenizer(e.to_string()))?;
         Ok(encoding.get_ids().to_vec())
     }
 
@@ -183,10 +164,8 @@ impl TextTokenizer {
     /// Tokenizes the whole text at once (so merges across span boundaries are those of the
     /// reference tokenizer) and marks the tokens that start inside a trainable span.
     pub fn tokenize(&self, rendered: &RenderedText) -> Result<TokenizedText> {
-        let encoding = self
-            .inner
-            .encode(rendered.text.as_str(), !rendered.has_special_tokens)
-            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let encoding =
+            self.inner.encode(rendered.text.as_str(), !rendered.has_special_tokens).map_err(|e| Error::Tokenizer(e.to_string()))?;
         let ids = encoding.get_ids().to_vec();
         let special = encoding.get_special_tokens_mask();
         let trainable = encoding
@@ -204,10 +183,7 @@ impl TextTokenizer {
 
     /// Renders a conversation with the model's chat template.
     pub fn apply_chat_template(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
-        let template = self
-            .chat_template
-            .as_deref()
-            .ok_or_else(|| Error::Template("this model has no chat_template".into()))?;
+        let template = self.chat_template.as_deref().ok_or_else(|| Error::Template("this model has no chat_template".into()))?;
         crate::chat_template::render(
             template,
             messages,

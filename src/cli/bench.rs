@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
-use wgtune::bench::{run, BenchConfig, BenchModel};
+use wgtune::bench::{BenchConfig, BenchModel, run};
 use wgtune::device::DeviceChoice;
 use wgtune::inspect::human_bytes;
 use wgtune::method::{LoraSettings, Method};
@@ -89,10 +89,16 @@ pub fn run_bench(args: BenchArgs) -> Result<()> {
     println!("model        {}", report.model);
     println!("device       {}", report.device);
     let checkpointing = if report.gradient_checkpointing { ", gradient checkpointing" } else { "" };
-    println!("method       {} ({} LoRA, {} kernels{checkpointing}), {} of {} parameters trainable", report.method, report.lora, report.kernels, report.trainable_parameters, report.total_parameters);
+    println!(
+        "method       {} ({} LoRA, {} kernels{checkpointing}), {} of {} parameters trainable",
+        report.method, report.lora, report.kernels, report.trainable_parameters, report.total_parameters
+    );
     println!("batch        {} x {} tokens, {} timed steps", report.batch_size, report.seq_len, report.steps);
     println!("throughput   {:.1} tokens/s, {:.0} ms/step", report.tokens_per_second, report.ms_per_step);
-    println!("breakdown    forward {:.0} ms, backward {:.0} ms, optimizer {:.0} ms", report.forward_ms, report.backward_ms, report.optimizer_ms);
+    println!(
+        "breakdown    forward {:.0} ms, backward {:.0} ms, optimizer {:.0} ms",
+        report.forward_ms, report.backward_ms, report.optimizer_ms
+    );
     if let Some(bytes) = report.peak_device_bytes {
         println!("device peak  {}", human_bytes(bytes));
     }

@@ -11,7 +11,7 @@ use wgtune::device::DeviceChoice;
 use wgtune::generate::GenerationSettings;
 use wgtune::method::{LoraSettings, Method};
 use wgtune::session::LoadedModel;
-use wgtune::train::{train, EventSink, OptimizerConfig, ScheduleKind, TrainConfig};
+use wgtune::train::{EventSink, OptimizerConfig, ScheduleKind, TrainConfig, train};
 
 use super::progress::TrainProgress;
 
@@ -74,19 +74,9 @@ pub fn run(args: DemoArgs) -> Result<()> {
         batch_size: 8,
         save_every: 0,
         eval_every: 20,
-        data: DataConfig {
-            train_file: data,
-            validation_file: validation,
-            max_seq_len: 256,
-            ..Default::default()
-        },
+        data: DataConfig { train_file: data, validation_file: validation, max_seq_len: 256, ..Default::default() },
         method: Method::Lora(LoraSettings { rank: 16, alpha: 32.0, dropout: 0.0, ..Default::default() }),
-        optim: OptimizerConfig {
-            lr: 2e-3,
-            warmup_steps: 5,
-            schedule: ScheduleKind::Cosine,
-            ..Default::default()
-        },
+        optim: OptimizerConfig { lr: 2e-3, warmup_steps: 5, schedule: ScheduleKind::Cosine, ..Default::default() },
         ..Default::default()
     };
     let (events_tx, events_rx) = channel();
@@ -111,11 +101,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
     if a != b {
         anyhow::bail!("the merged export answers differently from the adapter: {a:?} vs {b:?}");
     }
-    println!(
-        "\nDone. Try: wgtune generate --model {} --prompt \"{}\"",
-        merged.display(),
-        prompts[0]
-    );
+    println!("\nDone. Try: wgtune generate --model {} --prompt \"{}\"", merged.display(), prompts[0]);
     Ok(())
 }
 

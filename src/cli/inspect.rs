@@ -25,8 +25,16 @@ pub fn run(args: InspectArgs) -> Result<()> {
     let total = c.num_parameters();
     let trainable = trainable_count(c, &config.method);
     println!("model          {}", config.model.display());
-    println!("architecture   {} ({} layers, hidden {}, {} heads / {} kv heads, head dim {}, intermediate {})",
-        c.architecture.name(), c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.num_key_value_heads, c.head_dim, c.intermediate_size);
+    println!(
+        "architecture   {} ({} layers, hidden {}, {} heads / {} kv heads, head dim {}, intermediate {})",
+        c.architecture.name(),
+        c.num_hidden_layers,
+        c.hidden_size,
+        c.num_attention_heads,
+        c.num_key_value_heads,
+        c.head_dim,
+        c.intermediate_size
+    );
     println!("vocabulary     {}", c.vocab_size);
     println!("context        {} tokens", c.max_position_embeddings);
     println!("stored dtype   {}", folder.dtype().torch_name());

@@ -29,8 +29,7 @@ impl TrainProgress {
 fn show(events: Receiver<TrainEvent>, plain: bool) {
     let bar = if plain { ProgressBar::hidden() } else { ProgressBar::new(0) };
     bar.set_style(
-        ProgressStyle::with_template("{bar:30.cyan/blue} {pos}/{len} steps  {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template("{bar:30.cyan/blue} {pos}/{len} steps  {msg}").unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let say = |line: String| {
         if plain {
@@ -98,9 +97,5 @@ fn show(events: Receiver<TrainEvent>, plain: bool) {
 
 fn clock(seconds: f64) -> String {
     let s = seconds.max(0.0) as u64;
-    if s >= 3600 {
-        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
-    } else {
-        format!("{}m{:02}s", s / 60, s % 60)
-    }
+    if s >= 3600 { format!("{}h{:02}m", s / 3600, (s % 3600) / 60) } else { format!("{}m{:02}s", s / 60, s % 60) }
 }

@@ -8,8 +8,8 @@ use anyhow::{Context, Result};
 use clap::Args;
 use wgtune::data::{BadRecords, DatasetFormat, LongRecords};
 use wgtune::device::DeviceChoice;
-use wgtune::method::{LoraSettings, Method, LORA_TARGETS};
-use wgtune::train::{resume_config, train, EventSink, ScheduleKind, TrainConfig};
+use wgtune::method::{LORA_TARGETS, LoraSettings, Method};
+use wgtune::train::{EventSink, ScheduleKind, TrainConfig, resume_config, train};
 
 use super::progress::TrainProgress;
 
@@ -227,9 +227,9 @@ impl TrainArgs {
             },
             Some("full") => Method::Full,
             Some("top-layers") => Method::TopLayers { layers: self.top_layers.unwrap_or(2) },
-            Some("modules") => Method::Modules {
-                names: self.modules.clone().context("--method modules needs --modules (e.g. norm,lm_head)")?,
-            },
+            Some("modules") => {
+                Method::Modules { names: self.modules.clone().context("--method modules needs --modules (e.g. norm,lm_head)")? }
+            }
             Some(other) => anyhow::bail!("unknown --method `{other}` (lora, full, top-layers, modules)"),
         };
         Ok(match method {
@@ -244,11 +244,8 @@ impl TrainArgs {
                     lora.dropout = d;
                 }
                 if let Some(t) = &self.target_modules {
-                    lora.target_modules = if t.iter().any(|m| m == "all-linear") {
-                        LORA_TARGETS.iter().map(|s| s.to_string()).collect()
-                    } else {
-                        t.clone()
-                    };
+                    lora.target_modules =
+                        if t.iter().any(|m| m == "all-linear") { LORA_TARGETS.iter().map(|s| s.to_string()).collect() } else { t.clone() };
                 }
                 lora.rslora |= self.rslora;
                 Method::Lora(lora)

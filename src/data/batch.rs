@@ -1,7 +1,7 @@
 //! Batches of examples as the model consumes them: padded ids and shifted targets.
 
-use rand::seq::SliceRandom;
 use rand::SeedableRng;
+use rand::seq::SliceRandom;
 
 use super::dataset::Example;
 
@@ -37,12 +37,7 @@ impl Batch {
                 }
             }
         }
-        Self {
-            input_ids,
-            targets,
-            batch_size: examples.len(),
-            len,
-        }
+        Self { input_ids, targets, batch_size: examples.len(), len }
     }
 
     /// Number of positions that carry a target.
@@ -73,11 +68,7 @@ mod tests {
     use std::sync::Arc;
 
     fn example(ids: &[u32], trainable: &[bool]) -> Example {
-        Example {
-            ids: ids.to_vec(),
-            trainable: trainable.to_vec(),
-            origin: Origin { file: Arc::from(Path::new("d.jsonl")), line: 1 },
-        }
+        Example { ids: ids.to_vec(), trainable: trainable.to_vec(), origin: Origin { file: Arc::from(Path::new("d.jsonl")), line: 1 } }
     }
 
     #[test]

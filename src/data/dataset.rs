@@ -4,12 +4,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rand::seq::SliceRandom;
 use rand::SeedableRng;
+use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
 use super::format::DatasetFormat;
-use super::records::{read_file, SourceRecord};
+use super::records::{SourceRecord, read_file};
 use super::render::render;
 use crate::error::{Error, Result};
 use crate::tokenizer::TextTokenizer;
@@ -172,10 +172,7 @@ fn nothing_to_train_on(path: &Path, report: &DataReport) -> Error {
             message.push_str(&format!("\n  {}: {}", s.origin, s.reason));
         }
     }
-    Error::EmptyDataset {
-        path: path.to_path_buf(),
-        message,
-    }
+    Error::EmptyDataset { path: path.to_path_buf(), message }
 }
 
 fn examples_from(path: &Path, config: &DataConfig, tokenizer: &TextTokenizer, report: &mut DataReport) -> Result<Vec<Example>> {
@@ -183,16 +180,9 @@ fn examples_from(path: &Path, config: &DataConfig, tokenizer: &TextTokenizer, re
     let read = read_file(path)?;
     let skip = |line: usize, reason: String, report: &mut DataReport| -> Result<()> {
         if config.bad_records == BadRecords::Stop {
-            return Err(Error::InvalidRecord {
-                path: path.to_path_buf(),
-                line,
-                message: reason,
-            });
+            return Err(Error::InvalidRecord { path: path.to_path_buf(), line, message: reason });
         }
-        report.skipped.push(Skipped {
-            origin: Origin { file: file.clone(), line },
-            reason,
-        });
+        report.skipped.push(Skipped { origin: Origin { file: file.clone(), line }, reason });
         Ok(())
     };
     // A file with no readable record has no format to detect; its problems are reported below.
@@ -205,12 +195,8 @@ fn examples_from(path: &Path, config: &DataConfig, tokenizer: &TextTokenizer, re
     }
 
     // Good and bad records in file order, so that a stop names the first bad line.
-    let mut items: Vec<(usize, std::result::Result<&SourceRecord, String>)> = read
-        .records
-        .iter()
-        .map(|r| (r.line, Ok(r)))
-        .chain(read.problems.into_iter().map(|p| (p.line, Err(p.message))))
-        .collect();
+    let mut items: Vec<(usize, std::result::Result<&SourceRecord, String>)> =
+        read.records.iter().map(|r| (r.line, Ok(r))).chain(read.problems.into_iter().map(|p| (p.line, Err(p.message)))).collect();
     items.sort_by_key(|(line, _)| *line);
 
     let mut examples = Vec::new();
@@ -240,11 +226,7 @@ fn examples_from(path: &Path, config: &DataConfig, tokenizer: &TextTokenizer, re
             let message = format!("{} tokens, longer than max_seq_len {}", tokens.ids.len(), config.max_seq_len);
             match config.long_records {
                 LongRecords::Error => {
-                    return Err(Error::InvalidRecord {
-                        path: path.to_path_buf(),
-                        line: record.line,
-                        message,
-                    });
+                    return Err(Error::InvalidRecord { path: path.to_path_buf(), line: record.line, message });
                 }
                 LongRecords::Skip => {
                     skip(record.line, message, report)?;
@@ -262,11 +244,7 @@ fn examples_from(path: &Path, config: &DataConfig, tokenizer: &TextTokenizer, re
             skip(record.line, "no tokens to train on (empty reply, or cut off by max_seq_len)".into(), report)?;
             continue;
         }
-        examples.push(Example {
-            ids: tokens.ids,
-            trainable: tokens.trainable,
-            origin: Origin { file: file.clone(), line: record.line },
-        });
+        examples.push(Example { ids: tokens.ids, trainable: tokens.trainable, origin: Origin { file: file.clone(), line: record.line } });
     }
     Ok(examples)
 }

@@ -22,13 +22,7 @@ pub enum DatasetFormat {
 }
 
 impl DatasetFormat {
-    pub const ALL: [DatasetFormat; 5] = [
-        Self::Alpaca,
-        Self::Chat,
-        Self::ShareGpt,
-        Self::PromptCompletion,
-        Self::Text,
-    ];
+    pub const ALL: [DatasetFormat; 5] = [Self::Alpaca, Self::Chat, Self::ShareGpt, Self::PromptCompletion, Self::Text];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -69,10 +63,9 @@ impl DatasetFormat {
             }),
             Self::Chat => Ok(Sample::Chat(messages(fields, "messages", "role", "content")?)),
             Self::ShareGpt => Ok(Sample::Chat(messages(fields, "conversations", "from", "value")?)),
-            Self::PromptCompletion => Ok(Sample::PromptCompletion {
-                prompt: string(fields, "prompt")?,
-                completion: string(fields, "completion")?,
-            }),
+            Self::PromptCompletion => {
+                Ok(Sample::PromptCompletion { prompt: string(fields, "prompt")?, completion: string(fields, "completion")? })
+            }
             Self::Text => Ok(Sample::Text(string(fields, "text")?)),
         }
     }
@@ -87,25 +80,17 @@ impl std::fmt::Display for DatasetFormat {
 impl std::str::FromStr for DatasetFormat {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|f| f.name() == s || (s == "prompt-completion" && *f == Self::PromptCompletion))
-            .ok_or_else(|| {
-                let names: Vec<_> = Self::ALL.iter().map(|f| f.name()).collect();
-                format!("unknown dataset format `{s}` ({})", names.join(", "))
-            })
+        Self::ALL.into_iter().find(|f| f.name() == s || (s == "prompt-completion" && *f == Self::PromptCompletion)).ok_or_else(|| {
+            let names: Vec<_> = Self::ALL.iter().map(|f| f.name()).collect();
+            format!("unknown dataset format `{s}` ({})", names.join(", "))
+        })
     }
 }
 
 /// One training example before rendering.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Sample {
-    Alpaca {
-        system: Option<String>,
-        instruction: String,
-        input: String,
-        output: String,
-    },
+    Alpaca { system: Option<String>, instruction: String, input: String, output: String },
     Chat(Vec<Message>),
     PromptCompletion { prompt: String, completion: String },
     Text(String),
@@ -139,15 +124,10 @@ fn messages(fields: &Map<String, Value>, key: &str, role_key: &str, content_key:
         .iter()
         .enumerate()
         .map(|(i, item)| {
-            let obj = item
-                .as_object()
-                .ok_or_else(|| format!("{key}[{i}] must be an object"))?;
+            let obj = item.as_object().ok_or_else(|| format!("{key}[{i}] must be an object"))?;
             let role = string(obj, role_key).map_err(|e| format!("{key}[{i}]: {e}"))?;
             let content = string(obj, content_key).map_err(|e| format!("{key}[{i}]: {e}"))?;
-            Ok(Message {
-                role: normalize_role(&role).to_string(),
-                content,
-            })
+            Ok(Message { role: normalize_role(&role).to_string(), content })
         })
         .collect()
 }
@@ -195,9 +175,7 @@ mod tests {
 
     #[test]
     fn bad_records_say_which_field() {
-        let err = DatasetFormat::Chat
-            .sample(&fields(r#"{"messages": [{"role": "user"}]}"#))
-            .unwrap_err();
+        let err = DatasetFormat::Chat.sample(&fields(r#"{"messages": [{"role": "user"}]}"#)).unwrap_err();
         assert_eq!(err, "messages[0]: missing field `content`");
         let err = DatasetFormat::Alpaca.sample(&fields(r#"{"instruction": ["x"], "output": "y"}"#)).unwrap_err();
         assert_eq!(err, "field `instruction` must be a string");

@@ -8,9 +8,9 @@ mod preview;
 mod records;
 mod render;
 
-pub use batch::{epoch_order, Batch, IGNORE, LENGTH_MULTIPLE};
+pub use batch::{Batch, IGNORE, LENGTH_MULTIPLE, epoch_order};
 pub use dataset::{BadRecords, DataConfig, DataReport, Dataset, Example, LongRecords, Origin, Skipped};
 pub use format::{DatasetFormat, Sample};
-pub use preview::{segments, Segment};
-pub use records::{read_file, FileRecords, RecordProblem, SourceRecord};
+pub use preview::{Segment, segments};
+pub use records::{FileRecords, RecordProblem, SourceRecord, read_file};
 pub use render::{alpaca_prompt, generation_prompt, render};

@@ -22,16 +22,11 @@ pub fn segments(tokenizer: &TextTokenizer, example: &Example) -> Result<Vec<Segm
     let (mut start, mut offset) = (0, 0);
     while start < example.ids.len() {
         let trainable = example.trainable[start];
-        let end = (start..example.ids.len())
-            .find(|&i| example.trainable[i] != trainable)
-            .unwrap_or(example.ids.len());
+        let end = (start..example.ids.len()).find(|&i| example.trainable[i] != trainable).unwrap_or(example.ids.len());
         let prefix = tokenizer.decode_with_special_tokens(&example.ids[..end])?;
         let prefix = prefix.trim_end_matches('\u{FFFD}');
         let cut = if text.starts_with(prefix) { prefix.len().max(offset) } else { text.len() };
-        out.push(Segment {
-            text: text[offset..cut].to_string(),
-            trainable,
-        });
+        out.push(Segment { text: text[offset..cut].to_string(), trainable });
         offset = cut;
         start = end;
     }

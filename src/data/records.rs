@@ -31,11 +31,7 @@ pub struct FileRecords {
 /// extensions are sniffed: a leading `[` is a JSON array, otherwise JSON lines).
 pub fn read_file(path: &Path) -> Result<FileRecords> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase)
-        .unwrap_or_default();
+    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).unwrap_or_default();
     match ext.as_str() {
         "csv" => read_csv(&text, path),
         "json" => read_json(&text, path),
@@ -54,14 +50,10 @@ fn read_jsonl(text: &str) -> FileRecords {
         }
         match serde_json::from_str::<Value>(line) {
             Ok(Value::Object(fields)) => out.records.push(SourceRecord { line: line_no, fields }),
-            Ok(other) => out.problems.push(RecordProblem {
-                line: line_no,
-                message: format!("expected a JSON object, found {}", kind(&other)),
-            }),
-            Err(e) => out.problems.push(RecordProblem {
-                line: line_no,
-                message: format!("invalid JSON: {e}"),
-            }),
+            Ok(other) => {
+                out.problems.push(RecordProblem { line: line_no, message: format!("expected a JSON object, found {}", kind(&other)) })
+            }
+            Err(e) => out.problems.push(RecordProblem { line: line_no, message: format!("invalid JSON: {e}") }),
         }
     }
     out
@@ -69,12 +61,10 @@ fn read_jsonl(text: &str) -> FileRecords {
 
 /// A JSON array of objects, or an object holding one (`{"data": [...]}` or `{"train": [...]}`).
 fn read_json(text: &str, path: &Path) -> Result<FileRecords> {
-    let raw: Value = serde_json::from_str(text).map_err(|e| {
-        Error::InvalidRecord {
-            path: path.to_path_buf(),
-            line: e.line(),
-            message: format!("invalid JSON: {e}"),
-        }
+    let raw: Value = serde_json::from_str(text).map_err(|e| Error::InvalidRecord {
+        path: path.to_path_buf(),
+        line: e.line(),
+        message: format!("invalid JSON: {e}"),
     })?;
     let items: &Vec<Value> = match &raw {
         Value::Array(items) => items,
@@ -90,14 +80,8 @@ fn read_json(text: &str, path: &Path) -> Result<FileRecords> {
     let mut out = FileRecords::default();
     for (item, line) in items.iter().zip(starts) {
         match item {
-            Value::Object(fields) => out.records.push(SourceRecord {
-                line,
-                fields: fields.clone(),
-            }),
-            other => out.problems.push(RecordProblem {
-                line,
-                message: format!("expected a JSON object, found {}", kind(other)),
-            }),
+            Value::Object(fields) => out.records.push(SourceRecord { line, fields: fields.clone() }),
+            other => out.problems.push(RecordProblem { line, message: format!("expected a JSON object, found {}", kind(other)) }),
         }
     }
     Ok(out)
@@ -154,28 +138,18 @@ fn array_depth(bytes: &[u8]) -> usize {
 
 fn read_csv(text: &str, path: &Path) -> Result<FileRecords> {
     let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(text.as_bytes());
-    let headers = reader
-        .headers()
-        .map_err(|e| Error::invalid_file(path, format!("cannot read the CSV header: {e}")))?
-        .clone();
+    let headers = reader.headers().map_err(|e| Error::invalid_file(path, format!("cannot read the CSV header: {e}")))?.clone();
     let mut out = FileRecords::default();
     for result in reader.records() {
         match result {
             Ok(row) => {
                 let line = row.position().map_or(0, |p| p.line() as usize);
-                let fields = headers
-                    .iter()
-                    .zip(row.iter())
-                    .map(|(h, v)| (h.to_string(), Value::String(v.to_string())))
-                    .collect();
+                let fields = headers.iter().zip(row.iter()).map(|(h, v)| (h.to_string(), Value::String(v.to_string()))).collect();
                 out.records.push(SourceRecord { line, fields });
             }
             Err(e) => {
                 let line = e.position().map_or(0, |p| p.line() as usize);
-                out.problems.push(RecordProblem {
-                    line,
-                    message: format!("invalid CSV row: {e}"),
-                });
+                out.problems.push(RecordProblem { line, message: format!("invalid CSV row: {e}") });
             }
         }
     }

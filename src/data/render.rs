@@ -10,7 +10,8 @@ use crate::error::{Error, Result};
 use crate::tokenizer::{Message, RenderedText, TextTokenizer};
 
 const ALPACA_WITH_INPUT: &str = "Below is an instruction that describes a task, paired with an input that provides further context. Write a response that appropriately completes the request.\n\n";
-const ALPACA_NO_INPUT: &str = "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n";
+const ALPACA_NO_INPUT: &str =
+    "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n";
 
 pub fn render(sample: &Sample, tokenizer: &TextTokenizer, train_on_prompt: bool) -> Result<RenderedText> {
     let mut rendered = match sample {
@@ -20,11 +21,7 @@ pub fn render(sample: &Sample, tokenizer: &TextTokenizer, train_on_prompt: bool)
                 if let Some(system) = system {
                     messages.push(Message::new("system", system));
                 }
-                let user = if input.is_empty() {
-                    instruction.clone()
-                } else {
-                    format!("{instruction}\n\n{input}")
-                };
+                let user = if input.is_empty() { instruction.clone() } else { format!("{instruction}\n\n{input}") };
                 messages.push(Message::new("user", &user));
                 messages.push(Message::new("assistant", output));
                 render_chat(&messages, tokenizer)?
@@ -64,11 +61,7 @@ fn completion(prompt: &str, reply: &str, tokenizer: &TextTokenizer) -> RenderedT
     if let Some(eos) = tokenizer.eos_token() {
         text.push_str(eos);
     }
-    RenderedText {
-        trainable: vec![prompt.len()..text.len()],
-        text,
-        has_special_tokens: false,
-    }
+    RenderedText { trainable: vec![prompt.len()..text.len()], text, has_special_tokens: false }
 }
 
 fn render_chat(messages: &[Message], tokenizer: &TextTokenizer) -> Result<RenderedText> {
@@ -88,11 +81,7 @@ fn render_chat(messages: &[Message], tokenizer: &TextTokenizer) -> Result<Render
         }
         trainable.push(before.len()..through.len());
     }
-    Ok(RenderedText {
-        text,
-        trainable,
-        has_special_tokens: true,
-    })
+    Ok(RenderedText { text, trainable, has_special_tokens: true })
 }
 
 /// Conversations for models without a chat template, in the Alpaca section style.
@@ -119,11 +108,7 @@ fn render_plain_chat(messages: &[Message], tokenizer: &TextTokenizer) -> Rendere
             text.push_str("\n\n");
         }
     }
-    RenderedText {
-        text,
-        trainable,
-        has_special_tokens: false,
-    }
+    RenderedText { text, trainable, has_special_tokens: false }
 }
 
 /// The text a prompt is turned into before generation: the chat template with the generation
@@ -136,10 +121,6 @@ pub fn generation_prompt(prompt: &str, tokenizer: &TextTokenizer, use_chat_templ
             has_special_tokens: true,
         })
     } else {
-        Ok(RenderedText {
-            text: prompt.to_string(),
-            trainable: Vec::new(),
-            has_special_tokens: false,
-        })
+        Ok(RenderedText { text: prompt.to_string(), trainable: Vec::new(), has_special_tokens: false })
     }
 }

@@ -4,18 +4,18 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use eframe::egui;
-use crate::hub::{cached_models, CachedModel};
+use crate::hub::{CachedModel, cached_models};
 use crate::train::{TrainCommand, TrainEvent};
+use eframe::egui;
 
 use super::dataset_panel::DatasetPanel;
 use super::export_panel::ExportPanel;
 use super::jobs::{Jobs, ModelSummary, Reply};
 use super::model_panel::ModelPanel;
-use super::picker::{path_prompt_ui, FilePicker, PathPrompt, PickKind, PromptOutcome};
+use super::picker::{FilePicker, PathPrompt, PickKind, PromptOutcome, path_prompt_ui};
 use super::playground::Playground;
 use super::playground_panel::PlaygroundPanel;
-use super::settings::{Settings, STORAGE_KEY};
+use super::settings::{STORAGE_KEY, Settings};
 use super::training_panel::TrainingPanel;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,10 +65,7 @@ pub struct WgtuneApp {
 
 impl WgtuneApp {
     pub fn new(cc: &eframe::CreationContext<'_>, picker: Box<dyn FilePicker>) -> Self {
-        let settings: Settings = cc
-            .storage
-            .and_then(|s| eframe::get_value(s, STORAGE_KEY))
-            .unwrap_or_default();
+        let settings: Settings = cc.storage.and_then(|s| eframe::get_value(s, STORAGE_KEY)).unwrap_or_default();
         let ctx = cc.egui_ctx.clone();
         let jobs = Jobs::new(Arc::from(picker), Arc::new(move || ctx.request_repaint()));
         let playground_worker = Playground::new(jobs.sender());
@@ -234,8 +231,7 @@ impl WgtuneApp {
             return;
         };
         self.export.begin(merged);
-        self.jobs
-            .export(self.settings.config.model.clone(), trained, out, merged, self.export.dtype);
+        self.jobs.export(self.settings.config.model.clone(), trained, out, merged, self.export.dtype);
     }
 
     /// The trained weights of the current (or last) run, if it has produced any.

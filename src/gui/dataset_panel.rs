@@ -1,13 +1,13 @@
 //! The dataset panel: choose a file, see the detected format, token statistics, problems with
 //! their file and line, and the first examples with the trained tokens highlighted.
 
-use eframe::egui;
 use crate::data::{DatasetFormat, Segment};
+use eframe::egui;
 
 use super::app::WgtuneApp;
 use super::jobs::DatasetPreview;
 use super::model_panel::{display_path, error_ui};
-use super::picker::{typed_path_ui, PickKind};
+use super::picker::{PickKind, typed_path_ui};
 
 #[derive(Default)]
 pub struct DatasetPanel {
@@ -64,9 +64,7 @@ impl WgtuneApp {
                     }
                 }
                 None => {
-                    changed |= ui
-                        .add(egui::Slider::new(&mut data.validation_fraction, 0.0..=0.5).text("held-out fraction"))
-                        .drag_stopped();
+                    changed |= ui.add(egui::Slider::new(&mut data.validation_fraction, 0.0..=0.5).text("held-out fraction")).drag_stopped();
                     if ui.button("Validation file…").clicked() {
                         self.jobs.pick(PickKind::ValidationFile);
                     }

@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use eframe::egui;
 use crate::model::WeightDtype;
+use eframe::egui;
 
 use super::app::WgtuneApp;
 use super::model_panel::{display_path, error_ui};

@@ -1,11 +1,11 @@
 //! The hyperparameters panel: method, LoRA rank and alpha, optimizer, schedule and loop settings,
 //! with the trainable-parameter count and memory estimate updated as they change.
 
-use eframe::egui;
 use crate::device::DeviceChoice;
 use crate::inspect::{estimate_memory, human_bytes, human_count, trainable_count};
-use crate::method::{LoraSettings, Method, LORA_TARGETS};
+use crate::method::{LORA_TARGETS, LoraSettings, Method};
 use crate::train::ScheduleKind;
+use eframe::egui;
 
 use super::app::WgtuneApp;
 use super::picker::PickKind;
@@ -86,22 +86,23 @@ impl WgtuneApp {
         let trainable = trainable_count(&model.config, &config.method);
         let memory = estimate_memory(&model.config, &config.method, config.batch_size, config.data.max_seq_len);
         ui.horizontal(|ui| {
-            ui.label(egui::RichText::new(format!(
-                "Trainable parameters: {} of {} ({:.3}%)",
-                human_count(trainable),
-                human_count(model.parameters),
-                100.0 * trainable as f64 / model.parameters.max(1) as f64
-            ))
-            .strong());
+            ui.label(
+                egui::RichText::new(format!(
+                    "Trainable parameters: {} of {} ({:.3}%)",
+                    human_count(trainable),
+                    human_count(model.parameters),
+                    100.0 * trainable as f64 / model.parameters.max(1) as f64
+                ))
+                .strong(),
+            );
             ui.separator();
-            ui.label(format!("Estimated training memory: {}", human_bytes(memory.total)))
-                .on_hover_text(format!(
-                    "weights {}, optimizer {}, activations {}, logits {}",
-                    human_bytes(memory.weights),
-                    human_bytes(memory.optimizer),
-                    human_bytes(memory.activations),
-                    human_bytes(memory.logits)
-                ));
+            ui.label(format!("Estimated training memory: {}", human_bytes(memory.total))).on_hover_text(format!(
+                "weights {}, optimizer {}, activations {}, logits {}",
+                human_bytes(memory.weights),
+                human_bytes(memory.optimizer),
+                human_bytes(memory.activations),
+                human_bytes(memory.logits)
+            ));
         });
     }
 
@@ -112,12 +113,7 @@ impl WgtuneApp {
             egui::Grid::new("optimizer").num_columns(2).show(ui, |ui| {
                 ui.label("Learning rate");
                 let speed = o.lr * 0.01;
-                ui.add(
-                    egui::DragValue::new(&mut o.lr)
-                        .speed(speed)
-                        .range(1e-7..=1.0)
-                        .custom_formatter(|v, _| format!("{v:.2e}")),
-                );
+                ui.add(egui::DragValue::new(&mut o.lr).speed(speed).range(1e-7..=1.0).custom_formatter(|v, _| format!("{v:.2e}")));
                 ui.end_row();
                 ui.label("Schedule");
                 egui::ComboBox::from_id_salt("schedule").selected_text(format!("{:?}", o.schedule).to_lowercase()).show_ui(ui, |ui| {

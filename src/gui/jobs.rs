@@ -1,10 +1,10 @@
 //! Work the app hands to background threads, and the replies that come back over a channel.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
+use std::sync::mpsc::{Receiver, Sender, channel};
 
-use crate::data::{segments, DataConfig, DataReport, Dataset, Segment};
+use crate::data::{DataConfig, DataReport, Dataset, Segment, segments};
 use crate::device::{ComputeDevice, DeviceChoice};
 use crate::model::{ModelConfig, ModelFolder, WeightDtype};
 use crate::session::LoadedModel;
@@ -49,17 +49,9 @@ impl DatasetPreview {
         let config = ModelConfig::from_file(&model.join("config.json")).map_err(|e| e.to_string())?;
         let tokenizer = TextTokenizer::from_folder(model, &config.eos_token_ids).map_err(|e| e.to_string())?;
         let dataset = Dataset::load(data, &tokenizer, seed).map_err(|e| e.to_string())?;
-        let examples = dataset
-            .train
-            .iter()
-            .take(5)
-            .map(|e| segments(&tokenizer, e))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| e.to_string())?;
-        Ok(Self {
-            report: dataset.report,
-            examples,
-        })
+        let examples =
+            dataset.train.iter().take(5).map(|e| segments(&tokenizer, e)).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
+        Ok(Self { report: dataset.report, examples })
     }
 }
 
@@ -69,8 +61,15 @@ pub enum Reply {
     Picked(PickKind, Option<PathBuf>, std::time::Duration),
     Model(Result<ModelSummary, String>),
     Dataset(Result<DatasetPreview, String>),
-    Generated { slot: Slot, prompt: String, result: Result<String, String> },
-    ExportProgress { done: usize, total: usize },
+    Generated {
+        slot: Slot,
+        prompt: String,
+        result: Result<String, String>,
+    },
+    ExportProgress {
+        done: usize,
+        total: usize,
+    },
     Exported(Result<PathBuf, String>),
 }
 
@@ -89,10 +88,7 @@ impl Jobs {
     }
 
     pub fn sender(&self) -> ReplySender {
-        ReplySender {
-            tx: self.tx.clone(),
-            repaint: self.repaint.clone(),
-        }
+        ReplySender { tx: self.tx.clone(), repaint: self.repaint.clone() }
     }
 
     pub fn spawn(&self, job: impl FnOnce(&ReplySender) + Send + 'static) {

@@ -27,12 +27,8 @@ pub fn run_app() -> anyhow::Result<()> {
         renderer: renderer(),
         ..Default::default()
     };
-    eframe::run_native(
-        "wgtune",
-        options,
-        Box::new(|cc| Ok(Box::new(WgtuneApp::new(cc, Box::new(DialogPicker))))),
-    )
-    .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
+    eframe::run_native("wgtune", options, Box::new(|cc| Ok(Box::new(WgtuneApp::new(cc, Box::new(DialogPicker))))))
+        .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
 }
 
 #[cfg(feature = "glow")]

@@ -1,12 +1,12 @@
 //! The model panel: choose a model folder (dialog, demo, recent, Hugging Face cache) and see
 //! what it is.
 
-use eframe::egui;
 use crate::inspect::human_count;
+use eframe::egui;
 
 use super::app::WgtuneApp;
 use super::jobs::ModelSummary;
-use super::picker::{typed_path_ui, PickKind};
+use super::picker::{PickKind, typed_path_ui};
 
 #[derive(Default)]
 pub struct ModelPanel {
@@ -72,7 +72,10 @@ impl WgtuneApp {
                 };
                 row("Folder", display_path(&m.path));
                 row("Architecture", format!("{} ({} layers, hidden {})", c.architecture.name(), c.num_hidden_layers, c.hidden_size));
-                row("Attention", format!("{} heads, {} key/value heads, head dim {}", c.num_attention_heads, c.num_key_value_heads, c.head_dim));
+                row(
+                    "Attention",
+                    format!("{} heads, {} key/value heads, head dim {}", c.num_attention_heads, c.num_key_value_heads, c.head_dim),
+                );
                 row("Parameters", format!("{} ({})", human_count(m.parameters), m.parameters));
                 row("Stored dtype", m.dtype.torch_name().to_string());
                 row("Context length", format!("{} tokens", c.max_position_embeddings));
@@ -85,11 +88,9 @@ impl WgtuneApp {
 
 /// A framed, red error message.
 pub fn error_ui(ui: &mut egui::Ui, error: &str) {
-    egui::Frame::group(ui.style())
-        .stroke(egui::Stroke::new(1.0, ui.visuals().error_fg_color))
-        .show(ui, |ui| {
-            ui.colored_label(ui.visuals().error_fg_color, error);
-        });
+    egui::Frame::group(ui.style()).stroke(egui::Stroke::new(1.0, ui.visuals().error_fg_color)).show(ui, |ui| {
+        ui.colored_label(ui.visuals().error_fg_color, error);
+    });
 }
 
 /// A path relative to the working directory when it lies inside it, as given otherwise.

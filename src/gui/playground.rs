@@ -2,7 +2,7 @@
 //! answers prompts, so the window never waits on a forward pass.
 
 use std::path::PathBuf;
-use std::sync::mpsc::{channel, Sender};
+use std::sync::mpsc::{Sender, channel};
 use std::time::SystemTime;
 
 use crate::device::DeviceChoice;
@@ -66,14 +66,8 @@ impl Playground {
                         })
                     }
                 };
-                let result = model
-                    .and_then(|m| m.generate(&request.prompt, &request.settings))
-                    .map_err(|e| e.to_string());
-                replies.send(Reply::Generated {
-                    slot: request.slot,
-                    prompt: request.prompt,
-                    result,
-                });
+                let result = model.and_then(|m| m.generate(&request.prompt, &request.settings)).map_err(|e| e.to_string());
+                replies.send(Reply::Generated { slot: request.slot, prompt: request.prompt, result });
             }
         });
         Self { requests: tx }
@@ -88,13 +82,6 @@ impl Playground {
         prompt: String,
         settings: GenerationSettings,
     ) {
-        let _ = self.requests.send(Request {
-            slot,
-            model,
-            trained,
-            device,
-            prompt,
-            settings,
-        });
+        let _ = self.requests.send(Request { slot, model, trained, device, prompt, settings });
     }
 }

@@ -76,8 +76,7 @@ impl WgtuneApp {
         let model = self.settings.config.model.clone();
         let device = self.settings.config.device;
         self.playground.base.busy = true;
-        self.playground_worker
-            .generate(Slot::Base, model.clone(), None, device, prompt.clone(), settings.clone());
+        self.playground_worker.generate(Slot::Base, model.clone(), None, device, prompt.clone(), settings.clone());
         if paused {
             self.playground.tuned.busy = true;
             self.training.send(TrainCommand::Generate { prompt, settings });

@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
-use serde::{Deserialize, Serialize};
 use crate::generate::GenerationSettings;
 use crate::train::TrainConfig;
+use serde::{Deserialize, Serialize};
 
 pub const STORAGE_KEY: &str = "wgtune-settings";
 const RECENT: usize = 8;

@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
+use crate::train::{EvalMetrics, RunInfo, RunSummary, StepMetrics, TrainCommand, TrainEvent, TrainingHandle, read_metrics};
 use eframe::egui;
 use egui_plot::{Legend, Line, Plot, Points};
-use crate::train::{read_metrics, EvalMetrics, RunInfo, RunSummary, StepMetrics, TrainCommand, TrainEvent, TrainingHandle};
 
 use super::app::WgtuneApp;
 use super::model_panel::{display_path, error_ui};
@@ -28,11 +28,7 @@ pub struct TrainingPanel {
 
 impl TrainingPanel {
     pub fn start(&mut self, handle: TrainingHandle) {
-        *self = Self {
-            handle: Some(handle),
-            settings_message: self.settings_message.take(),
-            ..Default::default()
-        };
+        *self = Self { handle: Some(handle), settings_message: self.settings_message.take(), ..Default::default() };
         self.preparing = Some("Starting…".into());
     }
 
@@ -94,11 +90,7 @@ impl TrainingPanel {
     /// Shows a finished run from its directory (its metrics), without training.
     pub fn show_run(&mut self, run_dir: &std::path::Path) -> crate::Result<()> {
         let (steps, evals) = read_metrics(run_dir)?;
-        *self = Self {
-            steps,
-            evals,
-            ..Default::default()
-        };
+        *self = Self { steps, evals, ..Default::default() };
         self.summary = Some(RunSummary {
             run_dir: run_dir.to_path_buf(),
             steps: self.steps.last().map_or(0, |s| s.step),
@@ -115,11 +107,7 @@ impl TrainingPanel {
             return format!("Failed: {}", error.lines().next().unwrap_or(""));
         }
         if let Some(summary) = &self.summary {
-            return format!(
-                "{} after {} steps",
-                if summary.stopped_early { "Stopped" } else { "Finished" },
-                summary.steps
-            );
+            return format!("{} after {} steps", if summary.stopped_early { "Stopped" } else { "Finished" }, summary.steps);
         }
         if let Some(what) = &self.preparing {
             return what.clone();
@@ -230,19 +218,15 @@ fn plots_ui(ui: &mut egui::Ui, t: &TrainingPanel) {
     let grad: Vec<[f64; 2]> = t.steps.iter().map(|m| [m.step as f64, m.grad_norm]).collect();
 
     ui.label(egui::RichText::new("Loss").strong());
-    Plot::new("loss-plot")
-        .height(260.0)
-        .legend(Legend::default())
-        .x_axis_label("step")
-        .show(ui, |plot| {
-            plot.line(Line::new("training loss", loss).color(RAW).width(1.0));
-            plot.line(Line::new("smoothed", smoothed).color(SMOOTHED).width(2.0));
-            if !validation.is_empty() {
-                // One name, one colour, one legend entry for the line and its points.
-                plot.line(Line::new("validation loss", validation.clone()).color(VALIDATION).width(2.0));
-                plot.points(Points::new("validation loss", validation).color(VALIDATION).radius(3.5));
-            }
-        });
+    Plot::new("loss-plot").height(260.0).legend(Legend::default()).x_axis_label("step").show(ui, |plot| {
+        plot.line(Line::new("training loss", loss).color(RAW).width(1.0));
+        plot.line(Line::new("smoothed", smoothed).color(SMOOTHED).width(2.0));
+        if !validation.is_empty() {
+            // One name, one colour, one legend entry for the line and its points.
+            plot.line(Line::new("validation loss", validation.clone()).color(VALIDATION).width(2.0));
+            plot.points(Points::new("validation loss", validation).color(VALIDATION).radius(3.5));
+        }
+    });
     ui.columns(2, |columns| {
         columns[0].label(egui::RichText::new("Learning rate").strong());
         Plot::new("lr-plot").height(160.0).show(&mut columns[0], |plot| {

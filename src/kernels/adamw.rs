@@ -39,13 +39,8 @@ pub fn adamw(
 ) -> (Tensor<1>, Tensor<1>, Tensor<1>) {
     if fused && super::is_wgpu(&param.device()) {
         let (m, v) = moments.unwrap_or_else(|| (param.zeros_like(), param.zeros_like()));
-        let (p, m, v) = Dispatch::fused_adamw(
-            param.into_dispatch(),
-            grad.into_dispatch(),
-            m.into_dispatch(),
-            v.into_dispatch(),
-            step.as_f32(),
-        );
+        let (p, m, v) =
+            Dispatch::fused_adamw(param.into_dispatch(), grad.into_dispatch(), m.into_dispatch(), v.into_dispatch(), step.as_f32());
         (Tensor::from_dispatch(p), Tensor::from_dispatch(m), Tensor::from_dispatch(v))
     } else {
         adamw_reference(param, grad, moments, step)
@@ -61,10 +56,9 @@ pub fn adamw_reference(
 ) -> (Tensor<1>, Tensor<1>, Tensor<1>) {
     let g = if k.grad_scale != 1.0 { grad.mul_scalar(k.grad_scale) } else { grad };
     let (m, v) = match moments {
-        Some((m, v)) => (
-            m.mul_scalar(k.beta1) + g.clone().mul_scalar(1.0 - k.beta1),
-            v.mul_scalar(k.beta2) + g.square().mul_scalar(1.0 - k.beta2),
-        ),
+        Some((m, v)) => {
+            (m.mul_scalar(k.beta1) + g.clone().mul_scalar(1.0 - k.beta1), v.mul_scalar(k.beta2) + g.square().mul_scalar(1.0 - k.beta2))
+        }
         None => (g.clone().mul_scalar(1.0 - k.beta1), g.square().mul_scalar(1.0 - k.beta2)),
     };
     // torch: p ← p·(1 − lr·wd) − (lr / bias1) · m / (√v / √bias2 + eps)

@@ -1,10 +1,10 @@
 //! Causal grouped-query attention: fused on wgpu, plain tensor operations elsewhere.
 
+use burn::backend::Dispatch;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops};
 use burn::backend::tensor::FloatTensor;
-use burn::backend::Dispatch;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 
@@ -16,13 +16,8 @@ use super::launch::supports_head_dim;
 /// `window` positions back when set. `fused` picks the WGSL kernels where they apply.
 pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, q_start: usize, window: Option<usize>, fused: bool) -> Tensor<4> {
     if fused && super::is_wgpu(&q.device()) && supports_head_dim(q.dims()[3]) {
-        let (output, _lse) = Dispatch::fused_attention(
-            q.into_dispatch(),
-            k.into_dispatch(),
-            v.into_dispatch(),
-            q_start,
-            window.unwrap_or(0),
-        );
+        let (output, _lse) =
+            Dispatch::fused_attention(q.into_dispatch(), k.into_dispatch(), v.into_dispatch(), q_start, window.unwrap_or(0));
         Tensor::from_dispatch(output)
     } else {
         attention_reference(q, k, v, q_start, window)
@@ -38,7 +33,13 @@ pub fn attention_reference(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, q_start: us
 
 /// The reference attention and its row log-sum-exp `[batch, heads·q_len]` (grouped by key/value
 /// head), as the fused kernel returns them.
-pub(super) fn attention_with_lse(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, q_start: usize, window: Option<usize>) -> (Tensor<4>, Tensor<4>) {
+pub(super) fn attention_with_lse(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    q_start: usize,
+    window: Option<usize>,
+) -> (Tensor<4>, Tensor<4>) {
     let shape = q.dims();
     let scores = masked_scores(q, k, q_start, window);
     let max = scores.clone().max_dim(3);
@@ -80,15 +81,7 @@ fn causal_mask(start: usize, len: usize, total: usize, rep: usize, window: Optio
 #[derive(Debug)]
 pub(super) struct AttentionBackward;
 
-pub(super) type AttentionState<B> = (
-    FloatTensor<B>,
-    FloatTensor<B>,
-    FloatTensor<B>,
-    FloatTensor<B>,
-    FloatTensor<B>,
-    usize,
-    usize,
-);
+pub(super) type AttentionState<B> = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, usize, usize);
 
 impl<B: FusedKernels> Backward<B, 3> for AttentionBackward {
     type State = AttentionState<B>;

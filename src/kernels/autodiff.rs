@@ -28,11 +28,7 @@ where
         let (v, v_node) = v.into_parts();
         let (output, lse) = B::fused_attention(q.clone(), k.clone(), v.clone(), q_start, window);
         let lse_out = Self::from_inner(lse.clone());
-        let output = match AttentionBackward
-            .prepare::<C>([q_node, k_node, v_node])
-            .compute_bound()
-            .stateful()
-        {
+        let output = match AttentionBackward.prepare::<C>([q_node, k_node, v_node]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => prep.finish((q, k, v, output.clone(), lse, q_start, window), output),
             OpsKind::UnTracked(prep) => prep.finish(output),
         };
@@ -72,12 +68,7 @@ where
         Self::from_inner(B::cross_entropy_grad(logits.into_primitive(), lse.into_primitive(), targets))
     }
 
-    fn fused_cross_entropy(
-        hidden: FloatTensor<Self>,
-        head: FloatTensor<Self>,
-        targets: Vec<u32>,
-        chunk: usize,
-    ) -> FloatTensor<Self> {
+    fn fused_cross_entropy(hidden: FloatTensor<Self>, head: FloatTensor<Self>, targets: Vec<u32>, chunk: usize) -> FloatTensor<Self> {
         autodiff_loss::<B, C>(hidden, head, targets, chunk)
     }
 
@@ -88,13 +79,7 @@ where
         v: FloatTensor<Self>,
         coefficients: [f32; 8],
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let (p, m, v) = B::fused_adamw(
-            param.into_primitive(),
-            grad.into_primitive(),
-            m.into_primitive(),
-            v.into_primitive(),
-            coefficients,
-        );
+        let (p, m, v) = B::fused_adamw(param.into_primitive(), grad.into_primitive(), m.into_primitive(), v.into_primitive(), coefficients);
         (Self::from_inner(p), Self::from_inner(m), Self::from_inner(v))
     }
 }

@@ -16,12 +16,7 @@ use super::extension::FusedKernels;
 /// Σ over rows of `−log softmax(hidden · head)[target]`, `hidden` `[rows, dim]`, `head`
 /// `[dim, vocab]`, `chunk` rows of logits at a time. Differentiable with respect to both.
 pub fn cross_entropy(hidden: Tensor<2>, head: Tensor<2>, targets: &[u32], chunk: usize) -> Tensor<1> {
-    Tensor::from_dispatch(Dispatch::fused_cross_entropy(
-        hidden.into_dispatch(),
-        head.into_dispatch(),
-        targets.to_vec(),
-        chunk.max(1),
-    ))
+    Tensor::from_dispatch(Dispatch::fused_cross_entropy(hidden.into_dispatch(), head.into_dispatch(), targets.to_vec(), chunk.max(1)))
 }
 
 /// Which gradients [`chunked`] computes alongside the loss.
@@ -66,11 +61,7 @@ fn chunked(hidden: Tensor<2>, head: Tensor<2>, targets: &[u32], chunk: usize, wa
             }
         }
     }
-    Chunked {
-        loss,
-        grad_hidden: wanted.hidden.then(|| Tensor::cat(grad_hidden, 0)),
-        grad_head,
-    }
+    Chunked { loss, grad_hidden: wanted.hidden.then(|| Tensor::cat(grad_hidden, 0)), grad_head }
 }
 
 /// The row statistics in plain tensor operations: `(lse, nll)`, each `[rows]`.
@@ -136,20 +127,13 @@ where
     C: CheckpointStrategy,
     DispatchTensor: DispatchKindConversion<B>,
 {
-    let wanted = Wanted {
-        hidden: hidden.is_tracked(),
-        head: head.is_tracked(),
-    };
+    let wanted = Wanted { hidden: hidden.is_tracked(), head: head.is_tracked() };
     let (hidden, hidden_node) = hidden.into_parts();
     let (head, head_node) = head.into_parts();
     let out = chunked(Tensor::from_primitive::<B>(hidden), Tensor::from_primitive::<B>(head), &targets, chunk, wanted);
     let primitive = |t: Tensor<2>| t.try_into_primitive::<B>().expect("gradients stay on their backend");
     let loss = out.loss.try_into_primitive::<B>().expect("the loss stays on its backend");
-    match CrossEntropyBackward
-        .prepare::<C>([hidden_node, head_node])
-        .compute_bound()
-        .stateful()
-    {
+    match CrossEntropyBackward.prepare::<C>([hidden_node, head_node]).compute_bound().stateful() {
         OpsKind::Tracked(prep) => prep.finish((out.grad_hidden.map(primitive), out.grad_head.map(primitive)), loss),
         OpsKind::UnTracked(prep) => prep.finish(loss),
     }

@@ -42,12 +42,7 @@ pub trait FusedKernels: burn::backend::Backend {
 
     /// Σ over rows of `−log softmax(hidden · head)[target]` with `hidden` `[rows, dim]` and `head`
     /// `[dim, vocab]`, `chunk` rows of logits at a time. Returns `[1]`.
-    fn fused_cross_entropy(
-        hidden: FloatTensor<Self>,
-        head: FloatTensor<Self>,
-        targets: Vec<u32>,
-        chunk: usize,
-    ) -> FloatTensor<Self>;
+    fn fused_cross_entropy(hidden: FloatTensor<Self>, head: FloatTensor<Self>, targets: Vec<u32>, chunk: usize) -> FloatTensor<Self>;
 
     /// One AdamW step of a flat parameter: returns the new parameter and moments.
     /// `coefficients`: lr, β1, β2, ε, decay, 1 − β1ᵗ, 1 − β2ᵗ, gradient scale.
@@ -58,5 +53,4 @@ pub trait FusedKernels: burn::backend::Backend {
         v: FloatTensor<Self>,
         coefficients: [f32; 8],
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
-
 }

@@ -1,11 +1,11 @@
 //! The fused-kernel operations on the CPU backend, in plain tensor operations: what the WGSL
 //! kernels compute, without their memory savings in attention.
 
-use burn::backend::tensor::FloatTensor;
 use burn::backend::Flex;
+use burn::backend::tensor::FloatTensor;
 use burn::tensor::Tensor;
 
-use super::adamw::{adamw_reference, AdamWStep};
+use super::adamw::{AdamWStep, adamw_reference};
 use super::attention::attention_reference;
 use super::cross_entropy::{grad_reference, loss_only, rows_reference};
 use super::extension::FusedKernels;
@@ -62,12 +62,7 @@ impl FusedKernels for Flex {
         primitive(grad_reference(tensor(logits), tensor(lse), &targets))
     }
 
-    fn fused_cross_entropy(
-        hidden: FloatTensor<Self>,
-        head: FloatTensor<Self>,
-        targets: Vec<u32>,
-        chunk: usize,
-    ) -> FloatTensor<Self> {
+    fn fused_cross_entropy(hidden: FloatTensor<Self>, head: FloatTensor<Self>, targets: Vec<u32>, chunk: usize) -> FloatTensor<Self> {
         loss_only::<Self>(hidden, head, targets, chunk)
     }
 

@@ -2,7 +2,7 @@
 
 use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::wgpu::{into_contiguous, CubeBackend, CubeTensor, KernelSource, SourceKernel, SourceTemplate};
+use burn::backend::wgpu::{CubeBackend, CubeTensor, KernelSource, SourceKernel, SourceTemplate, into_contiguous};
 use burn::cubecl::prelude::KernelId;
 use burn::cubecl::server::KernelArguments;
 use burn::cubecl::{CubeCount, CubeDim};
@@ -20,9 +20,7 @@ struct Wgsl {
 
 impl KernelSource for Wgsl {
     fn source(&self) -> SourceTemplate {
-        self.values
-            .iter()
-            .fold(SourceTemplate::new(self.source), |t, (k, v)| t.register(*k, v.clone()))
+        self.values.iter().fold(SourceTemplate::new(self.source), |t, (k, v)| t.register(*k, v.clone()))
     }
 
     fn id(&self) -> KernelId {
@@ -45,11 +43,7 @@ const ADAMW: &str = include_str!("../../shaders/adamw.wgsl");
 const ROW_BLOCK: usize = 256;
 
 fn row_kernel(name: &'static str, source: &'static str) -> Box<SourceKernel<Wgsl>> {
-    let kernel = Wgsl {
-        name,
-        source,
-        values: vec![("block", ROW_BLOCK.to_string())],
-    };
+    let kernel = Wgsl { name, source, values: vec![("block", ROW_BLOCK.to_string())] };
     Box::new(SourceKernel::new(kernel, CubeDim::new_1d(ROW_BLOCK as u32)))
 }
 
@@ -229,11 +223,7 @@ impl FusedKernels for CubeBackend {
         let [rows, vocab] = logits.meta.shape().dims::<2>();
         let (targets, info) = cross_entropy_inputs(&logits, &targets);
         // The gradient overwrites the logits when no one else holds them.
-        let grad = if logits.can_mut() {
-            logits
-        } else {
-            <Self as FloatTensorOps<Self>>::float_add_scalar(logits, 0.0.into())
-        };
+        let grad = if logits.can_mut() { logits } else { <Self as FloatTensorOps<Self>>::float_add_scalar(logits, 0.0.into()) };
         grad.client.launch(
             row_kernel("cross_entropy_grad", CROSS_ENTROPY_GRAD),
             CubeCount::Static(vocab.div_ceil(ROW_BLOCK) as u32, rows as u32, 1),
@@ -247,12 +237,7 @@ impl FusedKernels for CubeBackend {
         grad
     }
 
-    fn fused_cross_entropy(
-        hidden: FloatTensor<Self>,
-        head: FloatTensor<Self>,
-        targets: Vec<u32>,
-        chunk: usize,
-    ) -> FloatTensor<Self> {
+    fn fused_cross_entropy(hidden: FloatTensor<Self>, head: FloatTensor<Self>, targets: Vec<u32>, chunk: usize) -> FloatTensor<Self> {
         super::cross_entropy::loss_only::<Self>(hidden, head, targets, chunk)
     }
 

@@ -13,7 +13,7 @@ mod extension;
 mod fallback;
 mod launch;
 
-pub use adamw::{adamw, adamw_reference, AdamWStep};
+pub use adamw::{AdamWStep, adamw, adamw_reference};
 pub use attention::{attention, attention_reference};
 pub use cross_entropy::cross_entropy;
 pub use extension::FusedKernels;

@@ -42,7 +42,9 @@ impl Architecture {
 pub enum RopeScaling {
     None,
     /// Positions divided by `factor`.
-    Linear { factor: f64 },
+    Linear {
+        factor: f64,
+    },
     /// Llama 3.1's frequency-dependent rescaling.
     Llama3 {
         factor: f64,
@@ -130,37 +132,19 @@ impl ModelConfig {
 
     /// Parses `text`, naming `path` in errors.
     pub fn from_json(text: &str, path: &Path) -> Result<Self> {
-        let value: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| Error::invalid_file(path, e.to_string()))?;
-        let model_type = value
-            .get("model_type")
-            .and_then(|v| v.as_str())
-            .unwrap_or("<none>")
-            .to_string();
-        let architecture = Architecture::from_model_type(&model_type).ok_or_else(|| {
-            Error::UnsupportedArchitecture {
-                path: path.to_path_buf(),
-                model_type: model_type.clone(),
-            }
-        })?;
-        let raw: RawConfig =
-            serde_json::from_value(value).map_err(|e| Error::invalid_file(path, e.to_string()))?;
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| Error::invalid_file(path, e.to_string()))?;
+        let model_type = value.get("model_type").and_then(|v| v.as_str()).unwrap_or("<none>").to_string();
+        let architecture = Architecture::from_model_type(&model_type)
+            .ok_or_else(|| Error::UnsupportedArchitecture { path: path.to_path_buf(), model_type: model_type.clone() })?;
+        let raw: RawConfig = serde_json::from_value(value).map_err(|e| Error::invalid_file(path, e.to_string()))?;
 
         if let Some(act) = &raw.hidden_act
             && act != "silu"
         {
-            return Err(Error::invalid_file(
-                path,
-                format!("hidden_act `{act}` is not supported (only `silu`)"),
-            ));
+            return Err(Error::invalid_file(path, format!("hidden_act `{act}` is not supported (only `silu`)")));
         }
-        if raw.num_attention_heads == 0
-            || (raw.head_dim.is_none() && raw.hidden_size % raw.num_attention_heads != 0)
-        {
-            return Err(Error::invalid_file(
-                path,
-                "hidden_size must be a multiple of num_attention_heads",
-            ));
+        if raw.num_attention_heads == 0 || (raw.head_dim.is_none() && raw.hidden_size % raw.num_attention_heads != 0) {
+            return Err(Error::invalid_file(path, "hidden_size must be a multiple of num_attention_heads"));
         }
         let num_key_value_heads = raw.num_key_value_heads.unwrap_or(raw.num_attention_heads);
         if num_key_value_heads == 0 || raw.num_attention_heads % num_key_value_heads != 0 {
@@ -174,10 +158,8 @@ impl ModelConfig {
         }
 
         let rope_parameters = raw.rope_parameters.as_ref();
-        let rope_theta = raw
-            .rope_theta
-            .or_else(|| rope_parameters.and_then(|p| p.get("rope_theta")).and_then(|v| v.as_f64()))
-            .unwrap_or(10000.0);
+        let rope_theta =
+            raw.rope_theta.or_else(|| rope_parameters.and_then(|p| p.get("rope_theta")).and_then(|v| v.as_f64())).unwrap_or(10000.0);
         let scaling = raw.rope_scaling.as_ref().or(rope_parameters);
         let rope_scaling = parse_rope_scaling(scaling, path)?;
 
@@ -225,11 +207,8 @@ impl ModelConfig {
         let h = self.hidden_size;
         let q = self.num_attention_heads * self.head_dim;
         let kv = self.num_key_value_heads * self.head_dim;
-        let attn = h * q + 2 * h * kv + q * h
-            + if self.qkv_bias { q + 2 * kv } else { 0 }
-            + if self.o_bias { h } else { 0 };
-        let mlp = 3 * h * self.intermediate_size
-            + if self.mlp_bias { 2 * self.intermediate_size + h } else { 0 };
+        let attn = h * q + 2 * h * kv + q * h + if self.qkv_bias { q + 2 * kv } else { 0 } + if self.o_bias { h } else { 0 };
+        let mlp = 3 * h * self.intermediate_size + if self.mlp_bias { 2 * self.intermediate_size + h } else { 0 };
         let layer = attn + mlp + 2 * h;
         let embed = self.vocab_size * h;
         let head = if self.tie_word_embeddings { 0 } else { embed };
@@ -240,10 +219,7 @@ impl ModelConfig {
 fn token_ids(value: Option<&serde_json::Value>) -> Vec<u32> {
     match value {
         Some(serde_json::Value::Number(n)) => n.as_u64().map(|n| vec![n as u32]).unwrap_or_default(),
-        Some(serde_json::Value::Array(items)) => items
-            .iter()
-            .filter_map(|v| v.as_u64().map(|n| n as u32))
-            .collect(),
+        Some(serde_json::Value::Array(items)) => items.iter().filter_map(|v| v.as_u64().map(|n| n as u32)).collect(),
         _ => Vec::new(),
     }
 }
@@ -253,31 +229,19 @@ fn parse_rope_scaling(value: Option<&serde_json::Value>, path: &Path) -> Result<
         return Ok(RopeScaling::None);
     };
     let field = |name: &str| value.get(name).and_then(|v| v.as_f64());
-    let kind = value
-        .get("rope_type")
-        .or_else(|| value.get("type"))
-        .and_then(|v| v.as_str())
-        .unwrap_or("default");
-    let require = |name: &str| {
-        field(name).ok_or_else(|| {
-            Error::invalid_file(path, format!("rope_scaling of type `{kind}` needs `{name}`"))
-        })
-    };
+    let kind = value.get("rope_type").or_else(|| value.get("type")).and_then(|v| v.as_str()).unwrap_or("default");
+    let require =
+        |name: &str| field(name).ok_or_else(|| Error::invalid_file(path, format!("rope_scaling of type `{kind}` needs `{name}`")));
     match kind {
         "default" => Ok(RopeScaling::None),
-        "linear" => Ok(RopeScaling::Linear {
-            factor: require("factor")?,
-        }),
+        "linear" => Ok(RopeScaling::Linear { factor: require("factor")? }),
         "llama3" => Ok(RopeScaling::Llama3 {
             factor: require("factor")?,
             low_freq_factor: require("low_freq_factor")?,
             high_freq_factor: require("high_freq_factor")?,
             original_max_position_embeddings: require("original_max_position_embeddings")?,
         }),
-        other => Err(Error::invalid_file(
-            path,
-            format!("rope_scaling type `{other}` is not supported (default, linear, llama3)"),
-        )),
+        other => Err(Error::invalid_file(path, format!("rope_scaling type `{other}` is not supported (default, linear, llama3)"))),
     }
 }
 
@@ -303,10 +267,9 @@ mod tests {
 
     #[test]
     fn rope_theta_is_read_from_rope_parameters() {
-        let cfg = parse(&format!(
-            r#"{{"model_type": "llama", {BASE}, "rope_parameters": {{"rope_type": "default", "rope_theta": 500000.0}}}}"#
-        ))
-        .unwrap();
+        let cfg =
+            parse(&format!(r#"{{"model_type": "llama", {BASE}, "rope_parameters": {{"rope_type": "default", "rope_theta": 500000.0}}}}"#))
+                .unwrap();
         assert_eq!(cfg.rope_theta, 500000.0);
         assert_eq!(cfg.rope_scaling, RopeScaling::None);
         assert_eq!(cfg.head_dim, 16);
@@ -320,10 +283,8 @@ mod tests {
 
     #[test]
     fn unsupported_rope_type_is_an_error() {
-        let err = parse(&format!(
-            r#"{{"model_type": "llama", {BASE}, "rope_scaling": {{"rope_type": "yarn", "factor": 4.0}}}}"#
-        ))
-        .unwrap_err();
+        let err =
+            parse(&format!(r#"{{"model_type": "llama", {BASE}, "rope_scaling": {{"rope_type": "yarn", "factor": 4.0}}}}"#)).unwrap_err();
         assert!(err.to_string().contains("yarn"));
     }
 

@@ -11,7 +11,7 @@ use burn::tensor::{Device, Int, Tensor};
 
 use super::config::ModelConfig;
 use super::linear::{Linear, LoraForward};
-use super::rope::{apply_rotary, Rope};
+use super::rope::{Rope, apply_rotary};
 use crate::kernels;
 
 #[derive(Module, Debug)]
@@ -96,11 +96,7 @@ impl KvCache {
 
     /// Number of positions cached.
     pub fn len(&self) -> usize {
-        self.layers
-            .first()
-            .and_then(|l| l.as_ref())
-            .map(|(k, _)| k.dims()[2])
-            .unwrap_or(0)
+        self.layers.first().and_then(|l| l.as_ref()).map(|(k, _)| k.dims()[2]).unwrap_or(0)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -118,10 +114,7 @@ pub struct ForwardOptions {
 
 impl Default for ForwardOptions {
     fn default() -> Self {
-        Self {
-            lora: LoraForward::default(),
-            fused: true,
-        }
+        Self { lora: LoraForward::default(), fused: true }
     }
 }
 
@@ -133,13 +126,7 @@ impl Mlp {
 }
 
 impl Attention {
-    pub fn new(
-        q_proj: Linear,
-        k_proj: Linear,
-        v_proj: Linear,
-        o_proj: Linear,
-        config: &ModelConfig,
-    ) -> Self {
+    pub fn new(q_proj: Linear, k_proj: Linear, v_proj: Linear, o_proj: Linear, config: &ModelConfig) -> Self {
         Self {
             q_proj,
             k_proj,
@@ -205,13 +192,7 @@ impl DecoderLayer {
 }
 
 impl CausalLm {
-    pub fn new(
-        embed_tokens: Embedding,
-        layers: Vec<DecoderLayer>,
-        norm: RmsNorm,
-        lm_head: Option<Linear>,
-        config: ModelConfig,
-    ) -> Self {
+    pub fn new(embed_tokens: Embedding, layers: Vec<DecoderLayer>, norm: RmsNorm, lm_head: Option<Linear>, config: ModelConfig) -> Self {
         let rope = Rope::new(&config);
         Self { embed_tokens, layers, norm, lm_head, config, rope }
     }
@@ -226,20 +207,12 @@ impl CausalLm {
 
     /// Hidden states after the final norm, `[batch, len, hidden]`, for tokens placed after the
     /// positions already in `cache` (or at position 0 without one).
-    pub fn hidden_states(
-        &self,
-        input_ids: Tensor<2, Int>,
-        mut cache: Option<&mut KvCache>,
-        options: ForwardOptions,
-    ) -> Tensor<3> {
+    pub fn hidden_states(&self, input_ids: Tensor<2, Int>, mut cache: Option<&mut KvCache>, options: ForwardOptions) -> Tensor<3> {
         let device = input_ids.device();
         let [_, len] = input_ids.dims();
         let start = cache.as_ref().map(|c| c.len()).unwrap_or(0);
         let tables = self.rope.tables(start, len, &device);
-        let position = Position {
-            start,
-            window: self.config.sliding_window,
-        };
+        let position = Position { start, window: self.config.sliding_window };
 
         let mut h = burn::tensor::module::embedding(self.embed_tokens.weight.val(), input_ids);
         for (i, layer) in self.layers.iter().enumerate() {
@@ -299,11 +272,7 @@ impl CausalLm {
 
 /// The Hugging Face checkpoint name of a parameter, from its Burn module path.
 pub fn hf_name(path: &str) -> String {
-    if path.starts_with("lm_head") {
-        path.to_string()
-    } else {
-        format!("model.{path}")
-    }
+    if path.starts_with("lm_head") { path.to_string() } else { format!("model.{path}") }
 }
 
 /// The Burn module path of a checkpoint tensor; the inverse of [`hf_name`].

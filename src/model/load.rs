@@ -29,11 +29,7 @@ impl ModelFolder {
         }
         let config = ModelConfig::from_file(&config_path)?;
         let weights = WeightFiles::open_model_folder(path)?;
-        Ok(Self {
-            path: path.to_path_buf(),
-            config,
-            weights,
-        })
+        Ok(Self { path: path.to_path_buf(), config, weights })
     }
 
     /// The dtype the weights are stored in.
@@ -50,9 +46,7 @@ impl ModelFolder {
 /// A model of the given shape with random weights (normal, std 0.02; norms at one), built on the
 /// device; for benchmarks of shapes whose weights are not at hand.
 pub fn random_model(config: &ModelConfig, device: &Device) -> CausalLm {
-    Loader { source: Source::Random, device }
-        .model(config)
-        .expect("random weights have the right shapes")
+    Loader { source: Source::Random, device }.model(config).expect("random weights have the right shapes")
 }
 
 enum Source<'a> {
@@ -67,22 +61,15 @@ struct Loader<'a> {
 
 impl Loader<'_> {
     fn model(&self, c: &ModelConfig) -> Result<CausalLm> {
-        let embed_tokens = Embedding {
-            weight: self.matrix("model.embed_tokens.weight", c.vocab_size, c.hidden_size, false)?,
-        };
-        let layers = (0..c.num_hidden_layers)
-            .map(|i| self.layer(c, &format!("model.layers.{i}")))
-            .collect::<Result<Vec<_>>>()?;
+        let embed_tokens = Embedding { weight: self.matrix("model.embed_tokens.weight", c.vocab_size, c.hidden_size, false)? };
+        let layers = (0..c.num_hidden_layers).map(|i| self.layer(c, &format!("model.layers.{i}"))).collect::<Result<Vec<_>>>()?;
         let norm = self.norm(c, "model.norm")?;
         let has_head = match self.source {
             Source::Files(files) => files.contains("lm_head.weight"),
             Source::Random => false,
         };
-        let lm_head = if c.tie_word_embeddings && !has_head {
-            None
-        } else {
-            Some(self.linear("lm_head", c.hidden_size, c.vocab_size, false)?)
-        };
+        let lm_head =
+            if c.tie_word_embeddings && !has_head { None } else { Some(self.linear("lm_head", c.hidden_size, c.vocab_size, false)?) };
         Ok(CausalLm::new(embed_tokens, layers, norm, lm_head, c.clone()))
     }
 
@@ -116,15 +103,8 @@ impl Loader<'_> {
 
     /// Reads `[out, in]` from the checkpoint and stores it transposed, `[in, out]`.
     fn linear(&self, prefix: &str, d_in: usize, d_out: usize, bias: bool) -> Result<Linear> {
-        let bias = if bias {
-            Some(self.vector(&format!("{prefix}.bias"), d_out, 0.0)?)
-        } else {
-            None
-        };
-        Ok(Linear {
-            weight: self.matrix(&format!("{prefix}.weight"), d_out, d_in, true)?,
-            bias,
-        })
+        let bias = if bias { Some(self.vector(&format!("{prefix}.bias"), d_out, 0.0)?) } else { None };
+        Ok(Linear { weight: self.matrix(&format!("{prefix}.weight"), d_out, d_in, true)?, bias })
     }
 
     /// A vector of `len`; `fill` is its value in a random model.
@@ -159,8 +139,5 @@ pub fn transpose(t: &HostTensor) -> HostTensor {
             values[c * rows + r] = t.values[r * cols + c];
         }
     }
-    HostTensor {
-        shape: vec![cols, rows],
-        values,
-    }
+    HostTensor { shape: vec![cols, rows], values }
 }

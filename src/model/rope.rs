@@ -17,18 +17,11 @@ pub struct Rope {
 impl Rope {
     pub fn new(config: &ModelConfig) -> Self {
         let dim = config.head_dim;
-        let base: Vec<f64> = (0..dim / 2)
-            .map(|i| 1.0 / config.rope_theta.powf((2 * i) as f64 / dim as f64))
-            .collect();
+        let base: Vec<f64> = (0..dim / 2).map(|i| 1.0 / config.rope_theta.powf((2 * i) as f64 / dim as f64)).collect();
         match &config.rope_scaling {
             RopeScaling::None => Self { inv_freq: base, position_scale: 1.0 },
             RopeScaling::Linear { factor } => Self { inv_freq: base, position_scale: 1.0 / factor },
-            RopeScaling::Llama3 {
-                factor,
-                low_freq_factor,
-                high_freq_factor,
-                original_max_position_embeddings: original,
-            } => {
+            RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings: original } => {
                 let low_freq_wavelen = original / low_freq_factor;
                 let high_freq_wavelen = original / high_freq_factor;
                 let inv_freq = base
@@ -40,8 +33,7 @@ impl Rope {
                         } else if wavelen > low_freq_wavelen {
                             f / factor
                         } else {
-                            let smooth = (original / wavelen - low_freq_factor)
-                                / (high_freq_factor - low_freq_factor);
+                            let smooth = (original / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
                             (1.0 - smooth) * f / factor + smooth * f
                         }
                     })
@@ -69,10 +61,7 @@ impl Rope {
             }
         }
         let shape = [len, half * 2];
-        (
-            Tensor::from_data(TensorData::new(cos, shape), device),
-            Tensor::from_data(TensorData::new(sin, shape), device),
-        )
+        (Tensor::from_data(TensorData::new(cos, shape), device), Tensor::from_data(TensorData::new(sin, shape), device))
     }
 }
 

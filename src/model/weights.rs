@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use half::{bf16, f16};
 use memmap2::Mmap;
-use safetensors::tensor::{Dtype, Metadata, TensorInfo};
 use safetensors::SafeTensors;
+use safetensors::tensor::{Dtype, Metadata, TensorInfo};
 
 use crate::error::{Error, Result};
 
@@ -69,18 +69,9 @@ impl WeightDtype {
 
     pub fn decode(self, bytes: &[u8]) -> Vec<f32> {
         match self {
-            Self::F32 => bytes
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            Self::F16 => bytes
-                .chunks_exact(2)
-                .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            Self::Bf16 => bytes
-                .chunks_exact(2)
-                .map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
+            Self::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+            Self::F16 => bytes.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+            Self::Bf16 => bytes.chunks_exact(2).map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
         }
     }
 }
@@ -117,15 +108,9 @@ impl MappedFile {
         // SAFETY: the mapping is read-only and lives as long as this struct; a file truncated by
         // another process while we read it is outside what any loader can guard against.
         let mmap = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-        let (header_len, metadata) = SafeTensors::read_metadata(&mmap).map_err(|e| {
-            Error::invalid_file(path, format!("not a valid safetensors file ({e}); is it truncated?"))
-        })?;
-        Ok(Self {
-            path: path.to_path_buf(),
-            mmap,
-            header_len,
-            metadata,
-        })
+        let (header_len, metadata) = SafeTensors::read_metadata(&mmap)
+            .map_err(|e| Error::invalid_file(path, format!("not a valid safetensors file ({e}); is it truncated?")))?;
+        Ok(Self { path: path.to_path_buf(), mmap, header_len, metadata })
     }
 
     fn info(&self, name: &str) -> Option<&TensorInfo> {
@@ -176,11 +161,7 @@ impl WeightFiles {
             }
             files.push(file);
         }
-        Ok(Self {
-            files,
-            index,
-            origin: origin.to_path_buf(),
-        })
+        Ok(Self { files, index, origin: origin.to_path_buf() })
     }
 
     pub fn origin(&self) -> &Path {
@@ -205,10 +186,7 @@ impl WeightFiles {
     }
 
     fn locate(&self, name: &str) -> Result<(&MappedFile, &TensorInfo)> {
-        let missing = || Error::MissingTensor {
-            path: self.origin.clone(),
-            name: name.to_string(),
-        };
+        let missing = || Error::MissingTensor { path: self.origin.clone(), name: name.to_string() };
         let file = &self.files[*self.index.get(name).ok_or_else(missing)?];
         let info = file.info(name).ok_or_else(missing)?;
         Ok((file, info))
@@ -221,10 +199,7 @@ impl WeightFiles {
     pub fn dtype(&self, name: &str) -> Result<WeightDtype> {
         let (file, info) = self.locate(name)?;
         WeightDtype::from_safetensors(info.dtype).ok_or_else(|| {
-            Error::invalid_file(
-                &file.path,
-                format!("tensor `{name}` has dtype {:?}; wgtune reads F32, F16 and BF16", info.dtype),
-            )
+            Error::invalid_file(&file.path, format!("tensor `{name}` has dtype {:?}; wgtune reads F32, F16 and BF16", info.dtype))
         })
     }
 
@@ -246,10 +221,7 @@ impl WeightFiles {
             });
         }
         let dtype = self.dtype(name)?;
-        Ok(HostTensor {
-            values: dtype.decode(self.raw(name)?),
-            shape,
-        })
+        Ok(HostTensor { values: dtype.decode(self.raw(name)?), shape })
     }
 
     /// The dtype most tensors are stored in.
@@ -266,18 +238,10 @@ impl WeightFiles {
 
 fn shard_files(index_path: &Path) -> Result<Vec<PathBuf>> {
     let text = std::fs::read_to_string(index_path).map_err(|e| Error::io(index_path, e))?;
-    let index: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| Error::invalid_file(index_path, e.to_string()))?;
-    let map = index
-        .get("weight_map")
-        .and_then(|m| m.as_object())
-        .ok_or_else(|| Error::invalid_file(index_path, "missing `weight_map`"))?;
+    let index: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::invalid_file(index_path, e.to_string()))?;
+    let map = index.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| Error::invalid_file(index_path, "missing `weight_map`"))?;
     let folder = index_path.parent().unwrap_or(Path::new("."));
-    let mut files: Vec<PathBuf> = map
-        .values()
-        .filter_map(|v| v.as_str())
-        .map(|f| folder.join(f))
-        .collect();
+    let mut files: Vec<PathBuf> = map.values().filter_map(|v| v.as_str()).map(|f| folder.join(f)).collect();
     files.sort();
     files.dedup();
     if files.is_empty() {
@@ -357,10 +321,8 @@ pub fn write_safetensors(
 
 /// Writes named f32 tensors, as checkpoints and adapters store them.
 pub fn write_f32_tensors(path: &Path, tensors: &[(String, HostTensor)]) -> Result<()> {
-    let specs: Vec<TensorSpec> = tensors
-        .iter()
-        .map(|(name, t)| TensorSpec { name: name.clone(), dtype: WeightDtype::F32, shape: t.shape.clone() })
-        .collect();
+    let specs: Vec<TensorSpec> =
+        tensors.iter().map(|(name, t)| TensorSpec { name: name.clone(), dtype: WeightDtype::F32, shape: t.shape.clone() }).collect();
     let by_name: HashMap<&str, &HostTensor> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
     let metadata = BTreeMap::from([("format".to_string(), "pt".to_string())]);
     write_safetensors(path, &specs, Some(&metadata), |spec| Ok(WeightDtype::F32.encode(&by_name[spec.name.as_str()].values)))

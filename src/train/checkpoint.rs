@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::method::Method;
 use crate::model::weights::{read_f32_tensors, write_f32_tensors};
-use crate::model::{hf_name, is_transposed, module_path, transpose, CausalLm, HostTensor};
+use crate::model::{CausalLm, HostTensor, hf_name, is_transposed, module_path, transpose};
 use crate::params::{named_parameters, set_parameters};
 use crate::peft;
 
@@ -115,10 +115,8 @@ pub fn load(dir: &Path, model: CausalLm, method: &Method, optimizer: &mut AdamW,
         // The adapter is already attached: set its factors rather than attaching a second one.
         Method::Lora(_) => {
             let files = read_f32_tensors(&dir.join(peft::WEIGHTS_FILE))?;
-            let values: HashMap<String, HostTensor> = files
-                .into_iter()
-                .filter_map(|(name, t)| Some((peft::burn_path(&name)?, transpose(&t))))
-                .collect();
+            let values: HashMap<String, HostTensor> =
+                files.into_iter().filter_map(|(name, t)| Some((peft::burn_path(&name)?, transpose(&t)))).collect();
             set_parameters(model, &values).0
         }
         _ => load_weights(model, method, dir)?,

@@ -54,14 +54,27 @@ pub enum TrainEvent {
     Started(RunInfo),
     Step(StepMetrics),
     Eval(EvalMetrics),
-    CheckpointSaved { step: usize, path: PathBuf },
-    Paused { step: usize },
-    Resumed { step: usize },
+    CheckpointSaved {
+        step: usize,
+        path: PathBuf,
+    },
+    Paused {
+        step: usize,
+    },
+    Resumed {
+        step: usize,
+    },
     /// A generation requested while paused.
-    Generated { prompt: String, text: String },
+    Generated {
+        prompt: String,
+        text: String,
+    },
     Finished(RunSummary),
     /// The run stopped on an error; `last_checkpoint` is still loadable.
-    Failed { error: String, last_checkpoint: Option<PathBuf> },
+    Failed {
+        error: String,
+        last_checkpoint: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -83,7 +96,10 @@ pub enum TrainCommand {
     Stop,
     /// Generate with the model as it is now; answered with [`TrainEvent::Generated`]. Honoured
     /// between steps and while paused.
-    Generate { prompt: String, settings: GenerationSettings },
+    Generate {
+        prompt: String,
+        settings: GenerationSettings,
+    },
 }
 
 /// Where events go. A closed channel (the front went away) does not stop the run.

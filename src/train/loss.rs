@@ -25,21 +25,13 @@ pub struct Targets {
 
 impl Targets {
     pub fn from_batch(batch: &Batch, device: &Device) -> Option<Self> {
-        let (rows, ids): (Vec<i64>, Vec<i64>) = batch
-            .targets
-            .iter()
-            .enumerate()
-            .filter(|(_, t)| **t != IGNORE)
-            .map(|(i, t)| (i as i64, *t))
-            .unzip();
+        let (rows, ids): (Vec<i64>, Vec<i64>) =
+            batch.targets.iter().enumerate().filter(|(_, t)| **t != IGNORE).map(|(i, t)| (i as i64, *t)).unzip();
         if rows.is_empty() {
             return None;
         }
         let n = rows.len();
-        Some(Self {
-            rows: Tensor::from_data(TensorData::new(rows, [n]), device),
-            ids,
-        })
+        Some(Self { rows: Tensor::from_data(TensorData::new(rows, [n]), device), ids })
     }
 
     pub fn len(&self) -> usize {
@@ -67,10 +59,7 @@ pub fn cross_entropy_sum(hidden: Tensor<3>, head: Tensor<2>, targets: &Targets, 
     let selected = hidden.reshape([batch * len, dim]).select(0, targets.rows.clone());
     if fused && !count_correct {
         let ids: Vec<u32> = targets.ids.iter().map(|&t| t as u32).collect();
-        return LossSum {
-            sum: kernels::cross_entropy(selected, head, &ids, chunk),
-            correct: None,
-        };
+        return LossSum { sum: kernels::cross_entropy(selected, head, &ids, chunk), correct: None };
     }
     let mut sum: Option<Tensor<1>> = None;
     let mut correct: Option<Tensor<1, Int>> = None;
@@ -96,8 +85,5 @@ pub fn cross_entropy_sum(hidden: Tensor<3>, head: Tensor<2>, targets: &Targets, 
         });
         start += rows;
     }
-    LossSum {
-        sum: sum.unwrap_or_else(|| Tensor::zeros([1], &device)),
-        correct,
-    }
+    LossSum { sum: sum.unwrap_or_else(|| Tensor::zeros([1], &device)), correct }
 }

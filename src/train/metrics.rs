@@ -40,11 +40,7 @@ impl MetricsLog {
             }
             crate::fsutil::write_atomic(&path, text.as_bytes())?;
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| Error::io(&path, e))?;
+        let file = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| Error::io(&path, e))?;
         Ok(Self { path, file })
     }
 

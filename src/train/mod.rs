@@ -14,10 +14,10 @@ mod trainer;
 
 pub use config::{OptimizerConfig, ScheduleKind, TrainConfig};
 pub use events::{EvalMetrics, EventSink, RunInfo, RunSummary, StepMetrics, TrainCommand, TrainEvent};
-pub use loss::{chunk_rows, cross_entropy_sum, LossSum, Targets};
-pub use metrics::{read_metrics, METRICS_FILE};
+pub use loss::{LossSum, Targets, chunk_rows, cross_entropy_sum};
+pub use metrics::{METRICS_FILE, read_metrics};
 pub use optimizer::AdamW;
 pub use schedule::Schedule;
-pub use spawn::{spawn, TrainingHandle};
-pub use step::{optimizer_step, NonFiniteStep, StepInputs, StepOutcome, StepTimings};
-pub use trainer::{resume_config, train, train_with_model, FINAL_DIR, RUN_CONFIG_FILE};
+pub use spawn::{TrainingHandle, spawn};
+pub use step::{NonFiniteStep, StepInputs, StepOutcome, StepTimings, optimizer_step};
+pub use trainer::{FINAL_DIR, RUN_CONFIG_FILE, resume_config, train, train_with_model};

@@ -10,7 +10,7 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::config::OptimizerConfig;
-use crate::kernels::{adamw, AdamWStep};
+use crate::kernels::{AdamWStep, adamw};
 use crate::model::HostTensor;
 use crate::params::PathStack;
 
@@ -31,12 +31,7 @@ pub struct AdamW {
 
 impl AdamW {
     pub fn new(config: &OptimizerConfig, fused: bool) -> Self {
-        Self {
-            config: config.clone(),
-            fused,
-            steps: 0,
-            moments: HashMap::new(),
-        }
+        Self { config: config.clone(), fused, steps: 0, moments: HashMap::new() }
     }
 
     /// Global L2 norm of the gradients of every trainable parameter.
@@ -58,10 +53,7 @@ impl AdamW {
         }
         let mut visitor = SquaredNorm { grads, total: None };
         model.visit(&mut visitor);
-        visitor
-            .total
-            .map(|t| (t.into_scalar::<f32>() as f64).sqrt())
-            .unwrap_or(0.0)
+        visitor.total.map(|t| (t.into_scalar::<f32>() as f64).sqrt()).unwrap_or(0.0)
     }
 
     /// One AdamW step at learning rate `lr`, with gradients scaled by `grad_scale` (clipping).
@@ -79,13 +71,7 @@ impl AdamW {
             bias2: 1.0 - c.beta2.powi(t),
             grad_scale,
         };
-        let mut mapper = Update {
-            stack: PathStack::default(),
-            grads: &mut grads,
-            moments: &mut self.moments,
-            step,
-            fused: self.fused,
-        };
+        let mut mapper = Update { stack: PathStack::default(), grads: &mut grads, moments: &mut self.moments, step, fused: self.fused };
         model.map(&mut mapper)
     }
 
@@ -99,10 +85,7 @@ impl AdamW {
             for (prefix, t) in [("m", &moments.m), ("v", &moments.v)] {
                 out.push((
                     format!("{prefix}.{path}"),
-                    HostTensor {
-                        shape: t.dims().to_vec(),
-                        values: t.to_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default(),
-                    },
+                    HostTensor { shape: t.dims().to_vec(), values: t.to_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default() },
                 ));
             }
         }

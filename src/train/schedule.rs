@@ -13,17 +13,8 @@ pub struct Schedule {
 
 impl Schedule {
     pub fn new(config: &OptimizerConfig, total_steps: usize) -> Self {
-        let warmup = if config.warmup_steps > 0 {
-            config.warmup_steps
-        } else {
-            (config.warmup_ratio * total_steps as f64).ceil() as usize
-        };
-        Self {
-            base: config.lr,
-            kind: config.schedule,
-            warmup,
-            total: total_steps.max(1),
-        }
+        let warmup = if config.warmup_steps > 0 { config.warmup_steps } else { (config.warmup_ratio * total_steps as f64).ceil() as usize };
+        Self { base: config.lr, kind: config.schedule, warmup, total: total_steps.max(1) }
     }
 
     pub fn lr(&self, step: usize) -> f64 {

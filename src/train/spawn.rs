@@ -1,6 +1,6 @@
 //! Running training on its own thread, for fronts that must stay responsive.
 
-use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::mpsc::{Receiver, Sender, channel};
 use std::thread::JoinHandle;
 
 use super::config::TrainConfig;
@@ -31,19 +31,12 @@ pub fn spawn(config: TrainConfig, resume: bool) -> TrainingHandle {
                     .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                     .unwrap_or_else(|| "unknown panic".into());
                 let error = format!("internal error: {message}");
-                sink.send(TrainEvent::Failed {
-                    error: error.clone(),
-                    last_checkpoint: super::checkpoint::latest(&config.output_dir),
-                });
+                sink.send(TrainEvent::Failed { error: error.clone(), last_checkpoint: super::checkpoint::latest(&config.output_dir) });
                 Err(Error::Device(error))
             })
         })
         .ok();
-    TrainingHandle {
-        events: event_rx,
-        commands: command_tx,
-        thread,
-    }
+    TrainingHandle { events: event_rx, commands: command_tx, thread }
 }
 
 impl TrainingHandle {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use super::loss::{cross_entropy_sum, Targets};
+use super::loss::{Targets, cross_entropy_sum};
 use super::optimizer::AdamW;
 use crate::data::Batch;
 use crate::model::{CausalLm, ForwardOptions};
@@ -83,11 +83,7 @@ pub fn optimizer_step(
     if !loss_sum.is_finite() || !grad_norm.is_finite() {
         return Err(NonFiniteStep { model, loss: loss_sum, grad_norm });
     }
-    let scale = if inputs.max_grad_norm > 0.0 {
-        (inputs.max_grad_norm / (grad_norm + 1e-6)).min(1.0)
-    } else {
-        1.0
-    };
+    let scale = if inputs.max_grad_norm > 0.0 { (inputs.max_grad_norm / (grad_norm + 1e-6)).min(1.0) } else { 1.0 };
     let model = optimizer.step(model, grads, inputs.lr, scale);
     clock.stop(timings, |t| &mut t.optimizer);
     Ok(StepOutcome { model, loss: loss_sum, grad_norm })

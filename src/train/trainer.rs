@@ -10,12 +10,12 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use super::checkpoint::{self, TrainerState};
 use super::config::TrainConfig;
 use super::events::{EvalMetrics, EventSink, RunInfo, RunSummary, StepMetrics, TrainCommand, TrainEvent};
-use super::loss::{chunk_rows, cross_entropy_sum, Targets};
-use super::step::{optimizer_step, StepInputs};
+use super::loss::{Targets, chunk_rows, cross_entropy_sum};
 use super::metrics::MetricsLog;
 use super::optimizer::AdamW;
 use super::schedule::Schedule;
-use crate::data::{epoch_order, Batch, Dataset, Example};
+use super::step::{StepInputs, optimizer_step};
+use crate::data::{Batch, Dataset, Example, epoch_order};
 use crate::device::ComputeDevice;
 use crate::error::{Error, Result};
 use crate::fsutil;
@@ -47,10 +47,7 @@ pub fn train_with_model(
         result.map(|summary| (summary, run.model))
     });
     if let Err(e) = &result {
-        events.send(TrainEvent::Failed {
-            error: e.to_string(),
-            last_checkpoint,
-        });
+        events.send(TrainEvent::Failed { error: e.to_string(), last_checkpoint });
     }
     result
 }
@@ -118,11 +115,11 @@ impl<'a> Run<'a> {
         let mut model = model;
         let mut last_checkpoint = None;
         if resume {
-            let dir = checkpoint::latest(run_dir).ok_or_else(|| {
-                Error::invalid_file(run_dir, "no checkpoint to resume from in this run directory")
-            })?;
+            let dir = checkpoint::latest(run_dir)
+                .ok_or_else(|| Error::invalid_file(run_dir, "no checkpoint to resume from in this run directory"))?;
             events.send(TrainEvent::Preparing(format!("Resuming from {}", dir.display())));
-            let (m, s) = checkpoint::load(&dir, model, &config.method, &mut optimizer, &device.training_device(config.gradient_checkpointing))?;
+            let (m, s) =
+                checkpoint::load(&dir, model, &config.method, &mut optimizer, &device.training_device(config.gradient_checkpointing))?;
             model = m;
             state = s;
             last_checkpoint = Some(dir);
@@ -349,13 +346,7 @@ impl<'a> Run<'a> {
             (true, Some(lora)) => lora.dropout,
             _ => 0.0,
         };
-        ForwardOptions {
-            lora: LoraForward {
-                dropout,
-                materialize: self.config.materialize_lora,
-            },
-            fused: self.config.fused_kernels,
-        }
+        ForwardOptions { lora: LoraForward { dropout, materialize: self.config.materialize_lora }, fused: self.config.fused_kernels }
     }
 
     /// Loss, perplexity and next-token accuracy on the validation set.
@@ -381,12 +372,7 @@ impl<'a> Run<'a> {
             return Ok(None);
         }
         let loss = sum / count as f64;
-        let metrics = EvalMetrics {
-            step: self.state.step,
-            loss,
-            perplexity: loss.exp(),
-            accuracy: correct as f64 / count as f64,
-        };
+        let metrics = EvalMetrics { step: self.state.step, loss, perplexity: loss.exp(), accuracy: correct as f64 / count as f64 };
         self.metrics.eval(&metrics)?;
         self.events.send(TrainEvent::Eval(metrics.clone()));
         Ok(Some(metrics))

@@ -7,7 +7,7 @@ use wgtune::data::{BadRecords, DataConfig, Dataset, LongRecords};
 use wgtune::device::DeviceChoice;
 use wgtune::model::ModelFolder;
 use wgtune::tokenizer::TextTokenizer;
-use wgtune::train::{checkpoint, train, EventSink, TrainEvent};
+use wgtune::train::{EventSink, TrainEvent, checkpoint, train};
 
 use crate::common::{fixture, one_run_at_a_time};
 use crate::e2e::tiny_config;
@@ -62,7 +62,10 @@ fn an_empty_dataset_is_an_error_before_any_gpu_work() {
     assert!(err.contains(&data.display().to_string()) && err.contains("nothing to train on"), "{err}");
     assert!(err.contains(":2: invalid JSON"), "the skipped line is named: {err}");
     let events: Vec<TrainEvent> = events_rx.try_iter().collect();
-    assert!(!events.iter().any(|e| matches!(e, TrainEvent::Preparing(p) if p.starts_with("Loading weights"))), "no device work: {events:?}");
+    assert!(
+        !events.iter().any(|e| matches!(e, TrainEvent::Preparing(p) if p.starts_with("Loading weights"))),
+        "no device work: {events:?}"
+    );
     assert!(matches!(events.last(), Some(TrainEvent::Failed { .. })));
 }
 

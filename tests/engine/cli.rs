@@ -34,7 +34,22 @@ fn train_generate_export_and_inspect_from_the_command_line() {
     let (model, data) = (fixture("tiny-llama"), fixture("data/chat.jsonl"));
     let (model, data, run_s) = (model.to_str().unwrap(), data.to_str().unwrap(), run.to_str().unwrap());
 
-    let out = wgtune(&["train", "--model", model, "--data", data, "--max-steps", "3", "--device", "cpu", "--output", run_s, "--rank", "4", "--plain"]);
+    let out = wgtune(&[
+        "train",
+        "--model",
+        model,
+        "--data",
+        data,
+        "--max-steps",
+        "3",
+        "--device",
+        "cpu",
+        "--output",
+        run_s,
+        "--rank",
+        "4",
+        "--plain",
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(stdout.contains("step 3/3"), "{stdout}");
@@ -43,16 +58,39 @@ fn train_generate_export_and_inspect_from_the_command_line() {
 
     // The saved settings run again from the file, with flags on top.
     let again = dir.path().join("again");
-    let out = wgtune(&["train", "--config", run.join("run.toml").to_str().unwrap(), "--output", again.to_str().unwrap(), "--max-steps", "1"]);
+    let out =
+        wgtune(&["train", "--config", run.join("run.toml").to_str().unwrap(), "--output", again.to_str().unwrap(), "--max-steps", "1"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(again.join("final").exists());
 
-    let out = wgtune(&["generate", "--model", model, "--trained", run_s, "--prompt", "What is wgtune?", "--max-new-tokens", "4", "--device", "cpu"]);
+    let out = wgtune(&[
+        "generate",
+        "--model",
+        model,
+        "--trained",
+        run_s,
+        "--prompt",
+        "What is wgtune?",
+        "--max-new-tokens",
+        "4",
+        "--device",
+        "cpu",
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
 
     let merged = dir.path().join("merged");
     let adapter = dir.path().join("adapter");
-    let out = wgtune(&["export", "--model", model, "--trained", run_s, "--merged", merged.to_str().unwrap(), "--adapter-out", adapter.to_str().unwrap()]);
+    let out = wgtune(&[
+        "export",
+        "--model",
+        model,
+        "--trained",
+        run_s,
+        "--merged",
+        merged.to_str().unwrap(),
+        "--adapter-out",
+        adapter.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(merged.join("model.safetensors").exists() && merged.join("tokenizer.json").exists());
     assert!(adapter.join("adapter_config.json").exists());

@@ -4,8 +4,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use safetensors::tensor::Dtype;
 use safetensors::SafeTensors;
+use safetensors::tensor::Dtype;
 use wgtune::device::{ComputeDevice, DeviceChoice};
 
 /// Backends draw random numbers (LoRA initialisation, dropout) from one process-wide generator,

@@ -8,9 +8,9 @@ use wgtune::device::DeviceChoice;
 use wgtune::method::{LoraSettings, Method};
 use wgtune::model::{ForwardOptions, ModelFolder};
 use wgtune::session::LoadedModel;
-use wgtune::train::{read_metrics, train, train_with_model, EventSink, OptimizerConfig, ScheduleKind, TrainConfig, TrainEvent};
+use wgtune::train::{EventSink, OptimizerConfig, ScheduleKind, TrainConfig, TrainEvent, read_metrics, train, train_with_model};
 
-use crate::common::{assert_close, fixture, one_run_at_a_time, values, Golden};
+use crate::common::{Golden, assert_close, fixture, one_run_at_a_time, values};
 
 pub fn tiny_config(run_dir: &Path, device: DeviceChoice) -> TrainConfig {
     TrainConfig {
@@ -20,18 +20,9 @@ pub fn tiny_config(run_dir: &Path, device: DeviceChoice) -> TrainConfig {
         batch_size: 4,
         max_steps: Some(40),
         save_every: 0,
-        data: DataConfig {
-            train_file: fixture("data/chat.jsonl"),
-            max_seq_len: 128,
-            ..Default::default()
-        },
+        data: DataConfig { train_file: fixture("data/chat.jsonl"), max_seq_len: 128, ..Default::default() },
         method: Method::Lora(LoraSettings { rank: 8, alpha: 16.0, dropout: 0.0, ..Default::default() }),
-        optim: OptimizerConfig {
-            lr: 1e-2,
-            warmup_steps: 2,
-            schedule: ScheduleKind::Constant,
-            ..Default::default()
-        },
+        optim: OptimizerConfig { lr: 1e-2, warmup_steps: 2, schedule: ScheduleKind::Constant, ..Default::default() },
         ..Default::default()
     }
 }

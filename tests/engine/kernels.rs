@@ -111,7 +111,7 @@ fn fused_cross_entropy_matches_the_generic_loss_and_gradients() {
 
 #[test]
 fn fused_adamw_matches_the_reference() {
-    use wgtune::kernels::{adamw, adamw_reference, AdamWStep};
+    use wgtune::kernels::{AdamWStep, adamw, adamw_reference};
     let Some(dev) = devices().into_iter().find(|d| d.choice == DeviceChoice::Wgpu) else {
         return;
     };
@@ -124,7 +124,11 @@ fn fused_adamw_matches_the_reference() {
         for moments in [None, Some((m.clone(), v.clone()))] {
             let fused = adamw(p.clone(), g.clone(), moments.clone(), &step, true);
             let reference = adamw_reference(p.clone(), g.clone(), moments, &step);
-            for (name, a, b) in [("param", fused.0.clone(), reference.0.clone()), ("m", fused.1.clone(), reference.1.clone()), ("v", fused.2.clone(), reference.2.clone())] {
+            for (name, a, b) in [
+                ("param", fused.0.clone(), reference.0.clone()),
+                ("m", fused.1.clone(), reference.1.clone()),
+                ("v", fused.2.clone(), reference.2.clone()),
+            ] {
                 let (a, shape) = values(a);
                 let (b, _) = values(b);
                 assert_close(&format!("n {n}: {name}"), &a, &shape, &(shape.clone(), b.iter().map(|v| *v as f64).collect()), 1e-5);

@@ -6,14 +6,14 @@ use std::collections::HashMap;
 use burn::optim::GradientsParams;
 use burn::tensor::Device;
 use wgtune::data::{Batch, IGNORE};
-use wgtune::generate::{generate_ids, GenerationSettings};
+use wgtune::generate::{GenerationSettings, generate_ids};
 use wgtune::method::Method;
-use wgtune::model::{hf_name, is_transposed, transpose, CausalLm, ForwardOptions, HostTensor, ModelFolder};
+use wgtune::model::{CausalLm, ForwardOptions, HostTensor, ModelFolder, hf_name, is_transposed, transpose};
 use wgtune::params::{gradients_by_path, named_parameters};
 use wgtune::peft;
-use wgtune::train::{cross_entropy_sum, AdamW, OptimizerConfig, Targets};
+use wgtune::train::{AdamW, OptimizerConfig, Targets, cross_entropy_sum};
 
-use crate::common::{assert_close, devices, fixture, one_run_at_a_time, values, Golden};
+use crate::common::{Golden, assert_close, devices, fixture, one_run_at_a_time, values};
 
 const TOL: f64 = 1e-4;
 const MODELS: [&str; 2] = ["tiny-llama", "tiny-qwen2"];
@@ -29,25 +29,16 @@ fn golden_batch(golden: &Golden, labels: &str) -> Batch {
             targets[r * len + t] = labels[r][t + 1];
         }
     }
-    Batch {
-        input_ids: ids.concat(),
-        targets,
-        batch_size: rows,
-        len,
-    }
+    Batch { input_ids: ids.concat(), targets, batch_size: rows, len }
 }
 
 /// The mean cross-entropy over the batch's targets, as transformers computes `loss`.
 fn mean_loss(model: &CausalLm, batch: &Batch, device: &Device) -> burn::tensor::Tensor<1> {
     let targets = Targets::from_batch(batch, device).expect("targets");
-    let ids = burn::tensor::Tensor::from_data(
-        burn::tensor::TensorData::new(batch.input_ids.clone(), [batch.batch_size, batch.len]),
-        device,
-    );
+    let ids =
+        burn::tensor::Tensor::from_data(burn::tensor::TensorData::new(batch.input_ids.clone(), [batch.batch_size, batch.len]), device);
     let hidden = model.hidden_states(ids, None, ForwardOptions::default());
-    cross_entropy_sum(hidden, model.head_weight(), &targets, 7, false, true)
-        .sum
-        .div_scalar(targets.len() as f64)
+    cross_entropy_sum(hidden, model.head_weight(), &targets, 7, false, true).sum.div_scalar(targets.len() as f64)
 }
 
 fn logits(model: &CausalLm, golden: &Golden, device: &Device) -> (Vec<f32>, Vec<usize>) {
@@ -59,10 +50,7 @@ fn logits(model: &CausalLm, golden: &Golden, device: &Device) -> (Vec<f32>, Vec<
 fn golden_param(golden: &Golden, name: &str, path: &str) -> (Vec<usize>, Vec<f64>) {
     let (shape, vals) = golden.get(name).clone();
     if shape.len() == 2 && (is_transposed(path) || path.contains(".lora.")) {
-        let t = transpose(&HostTensor {
-            shape,
-            values: vals.iter().map(|v| *v as f32).collect(),
-        });
+        let t = transpose(&HostTensor { shape, values: vals.iter().map(|v| *v as f32).collect() });
         (t.shape, t.values.iter().map(|v| *v as f64).collect())
     } else {
         (shape, vals)
@@ -70,15 +58,7 @@ fn golden_param(golden: &Golden, name: &str, path: &str) -> (Vec<usize>, Vec<f64
 }
 
 fn adamw() -> OptimizerConfig {
-    OptimizerConfig {
-        lr: 1e-2,
-        beta1: 0.9,
-        beta2: 0.999,
-        eps: 1e-4,
-        weight_decay: 0.01,
-        max_grad_norm: 0.0,
-        ..Default::default()
-    }
+    OptimizerConfig { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-4, weight_decay: 0.01, max_grad_norm: 0.0, ..Default::default() }
 }
 
 #[test]
@@ -156,11 +136,21 @@ fn lora_gradients_and_adamw_step_match_peft_and_torch() {
 
             let by_path = gradients_by_path(&model, &grads);
             let lora_grads: HashMap<&String, &HostTensor> = by_path.iter().filter(|(p, _)| p.contains(".lora.")).collect();
-            assert_eq!(lora_grads.len(), golden.names().filter(|n| n.starts_with("lora_grad.")).count(), "{name}: only adapter factors get gradients");
+            assert_eq!(
+                lora_grads.len(),
+                golden.names().filter(|n| n.starts_with("lora_grad.")).count(),
+                "{name}: only adapter factors get gradients"
+            );
             for (path, grad) in &lora_grads {
                 let peft_name = peft::peft_name(path).unwrap();
                 let want = golden_param(&golden, &format!("lora_grad.{peft_name}"), path);
-                assert_close(&format!("{name} grad {peft_name} on {} (gradient checkpointing: {checkpointing})", dev.choice), &grad.values, &grad.shape, &want, TOL);
+                assert_close(
+                    &format!("{name} grad {peft_name} on {} (gradient checkpointing: {checkpointing})", dev.choice),
+                    &grad.values,
+                    &grad.shape,
+                    &want,
+                    TOL,
+                );
             }
 
             let mut optimizer = AdamW::new(&adamw(), true);
@@ -169,7 +159,13 @@ fn lora_gradients_and_adamw_step_match_peft_and_torch() {
                 let peft_name = peft::peft_name(&p.path).unwrap();
                 let want = golden_param(&golden, &format!("lora_step.{peft_name}"), &p.path);
                 let host = p.to_host();
-                assert_close(&format!("{name} AdamW step {peft_name} on {} (gradient checkpointing: {checkpointing})", dev.choice), &host.values, &host.shape, &want, TOL);
+                assert_close(
+                    &format!("{name} AdamW step {peft_name} on {} (gradient checkpointing: {checkpointing})", dev.choice),
+                    &host.values,
+                    &host.shape,
+                    &want,
+                    TOL,
+                );
             }
         }
     }
@@ -224,7 +220,13 @@ fn merged_export_matches_peft_merge_and_unload() {
             for n in golden.names().filter_map(|n| n.strip_prefix("merged.")) {
                 let shape = merged.weights.shape(n).unwrap();
                 let read = merged.weights.read(n, &shape).unwrap();
-                assert_close(&format!("{name} merged {n} on {}", dev.choice), &read.values, &read.shape, golden.get(&format!("merged.{n}")), TOL);
+                assert_close(
+                    &format!("{name} merged {n} on {}", dev.choice),
+                    &read.values,
+                    &read.shape,
+                    golden.get(&format!("merged.{n}")),
+                    TOL,
+                );
             }
             let reloaded = merged.load(&dev.device).unwrap();
             let (l, shape) = logits(&reloaded, &golden, &dev.device);

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
 use wgtune::device::DeviceChoice;
 use wgtune::gui::{FilePicker, PickKind, Tab, WgtuneApp};
 use wgtune::inspect::{human_count, trainable_count};
@@ -56,10 +56,8 @@ fn the_whole_journey_in_the_app() {
     let dir = tempfile::tempdir().unwrap();
     let picker = Picker { out: dir.path().to_path_buf() };
     // The tiny model's replies are random bytes, not always valid UTF-8: let them show as tofu.
-    let mut harness = Harness::builder()
-        .with_size([1280.0, 1000.0])
-        .allow_missing_glyphs()
-        .build_eframe(|cc| WgtuneApp::new(cc, Box::new(picker)));
+    let mut harness =
+        Harness::builder().with_size([1280.0, 1000.0]).allow_missing_glyphs().build_eframe(|cc| WgtuneApp::new(cc, Box::new(picker)));
     harness.run_steps(2);
 
     // Model: open a folder through the (injected) dialog and see what it is.
@@ -81,9 +79,7 @@ fn the_whole_journey_in_the_app() {
     harness.get_by_role_and_label(eframe::egui::accesskit::Role::Button, "Hyperparameters").click();
     harness.run_steps(2);
     let before = text_of(&harness, "Trainable parameters:");
-    harness
-        .get_by_role_and_label(eframe::egui::accesskit::Role::Slider, "LoRA rank")
-        .set_value_accesskit(4.0);
+    harness.get_by_role_and_label(eframe::egui::accesskit::Role::Slider, "LoRA rank").set_value_accesskit(4.0);
     harness.run_steps(2);
     let after = text_of(&harness, "Trainable parameters:");
     assert_ne!(before, after);
@@ -120,9 +116,7 @@ fn the_whole_journey_in_the_app() {
     harness.state_mut().settings.generation.max_new_tokens = 8;
     harness.run_steps(1);
     harness.get_by_label("Generate").click();
-    wait_until(&mut harness, 120, "both answers", |app| {
-        app.playground.base.text.is_some() && app.playground.tuned.text.is_some()
-    });
+    wait_until(&mut harness, 120, "both answers", |app| app.playground.base.text.is_some() && app.playground.tuned.text.is_some());
     assert!(matches!(harness.state().playground.base.text, Some(Ok(_))));
     assert!(matches!(harness.state().playground.tuned.text, Some(Ok(_))));
 
@@ -146,9 +140,7 @@ fn the_whole_journey_in_the_app() {
     ModelFolder::open(&dir.path().join("merged")).unwrap().load(&burn::tensor::Device::flex()).unwrap();
 
     harness.get_by_label("Export adapter…").click();
-    wait_until(&mut harness, 60, "the adapter export", |app| {
-        matches!(&app.export.result, Some(Ok(p)) if p.ends_with("adapter"))
-    });
+    wait_until(&mut harness, 60, "the adapter export", |app| matches!(&app.export.result, Some(Ok(p)) if p.ends_with("adapter")));
     let base = ModelFolder::open(&fixture("tiny-llama")).unwrap().load(&burn::tensor::Device::flex()).unwrap();
     wgtune::peft::load_adapter(base, &dir.path().join("adapter")).unwrap();
 }
@@ -200,10 +192,7 @@ fn without_a_file_dialog_paths_are_typed_and_a_folder_that_is_not_a_model_shows_
 fn main_window_with_a_finished_run() {
     let dir = tempfile::tempdir().unwrap();
     let picker = Picker { out: dir.path().to_path_buf() };
-    let mut harness = Harness::builder()
-        .with_size([1100.0, 760.0])
-        .wgpu()
-        .build_eframe(|cc| WgtuneApp::new(cc, Box::new(picker)));
+    let mut harness = Harness::builder().with_size([1100.0, 760.0]).wgpu().build_eframe(|cc| WgtuneApp::new(cc, Box::new(picker)));
     // Nothing machine-dependent on screen: a fixed device line, a recorded run.
     wait_until(&mut harness, 60, "the device probe", |app| !app.device_description.starts_with("detecting"));
     let app = harness.state_mut();
