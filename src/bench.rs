@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::data::{Batch, IGNORE};
 use crate::device::{ComputeDevice, DeviceChoice};
 use crate::error::{Error, Result};
-use crate::inspect::estimate_memory;
+use crate::inspect::{StepKernels, estimate_memory};
 use crate::method::{Method, trainable_parameters};
 use crate::model::{CausalLm, ForwardOptions, LoraForward, ModelConfig, ModelFolder, random_model};
 use crate::train::{AdamW, OptimizerConfig, StepInputs, StepTimings, chunk_rows, optimizer_step};
@@ -153,7 +153,14 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
         optimizer_ms: ms(timings.optimizer),
         peak_device_bytes: timings.peak_reserved_bytes,
         peak_rss_bytes: peak_rss(),
-        estimated_bytes: estimate_memory(&model_config, &config.method, config.batch_size, config.seq_len).total,
+        estimated_bytes: estimate_memory(
+            &model_config,
+            &config.method,
+            config.batch_size,
+            config.seq_len,
+            StepKernels::new(config.fused, device.choice == DeviceChoice::Wgpu),
+        )
+        .total,
     })
 }
 

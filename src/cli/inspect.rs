@@ -2,7 +2,8 @@
 
 use anyhow::Result;
 use clap::Args;
-use wgtune::inspect::{estimate_memory, human_bytes, human_count, trainable_count};
+use wgtune::device::{ComputeDevice, DeviceChoice};
+use wgtune::inspect::{StepKernels, estimate_memory, human_bytes, human_count, trainable_count};
 use wgtune::model::ModelFolder;
 
 use super::train::TrainArgs;
@@ -41,8 +42,11 @@ pub fn run(args: InspectArgs) -> Result<()> {
     println!("parameters     {} ({total})", human_count(total));
     println!("method         {}", config.method.name());
     println!("trainable      {} ({trainable}, {:.3}%)", human_count(trainable), 100.0 * trainable as f64 / total as f64);
-    let m = estimate_memory(c, &config.method, config.batch_size, config.data.max_seq_len);
-    println!("memory for batch {} x {} tokens (estimate):", config.batch_size, config.data.max_seq_len);
+    // What is kept for the backward pass depends on the device's kernels.
+    let device = ComputeDevice::open(config.device)?;
+    let kernels = StepKernels::new(config.fused_kernels, device.choice == DeviceChoice::Wgpu);
+    let m = estimate_memory(c, &config.method, config.batch_size, config.data.max_seq_len, kernels);
+    println!("memory for batch {} x {} tokens on {} (estimate):", config.batch_size, config.data.max_seq_len, device.description);
     println!("  weights      {}", human_bytes(m.weights));
     println!("  optimizer    {}", human_bytes(m.optimizer));
     println!("  activations  {}", human_bytes(m.activations));

@@ -55,6 +55,8 @@ pub struct WgtuneApp {
     pub export: ExportPanel,
     pub cached_models: Vec<CachedModel>,
     pub device_description: String,
+    /// Whether training runs through wgpu (and its fused kernels), for the memory estimate.
+    pub device_on_wgpu: bool,
     /// A pick that no file dialog could answer, asked for as a typed path instead.
     pub path_prompt: Option<PathPrompt>,
     /// Set when the window was asked to close while training runs.
@@ -80,6 +82,7 @@ impl WgtuneApp {
             export: ExportPanel::default(),
             cached_models: cached_models(),
             device_description: "detecting the GPU…".into(),
+            device_on_wgpu: false,
             path_prompt: None,
             confirm_close: false,
             closing: false,
@@ -125,7 +128,10 @@ impl WgtuneApp {
 
     fn handle_reply(&mut self, reply: Reply) {
         match reply {
-            Reply::Device(text) => self.device_description = text,
+            Reply::Device { description, on_wgpu } => {
+                self.device_description = description;
+                self.device_on_wgpu = on_wgpu;
+            }
             Reply::Picked(kind, Some(path), _) => self.picked(kind, path),
             // Nobody cancels a dialog this fast: none could open (rfd found no XDG portal or zenity).
             Reply::Picked(kind, None, open) if open < std::time::Duration::from_millis(300) => {

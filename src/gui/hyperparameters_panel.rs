@@ -2,7 +2,7 @@
 //! with the trainable-parameter count and memory estimate updated as they change.
 
 use crate::device::DeviceChoice;
-use crate::inspect::{estimate_memory, human_bytes, human_count, trainable_count};
+use crate::inspect::{StepKernels, estimate_memory, human_bytes, human_count, trainable_count};
 use crate::method::{LORA_TARGETS, LoraSettings, Method};
 use crate::train::ScheduleKind;
 use eframe::egui;
@@ -84,7 +84,8 @@ impl WgtuneApp {
         };
         let config = &self.settings.config;
         let trainable = trainable_count(&model.config, &config.method);
-        let memory = estimate_memory(&model.config, &config.method, config.batch_size, config.data.max_seq_len);
+        let kernels = StepKernels::new(config.fused_kernels, self.device_on_wgpu);
+        let memory = estimate_memory(&model.config, &config.method, config.batch_size, config.data.max_seq_len, kernels);
         ui.horizontal(|ui| {
             ui.label(
                 egui::RichText::new(format!(
@@ -141,6 +142,7 @@ impl WgtuneApp {
     fn loop_ui(&mut self, ui: &mut egui::Ui) {
         let c = &mut self.settings.config;
         let mut output_pick = false;
+        let device_before = c.device;
         egui::Frame::group(ui.style()).show(ui, |ui| {
             ui.label(egui::RichText::new("Training loop").strong());
             egui::Grid::new("loop").num_columns(2).show(ui, |ui| {
@@ -199,6 +201,10 @@ impl WgtuneApp {
                 ui.end_row();
             });
         });
+        if self.settings.config.device != device_before {
+            self.device_description = "detecting the GPU…".into();
+            self.jobs.describe_device(self.settings.config.device);
+        }
         if output_pick {
             self.jobs.pick(PickKind::OutputFolder);
         }

@@ -56,7 +56,10 @@ impl DatasetPreview {
 }
 
 pub enum Reply {
-    Device(String),
+    Device {
+        description: String,
+        on_wgpu: bool,
+    },
     /// What the picker chose, and how long the dialog was open.
     Picked(PickKind, Option<PathBuf>, std::time::Duration),
     Model(Result<ModelSummary, String>),
@@ -107,11 +110,11 @@ impl Jobs {
 
     pub fn describe_device(&self, choice: DeviceChoice) {
         self.spawn(move |reply| {
-            let text = match ComputeDevice::open(choice) {
-                Ok(d) => d.description,
-                Err(e) => format!("no device: {e}"),
+            let (text, on_wgpu) = match ComputeDevice::open(choice) {
+                Ok(d) => (d.description, d.choice == DeviceChoice::Wgpu),
+                Err(e) => (format!("no device: {e}"), false),
             };
-            reply.send(Reply::Device(text));
+            reply.send(Reply::Device { description: text, on_wgpu });
         });
     }
 
