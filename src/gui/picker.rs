@@ -63,32 +63,41 @@ impl FilePicker for DialogPicker {
 /// or zenity on Linux) and the quick way for a path already on the clipboard. Returns the path
 /// when Enter or the button (`open_label`) is pressed, with a leading `~` expanded.
 pub fn typed_path_ui(ui: &mut egui::Ui, label: &str, open_label: &str, text: &mut String) -> Option<PathBuf> {
-    let mut open = false;
-    ui.horizontal(|ui| {
-        let label = ui.label(label);
-        let edit = ui.add(egui::TextEdit::singleline(text).desired_width(420.0)).labelled_by(label.id);
-        let entered = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
-        open = ui.add_enabled(!text.trim().is_empty(), egui::Button::new(open_label)).clicked() || entered;
-    });
+    typed_path_row(ui, label, open_label, text).0
+}
+
+/// [`typed_path_ui`], also returning the text field.
+fn typed_path_row(ui: &mut egui::Ui, label: &str, open_label: &str, text: &mut String) -> (Option<PathBuf>, egui::Response) {
+    let (open, field) = ui
+        .horizontal(|ui| {
+            let label = ui.label(label);
+            let field = ui.add(egui::TextEdit::singleline(text).desired_width(420.0)).labelled_by(label.id);
+            let entered = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+            let clicked = ui.add_enabled(!text.trim().is_empty(), egui::Button::new(open_label)).clicked();
+            (clicked || entered, field)
+        })
+        .inner;
     let typed = text.trim();
     if !open || typed.is_empty() {
-        return None;
+        return (None, field);
     }
-    Some(match (typed.strip_prefix("~/"), std::env::var_os("HOME")) {
+    let path = match (typed.strip_prefix("~/"), std::env::var_os("HOME")) {
         (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
         _ => PathBuf::from(typed),
-    })
+    };
+    (Some(path), field)
 }
 
 /// The typed path that stands in for a dialog that could not open.
 pub struct PathPrompt {
     kind: PickKind,
     text: String,
+    focused: bool,
 }
 
 impl PathPrompt {
     pub fn new(kind: PickKind) -> Self {
-        Self { kind, text: String::new() }
+        Self { kind, text: String::new(), focused: false }
     }
 }
 
@@ -103,7 +112,12 @@ pub fn path_prompt_ui(ctx: &egui::Context, prompt: &mut PathPrompt) -> PromptOut
     let modal = egui::Modal::new(egui::Id::unique("path-prompt")).show(ctx, |ui| {
         ui.heading(prompt.kind.title());
         ui.label("No file dialog can open on this system (it needs an XDG desktop portal or zenity). Type the path instead.");
-        if let Some(path) = typed_path_ui(ui, "Path", "OK", &mut prompt.text) {
+        let (path, field) = typed_path_row(ui, "Path", "OK", &mut prompt.text);
+        if !prompt.focused {
+            field.request_focus();
+            prompt.focused = true;
+        }
+        if let Some(path) = path {
             outcome = PromptOutcome::Open(prompt.kind, path);
         }
         if ui.button("Cancel").clicked() {
