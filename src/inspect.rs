@@ -99,8 +99,9 @@ pub struct MemoryEstimate {
 /// The kernels a training step runs, which decide what it keeps for the backward pass.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StepKernels {
-    /// Attention that recomputes its scores in the backward pass (the WGSL kernels, on wgpu).
-    pub fused_attention: bool,
+    /// Attention and SwiGLU that recompute their intermediates in the backward pass (the WGSL
+    /// kernels, on wgpu).
+    pub fused_layers: bool,
     /// Cross-entropy with its gradients computed in the forward pass, a chunk of logits at a time.
     pub fused_loss: bool,
 }
@@ -108,7 +109,7 @@ pub struct StepKernels {
 impl StepKernels {
     /// What `TrainConfig::fused_kernels` selects on a device.
     pub fn new(fused_kernels: bool, on_wgpu: bool) -> Self {
-        Self { fused_attention: fused_kernels && on_wgpu, fused_loss: fused_kernels }
+        Self { fused_layers: fused_kernels && on_wgpu, fused_loss: fused_kernels }
     }
 }
 
@@ -124,11 +125,12 @@ pub fn estimate_memory(c: &ModelConfig, method: &Method, batch: usize, seq_len: 
     let kv = (c.num_key_value_heads * c.head_dim) as u64;
     let heads = c.num_attention_heads as u64;
     let rank = method.lora().map(|l| l.rank as u64 * l.target_modules.len() as u64).unwrap_or(0);
-    // Per token and layer: norms and residuals, projections and their rotations, the MLP's three
-    // intermediate tensors, LoRA's low-rank products, and attention scores with their softmax
-    // (or, fused, only the log-sum-exp the backward pass recomputes them from).
-    let attention = if kernels.fused_attention { heads } else { 2 * heads * seq_len as u64 };
-    let per_token_layer = 6 * h + 3 * q + 4 * kv + 5 * i + rank + attention;
+    // Per token and layer: norms and residuals, projections and their rotations, the MLP's
+    // intermediate tensors (gate, up, their product; unfused also σ(gate) and silu(gate)), LoRA's
+    // low-rank products, and attention scores with their softmax (fused, only the log-sum-exp
+    // the backward pass recomputes them from).
+    let (mlp, attention) = if kernels.fused_layers { (3 * i, heads) } else { (5 * i, 2 * heads * seq_len as u64) };
+    let per_token_layer = 6 * h + 3 * q + 4 * kv + mlp + rank + attention;
     let activations = tokens * per_token_layer * c.num_hidden_layers as u64 * F32;
     let logits = if kernels.fused_loss { 0 } else { tokens * c.vocab_size as u64 * F32 * 2 };
     let weights = total_params * F32;
@@ -203,7 +205,7 @@ mod tests {
             (lora(), cpu, 2.85),
             (lora(), cpu_generic, 3.28),
             (Method::Full, cpu, 4.09),
-            (lora(), wgpu, 2.19),
+            (lora(), wgpu, 1.79),
             (lora(), wgpu_generic, 3.24),
         ];
         for (method, kernels, measured_gib) in measured {

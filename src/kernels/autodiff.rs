@@ -9,6 +9,7 @@ use burn::backend::{Autodiff, AutodiffBackend, DispatchKindConversion, DispatchT
 use super::attention::AttentionBackward;
 use super::cross_entropy::autodiff_loss;
 use super::extension::FusedKernels;
+use super::swiglu::SwigluBackward;
 
 impl<B, C> FusedKernels for Autodiff<B, C>
 where
@@ -70,6 +71,25 @@ where
 
     fn fused_cross_entropy(hidden: FloatTensor<Self>, head: FloatTensor<Self>, targets: Vec<u32>, chunk: usize) -> FloatTensor<Self> {
         autodiff_loss::<B, C>(hidden, head, targets, chunk)
+    }
+
+    fn fused_swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {
+        let (gate, gate_node) = gate.into_parts();
+        let (up, up_node) = up.into_parts();
+        let output = B::fused_swiglu(gate.clone(), up.clone());
+        match SwigluBackward.prepare::<C>([gate_node, up_node]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish((gate, up), output),
+            OpsKind::UnTracked(prep) => prep.finish(output),
+        }
+    }
+
+    fn fused_swiglu_backward(
+        gate: FloatTensor<Self>,
+        up: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let (grad_gate, grad_up) = B::fused_swiglu_backward(gate.into_primitive(), up.into_primitive(), grad.into_primitive());
+        (Self::from_inner(grad_gate), Self::from_inner(grad_up))
     }
 
     fn fused_adamw(

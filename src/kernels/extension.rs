@@ -44,6 +44,17 @@ pub trait FusedKernels: burn::backend::Backend {
     /// `[dim, vocab]`, `chunk` rows of logits at a time. Returns `[1]`.
     fn fused_cross_entropy(hidden: FloatTensor<Self>, head: FloatTensor<Self>, targets: Vec<u32>, chunk: usize) -> FloatTensor<Self>;
 
+    /// `silu(gate) · up` of two flat tensors `[n]`.
+    fn fused_swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// Gradients of [`fused_swiglu`](Self::fused_swiglu) for `gate` and `up`, given the gradient
+    /// of its output.
+    fn fused_swiglu_backward(
+        gate: FloatTensor<Self>,
+        up: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+
     /// One AdamW step of a flat parameter: returns the new parameter and moments.
     /// `coefficients`: lr, β1, β2, ε, decay, 1 − β1ᵗ, 1 − β2ᵗ, gradient scale.
     fn fused_adamw(

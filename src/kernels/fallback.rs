@@ -9,6 +9,7 @@ use super::adamw::{AdamWStep, adamw_reference};
 use super::attention::attention_reference;
 use super::cross_entropy::{grad_reference, loss_only, rows_reference};
 use super::extension::FusedKernels;
+use super::swiglu::swiglu_backward_reference;
 
 fn tensor<const D: usize>(t: FloatTensor<Flex>) -> Tensor<D> {
     Tensor::from_primitive::<Flex>(t)
@@ -64,6 +65,19 @@ impl FusedKernels for Flex {
 
     fn fused_cross_entropy(hidden: FloatTensor<Self>, head: FloatTensor<Self>, targets: Vec<u32>, chunk: usize) -> FloatTensor<Self> {
         loss_only::<Self>(hidden, head, targets, chunk)
+    }
+
+    fn fused_swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {
+        primitive(burn::tensor::activation::silu(tensor::<1>(gate)) * tensor::<1>(up))
+    }
+
+    fn fused_swiglu_backward(
+        gate: FloatTensor<Self>,
+        up: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let (grad_gate, grad_up) = swiglu_backward_reference(tensor::<1>(gate), tensor::<1>(up), tensor::<1>(grad));
+        (primitive(grad_gate), primitive(grad_up))
     }
 
     fn fused_adamw(

@@ -38,6 +38,8 @@ const ATTENTION_BACKWARD_KEY_VALUE: &str = include_str!("../../shaders/attention
 const CROSS_ENTROPY_ROWS: &str = include_str!("../../shaders/cross_entropy_rows.wgsl");
 const CROSS_ENTROPY_GRAD: &str = include_str!("../../shaders/cross_entropy_grad.wgsl");
 const ADAMW: &str = include_str!("../../shaders/adamw.wgsl");
+const SWIGLU_FORWARD: &str = include_str!("../../shaders/swiglu_forward.wgsl");
+const SWIGLU_BACKWARD: &str = include_str!("../../shaders/swiglu_backward.wgsl");
 
 /// Invocations per workgroup of the row-wise cross-entropy kernels (a power of two).
 const ROW_BLOCK: usize = 256;
@@ -97,6 +99,15 @@ fn attention_info(q: &CubeTensor, k: &CubeTensor, q_start: usize, window: usize)
         .chain([scale.to_bits()])
         .flat_map(u32::to_le_bytes)
         .collect()
+}
+
+/// Workgroups for one invocation per element of `t` (at most 65535 along x, spilling into y),
+/// and the info buffer holding its element count.
+fn flat_launch(t: &CubeTensor) -> (CubeCount, burn::cubecl::server::Handle) {
+    let n = t.meta.shape().num_elements();
+    let groups = n.div_ceil(ROW_BLOCK);
+    let count = CubeCount::Static(groups.min(65535) as u32, groups.div_ceil(65535) as u32, 1);
+    (count, t.client.create_from_slice(&(n as u32).to_le_bytes()))
 }
 
 fn empty_like(reference: &CubeTensor, shape: Shape) -> CubeTensor {
@@ -241,6 +252,48 @@ impl FusedKernels for CubeBackend {
         super::cross_entropy::loss_only::<Self>(hidden, head, targets, chunk)
     }
 
+    fn fused_swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {
+        let (gate, up) = (into_contiguous(gate), into_contiguous(up));
+        check_f32(&[&gate, &up]);
+        let output = empty_like(&gate, gate.meta.shape().clone());
+        let (count, info) = flat_launch(&gate);
+        gate.client.launch(
+            row_kernel("swiglu_forward", SWIGLU_FORWARD),
+            count,
+            KernelArguments::new().with_buffers(vec![
+                gate.handle.clone().binding(),
+                up.handle.clone().binding(),
+                output.handle.clone().binding(),
+                info.binding(),
+            ]),
+        );
+        output
+    }
+
+    fn fused_swiglu_backward(
+        gate: FloatTensor<Self>,
+        up: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let (gate, up, grad) = (into_contiguous(gate), into_contiguous(up), into_contiguous(grad));
+        check_f32(&[&gate, &up, &grad]);
+        let (grad_gate, grad_up) = (empty_like(&gate, gate.meta.shape().clone()), empty_like(&gate, gate.meta.shape().clone()));
+        let (count, info) = flat_launch(&gate);
+        gate.client.launch(
+            row_kernel("swiglu_backward", SWIGLU_BACKWARD),
+            count,
+            KernelArguments::new().with_buffers(vec![
+                gate.handle.clone().binding(),
+                up.handle.clone().binding(),
+                grad.handle.clone().binding(),
+                grad_gate.handle.clone().binding(),
+                grad_up.handle.clone().binding(),
+                info.binding(),
+            ]),
+        );
+        (grad_gate, grad_up)
+    }
+
     fn fused_adamw(
         param: FloatTensor<Self>,
         grad: FloatTensor<Self>,
@@ -251,15 +304,11 @@ impl FusedKernels for CubeBackend {
         let (param, grad) = (into_contiguous(param), into_contiguous(grad));
         let (m, v) = (into_contiguous(m), into_contiguous(v));
         check_f32(&[&param, &grad, &m, &v]);
-        let n = param.meta.shape().num_elements();
         let shape = param.meta.shape().clone();
         let (new_p, new_m, new_v) = (empty_like(&param, shape.clone()), empty_like(&param, shape.clone()), empty_like(&param, shape));
         let coefficients: Vec<u8> = coefficients.iter().flat_map(|c| c.to_le_bytes()).collect();
         let coefficients = param.client.create_from_slice(&coefficients);
-        let info = param.client.create_from_slice(&(n as u32).to_le_bytes());
-        // At most 65535 workgroups along x: spill over into y.
-        let groups = n.div_ceil(ROW_BLOCK);
-        let count = CubeCount::Static(groups.min(65535) as u32, groups.div_ceil(65535) as u32, 1);
+        let (count, info) = flat_launch(&param);
         param.client.launch(
             row_kernel("adamw", ADAMW),
             count,

@@ -12,11 +12,13 @@ mod cross_entropy;
 mod extension;
 mod fallback;
 mod launch;
+mod swiglu;
 
 pub use adamw::{AdamWStep, adamw, adamw_reference};
 pub use attention::{attention, attention_reference};
 pub use cross_entropy::cross_entropy;
 pub use extension::FusedKernels;
+pub use swiglu::{swiglu, swiglu_backward_reference};
 
 use burn::tensor::Device;
 

@@ -6,7 +6,6 @@
 //! checkpoint name without the leading `model.` (see [`hf_name`]).
 
 use burn::module::{Module, Param};
-use burn::tensor::activation::silu;
 use burn::tensor::{Device, Int, Tensor};
 
 use super::config::ModelConfig;
@@ -119,9 +118,11 @@ impl Default for ForwardOptions {
 }
 
 impl Mlp {
-    fn forward(&self, x: Tensor<3>, lora: LoraForward) -> Tensor<3> {
-        let gate = silu(self.gate_proj.forward(x.clone(), lora));
-        self.down_proj.forward(gate * self.up_proj.forward(x, lora), lora)
+    fn forward(&self, x: Tensor<3>, options: ForwardOptions) -> Tensor<3> {
+        let lora = options.lora;
+        let gate = self.gate_proj.forward(x.clone(), lora);
+        let up = self.up_proj.forward(x, lora);
+        self.down_proj.forward(kernels::swiglu(gate, up, options.fused), lora)
     }
 }
 
@@ -186,7 +187,7 @@ impl DecoderLayer {
     ) -> Tensor<3> {
         let attn = self.self_attn.forward(self.input_layernorm.forward(h.clone()), rope, position, cache, options);
         let h = h + attn;
-        let mlp = self.mlp.forward(self.post_attention_layernorm.forward(h.clone()), options.lora);
+        let mlp = self.mlp.forward(self.post_attention_layernorm.forward(h.clone()), options);
         h + mlp
     }
 }

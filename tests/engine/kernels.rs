@@ -136,3 +136,34 @@ fn fused_adamw_matches_the_reference() {
         }
     }
 }
+
+#[test]
+fn fused_swiglu_matches_the_reference_forward_and_backward() {
+    use burn::tensor::activation::silu;
+    use wgtune::kernels::{swiglu, swiglu_backward_reference};
+    for dev in devices() {
+        let device = dev.autodiff();
+        // Not multiples of the workgroup; one element; large gates where σ saturates.
+        for (shape, scale) in [([1, 1, 1], 1.0), ([2, 5, 37], 3.0), ([3, 7, 1531], 12.0)] {
+            let what = format!("{} {shape:?}", dev.choice);
+            let random = |s: f64| Tensor::<3>::random(shape, Distribution::Normal(0.0, s), &device);
+            let (gate, up, weights) = (random(scale).require_grad(), random(1.0).require_grad(), random(1.0));
+
+            let fused = swiglu(gate.clone(), up.clone(), true);
+            let fused_grads = (fused.clone() * weights.clone()).sum().backward();
+            let reference = silu(gate.clone()) * up.clone();
+            let reference_grads = (reference.clone() * weights.clone()).sum().backward();
+            let as_4d = |t: Tensor<3>| t.unsqueeze::<4>();
+            close(&format!("{what}: output"), as_4d(fused), as_4d(reference));
+            let (fused_gate, reference_gate) = (gate.grad(&fused_grads).unwrap(), gate.grad(&reference_grads).unwrap());
+            close(&format!("{what}: grad gate"), as_4d(fused_gate.clone()), as_4d(reference_gate.clone()));
+            let (fused_up, reference_up) = (up.grad(&fused_grads).unwrap(), up.grad(&reference_grads).unwrap());
+            close(&format!("{what}: grad up"), as_4d(fused_up), as_4d(reference_up.clone()));
+
+            // The formula the CPU fallback uses, against autodiff of the reference.
+            let (formula_gate, formula_up) = swiglu_backward_reference(gate.inner(), up.inner(), weights.inner());
+            close(&format!("{what}: formula grad gate"), as_4d(formula_gate), as_4d(reference_gate));
+            close(&format!("{what}: formula grad up"), as_4d(formula_up), as_4d(reference_up));
+        }
+    }
+}

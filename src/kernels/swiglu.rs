@@ -1,0 +1,52 @@
+//! The SwiGLU activation of the MLP, `silu(gate) · up`: fused on wgpu, where the backward pass
+//! recomputes `σ(gate)` and keeps only the two inputs (the tensor-op version keeps `σ(gate)` and
+//! `silu(gate)` as well, two more `[tokens × intermediate]` tensors per layer).
+
+use burn::backend::Dispatch;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops};
+use burn::backend::tensor::FloatTensor;
+use burn::tensor::Tensor;
+use burn::tensor::activation::{sigmoid, silu};
+
+use super::extension::FusedKernels;
+
+/// `silu(gate) · up`; `fused` picks the WGSL kernels where they apply.
+pub fn swiglu<const D: usize>(gate: Tensor<D>, up: Tensor<D>, fused: bool) -> Tensor<D> {
+    if fused && super::is_wgpu(&gate.device()) {
+        let shape = gate.shape();
+        let n = shape.num_elements();
+        let output = Dispatch::fused_swiglu(gate.reshape([n]).into_dispatch(), up.reshape([n]).into_dispatch());
+        Tensor::<1>::from_dispatch(output).reshape(shape)
+    } else {
+        silu(gate) * up
+    }
+}
+
+/// The gradients of `silu(gate) · up` for `gate` and `up`, in tensor operations.
+pub fn swiglu_backward_reference<const D: usize>(gate: Tensor<D>, up: Tensor<D>, grad: Tensor<D>) -> (Tensor<D>, Tensor<D>) {
+    let s = sigmoid(gate.clone());
+    let grad_up = grad.clone() * gate.clone() * s.clone();
+    let grad_gate = grad * up * s.clone() * (gate * (s.neg() + 1.0) + 1.0);
+    (grad_gate, grad_up)
+}
+
+#[derive(Debug)]
+pub(super) struct SwigluBackward;
+
+impl<B: FusedKernels> Backward<B, 2> for SwigluBackward {
+    type State = (FloatTensor<B>, FloatTensor<B>);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let [gate_node, up_node] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (gate, up) = ops.state;
+        let (grad_gate, grad_up) = B::fused_swiglu_backward(gate, up, grad);
+        for (node, grad) in [(gate_node, grad_gate), (up_node, grad_up)] {
+            if let Some(node) = node {
+                grads.register::<B>(node.id, grad);
+            }
+        }
+    }
+}
