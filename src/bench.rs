@@ -158,7 +158,7 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
             &config.method,
             config.batch_size,
             config.seq_len,
-            StepKernels::new(config.fused, device.choice == DeviceChoice::Wgpu),
+            StepKernels::new(config.fused, crate::kernels::is_wgpu(&device.device)),
         )
         .total,
     })

@@ -111,7 +111,7 @@ impl Jobs {
     pub fn describe_device(&self, choice: DeviceChoice) {
         self.spawn(move |reply| {
             let (text, on_wgpu) = match ComputeDevice::open(choice) {
-                Ok(d) => (d.description, d.choice == DeviceChoice::Wgpu),
+                Ok(d) => (d.description, crate::kernels::is_wgpu(&d.device)),
                 Err(e) => (format!("no device: {e}"), false),
             };
             reply.send(Reply::Device { description: text, on_wgpu });

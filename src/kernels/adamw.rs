@@ -23,8 +23,15 @@ pub struct AdamWStep {
 }
 
 impl AdamWStep {
+    /// The kernel's coefficients, in the order `FusedKernels::fused_adamw` takes them.
     pub(super) fn as_f32(&self) -> [f32; 8] {
         [self.lr, self.beta1, self.beta2, self.eps, self.decay, self.bias1, self.bias2, self.grad_scale].map(|x| x as f32)
+    }
+
+    /// The inverse of [`as_f32`](Self::as_f32).
+    pub(super) fn from_f32(c: [f32; 8]) -> Self {
+        let [lr, beta1, beta2, eps, decay, bias1, bias2, grad_scale] = c.map(f64::from);
+        Self { lr, beta1, beta2, eps, decay, bias1, bias2, grad_scale }
     }
 }
 

@@ -85,18 +85,9 @@ impl FusedKernels for Flex {
         grad: FloatTensor<Self>,
         m: FloatTensor<Self>,
         v: FloatTensor<Self>,
-        c: [f32; 8],
+        coefficients: [f32; 8],
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let step = AdamWStep {
-            lr: c[0] as f64,
-            beta1: c[1] as f64,
-            beta2: c[2] as f64,
-            eps: c[3] as f64,
-            decay: c[4] as f64,
-            bias1: c[5] as f64,
-            bias2: c[6] as f64,
-            grad_scale: c[7] as f64,
-        };
+        let step = AdamWStep::from_f32(coefficients);
         let (p, m, v) = adamw_reference(tensor(param), tensor(grad), Some((tensor(m), tensor(v))), &step);
         (primitive(p), primitive(m), primitive(v))
     }

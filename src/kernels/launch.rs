@@ -101,13 +101,28 @@ fn attention_info(q: &CubeTensor, k: &CubeTensor, q_start: usize, window: usize)
         .collect()
 }
 
-/// Workgroups for one invocation per element of `t` (at most 65535 along x, spilling into y),
-/// and the info buffer holding its element count.
-fn flat_launch(t: &CubeTensor) -> (CubeCount, burn::cubecl::server::Handle) {
-    let n = t.meta.shape().num_elements();
+/// Launches an element-wise kernel: one invocation per element of the (equally shaped) `inputs`,
+/// bound in order, then `OUTPUTS` new tensors of that shape, then `extra` when given, then the
+/// element count. At most 65535 workgroups go along x; the rest spill into y.
+fn elementwise<const INPUTS: usize, const OUTPUTS: usize>(
+    name: &'static str,
+    source: &'static str,
+    inputs: [CubeTensor; INPUTS],
+    extra: Option<burn::cubecl::server::Handle>,
+) -> [CubeTensor; OUTPUTS] {
+    let inputs = inputs.map(into_contiguous);
+    check_f32(&inputs.each_ref());
+    let first = &inputs[0];
+    let shape = first.meta.shape().clone();
+    let outputs: [CubeTensor; OUTPUTS] = std::array::from_fn(|_| empty_like(first, shape.clone()));
+    let n = shape.num_elements();
     let groups = n.div_ceil(ROW_BLOCK);
     let count = CubeCount::Static(groups.min(65535) as u32, groups.div_ceil(65535) as u32, 1);
-    (count, t.client.create_from_slice(&(n as u32).to_le_bytes()))
+    let info = first.client.create_from_slice(&(n as u32).to_le_bytes());
+    let buffers =
+        inputs.iter().chain(&outputs).map(|t| t.handle.clone().binding()).chain(extra.map(|h| h.binding())).chain([info.binding()]);
+    first.client.launch(row_kernel(name, source), count, KernelArguments::new().with_buffers(buffers.collect()));
+    outputs
 }
 
 fn empty_like(reference: &CubeTensor, shape: Shape) -> CubeTensor {
@@ -253,20 +268,7 @@ impl FusedKernels for CubeBackend {
     }
 
     fn fused_swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {
-        let (gate, up) = (into_contiguous(gate), into_contiguous(up));
-        check_f32(&[&gate, &up]);
-        let output = empty_like(&gate, gate.meta.shape().clone());
-        let (count, info) = flat_launch(&gate);
-        gate.client.launch(
-            row_kernel("swiglu_forward", SWIGLU_FORWARD),
-            count,
-            KernelArguments::new().with_buffers(vec![
-                gate.handle.clone().binding(),
-                up.handle.clone().binding(),
-                output.handle.clone().binding(),
-                info.binding(),
-            ]),
-        );
+        let [output] = elementwise("swiglu_forward", SWIGLU_FORWARD, [gate, up], None);
         output
     }
 
@@ -275,22 +277,7 @@ impl FusedKernels for CubeBackend {
         up: FloatTensor<Self>,
         grad: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        let (gate, up, grad) = (into_contiguous(gate), into_contiguous(up), into_contiguous(grad));
-        check_f32(&[&gate, &up, &grad]);
-        let (grad_gate, grad_up) = (empty_like(&gate, gate.meta.shape().clone()), empty_like(&gate, gate.meta.shape().clone()));
-        let (count, info) = flat_launch(&gate);
-        gate.client.launch(
-            row_kernel("swiglu_backward", SWIGLU_BACKWARD),
-            count,
-            KernelArguments::new().with_buffers(vec![
-                gate.handle.clone().binding(),
-                up.handle.clone().binding(),
-                grad.handle.clone().binding(),
-                grad_gate.handle.clone().binding(),
-                grad_up.handle.clone().binding(),
-                info.binding(),
-            ]),
-        );
+        let [grad_gate, grad_up] = elementwise("swiglu_backward", SWIGLU_BACKWARD, [gate, up, grad], None);
         (grad_gate, grad_up)
     }
 
@@ -301,29 +288,9 @@ impl FusedKernels for CubeBackend {
         v: FloatTensor<Self>,
         coefficients: [f32; 8],
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let (param, grad) = (into_contiguous(param), into_contiguous(grad));
-        let (m, v) = (into_contiguous(m), into_contiguous(v));
-        check_f32(&[&param, &grad, &m, &v]);
-        let shape = param.meta.shape().clone();
-        let (new_p, new_m, new_v) = (empty_like(&param, shape.clone()), empty_like(&param, shape.clone()), empty_like(&param, shape));
         let coefficients: Vec<u8> = coefficients.iter().flat_map(|c| c.to_le_bytes()).collect();
         let coefficients = param.client.create_from_slice(&coefficients);
-        let (count, info) = flat_launch(&param);
-        param.client.launch(
-            row_kernel("adamw", ADAMW),
-            count,
-            KernelArguments::new().with_buffers(vec![
-                param.handle.clone().binding(),
-                grad.handle.clone().binding(),
-                m.handle.clone().binding(),
-                v.handle.clone().binding(),
-                new_p.handle.clone().binding(),
-                new_m.handle.clone().binding(),
-                new_v.handle.clone().binding(),
-                coefficients.binding(),
-                info.binding(),
-            ]),
-        );
+        let [new_p, new_m, new_v] = elementwise("adamw", ADAMW, [param, grad, m, v], Some(coefficients));
         (new_p, new_m, new_v)
     }
 }
