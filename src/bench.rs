@@ -1,5 +1,11 @@
 //! `wgtune bench`: times the trainer's optimizer step on a model folder or a named shape, after
-//! warm-up, with a forward / backward / optimizer breakdown and peak memory.
+//! warm-up, with a forward / backward / optimizer breakdown, peak memory and, on request, device
+//! time by op family.
+
+mod kernel_profile;
+
+pub use kernel_profile::FamilyTime;
+use kernel_profile::KernelLog;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -43,7 +49,11 @@ pub fn shape_config(name: &str) -> Result<ModelConfig> {
 #[derive(Clone, Debug)]
 pub enum BenchModel {
     Folder(PathBuf),
-    Shape(String),
+    /// A named shape with random weights, optionally cut to its first `layers` decoder layers.
+    Shape {
+        name: String,
+        layers: Option<usize>,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -60,6 +70,8 @@ pub struct BenchConfig {
     /// Use the fused WGSL kernels (off: Burn's generic operations everywhere).
     pub fused: bool,
     pub gradient_checkpointing: bool,
+    /// Time every kernel launch with CubeCL's profiler and sum by op family (slows the step).
+    pub profile_kernels: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -82,13 +94,18 @@ pub struct BenchReport {
     pub optimizer_ms: f64,
     /// Device memory the allocator reserved at its peak, weights included (GPU backends).
     pub peak_device_bytes: Option<u64>,
+    /// Of those, the live allocations (without the pages kept for reuse).
+    pub peak_device_in_use_bytes: Option<u64>,
     /// The process's peak resident memory (what the CPU backend uses, and host overhead).
     pub peak_rss_bytes: Option<u64>,
     /// What `wgtune inspect` estimates for the same settings.
     pub estimated_bytes: u64,
+    /// Device time per step by op family, largest first (with `profile_kernels`).
+    pub kernel_families: Option<Vec<FamilyTime>>,
 }
 
 pub fn run(config: &BenchConfig) -> Result<BenchReport> {
+    let kernel_log = if config.profile_kernels { Some(KernelLog::enable()?) } else { None };
     let device = ComputeDevice::open(config.device)?;
     let train_device = device.training_device(config.gradient_checkpointing);
     device.device.seed(0);
@@ -98,10 +115,18 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
             let model = folder.load(&train_device)?;
             (path.display().to_string(), folder.config.clone(), model)
         }
-        BenchModel::Shape(shape) => {
-            let c = shape_config(shape)?;
+        BenchModel::Shape { name, layers } => {
+            let mut c = shape_config(name)?;
+            let label = match layers {
+                Some(0) => return Err(Error::setting("layers", "must be at least 1")),
+                Some(n) => {
+                    c.num_hidden_layers = c.num_hidden_layers.min(*n);
+                    format!("{name} (first {} layers)", c.num_hidden_layers)
+                }
+                None => name.clone(),
+            };
             let model = random_model(&c, &train_device);
-            (shape.clone(), c, model)
+            (label, c, model)
         }
     };
     let mut model: CausalLm = config.method.apply(model)?;
@@ -125,12 +150,18 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
         model = step(model, None)?;
     }
     let _ = train_device.sync();
+    let profile_start = kernel_log.as_ref().map(KernelLog::settled_len);
     let mut timings = StepTimings::default();
     let started = Instant::now();
     for _ in 0..config.steps.max(1) {
         model = step(model, Some(&mut timings))?;
     }
+    let _ = train_device.sync();
     let elapsed = started.elapsed().as_secs_f64();
+    let kernel_families = match (&kernel_log, profile_start) {
+        (Some(log), Some(from)) => Some(log.families_since(from, config.steps.max(1))?),
+        _ => None,
+    };
     let steps = config.steps.max(1) as f64;
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0 / steps;
 
@@ -152,6 +183,7 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
         backward_ms: ms(timings.backward),
         optimizer_ms: ms(timings.optimizer),
         peak_device_bytes: timings.peak_reserved_bytes,
+        peak_device_in_use_bytes: timings.peak_in_use_bytes,
         peak_rss_bytes: peak_rss(),
         estimated_bytes: estimate_memory(
             &model_config,
@@ -161,6 +193,7 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
             StepKernels::new(config.fused, crate::kernels::is_wgpu(&device.device)),
         )
         .total,
+        kernel_families,
     })
 }
 

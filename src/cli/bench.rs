@@ -18,6 +18,9 @@ pub struct BenchArgs {
     /// A named shape with random weights: smollm2-135m or llama-1b.
     #[arg(long)]
     pub shape: Option<String>,
+    /// Keep only the first N decoder layers of the shape: a quicker profile, since every layer costs the same.
+    #[arg(long, requires = "shape")]
+    pub layers: Option<usize>,
     /// Where to run: auto, wgpu or cpu.
     #[arg(long, default_value_t = DeviceChoice::Auto)]
     pub device: DeviceChoice,
@@ -48,6 +51,10 @@ pub struct BenchArgs {
     /// Recompute memory-bound activations in the backward pass instead of keeping them [default: off].
     #[arg(long)]
     pub gradient_checkpointing: bool,
+    /// Time every kernel with CubeCL's profiler and print device time by op family (matmul,
+    /// element-wise, ...). Each launch is waited for, so the step itself runs slower.
+    #[arg(long)]
+    pub profile_kernels: bool,
     /// Also write the report as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -71,7 +78,7 @@ pub fn run_bench(args: BenchArgs) -> Result<()> {
     };
     let model = match (&args.model, &args.shape) {
         (Some(path), _) => BenchModel::Folder(wgtune::hub::resolve_model(path)?),
-        (None, Some(shape)) => BenchModel::Shape(shape.clone()),
+        (None, Some(shape)) => BenchModel::Shape { name: shape.clone(), layers: args.layers },
         (None, None) => unreachable!("clap requires one"),
     };
     let report = run(&BenchConfig {
@@ -85,6 +92,7 @@ pub fn run_bench(args: BenchArgs) -> Result<()> {
         materialize_lora,
         fused,
         gradient_checkpointing: args.gradient_checkpointing,
+        profile_kernels: args.profile_kernels,
     })?;
     println!("model        {}", report.model);
     println!("device       {}", report.device);
@@ -100,12 +108,21 @@ pub fn run_bench(args: BenchArgs) -> Result<()> {
         report.forward_ms, report.backward_ms, report.optimizer_ms
     );
     if let Some(bytes) = report.peak_device_bytes {
-        println!("device peak  {}", human_bytes(bytes));
+        let in_use = report.peak_device_in_use_bytes.map(|b| format!(" ({} in live tensors)", human_bytes(b))).unwrap_or_default();
+        println!("device peak  {} reserved{in_use}", human_bytes(bytes));
     }
     if let Some(bytes) = report.peak_rss_bytes {
         println!("process peak {} resident", human_bytes(bytes));
     }
     println!("estimate     {}", human_bytes(report.estimated_bytes));
+    if let Some(families) = &report.kernel_families {
+        let total: f64 = families.iter().map(|f| f.ms).sum();
+        println!("device time by op family, per step ({total:.0} ms profiled):");
+        for f in families {
+            let share = 100.0 * f.ms / total.max(f64::MIN_POSITIVE);
+            println!("  {:<22} {:>9.0} ms {:>5.1} % {:>6} launches", f.family, f.ms, share, f.launches);
+        }
+    }
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
     }

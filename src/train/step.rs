@@ -21,6 +21,9 @@ pub struct StepTimings {
     /// The allocator's reserved bytes at the end of the fullest phase (backends that report it).
     /// Pages stay reserved until a cleanup, so this is the high-water mark of the step.
     pub peak_reserved_bytes: Option<u64>,
+    /// The live allocations at the end of the fullest phase: what the step itself needed, without
+    /// the pages the allocator keeps for reuse.
+    pub peak_in_use_bytes: Option<u64>,
 }
 
 pub struct StepInputs<'a> {
@@ -110,6 +113,7 @@ impl<'a> Phase<'a> {
             *phase(timings) += self.started.elapsed();
             if let Some(usage) = d.memory_pool_usage() {
                 timings.peak_reserved_bytes = Some(timings.peak_reserved_bytes.unwrap_or(0).max(usage.bytes_reserved));
+                timings.peak_in_use_bytes = Some(timings.peak_in_use_bytes.unwrap_or(0).max(usage.bytes_in_use));
             }
         }
     }

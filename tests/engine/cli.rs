@@ -101,6 +101,34 @@ fn train_generate_export_and_inspect_from_the_command_line() {
     assert!(report.contains("llama (2 layers") && report.contains("trainable"), "{report}");
 }
 
+/// The bench on wgpu with CubeCL's profiler: every launch lands in a family, matmul among them.
+#[test]
+fn bench_profiles_device_time_by_op_family_on_wgpu() {
+    let _turn = one_run_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let model = fixture("tiny-llama");
+    #[rustfmt::skip]
+    let out = wgtune(&[
+        "bench", "--model", model.to_str().unwrap(), "--device", "wgpu", "--batch-size", "2", "--seq-len", "16",
+        "--warmup", "1", "--steps", "2", "--profile-kernels", "--json", json.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("device time by op family"), "{stdout}");
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let families = report["kernel_families"].as_array().expect("kernel_families");
+    let family = |name: &str| families.iter().find(|f| f["family"] == name).unwrap_or_else(|| panic!("{name} missing: {families:?}"));
+    for name in ["matmul", "wgtune WGSL kernels", "element-wise"] {
+        assert!(family(name)["ms"].as_f64().unwrap() > 0.0, "{families:?}");
+        assert!(family(name)["launches"].as_u64().unwrap() > 0, "{families:?}");
+    }
+    // Per step: a LoRA step on a 2-layer model launches dozens of matmuls, not twice that.
+    let matmuls = family("matmul")["launches"].as_u64().unwrap();
+    assert!((20..200).contains(&matmuls), "{matmuls} matmul launches per step");
+    assert!(families.iter().all(|f| f["family"] != "other"), "unclassified kernels: {families:?}");
+}
+
 #[test]
 fn errors_name_what_is_wrong_and_exit_nonzero() {
     let dir = tempfile::tempdir().unwrap();
