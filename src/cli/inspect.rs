@@ -49,9 +49,10 @@ pub fn run(args: InspectArgs) -> Result<()> {
     let m = estimate_memory(c, &config.method, config.batch_size, config.data.max_seq_len, kernels);
     println!("memory for batch {} x {} tokens on {} (estimate):", config.batch_size, config.data.max_seq_len, device.description);
     println!("  weights      {}", human_bytes(m.weights));
-    println!("  optimizer    {}", human_bytes(m.optimizer));
+    println!("  AdamW state  {}", human_bytes(m.moments));
+    println!("  gradients    {}", human_bytes(m.gradients));
     println!("  activations  {}", human_bytes(m.activations));
     println!("  logits       {}", human_bytes(m.logits));
-    println!("  total        {}", human_bytes(m.total));
+    println!("  total        {} (the backward frees activations as gradients fill in)", human_bytes(m.total));
     Ok(())
 }

@@ -98,9 +98,10 @@ impl WgtuneApp {
             );
             ui.separator();
             ui.label(format!("Estimated training memory: {}", human_bytes(memory.total))).on_hover_text(format!(
-                "weights {}, optimizer {}, activations {}, logits {}",
+                "weights {}, AdamW state {}, then the larger of gradients {} and activations {} + logits {}",
                 human_bytes(memory.weights),
-                human_bytes(memory.optimizer),
+                human_bytes(memory.moments),
+                human_bytes(memory.gradients),
                 human_bytes(memory.activations),
                 human_bytes(memory.logits)
             ));
