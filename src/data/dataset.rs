@@ -185,8 +185,10 @@ fn examples_from(path: &Path, config: &DataConfig, tokenizer: &TextTokenizer, re
         report.skipped.push(Skipped { origin: Origin { file: file.clone(), line }, reason });
         Ok(())
     };
-    // A file with no readable record has no format to detect; its problems are reported below.
-    let format = match config.format.or(report.format) {
+    // Each file's shape is detected on its own (a chat training set may come with an alpaca
+    // validation set). A file with no readable record has no format to detect; its problems are
+    // reported below.
+    let format = match config.format {
         Some(f) => Some(f),
         None => read.records.first().map(|first| detect(first, path)).transpose()?,
     };

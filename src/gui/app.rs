@@ -111,6 +111,11 @@ impl WgtuneApp {
         self.refresh_dataset();
     }
 
+    pub fn select_validation(&mut self, path: PathBuf) {
+        self.settings.config.data.validation_file = Some(path);
+        self.refresh_dataset();
+    }
+
     pub fn refresh_dataset(&mut self) {
         let data = &self.settings.config.data;
         if data.train_file.as_os_str().is_empty() {
@@ -177,10 +182,7 @@ impl WgtuneApp {
         match kind {
             PickKind::ModelFolder => self.select_model(path),
             PickKind::DatasetFile => self.select_dataset(path),
-            PickKind::ValidationFile => {
-                self.settings.config.data.validation_file = Some(path);
-                self.refresh_dataset();
-            }
+            PickKind::ValidationFile => self.select_validation(path),
             PickKind::OutputFolder => self.settings.config.output_dir = path,
             PickKind::RunFolder => self.resume_run(path),
             PickKind::SettingsFile => match crate::train::TrainConfig::from_toml_file(&path) {

@@ -42,14 +42,18 @@ impl WgtuneApp {
         }
         let data = &mut self.settings.config.data;
         ui.horizontal(|ui| {
-            ui.label("Format");
+            let label = ui.label("Format");
             let current = data.format.map_or("detect".to_string(), |f| f.name().to_string());
-            egui::ComboBox::from_id_salt("dataset-format").selected_text(current).show_ui(ui, |ui| {
-                changed |= ui.selectable_value(&mut data.format, None, "detect").changed();
-                for format in DatasetFormat::ALL {
-                    changed |= ui.selectable_value(&mut data.format, Some(format), format.name()).changed();
-                }
-            });
+            egui::ComboBox::from_id_salt("dataset-format")
+                .selected_text(current)
+                .show_ui(ui, |ui| {
+                    changed |= ui.selectable_value(&mut data.format, None, "detect").changed();
+                    for format in DatasetFormat::ALL {
+                        changed |= ui.selectable_value(&mut data.format, Some(format), format.name()).changed();
+                    }
+                })
+                .response
+                .labelled_by(label.id);
             changed |= ui.checkbox(&mut data.train_on_prompt, "Train on prompts too").changed();
             changed |= ui.checkbox(&mut data.packing, "Pack short examples").changed();
         });
@@ -71,13 +75,14 @@ impl WgtuneApp {
                 }
             }
         });
-        if data.validation_file.is_none()
-            && let Some(path) = typed_path_ui(ui, "Validation file path", "Open validation file", &mut self.dataset.typed_validation_path)
-        {
-            data.validation_file = Some(path);
-            changed = true;
-        }
-        if changed {
+        let typed_validation = if data.validation_file.is_none() {
+            typed_path_ui(ui, "Validation file path", "Open validation file", &mut self.dataset.typed_validation_path)
+        } else {
+            None
+        };
+        if let Some(path) = typed_validation {
+            self.select_validation(path);
+        } else if changed {
             self.refresh_dataset();
         }
 

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::sync::mpsc::channel;
 
-use wgtune::data::{BadRecords, DataConfig, Dataset, LongRecords};
+use wgtune::data::{BadRecords, DataConfig, Dataset, DatasetFormat, LongRecords};
 use wgtune::device::DeviceChoice;
 use wgtune::model::ModelFolder;
 use wgtune::tokenizer::TextTokenizer;
@@ -38,6 +38,25 @@ fn malformed_jsonl_line_is_skipped_and_reported_or_stops_the_run() {
     config.bad_records = BadRecords::Stop;
     let err = Dataset::load(&config, &tokenizer(), 0).err().unwrap().to_string();
     assert!(err.starts_with(&format!("{}:2: invalid JSON", path.display())), "{err}");
+}
+
+#[test]
+fn a_validation_file_in_another_shape_is_detected_on_its_own() {
+    let (train, validation) = (fixture("data/chat.jsonl"), fixture("data/alpaca.json"));
+    let config = DataConfig { train_file: train, validation_file: Some(validation.clone()), ..Default::default() };
+    let data = Dataset::load(&config, &tokenizer(), 0).unwrap();
+    assert_eq!(data.report.format, Some(DatasetFormat::Chat));
+    assert_eq!((data.train.len(), data.validation.len()), (8, 4));
+    assert!(data.report.skipped.is_empty(), "{:?}", data.report.skipped);
+
+    // A shape chosen on purpose holds for both files; the validation records that do not fit it
+    // are reported with their file and line.
+    let config = DataConfig { format: Some(DatasetFormat::Chat), ..config };
+    let data = Dataset::load(&config, &tokenizer(), 0).unwrap();
+    assert!(data.validation.is_empty());
+    let first = &data.report.skipped[0];
+    assert_eq!((&*first.origin.file, first.origin.line), (validation.as_path(), 2));
+    assert!(first.reason.contains("missing field `messages`"), "{}", first.reason);
 }
 
 #[test]

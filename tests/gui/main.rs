@@ -186,6 +186,30 @@ fn without_a_file_dialog_paths_are_typed_and_a_folder_that_is_not_a_model_shows_
     harness.get_by_label("Open model").click();
     let error = model_error(&mut harness);
     assert!(error.contains("config.json") && error.contains(&second.path().display().to_string()), "{error}");
+
+    // The dataset panel's fields, once a model is open (its tokenizer reads the data): a
+    // training file, then a validation file instead of a held-out fraction.
+    let model = fixture("tiny-llama");
+    harness.state_mut().model.typed_path.clear();
+    type_into(&mut harness, "Model folder path", &model.display().to_string());
+    harness.get_by_label("Open model").click();
+    wait_until(&mut harness, 30, "the model summary", |app| app.model.summary.is_some());
+    harness.get_by_role_and_label(eframe::egui::accesskit::Role::Button, "Dataset").click();
+    harness.run_steps(2);
+    let (train, validation) = (fixture("data/chat.jsonl"), fixture("data/alpaca.json"));
+    type_into(&mut harness, "Dataset file path", &train.display().to_string());
+    harness.get_by_label("Open dataset").click();
+    wait_until(&mut harness, 30, "the dataset preview", |app| app.dataset.preview.is_some() && !app.dataset.loading);
+    type_into(&mut harness, "Validation file path", &validation.display().to_string());
+    harness.get_by_label("Open validation file").click();
+    harness.run_steps(1);
+    assert_eq!(harness.state().settings.config.data.validation_file.as_deref(), Some(validation.as_path()));
+    wait_until(&mut harness, 30, "the dataset preview with the validation file", |app| !app.dataset.loading);
+    let state = harness.state();
+    assert_eq!(state.dataset.error, None);
+    let report = &state.dataset.preview.as_ref().expect("a preview").report;
+    assert!(report.validation_examples > 0, "{report:?}");
+    assert_eq!(harness.state().settings.config.data.train_file, train);
 }
 
 #[test]
