@@ -4,6 +4,7 @@
     pip install torch transformers peft
     python3 scripts/torch_reference.py --model ~/.cache/wgtune-models/smollm2-135m-instruct-f32 \
         --method lora --batch-size 4 --seq-len 256
+    python3 scripts/torch_reference.py --shape smollm2-135m ...   # random weights, no download
 
 Random tokens, every position a target, AdamW, LoRA r16 / alpha 32 on the seven projections (or
 full fine-tuning); prints tokens/s after warm-up and the peak resident memory, as JSON.
@@ -16,14 +17,25 @@ import time
 
 import torch
 from peft import LoraConfig, get_peft_model
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, LlamaConfig
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+# The shapes `wgtune bench --shape` knows (src/bench.rs), for runs where no model folder can be had.
+SHAPES = {
+    "smollm2-135m": dict(
+        vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+        num_attention_heads=9, num_key_value_heads=3, rms_norm_eps=1e-5, rope_theta=100000.0,
+        max_position_embeddings=8192, tie_word_embeddings=True,
+    ),
+}
 
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--model", required=True)
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--model", help="a Hugging Face model folder")
+    what.add_argument("--shape", choices=sorted(SHAPES), help="a named shape with random weights")
     p.add_argument("--method", choices=["lora", "full"], default="lora")
     p.add_argument("--rank", type=int, default=16)
     p.add_argument("--batch-size", type=int, default=4)
@@ -34,7 +46,11 @@ def main():
     args = p.parse_args()
 
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32).to(args.device)
+    if args.model:
+        model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
+    else:
+        model = AutoModelForCausalLM.from_config(LlamaConfig(**SHAPES[args.shape]), dtype=torch.float32)
+    model = model.to(args.device)
     if args.method == "lora":
         config = LoraConfig(r=args.rank, lora_alpha=2 * args.rank, lora_dropout=0.0, target_modules=TARGETS, task_type="CAUSAL_LM")
         model = get_peft_model(model, config)
