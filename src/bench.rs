@@ -102,6 +102,8 @@ pub struct BenchReport {
     pub estimated_bytes: u64,
     /// Device time per step by op family, largest first (with `profile_kernels`).
     pub kernel_families: Option<Vec<FamilyTime>>,
+    /// CubeCL's per-launch log behind `kernel_families`, warm-up steps included.
+    pub kernel_log: Option<PathBuf>,
 }
 
 pub fn run(config: &BenchConfig) -> Result<BenchReport> {
@@ -194,6 +196,7 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
         )
         .total,
         kernel_families,
+        kernel_log: kernel_log.map(|log| log.path().to_path_buf()),
     })
 }
 

@@ -3,7 +3,7 @@
 //! Timing each launch waits for it, so a profiled step runs slower than an unprofiled one; the
 //! shares are what the breakdown is for.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use burn::cubecl::config::profiling::ProfilingLogLevel;
@@ -63,6 +63,11 @@ impl KernelLog {
         let bytes = std::fs::read(&self.path).map_err(|e| Error::io(&self.path, e))?;
         let text = String::from_utf8_lossy(bytes.get(from as usize..).unwrap_or_default());
         Ok(sum_by_family(&text, steps))
+    }
+
+    /// The raw log, one line per launch with the kernel's full name, kept for a closer look.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 }
 

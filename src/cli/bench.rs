@@ -123,6 +123,9 @@ pub fn run_bench(args: BenchArgs) -> Result<()> {
             println!("  {:<22} {:>9.0} ms {:>5.1} % {:>6} launches", f.family, f.ms, share, f.launches);
         }
     }
+    if let Some(path) = &report.kernel_log {
+        println!("kernel log   {} (every launch, warm-up included)", path.display());
+    }
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
     }

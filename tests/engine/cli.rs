@@ -127,6 +127,8 @@ fn bench_profiles_device_time_by_op_family_on_wgpu() {
     let matmuls = family("matmul")["launches"].as_u64().unwrap();
     assert!((20..200).contains(&matmuls), "{matmuls} matmul launches per step");
     assert!(families.iter().all(|f| f["family"] != "other"), "unclassified kernels: {families:?}");
+    let log = std::path::PathBuf::from(report["kernel_log"].as_str().expect("kernel_log"));
+    assert!(std::fs::read_to_string(&log).unwrap().contains("MatmulEntry"), "{}", log.display());
 }
 
 #[test]
