@@ -160,6 +160,8 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
     }
     let _ = train_device.sync();
     let elapsed = started.elapsed().as_secs_f64();
+    // Only CubeCL's backends (wgpu here) have the profiler; the CPU backend logs nothing.
+    let kernel_log = kernel_log.filter(|_| crate::kernels::is_wgpu(&device.device));
     let kernel_families = match (&kernel_log, profile_start) {
         (Some(log), Some(from)) => Some(log.families_since(from, config.steps.max(1))?),
         _ => None,

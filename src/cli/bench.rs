@@ -19,7 +19,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub shape: Option<String>,
     /// Keep only the first N decoder layers of the shape: a quicker profile, since every layer costs the same.
-    #[arg(long, requires = "shape")]
+    #[arg(long)]
     pub layers: Option<usize>,
     /// Where to run: auto, wgpu or cpu.
     #[arg(long, default_value_t = DeviceChoice::Auto)]
@@ -76,6 +76,9 @@ pub fn run_bench(args: BenchArgs) -> Result<()> {
         "generic" => false,
         other => anyhow::bail!("--kernels `{other}`: expected fused or generic"),
     };
+    if args.layers.is_some() && args.shape.is_none() {
+        anyhow::bail!("--layers cuts a named --shape; a --model folder is benchmarked whole");
+    }
     let model = match (&args.model, &args.shape) {
         (Some(path), _) => BenchModel::Folder(wgtune::hub::resolve_model(path)?),
         (None, Some(shape)) => BenchModel::Shape { name: shape.clone(), layers: args.layers },
@@ -122,6 +125,9 @@ pub fn run_bench(args: BenchArgs) -> Result<()> {
             let share = 100.0 * f.ms / total.max(f64::MIN_POSITIVE);
             println!("  {:<22} {:>9.0} ms {:>5.1} % {:>6} launches", f.family, f.ms, share, f.launches);
         }
+    }
+    if args.profile_kernels && report.kernel_families.is_none() {
+        println!("kernel times none: only the wgpu backend has a kernel profiler");
     }
     if let Some(path) = &report.kernel_log {
         println!("kernel log   {} (every launch, warm-up included)", path.display());

@@ -101,9 +101,9 @@ fn train_generate_export_and_inspect_from_the_command_line() {
     assert!(report.contains("llama (2 layers") && report.contains("trainable"), "{report}");
 }
 
-/// The bench on wgpu with CubeCL's profiler: every launch lands in a family, matmul among them.
+/// The bench with CubeCL's profiler on wgpu: every launch lands in a family, matmul among them.
 #[test]
-fn bench_profiles_device_time_by_op_family_on_wgpu() {
+fn bench_profiles_device_time_by_op_family_where_the_backend_can() {
     let _turn = one_run_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("bench.json");
@@ -129,6 +129,17 @@ fn bench_profiles_device_time_by_op_family_on_wgpu() {
     assert!(families.iter().all(|f| f["family"] != "other"), "unclassified kernels: {families:?}");
     let log = std::path::PathBuf::from(report["kernel_log"].as_str().expect("kernel_log"));
     assert!(std::fs::read_to_string(&log).unwrap().contains("MatmulEntry"), "{}", log.display());
+
+    // The CPU backend has no kernel profiler: said, not an error.
+    #[rustfmt::skip]
+    let out = wgtune(&[
+        "bench", "--model", model.to_str().unwrap(), "--device", "cpu", "--batch-size", "2", "--seq-len", "16",
+        "--warmup", "0", "--steps", "1", "--profile-kernels",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("only the wgpu backend has a kernel profiler"), "{}", text(&out.stdout));
+    let out = wgtune(&["bench", "--model", model.to_str().unwrap(), "--layers", "1", "--device", "cpu"]);
+    assert!(!out.status.success() && text(&out.stderr).contains("--layers"), "{}", text(&out.stderr));
 }
 
 #[test]
