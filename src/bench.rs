@@ -153,20 +153,22 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
     }
     let _ = train_device.sync();
     let profile_start = kernel_log.as_ref().map(KernelLog::settled_len);
+    let timed_steps = config.steps.max(1);
     let mut timings = StepTimings::default();
     let started = Instant::now();
-    for _ in 0..config.steps.max(1) {
+    for _ in 0..timed_steps {
         model = step(model, Some(&mut timings))?;
     }
     let _ = train_device.sync();
     let elapsed = started.elapsed().as_secs_f64();
     // Only CubeCL's backends (wgpu here) have the profiler; the CPU backend logs nothing.
-    let kernel_log = kernel_log.filter(|_| crate::kernels::is_wgpu(&device.device));
+    let on_wgpu = crate::kernels::is_wgpu(&device.device);
+    let kernel_log = kernel_log.filter(|_| on_wgpu);
     let kernel_families = match (&kernel_log, profile_start) {
-        (Some(log), Some(from)) => Some(log.families_since(from, config.steps.max(1))?),
+        (Some(log), Some(from)) => Some(log.families_since(from, timed_steps)?),
         _ => None,
     };
-    let steps = config.steps.max(1) as f64;
+    let steps = timed_steps as f64;
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0 / steps;
 
     Ok(BenchReport {
@@ -178,7 +180,7 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
         gradient_checkpointing: config.gradient_checkpointing,
         batch_size: config.batch_size,
         seq_len: config.seq_len,
-        steps: config.steps.max(1),
+        steps: timed_steps,
         total_parameters: model.num_params(),
         trainable_parameters: trainable_parameters(&model),
         tokens_per_second: (config.batch_size * config.seq_len) as f64 * steps / elapsed,
@@ -194,7 +196,7 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
             &config.method,
             config.batch_size,
             config.seq_len,
-            StepKernels::new(config.fused, crate::kernels::is_wgpu(&device.device)),
+            StepKernels::new(config.fused, on_wgpu),
         )
         .total,
         kernel_families,

@@ -118,16 +118,17 @@ pub fn run_bench(args: BenchArgs) -> Result<()> {
         println!("process peak {} resident", human_bytes(bytes));
     }
     println!("estimate     {}", human_bytes(report.estimated_bytes));
-    if let Some(families) = &report.kernel_families {
-        let total: f64 = families.iter().map(|f| f.ms).sum();
-        println!("device time by op family, per step ({total:.0} ms profiled):");
-        for f in families {
-            let share = 100.0 * f.ms / total.max(f64::MIN_POSITIVE);
-            println!("  {:<22} {:>9.0} ms {:>5.1} % {:>6} launches", f.family, f.ms, share, f.launches);
+    match &report.kernel_families {
+        Some(families) => {
+            let total: f64 = families.iter().map(|f| f.ms).sum();
+            println!("device time by op family, per step ({total:.0} ms profiled):");
+            for f in families {
+                let share = 100.0 * f.ms / total.max(f64::MIN_POSITIVE);
+                println!("  {:<22} {:>9.0} ms {:>5.1} % {:>6} launches", f.family, f.ms, share, f.launches);
+            }
         }
-    }
-    if args.profile_kernels && report.kernel_families.is_none() {
-        println!("kernel times none: only the wgpu backend has a kernel profiler");
+        None if args.profile_kernels => println!("kernel times none: only the wgpu backend has a kernel profiler"),
+        None => {}
     }
     if let Some(path) = &report.kernel_log {
         println!("kernel log   {} (every launch, warm-up included)", path.display());
