@@ -43,6 +43,7 @@ def main():
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--gradient-checkpointing", action="store_true", help="recompute each decoder layer in the backward pass")
     args = p.parse_args()
 
     torch.manual_seed(0)
@@ -51,6 +52,9 @@ def main():
     else:
         model = AutoModelForCausalLM.from_config(LlamaConfig(**SHAPES[args.shape]), dtype=torch.float32)
     model = model.to(args.device)
+    if args.gradient_checkpointing:
+        # Per decoder layer, as wgtune's; non-reentrant so that LoRA's frozen inputs work.
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if args.method == "lora":
         config = LoraConfig(r=args.rank, lora_alpha=2 * args.rank, lora_dropout=0.0, target_modules=TARGETS, task_type="CAUSAL_LM")
         model = get_peft_model(model, config)
@@ -83,6 +87,7 @@ def main():
         "device": args.device if args.device != "cuda" else torch.cuda.get_device_name(),
         "threads": torch.get_num_threads(),
         "method": args.method,
+        "gradient_checkpointing": args.gradient_checkpointing,
         "trainable_parameters": sum(p.numel() for p in trainable),
         "batch_size": args.batch_size,
         "seq_len": args.seq_len,

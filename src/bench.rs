@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::data::{Batch, IGNORE};
 use crate::device::{ComputeDevice, DeviceChoice};
 use crate::error::{Error, Result};
-use crate::inspect::{StepKernels, estimate_memory};
+use crate::inspect::{StepPlan, estimate_memory};
 use crate::method::{Method, trainable_parameters};
 use crate::model::{CausalLm, ForwardOptions, LoraForward, ModelConfig, ModelFolder, random_model};
 use crate::train::{AdamW, OptimizerConfig, StepInputs, StepTimings, chunk_rows, optimizer_step};
@@ -109,7 +109,7 @@ pub struct BenchReport {
 pub fn run(config: &BenchConfig) -> Result<BenchReport> {
     let kernel_log = if config.profile_kernels { Some(KernelLog::enable()?) } else { None };
     let device = ComputeDevice::open(config.device)?;
-    let train_device = device.training_device(config.gradient_checkpointing);
+    let train_device = device.autodiff();
     device.device.seed(0);
     let (name, model_config, model) = match &config.model {
         BenchModel::Folder(path) => {
@@ -134,13 +134,15 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
     let mut model: CausalLm = config.method.apply(model)?;
     let batch = random_batch(&model_config, config.batch_size, config.seq_len);
     let mut optimizer = AdamW::new(&OptimizerConfig::default(), config.fused);
-    let options = ForwardOptions { lora: LoraForward { dropout: 0.0, materialize: config.materialize_lora }, fused: config.fused };
+    let options = ForwardOptions { lora: LoraForward { dropout: 0.0, materialize: config.materialize_lora }, fused: config.fused, dropout_seed: None };
     let inputs = StepInputs {
         batches: std::slice::from_ref(&batch),
         lr: 1e-5,
         max_grad_norm: 1.0,
         options,
         chunk: chunk_rows(model_config.vocab_size, device.max_buffer_bytes),
+        gradient_checkpointing: config.gradient_checkpointing,
+        seed: 0,
     };
 
     let mut step = |model: CausalLm, timings: Option<&mut StepTimings>| {
@@ -196,7 +198,7 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
             &config.method,
             config.batch_size,
             config.seq_len,
-            StepKernels::new(config.fused, on_wgpu),
+            StepPlan::new(config.fused, on_wgpu, config.gradient_checkpointing),
         )
         .total,
         kernel_families,

@@ -78,13 +78,6 @@ impl ComputeDevice {
         self.device.clone().autodiff()
     }
 
-    /// The training device; with `gradient_checkpointing`, Burn recomputes the outputs of
-    /// memory-bound operations (norms, activations, rotations) in the backward pass instead of
-    /// keeping them, trading time for memory (figures in BENCHMARKS.md).
-    pub fn training_device(&self, gradient_checkpointing: bool) -> Device {
-        let device = self.autodiff();
-        if gradient_checkpointing { device.gradient_checkpointing() } else { device }
-    }
 }
 
 /// wgpu can be initialised once per process; every caller shares that device. The flag says

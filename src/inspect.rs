@@ -100,26 +100,28 @@ pub struct MemoryEstimate {
     pub total: u64,
 }
 
-/// The kernels a training step runs, which decide what it keeps for the backward pass.
+/// How a training step runs, which decides what it keeps for the backward pass.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct StepKernels {
+pub struct StepPlan {
     /// Attention and SwiGLU that recompute their intermediates in the backward pass (the WGSL
     /// kernels, on wgpu).
     pub fused_layers: bool,
     /// Cross-entropy with its gradients computed in the forward pass, a chunk of logits at a time.
     pub fused_loss: bool,
+    /// Gradient checkpointing: one layer's activations at a time, plus every layer's input.
+    pub recompute_layers: bool,
 }
 
-impl StepKernels {
-    /// What `TrainConfig::fused_kernels` selects on a device.
-    pub fn new(fused_kernels: bool, on_wgpu: bool) -> Self {
-        Self { fused_layers: fused_kernels && on_wgpu, fused_loss: fused_kernels }
+impl StepPlan {
+    /// What `TrainConfig::fused_kernels` and `gradient_checkpointing` select on a device.
+    pub fn new(fused_kernels: bool, on_wgpu: bool, gradient_checkpointing: bool) -> Self {
+        Self { fused_layers: fused_kernels && on_wgpu, fused_loss: fused_kernels, recompute_layers: gradient_checkpointing }
     }
 }
 
 /// Estimates training memory for `batch` sequences of `seq_len` tokens. Checked against measured
 /// peaks in BENCHMARKS.md (and the test below).
-pub fn estimate_memory(c: &ModelConfig, method: &Method, batch: usize, seq_len: usize, kernels: StepKernels) -> MemoryEstimate {
+pub fn estimate_memory(c: &ModelConfig, method: &Method, batch: usize, seq_len: usize, plan: StepPlan) -> MemoryEstimate {
     const F32: u64 = 4;
     let total_params = c.num_parameters() as u64;
     let trainable = trainable_count(c, method) as u64;
@@ -133,10 +135,16 @@ pub fn estimate_memory(c: &ModelConfig, method: &Method, batch: usize, seq_len: 
     // intermediate tensors (gate, up, their product; unfused also σ(gate) and silu(gate)), LoRA's
     // low-rank products, and attention scores with their softmax (fused, only the log-sum-exp
     // the backward pass recomputes them from).
-    let (mlp, attention) = if kernels.fused_layers { (3 * i, heads) } else { (5 * i, 2 * heads * seq_len as u64) };
+    let (mlp, attention) = if plan.fused_layers { (3 * i, heads) } else { (5 * i, 2 * heads * seq_len as u64) };
     let per_token_layer = 6 * h + 3 * q + 4 * kv + mlp + rank + attention;
-    let activations = tokens * per_token_layer * c.num_hidden_layers as u64 * F32;
-    let logits = if kernels.fused_loss { 0 } else { tokens * c.vocab_size as u64 * F32 * 2 };
+    let layers = c.num_hidden_layers as u64;
+    let activations = if plan.recompute_layers {
+        // Every layer's input, one layer's activations, and the gradient flowing between layers.
+        tokens * (layers * h + per_token_layer + h) * F32
+    } else {
+        tokens * per_token_layer * layers * F32
+    };
+    let logits = if plan.fused_loss { 0 } else { tokens * c.vocab_size as u64 * F32 * 2 };
     let weights = total_params * F32;
     let (moments, gradients) = (trainable * F32 * 2, trainable * F32);
     let total = weights + moments + gradients.max(activations + logits);
@@ -201,8 +209,9 @@ mod tests {
     fn estimate_is_within_15_percent_of_the_measured_peaks_in_benchmarks_md() {
         const GIB: f64 = (1u64 << 30) as f64;
         let lora = || Method::Lora(LoraSettings { rank: 16, ..Default::default() });
-        let (cpu, cpu_generic) = (StepKernels::new(true, false), StepKernels::new(false, false));
-        let (wgpu, wgpu_generic) = (StepKernels::new(true, true), StepKernels::new(false, true));
+        let (cpu, cpu_generic) = (StepPlan::new(true, false, false), StepPlan::new(false, false, false));
+        let (wgpu, wgpu_generic) = (StepPlan::new(true, true, false), StepPlan::new(false, true, false));
+        let wgpu_recompute = StepPlan::new(true, true, true);
         // `wgtune bench --batch-size 4 --seq-len 256|512` on SmolLM2-135M, after a warm-up step:
         // peak RSS on the CPU; on wgpu (lavapipe) the tensors alive at the allocator's fullest
         // moment, which is what the estimate models (the pool reserves 1.0–1.3× that).
@@ -215,13 +224,16 @@ mod tests {
             (lora(), wgpu, 512, 2.65),
             (lora(), wgpu_generic, 512, 6.76),
             (Method::Full, wgpu, 256, 2.78),
+            (lora(), wgpu_recompute, 256, 0.626),
+            (lora(), wgpu_recompute, 512, 0.697),
+            (Method::Full, wgpu_recompute, 256, 2.00),
         ];
-        for (method, kernels, seq_len, measured_gib) in measured {
-            let estimate = estimate_memory(&smollm2(), &method, 4, seq_len, kernels).total as f64 / GIB;
+        for (method, plan, seq_len, measured_gib) in measured {
+            let estimate = estimate_memory(&smollm2(), &method, 4, seq_len, plan).total as f64 / GIB;
             let ratio = estimate / measured_gib;
             assert!(
                 (0.85..=1.15).contains(&ratio),
-                "{method:?} {kernels:?} 4 x {seq_len}: estimate {estimate:.2} GiB, measured {measured_gib} GiB"
+                "{method:?} {plan:?} 4 x {seq_len}: estimate {estimate:.2} GiB, measured {measured_gib} GiB"
             );
         }
     }

@@ -48,7 +48,7 @@ pub struct BenchArgs {
     /// fused (the WGSL kernels on wgpu) or generic (Burn's tensor operations only).
     #[arg(long, default_value = "fused")]
     pub kernels: String,
-    /// Recompute memory-bound activations in the backward pass instead of keeping them [default: off].
+    /// Keep only each decoder layer's input and recompute the layer in the backward pass [default: off].
     #[arg(long)]
     pub gradient_checkpointing: bool,
     /// Time every kernel with CubeCL's profiler and print device time by op family (matmul,

@@ -3,7 +3,7 @@
 use anyhow::Result;
 use clap::Args;
 use wgtune::device::ComputeDevice;
-use wgtune::inspect::{StepKernels, estimate_memory, human_bytes, human_count, trainable_count};
+use wgtune::inspect::{StepPlan, estimate_memory, human_bytes, human_count, trainable_count};
 use wgtune::kernels::is_wgpu;
 use wgtune::model::ModelFolder;
 
@@ -45,8 +45,8 @@ pub fn run(args: InspectArgs) -> Result<()> {
     println!("trainable      {} ({trainable}, {:.3}%)", human_count(trainable), 100.0 * trainable as f64 / total as f64);
     // What is kept for the backward pass depends on the device's kernels.
     let device = ComputeDevice::open(config.device)?;
-    let kernels = StepKernels::new(config.fused_kernels, is_wgpu(&device.device));
-    let m = estimate_memory(c, &config.method, config.batch_size, config.data.max_seq_len, kernels);
+    let plan = StepPlan::new(config.fused_kernels, is_wgpu(&device.device), config.gradient_checkpointing);
+    let m = estimate_memory(c, &config.method, config.batch_size, config.data.max_seq_len, plan);
     println!("memory for batch {} x {} tokens on {} (estimate):", config.batch_size, config.data.max_seq_len, device.description);
     println!("  weights      {}", human_bytes(m.weights));
     println!("  AdamW state  {}", human_bytes(m.moments));

@@ -133,7 +133,7 @@ pub struct TrainArgs {
     /// Run directory for checkpoints, metrics and the result [default: runs/latest].
     #[arg(long)]
     pub output: Option<PathBuf>,
-    /// Recompute memory-bound activations (norms, activations, rotations) in the backward pass instead of keeping them: less memory, slower steps [default: off].
+    /// Keep only each decoder layer's input and recompute the layer in the backward pass: far less activation memory, about one more forward pass of time [default: off].
     #[arg(long)]
     pub gradient_checkpointing: bool,
     /// Where to train: auto (a hardware GPU through wgpu, else the CPU), wgpu (any adapter: Vulkan, Metal, DX12, GL) or cpu [default: auto].

@@ -2,7 +2,7 @@
 //! with the trainable-parameter count and memory estimate updated as they change.
 
 use crate::device::DeviceChoice;
-use crate::inspect::{StepKernels, estimate_memory, human_bytes, human_count, trainable_count};
+use crate::inspect::{StepPlan, estimate_memory, human_bytes, human_count, trainable_count};
 use crate::method::{LORA_TARGETS, LoraSettings, Method};
 use crate::train::ScheduleKind;
 use eframe::egui;
@@ -84,8 +84,8 @@ impl WgtuneApp {
         };
         let config = &self.settings.config;
         let trainable = trainable_count(&model.config, &config.method);
-        let kernels = StepKernels::new(config.fused_kernels, self.device_on_wgpu);
-        let memory = estimate_memory(&model.config, &config.method, config.batch_size, config.data.max_seq_len, kernels);
+        let plan = StepPlan::new(config.fused_kernels, self.device_on_wgpu, config.gradient_checkpointing);
+        let memory = estimate_memory(&model.config, &config.method, config.batch_size, config.data.max_seq_len, plan);
         ui.horizontal(|ui| {
             ui.label(
                 egui::RichText::new(format!(
@@ -173,7 +173,7 @@ impl WgtuneApp {
                 ui.add(egui::Slider::new(&mut c.data.max_seq_len, 16..=8192).logarithmic(true));
                 ui.end_row();
                 ui.label("Memory");
-                ui.checkbox(&mut c.gradient_checkpointing, "Gradient checkpointing (less memory, slower)");
+                ui.checkbox(&mut c.gradient_checkpointing, "Gradient checkpointing (recompute each layer: less memory, slower)");
                 ui.end_row();
                 ui.label("Evaluate every (steps, 0: at the end)");
                 ui.add(egui::DragValue::new(&mut c.eval_every).range(0..=1_000_000));

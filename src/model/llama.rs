@@ -109,12 +109,24 @@ pub struct ForwardOptions {
     pub lora: LoraForward,
     /// Use the fused WGSL kernels where the device allows (off: plain tensor operations).
     pub fused: bool,
+    /// Reseed the device's random generator before each decoder layer from this, so that a layer
+    /// recomputed in the backward pass draws the same dropout masks as its first forward.
+    pub dropout_seed: Option<u64>,
 }
 
 impl Default for ForwardOptions {
     fn default() -> Self {
-        Self { lora: LoraForward::default(), fused: true }
+        Self { lora: LoraForward::default(), fused: true, dropout_seed: None }
     }
+}
+
+/// Where the tokens of a forward pass sit, shared by every decoder layer: the rotary tables for
+/// their positions, the absolute position of the first, and how far back attention reaches.
+#[derive(Clone, Debug)]
+pub struct LayerContext {
+    rope: (Tensor<2>, Tensor<2>),
+    start: usize,
+    window: Option<usize>,
 }
 
 impl Mlp {
@@ -142,8 +154,7 @@ impl Attention {
     fn forward(
         &self,
         x: Tensor<3>,
-        rope: &(Tensor<2>, Tensor<2>),
-        position: Position,
+        context: &LayerContext,
         cache: Option<&mut Option<(Tensor<4>, Tensor<4>)>>,
         options: ForwardOptions,
     ) -> Tensor<3> {
@@ -152,8 +163,9 @@ impl Attention {
         let lora = options.lora;
         let split = |t: Tensor<3>, n: usize| t.reshape([batch, len, n, head_dim]).swap_dims(1, 2);
 
-        let q = apply_rotary(split(self.q_proj.forward(x.clone(), lora), heads), &rope.0, &rope.1);
-        let mut k = apply_rotary(split(self.k_proj.forward(x.clone(), lora), kv_heads), &rope.0, &rope.1);
+        let (cos, sin) = &context.rope;
+        let q = apply_rotary(split(self.q_proj.forward(x.clone(), lora), heads), cos, sin);
+        let mut k = apply_rotary(split(self.k_proj.forward(x.clone(), lora), kv_heads), cos, sin);
         let mut v = split(self.v_proj.forward(x, lora), kv_heads);
         if let Some(cache) = cache {
             if let Some((past_k, past_v)) = cache.take() {
@@ -162,30 +174,21 @@ impl Attention {
             }
             *cache = Some((k.clone(), v.clone()));
         }
-        let out = kernels::attention(q, k, v, position.start, position.window, options.fused);
+        let out = kernels::attention(q, k, v, context.start, context.window, options.fused);
         let out = out.swap_dims(1, 2).reshape([batch, len, heads * head_dim]);
         self.o_proj.forward(out, lora)
     }
 }
 
-/// Where the tokens of a forward pass sit: the absolute position of the first, and how far back
-/// attention reaches.
-#[derive(Clone, Copy, Debug)]
-struct Position {
-    start: usize,
-    window: Option<usize>,
-}
-
 impl DecoderLayer {
-    fn forward(
+    pub fn forward(
         &self,
         h: Tensor<3>,
-        rope: &(Tensor<2>, Tensor<2>),
-        position: Position,
+        context: &LayerContext,
         cache: Option<&mut Option<(Tensor<4>, Tensor<4>)>>,
         options: ForwardOptions,
     ) -> Tensor<3> {
-        let attn = self.self_attn.forward(self.input_layernorm.forward(h.clone()), rope, position, cache, options);
+        let attn = self.self_attn.forward(self.input_layernorm.forward(h.clone()), context, cache, options);
         let h = h + attn;
         let mlp = self.mlp.forward(self.post_attention_layernorm.forward(h.clone()), options);
         h + mlp
@@ -209,18 +212,41 @@ impl CausalLm {
     /// Hidden states after the final norm, `[batch, len, hidden]`, for tokens placed after the
     /// positions already in `cache` (or at position 0 without one).
     pub fn hidden_states(&self, input_ids: Tensor<2, Int>, mut cache: Option<&mut KvCache>, options: ForwardOptions) -> Tensor<3> {
-        let device = input_ids.device();
         let [_, len] = input_ids.dims();
         let start = cache.as_ref().map(|c| c.len()).unwrap_or(0);
-        let tables = self.rope.tables(start, len, &device);
-        let position = Position { start, window: self.config.sliding_window };
+        let context = self.layer_context(start, len, &input_ids.device());
 
-        let mut h = burn::tensor::module::embedding(self.embed_tokens.weight.val(), input_ids);
-        for (i, layer) in self.layers.iter().enumerate() {
+        let mut h = self.embed(input_ids);
+        for i in 0..self.layers.len() {
             let layer_cache = cache.as_deref_mut().map(|c| &mut c.layers[i]);
-            h = layer.forward(h, &tables, position, layer_cache, options);
+            h = self.forward_layer(i, h, &context, layer_cache, options);
         }
         self.norm.forward(h)
+    }
+
+    /// The token embeddings, `[batch, len, hidden]`.
+    pub fn embed(&self, input_ids: Tensor<2, Int>) -> Tensor<3> {
+        burn::tensor::module::embedding(self.embed_tokens.weight.val(), input_ids)
+    }
+
+    /// What every layer of a forward pass over `len` tokens from position `start` shares.
+    pub fn layer_context(&self, start: usize, len: usize, device: &Device) -> LayerContext {
+        LayerContext { rope: self.rope.tables(start, len, device), start, window: self.config.sliding_window }
+    }
+
+    /// Decoder layer `i`: `h + attn(norm(h))`, then `h + mlp(norm(h))`.
+    pub fn forward_layer(
+        &self,
+        i: usize,
+        h: Tensor<3>,
+        context: &LayerContext,
+        cache: Option<&mut Option<(Tensor<4>, Tensor<4>)>>,
+        options: ForwardOptions,
+    ) -> Tensor<3> {
+        if let Some(seed) = options.dropout_seed {
+            h.device().seed(layer_seed(seed, i));
+        }
+        self.layers[i].forward(h, context, cache, options)
     }
 
     /// Every parameter with its module path, in checkpoint order. Unlike a module visitor, this
@@ -269,6 +295,15 @@ impl CausalLm {
         let vocab = logits.dims()[1];
         logits.reshape([batch, len, vocab])
     }
+}
+
+/// A seed per layer from one per forward pass (SplitMix64, so that neighbouring layers and passes
+/// get unrelated streams).
+fn layer_seed(seed: u64, layer: usize) -> u64 {
+    let mut z = seed.wrapping_add((layer as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// The Hugging Face checkpoint name of a parameter, from its Burn module path.

@@ -88,7 +88,7 @@ pub struct TrainConfig {
     pub materialize_lora: bool,
     /// Use the fused WGSL kernels on wgpu devices; off runs Burn's generic operations.
     pub fused_kernels: bool,
-    /// Recompute memory-bound activations in the backward pass instead of keeping them.
+    /// Keep only each decoder layer's input and recompute the layer in the backward pass.
     pub gradient_checkpointing: bool,
     pub data: DataConfig,
     pub method: Method,

@@ -128,7 +128,6 @@ impl ModuleMapper for Update<'_> {
         };
         let path = self.stack.path();
         let (id, value, mapper) = param.consume();
-        let strategy = value.gradient_checkpointing_strategy();
         let shape = value.shape();
         let n = shape.num_elements();
 
@@ -138,12 +137,7 @@ impl ModuleMapper for Update<'_> {
         let (p, m, v) = adamw(p, g, moments, &self.step, self.fused);
         self.moments.insert(path, Moments { m, v });
 
-        let mut p = Tensor::from_inner(p.reshape(shape));
-        if let Some(strategy) = strategy {
-            // from_inner forgets the device's gradient-checkpointing strategy, and Burn refuses
-            // to mix strategies in one operation.
-            p = p.with_gradient_checkpointing_strategy(strategy);
-        }
+        let p = Tensor::from_inner(p.reshape(shape));
         Param::from_mapped_value(id, p.require_grad(), mapper)
     }
 }

@@ -8,6 +8,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::loss::{Targets, cross_entropy_sum};
 use super::optimizer::AdamW;
+use super::recompute::LayerCheckpoints;
 use crate::data::Batch;
 use crate::model::{CausalLm, ForwardOptions};
 
@@ -34,6 +35,10 @@ pub struct StepInputs<'a> {
     pub options: ForwardOptions,
     /// Rows of logits computed at once (see `loss::chunk_rows`).
     pub chunk: usize,
+    /// Keep only each decoder layer's input and recompute the layer in the backward pass.
+    pub gradient_checkpointing: bool,
+    /// Seeds the step's dropout masks.
+    pub seed: u64,
 }
 
 pub struct StepOutcome {
@@ -63,21 +68,12 @@ pub fn optimizer_step(
     let window_targets: usize = inputs.batches.iter().map(Batch::target_count).sum();
     let mut accumulator = GradientsAccumulator::<CausalLm>::new();
     let mut loss_sum = 0.0;
-    for batch in inputs.batches {
-        let Some(targets) = Targets::from_batch(batch, device) else { continue };
-        let clock = Phase::start(device, timings.is_some());
-        let ids = Tensor::<2, Int>::from_data(TensorData::new(batch.input_ids.clone(), [batch.batch_size, batch.len]), device);
-        let hidden = model.hidden_states(ids, None, inputs.options);
-        let loss = cross_entropy_sum(hidden, model.head_weight(), &targets, inputs.chunk, false, inputs.options.fused)
-            .sum
-            .div_scalar(window_targets as f64);
-        clock.stop(timings.as_deref_mut(), |t| &mut t.forward);
-
-        let clock = Phase::start(device, timings.is_some());
-        let grads = loss.backward();
-        loss_sum += loss.into_scalar::<f32>() as f64;
-        accumulator.accumulate(&model, GradientsParams::from_grads(grads, &model));
-        clock.stop(timings.as_deref_mut(), |t| &mut t.backward);
+    for (i, batch) in inputs.batches.iter().enumerate() {
+        let Some((loss, grads)) = batch_gradients(&model, batch, window_targets, i, inputs, device, timings.as_deref_mut()) else {
+            continue;
+        };
+        loss_sum += loss;
+        accumulator.accumulate(&model, grads);
     }
 
     let clock = Phase::start(device, timings.is_some());
@@ -90,6 +86,44 @@ pub fn optimizer_step(
     let model = optimizer.step(model, grads, inputs.lr, scale);
     clock.stop(timings, |t| &mut t.optimizer);
     Ok(StepOutcome { model, loss: loss_sum, grad_norm })
+}
+
+/// One micro-batch's loss divided by `divisor`, and the gradients of that loss; `None` when the
+/// batch has no target. `index` is its place in the step, for its dropout masks.
+pub fn batch_gradients(
+    model: &CausalLm,
+    batch: &Batch,
+    divisor: usize,
+    index: usize,
+    inputs: &StepInputs,
+    device: &Device,
+    mut timings: Option<&mut StepTimings>,
+) -> Option<(f64, GradientsParams)> {
+    let targets = Targets::from_batch(batch, device)?;
+    let options = ForwardOptions {
+        dropout_seed: (inputs.options.lora.dropout > 0.0).then(|| inputs.seed ^ ((index as u64) << 40)),
+        ..inputs.options
+    };
+    let clock = Phase::start(device, timings.is_some());
+    let ids = Tensor::<2, Int>::from_data(TensorData::new(batch.input_ids.clone(), [batch.batch_size, batch.len]), device);
+    let (hidden, checkpoints) = if inputs.gradient_checkpointing {
+        let checkpoints = LayerCheckpoints::forward(model, ids, options);
+        (model.norm.forward(checkpoints.output()), Some(checkpoints))
+    } else {
+        (model.hidden_states(ids, None, options), None)
+    };
+    let loss = cross_entropy_sum(hidden, model.head_weight(), &targets, inputs.chunk, false, options.fused).sum.div_scalar(divisor as f64);
+    clock.stop(timings.as_deref_mut(), |t| &mut t.forward);
+
+    let clock = Phase::start(device, timings.is_some());
+    let grads = loss.backward();
+    let loss = loss.into_scalar::<f32>() as f64;
+    let grads = match checkpoints {
+        Some(checkpoints) => checkpoints.backward(model, grads),
+        None => GradientsParams::from_grads(grads, model),
+    };
+    clock.stop(timings, |t| &mut t.backward);
+    Some((loss, grads))
 }
 
 /// Times a phase of a step, waiting for the device at both ends when measuring.

@@ -105,7 +105,7 @@ impl<'a> Run<'a> {
         let device = ComputeDevice::open(config.device)?;
         events.send(TrainEvent::Preparing(format!("Loading weights on {}", device.description)));
         device.device.seed(config.seed);
-        let model = folder.load(&device.training_device(config.gradient_checkpointing))?;
+        let model = folder.load(&device.autodiff())?;
         let model = config.method.apply(model)?;
 
         let run_dir = &config.output_dir;
@@ -119,7 +119,7 @@ impl<'a> Run<'a> {
                 .ok_or_else(|| Error::invalid_file(run_dir, "no checkpoint to resume from in this run directory"))?;
             events.send(TrainEvent::Preparing(format!("Resuming from {}", dir.display())));
             let (m, s) =
-                checkpoint::load(&dir, model, &config.method, &mut optimizer, &device.training_device(config.gradient_checkpointing))?;
+                checkpoint::load(&dir, model, &config.method, &mut optimizer, &device.autodiff())?;
             model = m;
             state = s;
             last_checkpoint = Some(dir);
@@ -309,8 +309,6 @@ impl<'a> Run<'a> {
         let batches = self.next_batches();
         let tokens = batches.iter().map(|(_, t)| t).sum();
         let batches: Vec<Batch> = batches.into_iter().map(|(b, _)| b).collect();
-        // Seeding per step makes dropout identical whether or not the run was resumed.
-        self.device.device.seed(self.config.seed.wrapping_add(self.state.step as u64 + 1));
         let lr = self.schedule.lr(self.state.step);
         let inputs = StepInputs {
             batches: &batches,
@@ -318,9 +316,12 @@ impl<'a> Run<'a> {
             max_grad_norm: self.config.optim.max_grad_norm,
             options: self.forward_options(true),
             chunk: self.chunk,
+            gradient_checkpointing: self.config.gradient_checkpointing,
+            // Seeding per step makes dropout identical whether or not the run was resumed.
+            seed: self.config.seed.wrapping_add(self.state.step as u64 + 1),
         };
         let model = self.model.clone();
-        match optimizer_step(model, &mut self.optimizer, &inputs, &self.device.training_device(self.config.gradient_checkpointing), None) {
+        match optimizer_step(model, &mut self.optimizer, &inputs, &self.device.autodiff(), None) {
             Ok(outcome) => {
                 self.model = outcome.model;
                 Ok((outcome.loss, outcome.grad_norm, lr, tokens))
@@ -346,7 +347,11 @@ impl<'a> Run<'a> {
             (true, Some(lora)) => lora.dropout,
             _ => 0.0,
         };
-        ForwardOptions { lora: LoraForward { dropout, materialize: self.config.materialize_lora }, fused: self.config.fused_kernels }
+        ForwardOptions {
+            lora: LoraForward { dropout, materialize: self.config.materialize_lora },
+            fused: self.config.fused_kernels,
+            dropout_seed: None,
+        }
     }
 
     /// Loss, perplexity and next-token accuracy on the validation set.

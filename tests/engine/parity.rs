@@ -11,7 +11,7 @@ use wgtune::method::Method;
 use wgtune::model::{CausalLm, ForwardOptions, HostTensor, ModelFolder, hf_name, is_transposed, transpose};
 use wgtune::params::{gradients_by_path, named_parameters};
 use wgtune::peft;
-use wgtune::train::{AdamW, OptimizerConfig, Targets, cross_entropy_sum};
+use wgtune::train::{AdamW, OptimizerConfig, StepInputs, Targets, batch_gradients, cross_entropy_sum};
 
 use crate::common::{Golden, assert_close, devices, fixture, one_run_at_a_time, values};
 
@@ -39,6 +39,21 @@ fn mean_loss(model: &CausalLm, batch: &Batch, device: &Device) -> burn::tensor::
         burn::tensor::Tensor::from_data(burn::tensor::TensorData::new(batch.input_ids.clone(), [batch.batch_size, batch.len]), device);
     let hidden = model.hidden_states(ids, None, ForwardOptions::default());
     cross_entropy_sum(hidden, model.head_weight(), &targets, 7, false, true).sum.div_scalar(targets.len() as f64)
+}
+
+/// The mean loss and its gradients, as a training step computes them, with or without gradient
+/// checkpointing.
+fn loss_and_gradients(model: &CausalLm, batch: &Batch, device: &Device, gradient_checkpointing: bool) -> (f64, GradientsParams) {
+    let inputs = StepInputs {
+        batches: std::slice::from_ref(batch),
+        lr: 0.0,
+        max_grad_norm: 0.0,
+        options: ForwardOptions::default(),
+        chunk: 7,
+        gradient_checkpointing,
+        seed: 0,
+    };
+    batch_gradients(model, batch, batch.target_count(), 0, &inputs, device, None).expect("targets")
 }
 
 fn logits(model: &CausalLm, golden: &Golden, device: &Device) -> (Vec<f32>, Vec<usize>) {
@@ -127,12 +142,10 @@ fn lora_gradients_and_adamw_step_match_peft_and_torch() {
         let golden = Golden::open(&fixture(name).join("golden.safetensors"));
         let batch = golden_batch(&golden, "labels");
         for (dev, checkpointing) in devices().into_iter().flat_map(|d| [(d.clone(), false), (d, true)]) {
-            let device = dev.training_device(checkpointing);
+            let device = dev.autodiff();
             let (model, _) = peft::load_adapter(folder.load(&device).unwrap(), &fixture(name).join("adapter")).unwrap();
-            let loss = mean_loss(&model, &batch, &device);
-            let (v, _) = values(loss.clone());
-            assert!((v[0] as f64 - golden.scalar("lora_loss_masked")).abs() < TOL);
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            let (loss, grads) = loss_and_gradients(&model, &batch, &device, checkpointing);
+            assert!((loss - golden.scalar("lora_loss_masked")).abs() < TOL, "{name} loss {loss} (gradient checkpointing: {checkpointing})");
 
             let by_path = gradients_by_path(&model, &grads);
             let lora_grads: HashMap<&String, &HostTensor> = by_path.iter().filter(|(p, _)| p.contains(".lora.")).collect();
@@ -177,16 +190,16 @@ fn full_fine_tuning_gradients_and_adamw_step_match_torch() {
         let folder = ModelFolder::open(&fixture(name)).unwrap();
         let golden = Golden::open(&fixture(name).join("golden.safetensors"));
         let batch = golden_batch(&golden, "labels");
-        for dev in devices() {
+        for (dev, checkpointing) in devices().into_iter().flat_map(|d| [(d.clone(), false), (d, true)]) {
             let device = dev.autodiff();
             let model = Method::Full.apply(folder.load(&device).unwrap()).unwrap();
-            let loss = mean_loss(&model, &batch, &device);
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            let (_, grads) = loss_and_gradients(&model, &batch, &device, checkpointing);
             let by_path = gradients_by_path(&model, &grads);
             assert_eq!(by_path.len(), golden.names().filter(|n| n.starts_with("full_grad.")).count());
             for (path, grad) in &by_path {
                 let want = golden_param(&golden, &format!("full_grad.{}", hf_name(path)), path);
-                assert_close(&format!("{name} grad {path} on {}", dev.choice), &grad.values, &grad.shape, &want, TOL);
+                let what = format!("{name} grad {path} on {} (gradient checkpointing: {checkpointing})", dev.choice);
+                assert_close(&what, &grad.values, &grad.shape, &want, TOL);
             }
             let mut optimizer = AdamW::new(&adamw(), true);
             let model = optimizer.step(model, grads, 1e-2, 1.0);
