@@ -19,8 +19,8 @@ use crate::device::{ComputeDevice, DeviceChoice};
 use crate::error::{Error, Result};
 use crate::inspect::{StepPlan, estimate_memory};
 use crate::method::{Method, trainable_parameters};
-use crate::model::{CausalLm, ForwardOptions, LoraForward, ModelConfig, ModelFolder, random_model};
-use crate::train::{AdamW, OptimizerConfig, StepInputs, StepTimings, chunk_rows, optimizer_step};
+use crate::model::{CausalLm, ForwardOptions, LoraForward, ModelConfig, ModelFolder, Precision, random_model};
+use crate::train::{AdamW, LossScale, OptimizerConfig, StepInputs, StepTimings, chunk_rows, optimizer_step};
 
 /// Model shapes known by name, so a benchmark needs no download.
 pub const SHAPES: &[&str] = &["smollm2-135m", "llama-1b"];
@@ -70,6 +70,7 @@ pub struct BenchConfig {
     /// Use the fused WGSL kernels (off: Burn's generic operations everywhere).
     pub fused: bool,
     pub gradient_checkpointing: bool,
+    pub precision: Precision,
     /// Time every kernel launch with CubeCL's profiler and sum by op family (slows the step).
     pub profile_kernels: bool,
 }
@@ -82,6 +83,7 @@ pub struct BenchReport {
     pub lora: &'static str,
     pub kernels: &'static str,
     pub gradient_checkpointing: bool,
+    pub precision: Precision,
     pub batch_size: usize,
     pub seq_len: usize,
     pub steps: usize,
@@ -131,7 +133,10 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
             (label, c, model)
         }
     };
-    let mut model: CausalLm = config.method.apply(model)?;
+    if config.precision == Precision::F16 && (config.method.lora().is_none() || !device.supports_f16) {
+        return Err(Error::setting("precision", format!("f16 needs the LoRA method and a device with shader-f16 ({})", device.description)));
+    }
+    let mut model: CausalLm = config.method.apply(config.precision.store_weights(model))?;
     let batch = random_batch(&model_config, config.batch_size, config.seq_len);
     let mut optimizer = AdamW::new(&OptimizerConfig::default(), config.fused);
     let options = ForwardOptions { lora: LoraForward { dropout: 0.0, materialize: config.materialize_lora }, fused: config.fused, dropout_seed: None };
@@ -143,6 +148,9 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
         chunk: chunk_rows(model_config.vocab_size, device.max_buffer_bytes),
         gradient_checkpointing: config.gradient_checkpointing,
         seed: 0,
+        // A fixed scale: an overflow fails the benchmark rather than skipping a timed step.
+        loss_scale: LossScale::new(config.precision).value(),
+        skip_overflow: false,
     };
 
     let mut step = |model: CausalLm, timings: Option<&mut StepTimings>| {
@@ -180,6 +188,7 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
         lora: if config.materialize_lora { "materialized" } else { "factored" },
         kernels: if config.fused { "fused" } else { "generic" },
         gradient_checkpointing: config.gradient_checkpointing,
+        precision: config.precision,
         batch_size: config.batch_size,
         seq_len: config.seq_len,
         steps: timed_steps,
@@ -198,7 +207,7 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
             &config.method,
             config.batch_size,
             config.seq_len,
-            StepPlan::new(config.fused, on_wgpu, config.gradient_checkpointing),
+            StepPlan::new(config.fused, on_wgpu, config.gradient_checkpointing, config.precision),
         )
         .total,
         kernel_families,

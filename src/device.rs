@@ -50,6 +50,8 @@ pub struct ComputeDevice {
     pub description: String,
     /// The largest single buffer the device allows; big tensors are computed in chunks under it.
     pub max_buffer_bytes: u64,
+    /// Whether shaders can compute in f16 (wgpu's `shader-f16`; always on the CPU).
+    pub supports_f16: bool,
 }
 
 impl ComputeDevice {
@@ -70,6 +72,7 @@ impl ComputeDevice {
             choice: DeviceChoice::Cpu,
             description: format!("CPU ({} threads)", std::thread::available_parallelism().map_or(1, |n| n.get())),
             max_buffer_bytes: 1 << 40,
+            supports_f16: true,
         }
     }
 
@@ -96,6 +99,7 @@ fn wgpu_device() -> &'static Result<(ComputeDevice, bool), String> {
             choice: DeviceChoice::Wgpu,
             description: format!("{}, {:?}", info.name, info.backend),
             max_buffer_bytes: limits.max_storage_buffer_binding_size.min(limits.max_buffer_size),
+            supports_f16: setup.adapter.features().contains(burn::tensor::wgpu::wgpu::Features::SHADER_F16),
         };
         Ok((device, hardware))
     })

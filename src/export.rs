@@ -31,7 +31,7 @@ pub fn export_merged(
     let staging = fsutil::staging_dir(out)?;
     let changed: HashMap<String, NamedParam> = named_parameters(model)
         .into_iter()
-        .filter(|p| !p.is_adapter_factor() && (p.has_adapter || p.trainable))
+        .filter(|p| !p.is_adapter_factor() && (p.has_adapter() || p.trainable))
         .map(|p| (hf_name(&p.path), p))
         .collect();
 
@@ -58,9 +58,17 @@ pub fn export_merged(
         write_safetensors(&staging.join(&file_name), &specs, Some(&metadata), |spec| {
             let bytes = match changed.get(&spec.name) {
                 Some(param) => {
-                    let host = param.to_host();
-                    let host = if is_transposed(&param.path) { transpose(&host) } else { host };
-                    spec.dtype.encode(&host.values)
+                    let layout = |host| if is_transposed(&param.path) { transpose(&host) } else { host };
+                    let values = match param.adapter_delta_to_host() {
+                        // The source's own values plus the adapter's update, exact whatever
+                        // precision the frozen weight was held in on the device.
+                        Some(delta) => {
+                            let base = weights.read(&spec.name, &spec.shape)?;
+                            base.values.iter().zip(layout(delta).values).map(|(w, d)| w + d).collect()
+                        }
+                        None => layout(param.to_host()).values,
+                    };
+                    spec.dtype.encode(&values)
                 }
                 None if weights.dtype(&spec.name)? == spec.dtype => weights.raw(&spec.name)?.to_vec(),
                 None => spec.dtype.encode(&weights.dtype(&spec.name)?.decode(weights.raw(&spec.name)?)),

@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use crate::method::{LORA_TARGETS, Method};
-use crate::model::ModelConfig;
+use crate::model::{ModelConfig, Precision};
 
 /// Every parameter of the model: module path and shape `[in, out]` for linears.
 pub fn parameter_shapes(c: &ModelConfig) -> Vec<(String, Vec<usize>)> {
@@ -110,12 +110,19 @@ pub struct StepPlan {
     pub fused_loss: bool,
     /// Gradient checkpointing: one layer's activations at a time, plus every layer's input.
     pub recompute_layers: bool,
+    /// Weight matrices stored in f16 (`Precision::F16`).
+    pub f16_weights: bool,
 }
 
 impl StepPlan {
-    /// What `TrainConfig::fused_kernels` and `gradient_checkpointing` select on a device.
-    pub fn new(fused_kernels: bool, on_wgpu: bool, gradient_checkpointing: bool) -> Self {
-        Self { fused_layers: fused_kernels && on_wgpu, fused_loss: fused_kernels, recompute_layers: gradient_checkpointing }
+    /// What a run's settings select on a device.
+    pub fn new(fused_kernels: bool, on_wgpu: bool, gradient_checkpointing: bool, precision: Precision) -> Self {
+        Self {
+            fused_layers: fused_kernels && on_wgpu,
+            fused_loss: fused_kernels,
+            recompute_layers: gradient_checkpointing,
+            f16_weights: precision == Precision::F16,
+        }
     }
 }
 
@@ -145,7 +152,14 @@ pub fn estimate_memory(c: &ModelConfig, method: &Method, batch: usize, seq_len: 
         tokens * per_token_layer * layers * F32
     };
     let logits = if plan.fused_loss { 0 } else { tokens * c.vocab_size as u64 * F32 * 2 };
-    let weights = total_params * F32;
+    let weights = if plan.f16_weights {
+        // Matrices in f16, norms in f32. (The loss's f32 copy of the output projection is gone
+        // by the time the step is fullest, in the measurements.)
+        let vectors = (c.hidden_size * (2 * c.num_hidden_layers + 1)) as u64;
+        (total_params - vectors) * 2 + vectors * F32
+    } else {
+        total_params * F32
+    };
     let (moments, gradients) = (trainable * F32 * 2, trainable * F32);
     let total = weights + moments + gradients.max(activations + logits);
     MemoryEstimate { weights, moments, gradients, activations, logits, total }
@@ -209,9 +223,11 @@ mod tests {
     fn estimate_is_within_15_percent_of_the_measured_peaks_in_benchmarks_md() {
         const GIB: f64 = (1u64 << 30) as f64;
         let lora = || Method::Lora(LoraSettings { rank: 16, ..Default::default() });
-        let (cpu, cpu_generic) = (StepPlan::new(true, false, false), StepPlan::new(false, false, false));
-        let (wgpu, wgpu_generic) = (StepPlan::new(true, true, false), StepPlan::new(false, true, false));
-        let wgpu_recompute = StepPlan::new(true, true, true);
+        let (cpu, cpu_generic) = (StepPlan::new(true, false, false, Precision::F32), StepPlan::new(false, false, false, Precision::F32));
+        let (wgpu, wgpu_generic) = (StepPlan::new(true, true, false, Precision::F32), StepPlan::new(false, true, false, Precision::F32));
+        let wgpu_recompute = StepPlan::new(true, true, true, Precision::F32);
+        let wgpu_f16 = StepPlan::new(true, true, false, Precision::F16);
+        let wgpu_f16_recompute = StepPlan::new(true, true, true, Precision::F16);
         // `wgtune bench --batch-size 4 --seq-len 256|512` on SmolLM2-135M, after a warm-up step:
         // peak RSS on the CPU; on wgpu (lavapipe) the tensors alive at the allocator's fullest
         // moment, which is what the estimate models (the pool reserves 1.0–1.3× that).
@@ -227,6 +243,9 @@ mod tests {
             (lora(), wgpu_recompute, 256, 0.626),
             (lora(), wgpu_recompute, 512, 0.697),
             (Method::Full, wgpu_recompute, 256, 2.00),
+            (lora(), wgpu_f16, 256, 1.35),
+            (lora(), wgpu_f16_recompute, 256, 0.376),
+            (lora(), wgpu_f16_recompute, 512, 0.446),
         ];
         for (method, plan, seq_len, measured_gib) in measured {
             let estimate = estimate_memory(&smollm2(), &method, 4, seq_len, plan).total as f64 / GIB;

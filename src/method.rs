@@ -1,7 +1,7 @@
 //! Fine-tuning methods: which parameters train, and LoRA adapters on the decoder projections.
 
 use burn::module::{Lora, Module, ModuleMapper, ModuleVisitor, Param, ParamGroup};
-use burn::tensor::{Distribution, Tensor};
+use burn::tensor::{Distribution, FloatDType, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -150,7 +150,8 @@ pub fn attach_lora(model: CausalLm, settings: &LoraSettings) -> CausalLm {
     // Burn scales by alpha / rank; rsLoRA's alpha / sqrt(rank) is the same with a larger alpha.
     let alpha = settings.scale() * settings.rank as f64;
     let group = ParamGroup::from_regex(&settings.pattern()).expect("the target pattern is a valid regex");
-    let lora = Lora::new(settings.rank, alpha).set_param_group(group);
+    // The factors train in f32 whatever the frozen weights are stored in.
+    let lora = Lora::new(settings.rank, alpha).set_param_group(group).set_dtype(FloatDType::F32);
     let model = model.freeze().apply_lora(lora);
     model.map(&mut AdapterInit::default())
 }

@@ -18,7 +18,8 @@ pub struct NamedParam {
     /// The effective value (with any adapter merged in), flattened.
     pub value: Tensor<1>,
     pub trainable: bool,
-    pub has_adapter: bool,
+    /// The adapter's update `scale·a·b`, flattened, for a weight with an adapter attached.
+    pub adapter_delta: Option<Tensor<1>>,
 }
 
 impl NamedParam {
@@ -26,9 +27,21 @@ impl NamedParam {
         self.path.ends_with(".lora.a") || self.path.ends_with(".lora.b")
     }
 
-    pub fn to_host(&self) -> HostTensor {
-        HostTensor { shape: self.shape.clone(), values: self.value.to_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default() }
+    pub fn has_adapter(&self) -> bool {
+        self.adapter_delta.is_some()
     }
+
+    pub fn to_host(&self) -> HostTensor {
+        host(&self.shape, &self.value)
+    }
+
+    pub fn adapter_delta_to_host(&self) -> Option<HostTensor> {
+        self.adapter_delta.as_ref().map(|delta| host(&self.shape, delta))
+    }
+}
+
+fn host(shape: &[usize], values: &Tensor<1>) -> HostTensor {
+    HostTensor { shape: shape.to_vec(), values: values.to_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default() }
 }
 
 /// The stack of module names during a traversal.
@@ -61,7 +74,7 @@ pub fn named_parameters(model: &CausalLm) -> Vec<NamedParam> {
             shape,
             value: value.reshape([numel]),
             trainable: param.is_require_grad(),
-            has_adapter: param.adapter().is_some(),
+            adapter_delta: param.adapter().map(|a| a.delta().reshape([numel])),
         }
     }
     let mut out = Vec::new();

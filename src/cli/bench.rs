@@ -8,6 +8,7 @@ use wgtune::bench::{BenchConfig, BenchModel, run};
 use wgtune::device::DeviceChoice;
 use wgtune::inspect::human_bytes;
 use wgtune::method::{LoraSettings, Method};
+use wgtune::model::Precision;
 
 #[derive(Args, Debug)]
 #[command(group(clap::ArgGroup::new("what").required(true).args(["model", "shape"])))]
@@ -51,6 +52,9 @@ pub struct BenchArgs {
     /// Keep only each decoder layer's input and recompute the layer in the backward pass [default: off].
     #[arg(long)]
     pub gradient_checkpointing: bool,
+    /// f16: store the frozen weights and run their matmuls in half precision (LoRA only).
+    #[arg(long, default_value = "f32")]
+    pub precision: Precision,
     /// Time every kernel with CubeCL's profiler and print device time by op family (matmul,
     /// element-wise, ...). Each launch is waited for, so the step itself runs slower.
     #[arg(long)]
@@ -95,14 +99,15 @@ pub fn run_bench(args: BenchArgs) -> Result<()> {
         materialize_lora,
         fused,
         gradient_checkpointing: args.gradient_checkpointing,
+        precision: args.precision,
         profile_kernels: args.profile_kernels,
     })?;
     println!("model        {}", report.model);
     println!("device       {}", report.device);
     let checkpointing = if report.gradient_checkpointing { ", gradient checkpointing" } else { "" };
     println!(
-        "method       {} ({} LoRA, {} kernels{checkpointing}), {} of {} parameters trainable",
-        report.method, report.lora, report.kernels, report.trainable_parameters, report.total_parameters
+        "method       {} ({} LoRA, {} kernels, {}{checkpointing}), {} of {} parameters trainable",
+        report.method, report.lora, report.kernels, report.precision, report.trainable_parameters, report.total_parameters
     );
     println!("batch        {} x {} tokens, {} timed steps", report.batch_size, report.seq_len, report.steps);
     println!("throughput   {:.1} tokens/s, {:.0} ms/step", report.tokens_per_second, report.ms_per_step);

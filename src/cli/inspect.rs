@@ -45,7 +45,7 @@ pub fn run(args: InspectArgs) -> Result<()> {
     println!("trainable      {} ({trainable}, {:.3}%)", human_count(trainable), 100.0 * trainable as f64 / total as f64);
     // What is kept for the backward pass depends on the device's kernels.
     let device = ComputeDevice::open(config.device)?;
-    let plan = StepPlan::new(config.fused_kernels, is_wgpu(&device.device), config.gradient_checkpointing);
+    let plan = StepPlan::new(config.fused_kernels, is_wgpu(&device.device), config.gradient_checkpointing, config.precision);
     let m = estimate_memory(c, &config.method, config.batch_size, config.data.max_seq_len, plan);
     println!("memory for batch {} x {} tokens on {} (estimate):", config.batch_size, config.data.max_seq_len, device.description);
     println!("  weights      {}", human_bytes(m.weights));

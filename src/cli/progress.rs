@@ -59,11 +59,11 @@ fn show(events: Receiver<TrainEvent>, plain: bool) {
             }
             TrainEvent::Step(m) => {
                 bar.set_position(m.step as u64);
+                let grad = if m.skipped { "overflow, update skipped".to_string() } else { format!("{:.3}", m.grad_norm) };
                 let msg = format!(
-                    "loss {:.4}  lr {:.2e}  |g| {:.3}  {:.0} tok/s  ETA {}",
+                    "loss {:.4}  lr {:.2e}  |g| {grad}  {:.0} tok/s  ETA {}",
                     m.loss,
                     m.lr,
-                    m.grad_norm,
                     m.tokens_per_second,
                     clock(m.eta_seconds)
                 );

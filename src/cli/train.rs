@@ -9,6 +9,7 @@ use clap::Args;
 use wgtune::data::{BadRecords, DatasetFormat, LongRecords};
 use wgtune::device::DeviceChoice;
 use wgtune::method::{LORA_TARGETS, LoraSettings, Method};
+use wgtune::model::Precision;
 use wgtune::train::{EventSink, ScheduleKind, TrainConfig, resume_config, train};
 
 use super::progress::TrainProgress;
@@ -136,6 +137,9 @@ pub struct TrainArgs {
     /// Keep only each decoder layer's input and recompute the layer in the backward pass: far less activation memory, about one more forward pass of time [default: off].
     #[arg(long)]
     pub gradient_checkpointing: bool,
+    /// f16 stores the frozen weights in half precision and runs their matmuls in it, with a dynamic loss scale; LoRA only, on a device with shader-f16 [default: f32].
+    #[arg(long)]
+    pub precision: Option<Precision>,
     /// Where to train: auto (a hardware GPU through wgpu, else the CPU), wgpu (any adapter: Vulkan, Metal, DX12, GL) or cpu [default: auto].
     #[arg(long)]
     pub device: Option<DeviceChoice>,
@@ -180,6 +184,7 @@ impl TrainArgs {
             data => c.data.train_file,
             output => c.output_dir,
             device => c.device,
+            precision => c.precision,
             seed => c.seed,
             batch_size => c.batch_size,
             grad_accumulation => c.grad_accumulation,

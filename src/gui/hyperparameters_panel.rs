@@ -4,6 +4,7 @@
 use crate::device::DeviceChoice;
 use crate::inspect::{StepPlan, estimate_memory, human_bytes, human_count, trainable_count};
 use crate::method::{LORA_TARGETS, LoraSettings, Method};
+use crate::model::Precision;
 use crate::train::ScheduleKind;
 use eframe::egui;
 
@@ -84,7 +85,7 @@ impl WgtuneApp {
         };
         let config = &self.settings.config;
         let trainable = trainable_count(&model.config, &config.method);
-        let plan = StepPlan::new(config.fused_kernels, self.device_on_wgpu, config.gradient_checkpointing);
+        let plan = StepPlan::new(config.fused_kernels, self.device_on_wgpu, config.gradient_checkpointing, config.precision);
         let memory = estimate_memory(&model.config, &config.method, config.batch_size, config.data.max_seq_len, plan);
         ui.horizontal(|ui| {
             ui.label(
@@ -173,7 +174,18 @@ impl WgtuneApp {
                 ui.add(egui::Slider::new(&mut c.data.max_seq_len, 16..=8192).logarithmic(true));
                 ui.end_row();
                 ui.label("Memory");
-                ui.checkbox(&mut c.gradient_checkpointing, "Gradient checkpointing (recompute each layer: less memory, slower)");
+                ui.vertical(|ui| {
+                    ui.checkbox(&mut c.gradient_checkpointing, "Gradient checkpointing (recompute each layer: less memory, slower)");
+                    let lora = c.method.lora().is_some();
+                    if !lora {
+                        c.precision = Precision::F32;
+                    }
+                    let mut f16 = c.precision == Precision::F16;
+                    let label = "Frozen weights in f16 (LoRA: half their memory)";
+                    if ui.add_enabled(lora, egui::Checkbox::new(&mut f16, label)).changed() {
+                        c.precision = if f16 { Precision::F16 } else { Precision::F32 };
+                    }
+                });
                 ui.end_row();
                 ui.label("Evaluate every (steps, 0: at the end)");
                 ui.add(egui::DragValue::new(&mut c.eval_every).range(0..=1_000_000));

@@ -215,7 +215,7 @@ fn plots_ui(ui: &mut egui::Ui, t: &TrainingPanel) {
     let smoothed = smooth(&loss, 0.9);
     let validation: Vec<[f64; 2]> = t.evals.iter().map(|e| [e.step as f64, e.loss]).collect();
     let lr: Vec<[f64; 2]> = t.steps.iter().map(|m| [m.step as f64, m.lr]).collect();
-    let grad: Vec<[f64; 2]> = t.steps.iter().map(|m| [m.step as f64, m.grad_norm]).collect();
+    let grad: Vec<[f64; 2]> = t.steps.iter().filter(|m| !m.skipped).map(|m| [m.step as f64, m.grad_norm]).collect();
 
     ui.label(egui::RichText::new("Loss").strong());
     Plot::new("loss-plot").height(260.0).legend(Legend::default()).x_axis_label("step").show(ui, |plot| {

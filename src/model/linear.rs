@@ -9,6 +9,8 @@
 use burn::module::{Module, Param};
 use burn::tensor::{Distribution, Tensor};
 
+use super::precision::{matmul, to_f32};
+
 #[derive(Module, Debug)]
 pub struct Linear {
     /// `[d_in, d_out]`: the transpose of the Hugging Face layout, so that forward is `x·W`.
@@ -39,7 +41,7 @@ impl Linear {
         let x = x.reshape([batch * len, d_in]);
         let mut y = match self.weight.adapter() {
             Some(adapter) if !lora.materialize => {
-                let base = x.clone().matmul(self.weight.base());
+                let base = matmul(x.clone(), self.weight.base());
                 let x = if lora.dropout > 0.0 {
                     let keep = 1.0 - lora.dropout;
                     let mask = x.random_like(Distribution::Bernoulli(keep));
@@ -50,7 +52,7 @@ impl Linear {
                 let update = x.matmul(adapter.a.val()).matmul(adapter.b.val());
                 base + update.mul_scalar(adapter.scale)
             }
-            _ => x.matmul(self.weight.val()),
+            _ => matmul(x, self.weight.val()),
         };
         if let Some(bias) = &self.bias {
             y = y + bias.val().unsqueeze::<2>();
@@ -58,8 +60,8 @@ impl Linear {
         y.reshape([batch, len, self.d_out()])
     }
 
-    /// The effective weight `[d_in, d_out]`, with any adapter merged in.
+    /// The effective weight `[d_in, d_out]` in f32, with any adapter merged in.
     pub fn merged_weight(&self) -> Tensor<2> {
-        self.weight.val()
+        to_f32(self.weight.val())
     }
 }

@@ -10,6 +10,7 @@ use burn::tensor::{Device, Int, Tensor};
 
 use super::config::ModelConfig;
 use super::linear::{Linear, LoraForward};
+use super::precision::to_f32;
 use super::rope::{Rope, apply_rotary};
 use crate::kernels;
 
@@ -226,7 +227,7 @@ impl CausalLm {
 
     /// The token embeddings, `[batch, len, hidden]`.
     pub fn embed(&self, input_ids: Tensor<2, Int>) -> Tensor<3> {
-        burn::tensor::module::embedding(self.embed_tokens.weight.val(), input_ids)
+        to_f32(burn::tensor::module::embedding(self.embed_tokens.weight.val(), input_ids))
     }
 
     /// What every layer of a forward pass over `len` tokens from position `start` shares.
@@ -283,7 +284,7 @@ impl CausalLm {
     pub fn head_weight(&self) -> Tensor<2> {
         match &self.lm_head {
             Some(head) => head.merged_weight(),
-            None => self.embed_tokens.weight.val().transpose(),
+            None => to_f32(self.embed_tokens.weight.val()).transpose(),
         }
     }
 

@@ -36,6 +36,9 @@ pub struct TrainerState {
     /// Index of the next batch within that epoch.
     pub batch_in_epoch: usize,
     pub last_loss: Option<f64>,
+    /// The f16 loss scale, so that a resumed run does not overflow its way back down to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scale: Option<f64>,
 }
 
 pub fn checkpoint_dir(run_dir: &Path, step: usize) -> PathBuf {

@@ -8,6 +8,7 @@ use crate::data::DataConfig;
 use crate::device::DeviceChoice;
 use crate::error::{Error, Result};
 use crate::method::Method;
+use crate::model::Precision;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -90,6 +91,8 @@ pub struct TrainConfig {
     pub fused_kernels: bool,
     /// Keep only each decoder layer's input and recompute the layer in the backward pass.
     pub gradient_checkpointing: bool,
+    /// Store the frozen weights and run their matmuls in f16 (LoRA only).
+    pub precision: Precision,
     pub data: DataConfig,
     pub method: Method,
     pub optim: OptimizerConfig,
@@ -112,6 +115,7 @@ impl Default for TrainConfig {
             materialize_lora: false,
             fused_kernels: true,
             gradient_checkpointing: false,
+            precision: Precision::F32,
             data: DataConfig::default(),
             method: Method::default(),
             optim: OptimizerConfig::default(),
@@ -161,6 +165,12 @@ impl TrainConfig {
         }
         if let Some(lora) = self.method.lora() {
             lora.validate()?;
+        }
+        if self.precision == Precision::F16 && self.method.lora().is_none() {
+            return Err(Error::setting(
+                "precision",
+                "f16 stores the frozen weights in half precision, so it needs the LoRA method; full and partial fine-tuning train in f32",
+            ));
         }
         Ok(())
     }

@@ -15,7 +15,12 @@ pub struct StepMetrics {
     pub epoch: f64,
     pub loss: f64,
     pub lr: f64,
+    /// Global gradient norm before clipping; 0 when the update was skipped.
     pub grad_norm: f64,
+    /// The gradients overflowed at the f16 loss scale, so this step updated nothing and the
+    /// scale was halved.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skipped: bool,
     pub tokens_per_second: f64,
     pub elapsed_seconds: f64,
     pub eta_seconds: f64,

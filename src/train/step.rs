@@ -39,6 +39,11 @@ pub struct StepInputs<'a> {
     pub gradient_checkpointing: bool,
     /// Seeds the step's dropout masks.
     pub seed: u64,
+    /// The loss is multiplied by this before the backward pass and the gradients divided by it
+    /// after (see `LossScale`); 1 in f32.
+    pub loss_scale: f64,
+    /// Whether a step whose gradients overflow is skipped rather than an error.
+    pub skip_overflow: bool,
 }
 
 pub struct StepOutcome {
@@ -47,6 +52,8 @@ pub struct StepOutcome {
     pub loss: f64,
     /// Global gradient norm before clipping.
     pub grad_norm: f64,
+    /// The gradients overflowed at this loss scale and the model was left as it was.
+    pub overflowed: bool,
 }
 
 /// The loss or the gradient is not finite; the model was left as it was.
@@ -78,18 +85,23 @@ pub fn optimizer_step(
 
     let clock = Phase::start(device, timings.is_some());
     let grads = accumulator.grads();
-    let grad_norm = AdamW::grad_norm(&model, &grads);
+    let grad_norm = AdamW::grad_norm(&model, &grads) / inputs.loss_scale;
+    if loss_sum.is_finite() && !grad_norm.is_finite() && inputs.skip_overflow {
+        clock.stop(timings, |t| &mut t.optimizer);
+        return Ok(StepOutcome { model, loss: loss_sum, grad_norm, overflowed: true });
+    }
     if !loss_sum.is_finite() || !grad_norm.is_finite() {
         return Err(NonFiniteStep { model, loss: loss_sum, grad_norm });
     }
-    let scale = if inputs.max_grad_norm > 0.0 { (inputs.max_grad_norm / (grad_norm + 1e-6)).min(1.0) } else { 1.0 };
-    let model = optimizer.step(model, grads, inputs.lr, scale);
+    let clip = if inputs.max_grad_norm > 0.0 { (inputs.max_grad_norm / (grad_norm + 1e-6)).min(1.0) } else { 1.0 };
+    let model = optimizer.step(model, grads, inputs.lr, clip / inputs.loss_scale);
     clock.stop(timings, |t| &mut t.optimizer);
-    Ok(StepOutcome { model, loss: loss_sum, grad_norm })
+    Ok(StepOutcome { model, loss: loss_sum, grad_norm, overflowed: false })
 }
 
-/// One micro-batch's loss divided by `divisor`, and the gradients of that loss; `None` when the
-/// batch has no target. `index` is its place in the step, for its dropout masks.
+/// One micro-batch's loss divided by `divisor`, and the gradients of that loss times
+/// `inputs.loss_scale`; `None` when the batch has no target. `index` is its place in the step,
+/// for its dropout masks.
 pub fn batch_gradients(
     model: &CausalLm,
     batch: &Batch,
@@ -116,7 +128,7 @@ pub fn batch_gradients(
     clock.stop(timings.as_deref_mut(), |t| &mut t.forward);
 
     let clock = Phase::start(device, timings.is_some());
-    let grads = loss.backward();
+    let grads = loss.clone().mul_scalar(inputs.loss_scale).backward();
     let loss = loss.into_scalar::<f32>() as f64;
     let grads = match checkpoints {
         Some(checkpoints) => checkpoints.backward(model, grads),

@@ -11,6 +11,7 @@ use super::checkpoint::{self, TrainerState};
 use super::config::TrainConfig;
 use super::events::{EvalMetrics, EventSink, RunInfo, RunSummary, StepMetrics, TrainCommand, TrainEvent};
 use super::loss::{Targets, chunk_rows, cross_entropy_sum};
+use super::loss_scale::LossScale;
 use super::metrics::MetricsLog;
 use super::optimizer::AdamW;
 use super::schedule::Schedule;
@@ -21,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::generate::generate_text;
 use crate::method::trainable_parameters;
-use crate::model::{CausalLm, ForwardOptions, LoraForward, ModelFolder};
+use crate::model::{CausalLm, ForwardOptions, LoraForward, ModelFolder, Precision};
 use crate::tokenizer::TextTokenizer;
 
 pub const RUN_CONFIG_FILE: &str = "run.toml";
@@ -67,6 +68,7 @@ struct Run<'a> {
     device: ComputeDevice,
     model: CausalLm,
     optimizer: AdamW,
+    loss_scale: LossScale,
     schedule: Schedule,
     state: TrainerState,
     total_steps: usize,
@@ -104,8 +106,11 @@ impl<'a> Run<'a> {
 
         let device = ComputeDevice::open(config.device)?;
         events.send(TrainEvent::Preparing(format!("Loading weights on {}", device.description)));
+        if config.precision == Precision::F16 && !device.supports_f16 {
+            return Err(Error::setting("precision", format!("{} cannot compute in f16 (no shader-f16); use f32", device.description)));
+        }
         device.device.seed(config.seed);
-        let model = folder.load(&device.autodiff())?;
+        let model = config.precision.store_weights(folder.load(&device.autodiff())?);
         let model = config.method.apply(model)?;
 
         let run_dir = &config.output_dir;
@@ -142,6 +147,7 @@ impl<'a> Run<'a> {
             device,
             model,
             optimizer,
+            loss_scale: LossScale::resume(config.precision, state.loss_scale),
             schedule,
             state,
             total_steps,
@@ -189,6 +195,7 @@ impl<'a> Run<'a> {
             }
             let step_started = Instant::now();
             let (loss, grad_norm, lr, tokens) = self.step()?;
+            let skipped = grad_norm.is_none();
             self.state.step += 1;
             self.state.last_loss = Some(loss);
 
@@ -204,7 +211,8 @@ impl<'a> Run<'a> {
                 epoch: self.state.epoch as f64 + self.state.batch_in_epoch as f64 / self.batches_per_epoch.max(1) as f64,
                 loss,
                 lr,
-                grad_norm,
+                grad_norm: grad_norm.unwrap_or(0.0),
+                skipped,
                 tokens_per_second: tok as f64 / secs.max(1e-9),
                 elapsed_seconds: started.elapsed().as_secs_f64(),
                 eta_seconds: per_step * (self.total_steps - self.state.step) as f64,
@@ -304,8 +312,9 @@ impl<'a> Run<'a> {
         out
     }
 
-    /// One optimizer step; returns (loss, grad norm before clipping, lr, tokens).
-    fn step(&mut self) -> Result<(f64, f64, f64, usize)> {
+    /// One optimizer step; returns (loss, grad norm before clipping or `None` when the gradients
+    /// overflowed and the update was skipped, lr, tokens).
+    fn step(&mut self) -> Result<(f64, Option<f64>, f64, usize)> {
         let batches = self.next_batches();
         let tokens = batches.iter().map(|(_, t)| t).sum();
         let batches: Vec<Batch> = batches.into_iter().map(|(b, _)| b).collect();
@@ -319,12 +328,16 @@ impl<'a> Run<'a> {
             gradient_checkpointing: self.config.gradient_checkpointing,
             // Seeding per step makes dropout identical whether or not the run was resumed.
             seed: self.config.seed.wrapping_add(self.state.step as u64 + 1),
+            loss_scale: self.loss_scale.value(),
+            skip_overflow: self.loss_scale.can_skip_overflow(),
         };
         let model = self.model.clone();
         match optimizer_step(model, &mut self.optimizer, &inputs, &self.device.autodiff(), None) {
             Ok(outcome) => {
                 self.model = outcome.model;
-                Ok((outcome.loss, outcome.grad_norm, lr, tokens))
+                self.loss_scale.update(outcome.overflowed);
+                let grad_norm = (!outcome.overflowed).then_some(outcome.grad_norm);
+                Ok((outcome.loss, grad_norm, lr, tokens))
             }
             Err(bad) => Err(self.non_finite(bad.loss, bad.grad_norm, lr)),
         }
@@ -336,10 +349,11 @@ impl<'a> Run<'a> {
             Some(dir) => format!("the last good checkpoint is {}", dir.display()),
             None => "no checkpoint had been written yet".to_string(),
         };
-        Error::NonFinite(format!(
-            "training stopped at step {}: {what} (learning rate {lr:.3e}); lower the learning rate or check the data; {kept}",
-            self.state.step + 1
-        ))
+        let remedy = match self.config.precision {
+            Precision::F16 => "lower the learning rate, check the data, or train in f32 (the model's values may not fit in f16)",
+            Precision::F32 => "lower the learning rate or check the data",
+        };
+        Error::NonFinite(format!("training stopped at step {}: {what} (learning rate {lr:.3e}); {remedy}; {kept}", self.state.step + 1))
     }
 
     fn forward_options(&self, training: bool) -> ForwardOptions {
@@ -384,6 +398,7 @@ impl<'a> Run<'a> {
     }
 
     fn save(&mut self) -> Result<()> {
+        self.state.loss_scale = self.loss_scale.saved();
         let path = checkpoint::save(&self.model, self.config, &self.optimizer, &self.state)?;
         self.events.send(TrainEvent::CheckpointSaved { step: self.state.step, path: path.clone() });
         self.last_checkpoint = Some(path);

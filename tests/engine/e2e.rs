@@ -6,7 +6,7 @@ use std::sync::mpsc::channel;
 use wgtune::data::DataConfig;
 use wgtune::device::DeviceChoice;
 use wgtune::method::{LoraSettings, Method};
-use wgtune::model::{ForwardOptions, ModelFolder};
+use wgtune::model::{ForwardOptions, ModelFolder, Precision};
 use wgtune::session::LoadedModel;
 use wgtune::train::{EventSink, OptimizerConfig, ScheduleKind, TrainConfig, TrainEvent, read_metrics, train, train_with_model};
 
@@ -89,6 +89,35 @@ fn lora_run_halves_the_loss_and_exports_reload_identically_on_wgpu() {
     let _turn = one_run_at_a_time();
     if crate::common::devices().iter().any(|d| d.choice == DeviceChoice::Wgpu) {
         lora_round_trip(DeviceChoice::Wgpu);
+    }
+}
+
+/// LoRA over f16 frozen weights trains like f32, and the merged export of the model as it is in
+/// memory is the source's f32 weights plus the adapter's update, not the f16 copy plus it.
+#[test]
+fn lora_over_f16_weights_halves_the_loss_and_exports_the_f32_base_plus_the_update() {
+    let _turn = one_run_at_a_time();
+    for device in crate::common::devices().iter().map(|d| d.choice) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = tiny_config(&dir.path().join("run"), device);
+        config.precision = Precision::F16;
+        let (_tx, rx) = channel();
+        let (summary, trained) = train_with_model(&config, false, &EventSink::none(), &rx).unwrap();
+        let (first, last) = first_and_last_loss(&config.output_dir);
+        assert!(last <= first / 2.0, "{device}: training loss went from {first} to {last}, not below half");
+
+        let source = ModelFolder::open(&config.model).unwrap();
+        let in_memory = dir.path().join("in-memory");
+        wgtune::export::export_merged(&trained, &source, &in_memory, None, |_, _| {}).unwrap();
+        let reloaded = dir.path().join("reloaded");
+        let f32_model = LoadedModel::load(&config.model, device).unwrap().with_trained(&summary.final_checkpoint).unwrap();
+        f32_model.export_merged(&reloaded, None, |_, _| {}).unwrap();
+        let (a, b) = (ModelFolder::open(&in_memory).unwrap(), ModelFolder::open(&reloaded).unwrap());
+        let name = "model.layers.0.self_attn.q_proj.weight";
+        let shape = source.weights.shape(name).unwrap();
+        let (x, y) = (a.weights.read(name, &shape).unwrap(), b.weights.read(name, &shape).unwrap());
+        let worst = x.values.iter().zip(&y.values).map(|(p, q)| (p - q).abs()).fold(0.0f32, f32::max);
+        assert!(worst < 1e-6, "{device}: {name} differs by {worst} between the in-memory and the reloaded export");
     }
 }
 

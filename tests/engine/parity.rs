@@ -4,14 +4,14 @@
 use std::collections::HashMap;
 
 use burn::optim::GradientsParams;
-use burn::tensor::Device;
+use burn::tensor::{DType, Device};
 use wgtune::data::{Batch, IGNORE};
 use wgtune::generate::{GenerationSettings, generate_ids};
 use wgtune::method::Method;
-use wgtune::model::{CausalLm, ForwardOptions, HostTensor, ModelFolder, hf_name, is_transposed, transpose};
+use wgtune::model::{CausalLm, ForwardOptions, HostTensor, ModelFolder, Precision, hf_name, is_transposed, transpose};
 use wgtune::params::{gradients_by_path, named_parameters};
 use wgtune::peft;
-use wgtune::train::{AdamW, OptimizerConfig, StepInputs, Targets, batch_gradients, cross_entropy_sum};
+use wgtune::train::{AdamW, OptimizerConfig, StepInputs, Targets, batch_gradients, cross_entropy_sum, optimizer_step};
 
 use crate::common::{Golden, assert_close, devices, fixture, one_run_at_a_time, values};
 
@@ -42,8 +42,8 @@ fn mean_loss(model: &CausalLm, batch: &Batch, device: &Device) -> burn::tensor::
 }
 
 /// The mean loss and its gradients, as a training step computes them, with or without gradient
-/// checkpointing.
-fn loss_and_gradients(model: &CausalLm, batch: &Batch, device: &Device, gradient_checkpointing: bool) -> (f64, GradientsParams) {
+/// checkpointing; the gradients are those of the loss times `loss_scale`.
+fn loss_and_gradients(model: &CausalLm, batch: &Batch, device: &Device, gradient_checkpointing: bool, loss_scale: f64) -> (f64, GradientsParams) {
     let inputs = StepInputs {
         batches: std::slice::from_ref(batch),
         lr: 0.0,
@@ -52,6 +52,8 @@ fn loss_and_gradients(model: &CausalLm, batch: &Batch, device: &Device, gradient
         chunk: 7,
         gradient_checkpointing,
         seed: 0,
+        loss_scale,
+        skip_overflow: false,
     };
     batch_gradients(model, batch, batch.target_count(), 0, &inputs, device, None).expect("targets")
 }
@@ -144,7 +146,7 @@ fn lora_gradients_and_adamw_step_match_peft_and_torch() {
         for (dev, checkpointing) in devices().into_iter().flat_map(|d| [(d.clone(), false), (d, true)]) {
             let device = dev.autodiff();
             let (model, _) = peft::load_adapter(folder.load(&device).unwrap(), &fixture(name).join("adapter")).unwrap();
-            let (loss, grads) = loss_and_gradients(&model, &batch, &device, checkpointing);
+            let (loss, grads) = loss_and_gradients(&model, &batch, &device, checkpointing, 1.0);
             assert!((loss - golden.scalar("lora_loss_masked")).abs() < TOL, "{name} loss {loss} (gradient checkpointing: {checkpointing})");
 
             let by_path = gradients_by_path(&model, &grads);
@@ -184,6 +186,87 @@ fn lora_gradients_and_adamw_step_match_peft_and_torch() {
     }
 }
 
+/// Frozen weights in f16 (and their matmuls, and the gradients flowing back through them): the
+/// loss and the LoRA gradients stay within half precision of PEFT's f32 values, and the loss scale
+/// leaves no trace in them.
+#[test]
+fn lora_with_f16_weights_stays_within_half_precision_of_peft() {
+    let _turn = one_run_at_a_time();
+    const LOSS_SCALE: f64 = 1024.0;
+    for name in MODELS {
+        let folder = ModelFolder::open(&fixture(name)).unwrap();
+        let golden = Golden::open(&fixture(name).join("golden.safetensors"));
+        let batch = golden_batch(&golden, "labels");
+        for (dev, checkpointing) in devices().into_iter().flat_map(|d| [(d.clone(), false), (d, true)]) {
+            let device = dev.autodiff();
+            let model = Precision::F16.store_weights(folder.load(&device).unwrap());
+            let (model, _) = peft::load_adapter(model, &fixture(name).join("adapter")).unwrap();
+            assert_eq!(model.layers[0].mlp.up_proj.weight.base().dtype(), DType::F16);
+            assert_eq!(model.layers[0].mlp.up_proj.weight.adapter().unwrap().a.val().dtype(), DType::F32);
+            let what = format!("{name} on {} in f16 (gradient checkpointing: {checkpointing})", dev.choice);
+            let (loss, grads) = loss_and_gradients(&model, &batch, &device, checkpointing, LOSS_SCALE);
+            let want = golden.scalar("lora_loss_masked");
+            assert!((loss - want).abs() < 1e-2, "{what}: loss {loss} against {want}");
+            let by_path = gradients_by_path(&model, &grads);
+            let mut compared = 0;
+            for (path, grad) in by_path.iter().filter(|(p, _)| p.contains(".lora.")) {
+                let peft_name = peft::peft_name(path).unwrap();
+                let want = golden_param(&golden, &format!("lora_grad.{peft_name}"), path);
+                let unscaled: Vec<f32> = grad.values.iter().map(|g| (*g as f64 / LOSS_SCALE) as f32).collect();
+                // f16 keeps 11 significant bits: 1 % of the tensor's largest gradient.
+                let largest = want.1.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+                assert_close(&format!("{what}: grad {peft_name}"), &unscaled, &grad.shape, &want, 1e-2 * largest);
+                compared += 1;
+            }
+            assert_eq!(compared, golden.names().filter(|n| n.starts_with("lora_grad.")).count(), "{what}");
+        }
+    }
+}
+
+/// A step whose scaled gradients overflow f16 updates nothing when the run may skip it, and is an
+/// error when it may not.
+#[test]
+fn an_overflowing_f16_step_is_skipped_and_leaves_the_model_as_it_was() {
+    let _turn = one_run_at_a_time();
+    let folder = ModelFolder::open(&fixture("tiny-llama")).unwrap();
+    let golden = Golden::open(&fixture("tiny-llama").join("golden.safetensors"));
+    let batch = golden_batch(&golden, "labels");
+    let factors = |m: &CausalLm| -> Vec<Vec<f32>> {
+        named_parameters(m).into_iter().filter(|p| p.is_adapter_factor()).map(|p| p.to_host().values).collect()
+    };
+    for dev in devices() {
+        let device = dev.autodiff();
+        let model = Precision::F16.store_weights(folder.load(&device).unwrap());
+        let (model, _) = peft::load_adapter(model, &fixture("tiny-llama").join("adapter")).unwrap();
+        let before = factors(&model);
+        let mut inputs = StepInputs {
+            batches: std::slice::from_ref(&batch),
+            lr: 1e-2,
+            max_grad_norm: 1.0,
+            options: ForwardOptions::default(),
+            chunk: 7,
+            gradient_checkpointing: false,
+            seed: 0,
+            loss_scale: 1e30,
+            skip_overflow: true,
+        };
+        let mut optimizer = AdamW::new(&adamw(), true);
+        let outcome = optimizer_step(model, &mut optimizer, &inputs, &device, None).unwrap();
+        assert!(outcome.overflowed, "on {}: grad norm {}", dev.choice, outcome.grad_norm);
+        assert!((outcome.loss - golden.scalar("lora_loss_masked")).abs() < 1e-2, "the loss is reported unscaled: {}", outcome.loss);
+        assert_eq!(factors(&outcome.model), before, "on {}: a skipped step changes nothing", dev.choice);
+
+        inputs.skip_overflow = false;
+        let err = optimizer_step(outcome.model, &mut optimizer, &inputs, &device, None).err().unwrap();
+        assert!(!err.grad_norm.is_finite());
+
+        inputs.loss_scale = 1024.0;
+        let outcome = optimizer_step(err.model, &mut optimizer, &inputs, &device, None).unwrap();
+        assert!(!outcome.overflowed && outcome.grad_norm.is_finite());
+        assert_ne!(factors(&outcome.model), before, "on {}: at a sane scale the step updates", dev.choice);
+    }
+}
+
 #[test]
 fn full_fine_tuning_gradients_and_adamw_step_match_torch() {
     for name in MODELS {
@@ -193,7 +276,7 @@ fn full_fine_tuning_gradients_and_adamw_step_match_torch() {
         for (dev, checkpointing) in devices().into_iter().flat_map(|d| [(d.clone(), false), (d, true)]) {
             let device = dev.autodiff();
             let model = Method::Full.apply(folder.load(&device).unwrap()).unwrap();
-            let (_, grads) = loss_and_gradients(&model, &batch, &device, checkpointing);
+            let (_, grads) = loss_and_gradients(&model, &batch, &device, checkpointing, 1.0);
             let by_path = gradients_by_path(&model, &grads);
             assert_eq!(by_path.len(), golden.names().filter(|n| n.starts_with("full_grad.")).count());
             for (path, grad) in &by_path {

@@ -10,7 +10,7 @@ use wgtune::device::DeviceChoice;
 use wgtune::gui::{FilePicker, PickKind, Tab, WgtuneApp};
 use wgtune::inspect::{human_count, trainable_count};
 use wgtune::method::Method;
-use wgtune::model::ModelFolder;
+use wgtune::model::{ModelFolder, Precision};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
@@ -88,6 +88,16 @@ fn the_whole_journey_in_the_app() {
     assert!(matches!(&method, Method::Lora(l) if l.rank == 4), "{method:?}");
     let expected = trainable_count(&config, &method);
     assert!(after.contains(&human_count(expected)), "{after} should show {expected}");
+
+    // f16 frozen weights (LoRA) lower the memory estimate; unticked again for the run below.
+    let f32_memory = text_of(&harness, "Estimated training memory:");
+    harness.get_by_label("Frozen weights in f16 (LoRA: half their memory)").click();
+    harness.run_steps(2);
+    assert_eq!(harness.state().settings.config.precision, Precision::F16);
+    assert_ne!(text_of(&harness, "Estimated training memory:"), f32_memory);
+    harness.get_by_label("Frozen weights in f16 (LoRA: half their memory)").click();
+    harness.run_steps(2);
+    assert_eq!(harness.state().settings.config.precision, Precision::F32);
 
     // A short run on the CPU, in the temporary directory.
     {
