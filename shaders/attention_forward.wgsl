@@ -65,7 +65,6 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     }
     var m = NEG;
     var l = 0.0;
-    var scores: array<f32, TILE>;
 
     for (var start = 0u; start < key_end; start += TILE) {
         for (var e = lid; e < TILE * D; e += BLOCK) {
@@ -77,36 +76,29 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         }
         workgroupBarrier();
         if in_range {
-            var tile_max = NEG;
-            for (var jj = 0u; jj < TILE; jj++) {
-                let j = start + jj;
-                var s = NEG;
-                if j < kv_len && j <= pos && (window == 0u || pos - j < window) {
-                    s = 0.0;
-                    for (var d = 0u; d < D; d++) {
-                        s += dot(qr[d], k_tile[jj * D + d]);
-                    }
-                }
-                scores[jj] = s;
-                tile_max = max(tile_max, s);
-            }
-            if tile_max > NEG {
-                let m_new = max(m, tile_max);
-                let correction = exp(m - m_new);
-                l *= correction;
+            // The keys of this tile the row sees: a contiguous range, so the inner loop has no mask.
+            let lo = select(0u, pos + 1u - min(window, pos + 1u), window != 0u);
+            let first = max(start, lo);
+            let last = min(min(start + TILE, kv_len), pos + 1u);
+            for (var j = first; j < last; j++) {
+                let jj = j - start;
+                var s = 0.0;
                 for (var d = 0u; d < D; d++) {
-                    acc[d] *= correction;
+                    s += dot(qr[d], k_tile[jj * D + d]);
                 }
-                for (var jj = 0u; jj < TILE; jj++) {
-                    if scores[jj] > NEG {
-                        let p = exp(scores[jj] - m_new);
-                        l += p;
-                        for (var d = 0u; d < D; d++) {
-                            acc[d] += p * v_tile[jj * D + d];
-                        }
+                if s > m {
+                    let correction = exp(m - s);
+                    l *= correction;
+                    for (var d = 0u; d < D; d++) {
+                        acc[d] *= correction;
                     }
+                    m = s;
                 }
-                m = m_new;
+                let p = exp(s - m);
+                l += p;
+                for (var d = 0u; d < D; d++) {
+                    acc[d] += p * v_tile[jj * D + d];
+                }
             }
         }
         workgroupBarrier();
