@@ -111,12 +111,15 @@ pub struct BenchReport {
 pub fn run(config: &BenchConfig) -> Result<BenchReport> {
     let kernel_log = if config.profile_kernels { Some(KernelLog::enable()?) } else { None };
     let device = ComputeDevice::open(config.device)?;
+    if config.precision == Precision::F16 && (config.method.lora().is_none() || !device.supports_f16) {
+        return Err(Error::setting("precision", format!("f16 needs the LoRA method and a device with shader-f16 ({})", device.description)));
+    }
     let train_device = device.autodiff();
     device.device.seed(0);
     let (name, model_config, model) = match &config.model {
         BenchModel::Folder(path) => {
             let folder = ModelFolder::open(path)?;
-            let model = folder.load(&train_device)?;
+            let model = folder.load_in(&train_device, config.precision)?;
             (path.display().to_string(), folder.config.clone(), model)
         }
         BenchModel::Shape { name, layers } => {
@@ -129,14 +132,11 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
                 }
                 None => name.clone(),
             };
-            let model = random_model(&c, &train_device);
+            let model = random_model(&c, &train_device, config.precision);
             (label, c, model)
         }
     };
-    if config.precision == Precision::F16 && (config.method.lora().is_none() || !device.supports_f16) {
-        return Err(Error::setting("precision", format!("f16 needs the LoRA method and a device with shader-f16 ({})", device.description)));
-    }
-    let mut model: CausalLm = config.method.apply(config.precision.store_weights(model))?;
+    let mut model: CausalLm = config.method.apply(model)?;
     let batch = random_batch(&model_config, config.batch_size, config.seq_len);
     let mut optimizer = AdamW::new(&OptimizerConfig::default(), config.fused);
     let options = ForwardOptions { lora: LoraForward { dropout: 0.0, materialize: config.materialize_lora }, fused: config.fused, dropout_seed: None };

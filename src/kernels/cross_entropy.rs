@@ -12,6 +12,7 @@ use burn::backend::{Autodiff, Dispatch, DispatchKindConversion, DispatchTensor};
 use burn::tensor::{Int, Tensor, TensorData};
 
 use super::extension::FusedKernels;
+use crate::model::weight_matmul;
 
 /// Σ over rows of `−log softmax(hidden · head)[target]`, `hidden` `[rows, dim]`, `head`
 /// `[dim, vocab]`, `chunk` rows of logits at a time. Differentiable with respect to both.
@@ -44,13 +45,13 @@ fn chunked(hidden: Tensor<2>, head: Tensor<2>, targets: &[u32], chunk: usize, wa
         let n = chunk.min(rows - start);
         let h = hidden.clone().narrow(0, start, n);
         let t = targets[start..start + n].to_vec();
-        let logits = h.clone().matmul(head.clone());
+        let logits = weight_matmul(h.clone(), head.clone());
         let (lse, nll) = Dispatch::cross_entropy_rows(logits.clone().into_dispatch(), t.clone());
         loss = loss + Tensor::<1>::from_dispatch(nll).sum();
         if wanted.hidden || wanted.head {
             let grad = Tensor::<2>::from_dispatch(Dispatch::cross_entropy_grad(logits.into_dispatch(), lse, t));
             if wanted.hidden {
-                grad_hidden.push(grad.clone().matmul(head_t.clone()));
+                grad_hidden.push(weight_matmul(grad.clone(), head_t.clone()));
             }
             if wanted.head {
                 let g = h.transpose().matmul(grad);

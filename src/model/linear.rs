@@ -9,7 +9,7 @@
 use burn::module::{Module, Param};
 use burn::tensor::{Distribution, Tensor};
 
-use super::precision::{matmul, to_f32};
+use super::precision::weight_matmul;
 
 #[derive(Module, Debug)]
 pub struct Linear {
@@ -41,7 +41,7 @@ impl Linear {
         let x = x.reshape([batch * len, d_in]);
         let mut y = match self.weight.adapter() {
             Some(adapter) if !lora.materialize => {
-                let base = matmul(x.clone(), self.weight.base());
+                let base = weight_matmul(x.clone(), self.weight.base());
                 let x = if lora.dropout > 0.0 {
                     let keep = 1.0 - lora.dropout;
                     let mask = x.random_like(Distribution::Bernoulli(keep));
@@ -52,16 +52,11 @@ impl Linear {
                 let update = x.matmul(adapter.a.val()).matmul(adapter.b.val());
                 base + update.mul_scalar(adapter.scale)
             }
-            _ => matmul(x, self.weight.val()),
+            _ => weight_matmul(x, self.weight.val()),
         };
         if let Some(bias) = &self.bias {
             y = y + bias.val().unsqueeze::<2>();
         }
         y.reshape([batch, len, self.d_out()])
-    }
-
-    /// The effective weight `[d_in, d_out]` in f32, with any adapter merged in.
-    pub fn merged_weight(&self) -> Tensor<2> {
-        to_f32(self.weight.val())
     }
 }

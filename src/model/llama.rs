@@ -10,7 +10,7 @@ use burn::tensor::{Device, Int, Tensor};
 
 use super::config::ModelConfig;
 use super::linear::{Linear, LoraForward};
-use super::precision::to_f32;
+use super::precision::{to_f32, weight_matmul};
 use super::rope::{Rope, apply_rotary};
 use crate::kernels;
 
@@ -280,11 +280,12 @@ impl CausalLm {
         out
     }
 
-    /// The output projection `[hidden, vocab]`.
+    /// The output projection `[hidden, vocab]`, in the precision the weights are stored in
+    /// (multiply by it with [`weight_matmul`]: an f16 head is never copied to f32).
     pub fn head_weight(&self) -> Tensor<2> {
         match &self.lm_head {
-            Some(head) => head.merged_weight(),
-            None => to_f32(self.embed_tokens.weight.val()).transpose(),
+            Some(head) => head.weight.val(),
+            None => self.embed_tokens.weight.val().transpose(),
         }
     }
 
@@ -292,7 +293,7 @@ impl CausalLm {
     /// `train::loss` instead, which never holds the whole `[tokens, vocab]` matrix.
     pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
         let [batch, len, dim] = hidden.dims();
-        let logits = hidden.reshape([batch * len, dim]).matmul(self.head_weight());
+        let logits = weight_matmul(hidden.reshape([batch * len, dim]), self.head_weight());
         let vocab = logits.dims()[1];
         logits.reshape([batch, len, vocab])
     }

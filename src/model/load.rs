@@ -3,11 +3,12 @@
 use std::path::{Path, PathBuf};
 
 use burn::module::Param;
-use burn::tensor::{Device, Distribution, Tensor, TensorData};
+use burn::tensor::{DType, Device, Distribution, Tensor, TensorData};
 
 use super::config::ModelConfig;
 use super::linear::Linear;
 use super::llama::{Attention, CausalLm, DecoderLayer, Embedding, Mlp, RmsNorm};
+use super::precision::Precision;
 use super::weights::{HostTensor, WeightDtype, WeightFiles};
 use crate::error::{Error, Result};
 
@@ -39,14 +40,22 @@ impl ModelFolder {
 
     /// Loads every weight onto `device`, in f32.
     pub fn load(&self, device: &Device) -> Result<CausalLm> {
-        Loader { source: Source::Files(&self.weights), device }.model(&self.config)
+        self.load_in(device, Precision::F32)
+    }
+
+    /// Loads every weight onto `device`, the matrices in `precision` (converted on the host, so
+    /// the device never holds them in f32) and the vectors in f32.
+    pub fn load_in(&self, device: &Device, precision: Precision) -> Result<CausalLm> {
+        Loader { source: Source::Files(&self.weights), device, matrices: precision.matrix_dtype() }.model(&self.config)
     }
 }
 
 /// A model of the given shape with random weights (normal, std 0.02; norms at one), built on the
 /// device; for benchmarks of shapes whose weights are not at hand.
-pub fn random_model(config: &ModelConfig, device: &Device) -> CausalLm {
-    Loader { source: Source::Random, device }.model(config).expect("random weights have the right shapes")
+pub fn random_model(config: &ModelConfig, device: &Device, precision: Precision) -> CausalLm {
+    Loader { source: Source::Random, device, matrices: precision.matrix_dtype() }
+        .model(config)
+        .expect("random weights have the right shapes")
 }
 
 enum Source<'a> {
@@ -57,6 +66,8 @@ enum Source<'a> {
 struct Loader<'a> {
     source: Source<'a>,
     device: &'a Device,
+    /// The dtype weight matrices are stored in.
+    matrices: DType,
 }
 
 impl Loader<'_> {
@@ -119,13 +130,18 @@ impl Loader<'_> {
     /// A `[rows, cols]` checkpoint matrix, stored as `[cols, rows]` when `transposed`.
     fn matrix(&self, name: &str, rows: usize, cols: usize, transposed: bool) -> Result<Param<Tensor<2>>> {
         let shape = if transposed { [cols, rows] } else { [rows, cols] };
+        let (device, dtype) = (self.device, self.matrices);
         match self.source {
             Source::Files(files) => {
                 let t = files.read(name, &[rows, cols])?;
                 let t = if transposed { transpose(&t) } else { t };
-                Ok(Param::from_data(TensorData::new(t.values, shape), self.device))
+                let data = TensorData::new(t.values, shape);
+                Ok(device.memory_persistent_allocations(data, |data| Param::from_tensor(Tensor::from_data(data, (device, dtype)))))
             }
-            Source::Random => Ok(Param::from_tensor(Tensor::random(shape, Distribution::Normal(0.0, 0.02), self.device))),
+            Source::Random => {
+                let t = Tensor::random(shape, Distribution::Normal(0.0, 0.02), device);
+                Ok(Param::from_tensor(if dtype == DType::F32 { t } else { t.cast(dtype) }))
+            }
         }
     }
 }

@@ -1,15 +1,12 @@
 //! Where the frozen weights live and their matmuls run: f32, or f16 with f32 activations.
 //!
-//! With f16, every weight matrix of the model is stored in half precision before LoRA attaches
-//! its f32 factors, which halves the memory of the frozen model. A matmul against an f16 weight
+//! With f16, every weight matrix of the model is loaded in half precision (LoRA then attaches its
+//! f32 factors), which halves the memory of the frozen model. A matmul against an f16 weight
 //! casts its input to f16 and its output back to f32, so norms, attention, the loss and every
 //! trainable factor stay in f32. Gradients flowing back through those matmuls are f16 too, which
 //! is why a run in f16 scales its loss (`train::LossScale`).
 
-use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::{DType, Tensor};
-
-use super::CausalLm;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -40,24 +37,18 @@ impl std::fmt::Display for Precision {
 }
 
 impl Precision {
-    /// Stores every weight matrix (projections, embeddings, head) in this precision; vectors
-    /// (norms, biases) stay f32. Call before anything is marked trainable.
-    pub fn store_weights(self, model: CausalLm) -> CausalLm {
-        struct Cast;
-        impl ModuleMapper for Cast {
-            fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-                if D == 2 { param.map(|t| t.cast(DType::F16)) } else { param }
-            }
-        }
+    /// The dtype weight matrices (projections, embeddings, head) are stored in; vectors (norms,
+    /// biases) stay f32.
+    pub fn matrix_dtype(self) -> DType {
         match self {
-            Self::F32 => model,
-            Self::F16 => model.map(&mut Cast),
+            Self::F32 => DType::F32,
+            Self::F16 => DType::F16,
         }
     }
 }
 
 /// `x · w` computed in `w`'s precision; the result is f32 like `x`.
-pub fn matmul<const D: usize>(x: Tensor<D>, w: Tensor<D>) -> Tensor<D> {
+pub fn weight_matmul<const D: usize>(x: Tensor<D>, w: Tensor<D>) -> Tensor<D> {
     let dtype = w.dtype();
     if dtype == x.dtype() { x.matmul(w) } else { x.cast(dtype).matmul(w).cast(DType::F32) }
 }

@@ -110,7 +110,7 @@ impl<'a> Run<'a> {
             return Err(Error::setting("precision", format!("{} cannot compute in f16 (no shader-f16); use f32", device.description)));
         }
         device.device.seed(config.seed);
-        let model = config.precision.store_weights(folder.load(&device.autodiff())?);
+        let model = folder.load_in(&device.autodiff(), config.precision)?;
         let model = config.method.apply(model)?;
 
         let run_dir = &config.output_dir;

@@ -118,6 +118,16 @@ fn lora_over_f16_weights_halves_the_loss_and_exports_the_f32_base_plus_the_updat
         let (x, y) = (a.weights.read(name, &shape).unwrap(), b.weights.read(name, &shape).unwrap());
         let worst = x.values.iter().zip(&y.values).map(|(p, q)| (p - q).abs()).fold(0.0f32, f32::max);
         assert!(worst < 1e-6, "{device}: {name} differs by {worst} between the in-memory and the reloaded export");
+
+        // The f16 model's logits (its head stays f16) against the same weights in f32.
+        let golden = Golden::open(&fixture("tiny-llama").join("golden.safetensors"));
+        let logits = |model: &wgtune::model::CausalLm| {
+            let d = model.device();
+            values(model.logits(model.hidden_states(golden.ids("input_ids", &d), None, ForwardOptions::default())))
+        };
+        let (half, shape) = logits(&trained);
+        let (full, _) = logits(&f32_model.model);
+        assert_close(&format!("{device}: f16 logits"), &half, &shape, &(shape.clone(), full.iter().map(|v| *v as f64).collect()), 5e-2);
     }
 }
 

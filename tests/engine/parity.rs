@@ -199,7 +199,7 @@ fn lora_with_f16_weights_stays_within_half_precision_of_peft() {
         let batch = golden_batch(&golden, "labels");
         for (dev, checkpointing) in devices().into_iter().flat_map(|d| [(d.clone(), false), (d, true)]) {
             let device = dev.autodiff();
-            let model = Precision::F16.store_weights(folder.load(&device).unwrap());
+            let model = folder.load_in(&device, Precision::F16).unwrap();
             let (model, _) = peft::load_adapter(model, &fixture(name).join("adapter")).unwrap();
             assert_eq!(model.layers[0].mlp.up_proj.weight.base().dtype(), DType::F16);
             assert_eq!(model.layers[0].mlp.up_proj.weight.adapter().unwrap().a.val().dtype(), DType::F32);
@@ -236,7 +236,7 @@ fn an_overflowing_f16_step_is_skipped_and_leaves_the_model_as_it_was() {
     };
     for dev in devices() {
         let device = dev.autodiff();
-        let model = Precision::F16.store_weights(folder.load(&device).unwrap());
+        let model = folder.load_in(&device, Precision::F16).unwrap();
         let (model, _) = peft::load_adapter(model, &fixture("tiny-llama").join("adapter")).unwrap();
         let before = factors(&model);
         let mut inputs = StepInputs {
