@@ -10,16 +10,17 @@ use burn::tensor::{Tensor, TensorData};
 
 use crate::model::{CausalLm, HostTensor, ParamRef};
 
-/// A float parameter seen from outside the module tree.
+/// A float parameter seen from outside the module tree. Values are read from the device only
+/// when asked for, so listing parameters (e.g. to save the adapter factors) computes nothing.
 #[derive(Clone, Debug)]
 pub struct NamedParam {
     pub path: String,
     pub shape: Vec<usize>,
-    /// The effective value (with any adapter merged in), flattened.
-    pub value: Tensor<1>,
     pub trainable: bool,
-    /// The adapter's update `scale·a·b`, flattened, for a weight with an adapter attached.
-    pub adapter_delta: Option<Tensor<1>>,
+    /// The value as stored (for an adapted weight, the frozen base), flattened.
+    stored: Tensor<1>,
+    /// `(a, b, scale)` of the adapter attached to this weight.
+    adapter: Option<(Tensor<2>, Tensor<2>, f64)>,
 }
 
 impl NamedParam {
@@ -28,15 +29,24 @@ impl NamedParam {
     }
 
     pub fn has_adapter(&self) -> bool {
-        self.adapter_delta.is_some()
+        self.adapter.is_some()
     }
 
+    /// The effective value: the stored one plus the adapter's update, in f32.
     pub fn to_host(&self) -> HostTensor {
-        host(&self.shape, &self.value)
+        let mut value = host(&self.shape, &self.stored);
+        if let Some(delta) = self.adapter_delta_to_host() {
+            value.values.iter_mut().zip(delta.values).for_each(|(v, d)| *v += d);
+        }
+        value
     }
 
+    /// The adapter's update `scale·a·b`, for a weight with an adapter attached.
     pub fn adapter_delta_to_host(&self) -> Option<HostTensor> {
-        self.adapter_delta.as_ref().map(|delta| host(&self.shape, delta))
+        self.adapter.as_ref().map(|(a, b, scale)| {
+            let numel = self.shape.iter().product::<usize>();
+            host(&self.shape, &a.clone().matmul(b.clone()).mul_scalar(*scale).reshape([numel]))
+        })
     }
 }
 
@@ -62,20 +72,15 @@ impl PathStack {
     }
 }
 
-/// Every parameter of the model, then every LoRA factor, with effective values (adapters
-/// merged into the weights they adapt).
+/// Every parameter of the model, then every LoRA factor; an adapted weight's effective value has
+/// its adapter merged in (see [`NamedParam::to_host`]).
 pub fn named_parameters(model: &CausalLm) -> Vec<NamedParam> {
     fn named<const D: usize>(path: String, param: &Param<Tensor<D>>) -> NamedParam {
-        let value = param.val();
-        let shape = value.dims().to_vec();
+        let adapter = param.adapter().map(|a| (a.a.val(), a.b.val(), a.scale));
+        let stored = if adapter.is_some() { param.base() } else { param.val() };
+        let shape = stored.dims().to_vec();
         let numel = shape.iter().product::<usize>();
-        NamedParam {
-            path,
-            shape,
-            value: value.reshape([numel]),
-            trainable: param.is_require_grad(),
-            adapter_delta: param.adapter().map(|a| a.delta().reshape([numel])),
-        }
+        NamedParam { path, shape, trainable: param.is_require_grad(), stored: stored.reshape([numel]), adapter }
     }
     let mut out = Vec::new();
     let mut factors = Vec::new();
