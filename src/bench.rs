@@ -110,10 +110,9 @@ pub struct BenchReport {
 
 pub fn run(config: &BenchConfig) -> Result<BenchReport> {
     let kernel_log = if config.profile_kernels { Some(KernelLog::enable()?) } else { None };
+    config.method.check_precision(config.precision)?;
     let device = ComputeDevice::open(config.device)?;
-    if config.precision == Precision::F16 && (config.method.lora().is_none() || !device.supports_f16) {
-        return Err(Error::setting("precision", format!("f16 needs the LoRA method and a device with shader-f16 ({})", device.description)));
-    }
+    device.check_precision(config.precision)?;
     let train_device = device.autodiff();
     device.device.seed(0);
     let (name, model_config, model) = match &config.model {

@@ -5,6 +5,7 @@ use std::sync::OnceLock;
 use burn::tensor::Device;
 
 use crate::error::{Error, Result};
+use crate::model::Precision;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -74,6 +75,14 @@ impl ComputeDevice {
             max_buffer_bytes: 1 << 40,
             supports_f16: true,
         }
+    }
+
+    /// Whether the device can compute in `precision`.
+    pub fn check_precision(&self, precision: Precision) -> Result<()> {
+        if precision == Precision::F16 && !self.supports_f16 {
+            return Err(Error::setting("precision", format!("{} cannot compute in f16 (no shader-f16); use f32", self.description)));
+        }
+        Ok(())
     }
 
     /// The same device with gradients enabled, for training.

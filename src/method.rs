@@ -5,7 +5,7 @@ use burn::tensor::{Distribution, FloatDType, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::model::CausalLm;
+use crate::model::{CausalLm, Precision};
 use crate::params::PathStack;
 
 /// The linear layers of a decoder layer LoRA can adapt, by their checkpoint names.
@@ -97,6 +97,18 @@ impl Method {
             Method::Lora(settings) => Some(settings),
             _ => None,
         }
+    }
+
+    /// Whether the method can train over weights stored in `precision`: f16 holds frozen weights,
+    /// so only LoRA, whose trained factors stay f32, can use it.
+    pub fn check_precision(&self, precision: Precision) -> Result<()> {
+        if precision == Precision::F16 && self.lora().is_none() {
+            return Err(Error::setting(
+                "precision",
+                "f16 stores the frozen weights in half precision, so it needs the LoRA method; full and partial fine-tuning train in f32",
+            ));
+        }
+        Ok(())
     }
 
     /// Marks what trains and attaches adapters. Returns an error naming the setting at fault.

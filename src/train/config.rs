@@ -166,13 +166,7 @@ impl TrainConfig {
         if let Some(lora) = self.method.lora() {
             lora.validate()?;
         }
-        if self.precision == Precision::F16 && self.method.lora().is_none() {
-            return Err(Error::setting(
-                "precision",
-                "f16 stores the frozen weights in half precision, so it needs the LoRA method; full and partial fine-tuning train in f32",
-            ));
-        }
-        Ok(())
+        self.method.check_precision(self.precision)
     }
 }
 

@@ -106,9 +106,7 @@ impl<'a> Run<'a> {
 
         let device = ComputeDevice::open(config.device)?;
         events.send(TrainEvent::Preparing(format!("Loading weights on {}", device.description)));
-        if config.precision == Precision::F16 && !device.supports_f16 {
-            return Err(Error::setting("precision", format!("{} cannot compute in f16 (no shader-f16); use f32", device.description)));
-        }
+        device.check_precision(config.precision)?;
         device.device.seed(config.seed);
         let model = folder.load_in(&device.autodiff(), config.precision)?;
         let model = config.method.apply(model)?;
