@@ -2,6 +2,10 @@
 // online softmax): O = softmax(scale · Q Kᵀ + mask) V, and the row log-sum-exp for the backward
 // pass. Nothing of size [queries × keys] is ever stored.
 //
+// Every invocation of a workgroup walks the same keys in the same order and reads them straight
+// from the storage buffers; a row masks the keys it may not see (see "uniform loads" in
+// src/kernels/launch.rs).
+//
 // q: [batch, heads, q_len, D]; k, v: [batch, kv_heads, kv_len, D]; o: like q; lse: [batch, heads, q_len].
 // info: batch, heads, kv_heads, q_len, kv_len, q_start (absolute position of query 0), window
 // (0: unlimited), scale (f32 bits).
@@ -16,31 +20,17 @@
 // Head dimension in vec4 units.
 const D: u32 = {{ head_dim_vec4 }}u;
 const BLOCK: u32 = {{ block }}u;
-const TILE: u32 = {{ tile }}u;
 const NEG: f32 = -3.0e38;
-
-var<workgroup> k_tile: array<vec4<f32>, {{ tile_vec4s }}>;
-var<workgroup> v_tile: array<vec4<f32>, {{ tile_vec4s }}>;
-
-// The shape of the problem, read once into workgroup memory: values loaded with
-// workgroupUniformLoad are uniform, so the loops that contain barriers may depend on them.
-var<workgroup> shared_info: array<u32, 8>;
 
 @compute @workgroup_size({{ block }}, 1, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    if lid == 0u {
-        for (var i = 0u; i < 8u; i++) {
-            shared_info[i] = info[i];
-        }
-    }
-    let params = workgroupUniformLoad(&shared_info);
-    let heads = params[1];
-    let kv_heads = params[2];
-    let q_len = params[3];
-    let kv_len = params[4];
-    let q_start = params[5];
-    let window = params[6];
-    let scale = bitcast<f32>(params[7]);
+    let heads = info[1];
+    let kv_heads = info[2];
+    let q_len = info[3];
+    let kv_len = info[4];
+    let q_start = info[5];
+    let window = info[6];
+    let scale = bitcast<f32>(info[7]);
 
     let bh = wg.y;
     let b = bh / heads;
@@ -48,64 +38,42 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let kv_base = (b * kv_heads + h / (heads / kv_heads)) * kv_len * D;
 
     let first_row = wg.x * BLOCK;
-    let row = first_row + lid;
-    let in_range = row < q_len;
+    // Invocations past the last row compute a copy of it and store nothing.
+    let row = min(first_row + lid, q_len - 1u);
     let pos = q_start + row;
-    // The keys any row of this workgroup can see (uniform across the workgroup).
+    // The keys some row of this workgroup sees (the same for every invocation).
+    let first_pos = q_start + first_row;
+    let key_begin = select(0u, first_pos + 1u - min(window, first_pos + 1u), window != 0u);
     let key_end = min(kv_len, q_start + min(first_row + BLOCK, q_len));
 
     var qr: array<vec4<f32>, D>;
     var acc: array<vec4<f32>, D>;
-    if in_range {
-        let base = (bh * q_len + row) * D;
-        for (var d = 0u; d < D; d++) {
-            qr[d] = q[base + d] * scale;
-            acc[d] = vec4<f32>(0.0);
-        }
+    let base = (bh * q_len + row) * D;
+    for (var d = 0u; d < D; d++) {
+        qr[d] = q[base + d] * scale;
+        acc[d] = vec4<f32>(0.0);
     }
     var m = NEG;
     var l = 0.0;
 
-    for (var start = 0u; start < key_end; start += TILE) {
-        for (var e = lid; e < TILE * D; e += BLOCK) {
-            let j = start + e / D;
-            if j < kv_len {
-                k_tile[e] = k[kv_base + j * D + e % D];
-                v_tile[e] = v[kv_base + j * D + e % D];
-            }
+    for (var j = key_begin; j < key_end; j++) {
+        let key = kv_base + j * D;
+        var s = 0.0;
+        for (var d = 0u; d < D; d++) {
+            s += dot(qr[d], k[key + d]);
         }
-        workgroupBarrier();
-        if in_range {
-            // The keys of this tile the row sees: a contiguous range, so the inner loop has no mask.
-            let lo = select(0u, pos + 1u - min(window, pos + 1u), window != 0u);
-            let first = max(start, lo);
-            let last = min(min(start + TILE, kv_len), pos + 1u);
-            for (var j = first; j < last; j++) {
-                let jj = j - start;
-                var s = 0.0;
-                for (var d = 0u; d < D; d++) {
-                    s += dot(qr[d], k_tile[jj * D + d]);
-                }
-                if s > m {
-                    let correction = exp(m - s);
-                    l *= correction;
-                    for (var d = 0u; d < D; d++) {
-                        acc[d] *= correction;
-                    }
-                    m = s;
-                }
-                let p = exp(s - m);
-                l += p;
-                for (var d = 0u; d < D; d++) {
-                    acc[d] += p * v_tile[jj * D + d];
-                }
-            }
+        let visible = j <= pos && (window == 0u || pos - j < window);
+        let m_new = max(m, select(NEG, s, visible));
+        let correction = exp(m - m_new);
+        let p = select(0.0, exp(s - m_new), visible);
+        l = l * correction + p;
+        for (var d = 0u; d < D; d++) {
+            acc[d] = acc[d] * correction + p * v[key + d];
         }
-        workgroupBarrier();
+        m = m_new;
     }
 
-    if in_range {
-        let base = (bh * q_len + row) * D;
+    if first_row + lid < q_len {
         let inv = 1.0 / l;
         for (var d = 0u; d < D; d++) {
             o[base + d] = acc[d] * inv;

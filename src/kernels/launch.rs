@@ -59,13 +59,14 @@ fn cross_entropy_inputs(logits: &CubeTensor, targets: &[u32]) -> (burn::cubecl::
 }
 
 /// Invocations per workgroup: one query (or key) row each.
+///
+/// Uniform loads: in the attention kernels every invocation of a workgroup walks the same keys
+/// (or queries) in the same order, reading them straight from the storage buffers and masking what
+/// its row may not see, so at each step the whole workgroup reads one row: a broadcast from cache
+/// on GPUs. They do not stage rows in workgroup memory: lavapipe's llvmpipe loads from workgroup
+/// memory one invocation at a time, like any storage-buffer load whose address is not a constant,
+/// so staging only added copies and barriers (BENCHMARKS.md has the figures).
 const BLOCK: usize = 64;
-
-/// Keys (or queries) staged in workgroup memory at once: two `[tile, head_dim]` f32 tiles must
-/// fit in the 16 KiB WebGPU guarantees.
-fn tile_for(head_dim: usize) -> usize {
-    (2048 / head_dim).clamp(1, 32)
-}
 
 /// Whether the attention kernels take this head dimension: rows are read as `vec4`s, and
 /// per-invocation arrays are sized by it.
@@ -74,16 +75,10 @@ pub fn supports_head_dim(head_dim: usize) -> bool {
 }
 
 fn attention_kernel(name: &'static str, source: &'static str, head_dim: usize) -> Box<SourceKernel<Wgsl>> {
-    let tile = tile_for(head_dim);
     let kernel = Wgsl {
         name,
         source,
-        values: vec![
-            ("head_dim_vec4", (head_dim / 4).to_string()),
-            ("block", BLOCK.to_string()),
-            ("tile", tile.to_string()),
-            ("tile_vec4s", (tile * head_dim / 4).to_string()),
-        ],
+        values: vec![("head_dim_vec4", (head_dim / 4).to_string()), ("block", BLOCK.to_string())],
     };
     Box::new(SourceKernel::new(kernel, CubeDim::new_1d(BLOCK as u32)))
 }

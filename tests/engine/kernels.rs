@@ -26,12 +26,14 @@ struct Case {
     window: Option<usize>,
 }
 
-const CASES: [Case; 5] = [
+const CASES: [Case; 6] = [
     Case { batch: 2, heads: 4, kv_heads: 2, q_len: 70, cached: 0, head_dim: 16, window: None },
     Case { batch: 1, heads: 3, kv_heads: 1, q_len: 1, cached: 0, head_dim: 64, window: None },
     Case { batch: 1, heads: 6, kv_heads: 3, q_len: 70, cached: 0, head_dim: 64, window: None },
     Case { batch: 2, heads: 2, kv_heads: 2, q_len: 5, cached: 37, head_dim: 32, window: None },
     Case { batch: 1, heads: 4, kv_heads: 1, q_len: 67, cached: 3, head_dim: 128, window: Some(9) },
+    // A window narrower than a workgroup's block of rows: blocks skip keys (and queries) no row sees.
+    Case { batch: 1, heads: 2, kv_heads: 1, q_len: 150, cached: 0, head_dim: 8, window: Some(5) },
 ];
 
 #[test]
