@@ -110,7 +110,6 @@ pub struct BenchReport {
 
 pub fn run(config: &BenchConfig) -> Result<BenchReport> {
     let kernel_log = if config.profile_kernels { Some(KernelLog::enable()?) } else { None };
-    config.method.check_precision(config.precision)?;
     let device = ComputeDevice::open(config.device)?;
     device.check_precision(config.precision)?;
     let train_device = device.autodiff();
@@ -118,7 +117,7 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
     let (name, model_config, model) = match &config.model {
         BenchModel::Folder(path) => {
             let folder = ModelFolder::open(path)?;
-            let model = folder.load_in(&train_device, config.precision)?;
+            let model = folder.load_in(&train_device, config.method.storage_precision(config.precision))?;
             (path.display().to_string(), folder.config.clone(), model)
         }
         BenchModel::Shape { name, layers } => {
@@ -131,14 +130,19 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
                 }
                 None => name.clone(),
             };
-            let model = random_model(&c, &train_device, config.precision);
+            let model = random_model(&c, &train_device, config.method.storage_precision(config.precision));
             (label, c, model)
         }
     };
     let mut model: CausalLm = config.method.apply(model)?;
     let batch = random_batch(&model_config, config.batch_size, config.seq_len);
     let mut optimizer = AdamW::new(&OptimizerConfig::default(), config.fused);
-    let options = ForwardOptions { lora: LoraForward { dropout: 0.0, materialize: config.materialize_lora }, fused: config.fused, dropout_seed: None };
+    let options = ForwardOptions {
+        lora: LoraForward { dropout: 0.0, materialize: config.materialize_lora },
+        fused: config.fused,
+        dropout_seed: None,
+        compute: config.precision,
+    };
     let inputs = StepInputs {
         batches: std::slice::from_ref(&batch),
         lr: 1e-5,

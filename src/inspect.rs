@@ -110,8 +110,9 @@ pub struct StepPlan {
     pub fused_loss: bool,
     /// Gradient checkpointing: one layer's activations at a time, plus every layer's input.
     pub recompute_layers: bool,
-    /// Weight matrices stored in f16 (`Precision::F16`).
-    pub f16_weights: bool,
+    /// Matmuls in f16 (`Precision::F16`): frozen weight matrices stored in f16, trained ones as
+    /// f32 masters plus the f16 copies the step's matmuls keep for the backward pass.
+    pub f16_matmuls: bool,
 }
 
 impl StepPlan {
@@ -121,7 +122,7 @@ impl StepPlan {
             fused_layers: fused_kernels && on_wgpu,
             fused_loss: fused_kernels,
             recompute_layers: gradient_checkpointing,
-            f16_weights: precision == Precision::F16,
+            f16_matmuls: precision == Precision::F16,
         }
     }
 }
@@ -152,13 +153,22 @@ pub fn estimate_memory(c: &ModelConfig, method: &Method, batch: usize, seq_len: 
         tokens * per_token_layer * layers * F32
     };
     let logits = if plan.fused_loss { 0 } else { tokens * c.vocab_size as u64 * F32 * 2 };
-    let weights = if plan.f16_weights {
+    let vectors = (c.hidden_size * (2 * c.num_hidden_layers + 1)) as u64;
+    let weights = match (plan.f16_matmuls, method.storage_precision(Precision::F16)) {
         // Matrices in f16, norms in f32. (The loss's f32 copy of the output projection is gone
         // by the time the step is fullest, in the measurements.)
-        let vectors = (c.hidden_size * (2 * c.num_hidden_layers + 1)) as u64;
-        (total_params - vectors) * 2 + vectors * F32
-    } else {
-        total_params * F32
+        (true, Precision::F16) => (total_params - vectors) * 2 + vectors * F32,
+        // f32 masters, and an f16 copy of each matrix from its matmul until the backward pass
+        // (with checkpointing, one layer's and the head's at a time).
+        (true, Precision::F32) => {
+            // The embedding is gathered, not multiplied: only the head (tied or not) is copied.
+            let head = (c.vocab_size * c.hidden_size) as u64;
+            let vocab_matrices = if c.tie_word_embeddings { head } else { 2 * head };
+            let layer_matrices = (total_params - vectors - vocab_matrices) / layers;
+            let copied_layers = if plan.recompute_layers { 1 } else { layers };
+            total_params * F32 + (head + layer_matrices * copied_layers) * 2
+        }
+        (false, _) => total_params * F32,
     };
     let (moments, gradients) = (trainable * F32 * 2, trainable * F32);
     let total = weights + moments + gradients.max(activations + logits);
@@ -246,6 +256,8 @@ mod tests {
             (lora(), wgpu_f16, 256, 1.35),
             (lora(), wgpu_f16_recompute, 256, 0.376),
             (lora(), wgpu_f16_recompute, 512, 0.446),
+            (Method::Full, wgpu_f16, 256, 2.89),
+            (Method::Full, wgpu_f16_recompute, 256, 2.00),
         ];
         for (method, plan, seq_len, measured_gib) in measured {
             let estimate = estimate_memory(&smollm2(), &method, 4, seq_len, plan).total as f64 / GIB;

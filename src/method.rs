@@ -99,16 +99,11 @@ impl Method {
         }
     }
 
-    /// Whether the method can train over weights stored in `precision`: f16 holds frozen weights,
-    /// so only LoRA, whose trained factors stay f32, can use it.
-    pub fn check_precision(&self, precision: Precision) -> Result<()> {
-        if precision == Precision::F16 && self.lora().is_none() {
-            return Err(Error::setting(
-                "precision",
-                "f16 stores the frozen weights in half precision, so it needs the LoRA method; full and partial fine-tuning train in f32",
-            ));
-        }
-        Ok(())
+    /// The precision the model's weight matrices are loaded in for a run computing in `compute`:
+    /// LoRA freezes them, so in f16 they are stored in f16; weights that train stay f32 masters
+    /// (cast to f16 for each matmul).
+    pub fn storage_precision(&self, compute: Precision) -> Precision {
+        if self.lora().is_some() { compute } else { Precision::F32 }
     }
 
     /// Marks what trains and attaches adapters. Returns an error naming the setting at fault.

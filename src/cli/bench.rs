@@ -52,7 +52,7 @@ pub struct BenchArgs {
     /// Keep only each decoder layer's input and recompute the layer in the backward pass [default: off].
     #[arg(long)]
     pub gradient_checkpointing: bool,
-    /// f16: store the frozen weights and run their matmuls in half precision (LoRA only).
+    /// f16: run the weight matrices' matmuls in half precision (LoRA: frozen weights stored in f16, trained weights f32 masters).
     #[arg(long, default_value = "f32")]
     pub precision: Precision,
     /// Time every kernel with CubeCL's profiler and print device time by op family (matmul,
@@ -105,9 +105,10 @@ pub fn run_bench(args: BenchArgs) -> Result<()> {
     println!("model        {}", report.model);
     println!("device       {}", report.device);
     let checkpointing = if report.gradient_checkpointing { ", gradient checkpointing" } else { "" };
+    let lora = if report.method == "lora" { format!("{} LoRA, ", report.lora) } else { String::new() };
     println!(
-        "method       {} ({} LoRA, {} kernels, {}{checkpointing}), {} of {} parameters trainable",
-        report.method, report.lora, report.kernels, report.precision, report.trainable_parameters, report.total_parameters
+        "method       {} ({lora}{} kernels, {}{checkpointing}), {} of {} parameters trainable",
+        report.method, report.kernels, report.precision, report.trainable_parameters, report.total_parameters
     );
     println!("batch        {} x {} tokens, {} timed steps", report.batch_size, report.seq_len, report.steps);
     println!("throughput   {:.1} tokens/s, {:.0} ms/step", report.tokens_per_second, report.ms_per_step);

@@ -47,7 +47,7 @@ pub fn run(args: InspectArgs) -> Result<()> {
     let device = ComputeDevice::open(config.device)?;
     let plan = StepPlan::new(config.fused_kernels, is_wgpu(&device.device), config.gradient_checkpointing, config.precision);
     let m = estimate_memory(c, &config.method, config.batch_size, config.data.max_seq_len, plan);
-    let precision = if plan.f16_weights { ", f16 weights" } else { "" };
+    let precision = if plan.f16_matmuls { ", f16 matmuls" } else { "" };
     let checkpointing = if plan.recompute_layers { ", gradient checkpointing" } else { "" };
     println!(
         "memory for batch {} x {} tokens on {}{precision}{checkpointing} (estimate):",

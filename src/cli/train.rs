@@ -137,7 +137,7 @@ pub struct TrainArgs {
     /// Keep only each decoder layer's input and recompute the layer in the backward pass: far less activation memory, about one more forward pass of time [default: off].
     #[arg(long)]
     pub gradient_checkpointing: bool,
-    /// f16 stores the frozen weights in half precision and runs their matmuls in it, with a dynamic loss scale; LoRA only, on a device with shader-f16 [default: f32].
+    /// f16 runs the weight matrices' matmuls in half precision with a dynamic loss scale; LoRA also stores its frozen weights in f16, weights that train stay f32 masters. Needs a device with shader-f16 [default: f32].
     #[arg(long)]
     pub precision: Option<Precision>,
     /// Where to train: auto (a hardware GPU through wgpu, else the CPU), wgpu (any adapter: Vulkan, Metal, DX12, GL) or cpu [default: auto].

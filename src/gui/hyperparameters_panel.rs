@@ -11,6 +11,9 @@ use eframe::egui;
 use super::app::WgtuneApp;
 use super::picker::PickKind;
 
+/// The precision checkbox; in f16, LoRA also stores the frozen weights in half their memory.
+const F16_LABEL: &str = "Matmuls in f16 (LoRA: frozen weights in half the memory)";
+
 impl WgtuneApp {
     pub fn hyperparameters_ui(&mut self, ui: &mut egui::Ui) {
         ui.heading("Hyperparameters");
@@ -176,13 +179,8 @@ impl WgtuneApp {
                 ui.label("Memory");
                 ui.vertical(|ui| {
                     ui.checkbox(&mut c.gradient_checkpointing, "Gradient checkpointing (recompute each layer: less memory, slower)");
-                    let lora = c.method.lora().is_some();
-                    if !lora {
-                        c.precision = Precision::F32;
-                    }
                     let mut f16 = c.precision == Precision::F16;
-                    let label = "Frozen weights in f16 (LoRA: half their memory)";
-                    if ui.add_enabled(lora, egui::Checkbox::new(&mut f16, label)).changed() {
+                    if ui.checkbox(&mut f16, F16_LABEL).changed() {
                         c.precision = if f16 { Precision::F16 } else { Precision::F32 };
                     }
                 });

@@ -9,7 +9,7 @@
 use burn::module::{Module, Param};
 use burn::tensor::{Distribution, Tensor};
 
-use super::precision::weight_matmul;
+use super::precision::{Precision, weight_matmul};
 
 #[derive(Module, Debug)]
 pub struct Linear {
@@ -36,12 +36,13 @@ impl Linear {
         self.weight.shape().dims::<2>()[1]
     }
 
-    pub fn forward(&self, x: Tensor<3>, lora: LoraForward) -> Tensor<3> {
+    /// `x·W (+ s·(x·a)·b) (+ bias)`, the matmul against `W` in `compute`'s precision.
+    pub fn forward(&self, x: Tensor<3>, lora: LoraForward, compute: Precision) -> Tensor<3> {
         let [batch, len, d_in] = x.dims();
         let x = x.reshape([batch * len, d_in]);
         let mut y = match self.weight.adapter() {
             Some(adapter) if !lora.materialize => {
-                let base = weight_matmul(x.clone(), self.weight.base());
+                let base = weight_matmul(x.clone(), compute.matmul_weight(self.weight.base()));
                 let x = if lora.dropout > 0.0 {
                     let keep = 1.0 - lora.dropout;
                     let mask = x.random_like(Distribution::Bernoulli(keep));
@@ -52,7 +53,7 @@ impl Linear {
                 let update = x.matmul(adapter.a.val()).matmul(adapter.b.val());
                 base + update.mul_scalar(adapter.scale)
             }
-            _ => weight_matmul(x, self.weight.val()),
+            _ => weight_matmul(x, compute.matmul_weight(self.weight.val())),
         };
         if let Some(bias) = &self.bias {
             y = y + bias.val().unsqueeze::<2>();

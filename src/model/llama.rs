@@ -10,7 +10,7 @@ use burn::tensor::{Device, Int, Tensor};
 
 use super::config::ModelConfig;
 use super::linear::{Linear, LoraForward};
-use super::precision::{to_f32, weight_matmul};
+use super::precision::{Precision, to_f32, weight_matmul};
 use super::rope::{Rope, apply_rotary};
 use crate::kernels;
 
@@ -113,11 +113,13 @@ pub struct ForwardOptions {
     /// Reseed the device's random generator before each decoder layer from this, so that a layer
     /// recomputed in the backward pass draws the same dropout masks as its first forward.
     pub dropout_seed: Option<u64>,
+    /// The precision of the matmuls against weight matrices (see [`Precision`]).
+    pub compute: Precision,
 }
 
 impl Default for ForwardOptions {
     fn default() -> Self {
-        Self { lora: LoraForward::default(), fused: true, dropout_seed: None }
+        Self { lora: LoraForward::default(), fused: true, dropout_seed: None, compute: Precision::F32 }
     }
 }
 
@@ -132,10 +134,10 @@ pub struct LayerContext {
 
 impl Mlp {
     fn forward(&self, x: Tensor<3>, options: ForwardOptions) -> Tensor<3> {
-        let lora = options.lora;
-        let gate = self.gate_proj.forward(x.clone(), lora);
-        let up = self.up_proj.forward(x, lora);
-        self.down_proj.forward(kernels::swiglu(gate, up, options.fused), lora)
+        let (lora, compute) = (options.lora, options.compute);
+        let gate = self.gate_proj.forward(x.clone(), lora, compute);
+        let up = self.up_proj.forward(x, lora, compute);
+        self.down_proj.forward(kernels::swiglu(gate, up, options.fused), lora, compute)
     }
 }
 
@@ -161,13 +163,13 @@ impl Attention {
     ) -> Tensor<3> {
         let [batch, len, _] = x.dims();
         let (heads, kv_heads, head_dim) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        let lora = options.lora;
+        let (lora, compute) = (options.lora, options.compute);
         let split = |t: Tensor<3>, n: usize| t.reshape([batch, len, n, head_dim]).swap_dims(1, 2);
 
         let (cos, sin) = &context.rope;
-        let q = apply_rotary(split(self.q_proj.forward(x.clone(), lora), heads), cos, sin);
-        let mut k = apply_rotary(split(self.k_proj.forward(x.clone(), lora), kv_heads), cos, sin);
-        let mut v = split(self.v_proj.forward(x, lora), kv_heads);
+        let q = apply_rotary(split(self.q_proj.forward(x.clone(), lora, compute), heads), cos, sin);
+        let mut k = apply_rotary(split(self.k_proj.forward(x.clone(), lora, compute), kv_heads), cos, sin);
+        let mut v = split(self.v_proj.forward(x, lora, compute), kv_heads);
         if let Some(cache) = cache {
             if let Some((past_k, past_v)) = cache.take() {
                 k = Tensor::cat(vec![past_k, k], 2);
@@ -177,7 +179,7 @@ impl Attention {
         }
         let out = kernels::attention(q, k, v, context.start, context.window, options.fused);
         let out = out.swap_dims(1, 2).reshape([batch, len, heads * head_dim]);
-        self.o_proj.forward(out, lora)
+        self.o_proj.forward(out, lora, compute)
     }
 }
 

@@ -1,10 +1,16 @@
-//! Where the frozen weights live and their matmuls run: f32, or f16 with f32 activations.
+//! The precision the weight matrices' matmuls run in: f32, or f16 with f32 activations.
 //!
-//! With f16, every weight matrix of the model is loaded in half precision (LoRA then attaches its
-//! f32 factors), which halves the memory of the frozen model. A matmul against an f16 weight
-//! casts its input to f16 and its output back to f32, so norms, attention, the loss and every
-//! trainable factor stay in f32. Gradients flowing back through those matmuls are f16 too, which
-//! is why a run in f16 scales its loss (`train::LossScale`).
+//! With f16 every matmul against a weight matrix casts its input to f16 and its output back to
+//! f32, so norms, attention, the loss and the optimizer stay in f32. Where those weights live
+//! depends on whether they train:
+//! - frozen weights (under LoRA) are loaded in f16, which halves the memory of the frozen model;
+//!   LoRA's factors stay f32 and multiply in f32;
+//! - trainable weights (full and partial fine-tuning) stay f32 masters that AdamW updates; each
+//!   forward casts them to f16 inside the autodiff graph, so their gradients reach the f32
+//!   masters through the cast.
+//!
+//! Gradients flowing back through those matmuls are f16 too, which is why a run in f16 scales
+//! its loss (`train::LossScale`).
 
 use burn::tensor::{DType, Tensor};
 
@@ -37,12 +43,21 @@ impl std::fmt::Display for Precision {
 }
 
 impl Precision {
-    /// The dtype weight matrices (projections, embeddings, head) are stored in; vectors (norms,
-    /// biases) stay f32.
+    /// The dtype weight matrices (projections, embeddings, head) are stored in when loaded in
+    /// this precision; vectors (norms, biases) stay f32.
     pub fn matrix_dtype(self) -> DType {
         match self {
             Self::F32 => DType::F32,
             Self::F16 => DType::F16,
+        }
+    }
+
+    /// A weight as this precision's matmuls take it: in f16, an f32 weight is cast (inside the
+    /// graph: its gradient still reaches the f32 value); a weight stored in f16 stays as it is.
+    pub fn matmul_weight<const D: usize>(self, w: Tensor<D>) -> Tensor<D> {
+        match self {
+            Self::F16 if w.dtype() == DType::F32 => w.cast(DType::F16),
+            _ => w,
         }
     }
 }

@@ -124,7 +124,8 @@ pub fn batch_gradients(
     } else {
         (model.hidden_states(ids, None, options), None)
     };
-    let loss = cross_entropy_sum(hidden, model.head_weight(), &targets, inputs.chunk, false, options.fused).sum.div_scalar(divisor as f64);
+    let head = options.compute.matmul_weight(model.head_weight());
+    let loss = cross_entropy_sum(hidden, head, &targets, inputs.chunk, false, options.fused).sum.div_scalar(divisor as f64);
     clock.stop(timings.as_deref_mut(), |t| &mut t.forward);
 
     let clock = Phase::start(device, timings.is_some());

@@ -108,7 +108,7 @@ impl<'a> Run<'a> {
         events.send(TrainEvent::Preparing(format!("Loading weights on {}", device.description)));
         device.check_precision(config.precision)?;
         device.device.seed(config.seed);
-        let model = folder.load_in(&device.autodiff(), config.precision)?;
+        let model = folder.load_in(&device.autodiff(), config.method.storage_precision(config.precision))?;
         let model = config.method.apply(model)?;
 
         let run_dir = &config.output_dir;
@@ -363,6 +363,7 @@ impl<'a> Run<'a> {
             lora: LoraForward { dropout, materialize: self.config.materialize_lora },
             fused: self.config.fused_kernels,
             dropout_seed: None,
+            compute: self.config.precision,
         }
     }
 
@@ -380,7 +381,8 @@ impl<'a> Run<'a> {
             let batch = Batch::new(&examples, self.tokenizer.pad_token_id);
             let Some(targets) = Targets::from_batch(&batch, &device) else { continue };
             let hidden = model.hidden_states(input_tensor(&batch, &device), None, options);
-            let loss = cross_entropy_sum(hidden, model.head_weight(), &targets, self.chunk, true, false);
+            let head = options.compute.matmul_weight(model.head_weight());
+            let loss = cross_entropy_sum(hidden, head, &targets, self.chunk, true, false);
             sum += loss.sum.into_scalar::<f32>() as f64;
             correct += loss.correct.map(|c| c.into_scalar::<i64>()).unwrap_or(0);
             count += targets.len();

@@ -159,18 +159,6 @@ fn unknown_architecture_is_named() {
 }
 
 #[test]
-fn f16_without_lora_is_refused_naming_the_setting() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = tiny_config(&dir.path().join("run"), DeviceChoice::Cpu);
-    config.method = wgtune::method::Method::Full;
-    config.precision = wgtune::model::Precision::F16;
-    let (_tx, rx) = channel();
-    let err = train(&config, false, &EventSink::none(), &rx).err().unwrap().to_string();
-    assert!(err.contains("precision") && err.contains("needs the LoRA method"), "{err}");
-    assert!(!config.output_dir.exists(), "nothing written before the settings are checked");
-}
-
-#[test]
 fn non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
     let _turn = one_run_at_a_time();
     let dir = tempfile::tempdir().unwrap();

@@ -176,6 +176,35 @@ fn full_and_partial_fine_tuning_lower_the_loss() {
     }
 }
 
+/// Full fine-tuning with f16 matmuls: the f32 master weights train as in f32 (the same loss curve
+/// within half precision) and stay f32.
+#[test]
+fn full_fine_tuning_with_f16_matmuls_follows_the_f32_run() {
+    let _turn = one_run_at_a_time();
+    for device in crate::common::devices().iter().map(|d| d.choice) {
+        let run = |precision: Precision| {
+            let dir = tempfile::tempdir().unwrap();
+            let mut config = tiny_config(&dir.path().join("run"), device);
+            config.method = Method::Full;
+            config.optim.lr = 3e-3;
+            config.max_steps = Some(20);
+            config.precision = precision;
+            let (_tx, rx) = channel();
+            let (_, trained) = train_with_model(&config, false, &EventSink::none(), &rx).unwrap();
+            let (steps, _) = read_metrics(&config.output_dir).unwrap();
+            (steps.iter().map(|s| s.loss).collect::<Vec<_>>(), trained)
+        };
+        let (f32_losses, _) = run(Precision::F32);
+        let (f16_losses, trained) = run(Precision::F16);
+        assert_eq!(trained.layers[0].mlp.up_proj.weight.val().dtype(), burn::tensor::DType::F32, "{device}: f32 masters");
+        let (first, last) = (f16_losses[0], f16_losses[f16_losses.len() - 3..].iter().sum::<f64>() / 3.0);
+        assert!(last < first * 0.8, "{device}: loss went from {first} to {last}");
+        for (step, (a, b)) in f32_losses.iter().zip(&f16_losses).enumerate() {
+            assert!((a - b).abs() < 2e-2 * a.max(1.0), "{device} step {step}: f16 loss {b} against f32 {a}");
+        }
+    }
+}
+
 #[test]
 fn every_dataset_shape_trains() {
     let _turn = one_run_at_a_time();

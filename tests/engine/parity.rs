@@ -43,12 +43,19 @@ fn mean_loss(model: &CausalLm, batch: &Batch, device: &Device) -> burn::tensor::
 
 /// The mean loss and its gradients, as a training step computes them, with or without gradient
 /// checkpointing; the gradients are those of the loss times `loss_scale`.
-fn loss_and_gradients(model: &CausalLm, batch: &Batch, device: &Device, gradient_checkpointing: bool, loss_scale: f64) -> (f64, GradientsParams) {
+/// The loss scale of the f16 parity tests; their gradients come back scaled by it.
+const F16_LOSS_SCALE: f64 = 1024.0;
+
+fn loss_and_gradients(model: &CausalLm, batch: &Batch, device: &Device, gradient_checkpointing: bool, compute: Precision) -> (f64, GradientsParams) {
+    let loss_scale = match compute {
+        Precision::F32 => 1.0,
+        Precision::F16 => F16_LOSS_SCALE,
+    };
     let inputs = StepInputs {
         batches: std::slice::from_ref(batch),
         lr: 0.0,
         max_grad_norm: 0.0,
-        options: ForwardOptions::default(),
+        options: ForwardOptions { compute, ..ForwardOptions::default() },
         chunk: 7,
         gradient_checkpointing,
         seed: 0,
@@ -146,7 +153,7 @@ fn lora_gradients_and_adamw_step_match_peft_and_torch() {
         for (dev, checkpointing) in devices().into_iter().flat_map(|d| [(d.clone(), false), (d, true)]) {
             let device = dev.autodiff();
             let (model, _) = peft::load_adapter(folder.load(&device).unwrap(), &fixture(name).join("adapter")).unwrap();
-            let (loss, grads) = loss_and_gradients(&model, &batch, &device, checkpointing, 1.0);
+            let (loss, grads) = loss_and_gradients(&model, &batch, &device, checkpointing, Precision::F32);
             assert!((loss - golden.scalar("lora_loss_masked")).abs() < TOL, "{name} loss {loss} (gradient checkpointing: {checkpointing})");
 
             let by_path = gradients_by_path(&model, &grads);
@@ -192,7 +199,6 @@ fn lora_gradients_and_adamw_step_match_peft_and_torch() {
 #[test]
 fn lora_with_f16_weights_stays_within_half_precision_of_peft() {
     let _turn = one_run_at_a_time();
-    const LOSS_SCALE: f64 = 1024.0;
     for name in MODELS {
         let folder = ModelFolder::open(&fixture(name)).unwrap();
         let golden = Golden::open(&fixture(name).join("golden.safetensors"));
@@ -204,7 +210,7 @@ fn lora_with_f16_weights_stays_within_half_precision_of_peft() {
             assert_eq!(model.layers[0].mlp.up_proj.weight.base().dtype(), DType::F16);
             assert_eq!(model.layers[0].mlp.up_proj.weight.adapter().unwrap().a.val().dtype(), DType::F32);
             let what = format!("{name} on {} in f16 (gradient checkpointing: {checkpointing})", dev.choice);
-            let (loss, grads) = loss_and_gradients(&model, &batch, &device, checkpointing, LOSS_SCALE);
+            let (loss, grads) = loss_and_gradients(&model, &batch, &device, checkpointing, Precision::F16);
             let want = golden.scalar("lora_loss_masked");
             assert!((loss - want).abs() < 1e-2, "{what}: loss {loss} against {want}");
             let by_path = gradients_by_path(&model, &grads);
@@ -212,7 +218,7 @@ fn lora_with_f16_weights_stays_within_half_precision_of_peft() {
             for (path, grad) in by_path.iter().filter(|(p, _)| p.contains(".lora.")) {
                 let peft_name = peft::peft_name(path).unwrap();
                 let want = golden_param(&golden, &format!("lora_grad.{peft_name}"), path);
-                let unscaled: Vec<f32> = grad.values.iter().map(|g| (*g as f64 / LOSS_SCALE) as f32).collect();
+                let unscaled: Vec<f32> = grad.values.iter().map(|g| (*g as f64 / F16_LOSS_SCALE) as f32).collect();
                 // f16 keeps 11 significant bits: 1 % of the tensor's largest gradient.
                 let largest = want.1.iter().fold(0.0f64, |m, v| m.max(v.abs()));
                 assert_close(&format!("{what}: grad {peft_name}"), &unscaled, &grad.shape, &want, 1e-2 * largest);
@@ -276,7 +282,7 @@ fn full_fine_tuning_gradients_and_adamw_step_match_torch() {
         for (dev, checkpointing) in devices().into_iter().flat_map(|d| [(d.clone(), false), (d, true)]) {
             let device = dev.autodiff();
             let model = Method::Full.apply(folder.load(&device).unwrap()).unwrap();
-            let (_, grads) = loss_and_gradients(&model, &batch, &device, checkpointing, 1.0);
+            let (_, grads) = loss_and_gradients(&model, &batch, &device, checkpointing, Precision::F32);
             let by_path = gradients_by_path(&model, &grads);
             assert_eq!(by_path.len(), golden.names().filter(|n| n.starts_with("full_grad.")).count());
             for (path, grad) in &by_path {
@@ -290,6 +296,36 @@ fn full_fine_tuning_gradients_and_adamw_step_match_torch() {
                 let want = golden_param(&golden, &format!("full_step.{}", hf_name(&p.path)), &p.path);
                 let host = p.to_host();
                 assert_close(&format!("{name} AdamW step {} on {}", p.path, dev.choice), &host.values, &host.shape, &want, TOL);
+            }
+        }
+    }
+}
+
+/// Full fine-tuning with f16 matmuls over f32 master weights: the weights stay f32, every
+/// gradient reaches them, and the loss and gradients stay within half precision of torch's f32.
+#[test]
+fn full_fine_tuning_with_f16_matmuls_stays_within_half_precision_of_torch() {
+    for name in MODELS {
+        let folder = ModelFolder::open(&fixture(name)).unwrap();
+        let golden = Golden::open(&fixture(name).join("golden.safetensors"));
+        let batch = golden_batch(&golden, "labels");
+        for (dev, checkpointing) in devices().into_iter().flat_map(|d| [(d.clone(), false), (d, true)]) {
+            let device = dev.autodiff();
+            let method = Method::Full;
+            let model = folder.load_in(&device, method.storage_precision(Precision::F16)).unwrap();
+            let model = method.apply(model).unwrap();
+            assert_eq!(model.layers[0].mlp.up_proj.weight.val().dtype(), DType::F32, "f32 masters");
+            let what = format!("{name} on {} with f16 matmuls (gradient checkpointing: {checkpointing})", dev.choice);
+            let (loss, grads) = loss_and_gradients(&model, &batch, &device, checkpointing, Precision::F16);
+            let want = golden.scalar("loss_masked");
+            assert!((loss - want).abs() < 1e-2, "{what}: loss {loss} against {want}");
+            let by_path = gradients_by_path(&model, &grads);
+            assert_eq!(by_path.len(), golden.names().filter(|n| n.starts_with("full_grad.")).count(), "{what}");
+            for (path, grad) in &by_path {
+                let want = golden_param(&golden, &format!("full_grad.{}", hf_name(path)), path);
+                let unscaled: Vec<f32> = grad.values.iter().map(|g| (*g as f64 / F16_LOSS_SCALE) as f32).collect();
+                let largest = want.1.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+                assert_close(&format!("{what}: grad {path}"), &unscaled, &grad.shape, &want, 1e-2 * largest);
             }
         }
     }

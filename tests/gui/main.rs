@@ -89,13 +89,13 @@ fn the_whole_journey_in_the_app() {
     let expected = trainable_count(&config, &method);
     assert!(after.contains(&human_count(expected)), "{after} should show {expected}");
 
-    // f16 frozen weights (LoRA) lower the memory estimate; unticked again for the run below.
+    // f16 (LoRA: frozen weights in f16) lowers the memory estimate; unticked again for the run below.
     let f32_memory = text_of(&harness, "Estimated training memory:");
-    harness.get_by_label("Frozen weights in f16 (LoRA: half their memory)").click();
+    harness.get_by_label("Matmuls in f16 (LoRA: frozen weights in half the memory)").click();
     harness.run_steps(2);
     assert_eq!(harness.state().settings.config.precision, Precision::F16);
     assert_ne!(text_of(&harness, "Estimated training memory:"), f32_memory);
-    harness.get_by_label("Frozen weights in f16 (LoRA: half their memory)").click();
+    harness.get_by_label("Matmuls in f16 (LoRA: frozen weights in half the memory)").click();
     harness.run_steps(2);
     assert_eq!(harness.state().settings.config.precision, Precision::F32);
 
