@@ -92,6 +92,12 @@ impl ComputeDevice {
 
 }
 
+/// Whether `device` is the wgpu device and its adapter a CPU (software Vulkan such as lavapipe),
+/// where some kernels are chosen differently.
+pub fn is_software_wgpu(device: &Device) -> bool {
+    crate::kernels::is_wgpu(device) && matches!(wgpu_device(), Ok((_, false)))
+}
+
 /// wgpu can be initialised once per process; every caller shares that device. The flag says
 /// whether the adapter is hardware.
 fn wgpu_device() -> &'static Result<(ComputeDevice, bool), String> {

@@ -114,7 +114,8 @@ fn parse_duration(text: &str) -> Option<Duration> {
 fn family_of(kernel: &str) -> &'static str {
     let first = kernel.split(" | ").next().unwrap_or(kernel);
     let has = |part: &str| first.contains(part);
-    if has("Matmul") {
+    // wgtune's own matmul is a WGSL source kernel named `WgslMatmul`.
+    if has("Matmul") || kernel.contains("WgslMatmul") {
         "matmul"
     } else if has("SourceKernel") {
         "wgtune WGSL kernels"
@@ -141,6 +142,7 @@ mod tests {
 | 3.5s       | MatmulEntry | TensorArgs | SimpleMatmulFamily_12ea2be4
 | 500ms      | MatmulEntry | TensorArgs | SimpleMatmulFamily_8929f3c4
 | 200.5ms    | SourceKernel | Wgsl_2da499f7
+| 100ms      | SourceKernel | WgslMatmul_5d0c11aa
 | 250µs      | KernelBinop | AddOp_01eb861c
 | 750µs      | KernelScalarBinop | MulOp_7b86323a
 | 1ms        | SharedSumKernel_2960c81f
@@ -154,7 +156,7 @@ mod tests {
         let families = sum_by_family(log, 2);
         let get = |name: &str| families.iter().find(|f| f.family == name).cloned();
         assert_eq!(families[0].family, "matmul");
-        assert!((get("matmul").map(|f| f.ms).unwrap_or(0.0) - 2000.0).abs() < 1e-6);
+        assert!((get("matmul").map(|f| f.ms).unwrap_or(0.0) - 2050.0).abs() < 1e-6, "the WGSL matmul counts as matmul");
         assert_eq!(get("matmul").map(|f| f.launches), Some(1));
         assert!((get("wgtune WGSL kernels").map(|f| f.ms).unwrap_or(0.0) - 100.25).abs() < 1e-6);
         assert!((get("element-wise").map(|f| f.ms).unwrap_or(0.0) - 0.5).abs() < 1e-6);

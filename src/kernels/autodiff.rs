@@ -9,6 +9,7 @@ use burn::backend::{Autodiff, AutodiffBackend, DispatchKindConversion, DispatchT
 use super::attention::AttentionBackward;
 use super::cross_entropy::autodiff_loss;
 use super::extension::FusedKernels;
+use super::matmul::MatmulBackward;
 use super::swiglu::SwigluBackward;
 
 impl<B, C> FusedKernels for Autodiff<B, C>
@@ -58,6 +59,16 @@ where
             window,
         );
         (Self::from_inner(grad_q), Self::from_inner(grad_k), Self::from_inner(grad_v))
+    }
+
+    fn fused_matmul(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self> {
+        let (a, a_node) = a.into_parts();
+        let (b, b_node) = b.into_parts();
+        let output = B::fused_matmul(a.clone(), b.clone());
+        match MatmulBackward.prepare::<C>([a_node, b_node]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish((a, b), output),
+            OpsKind::UnTracked(prep) => prep.finish(output),
+        }
     }
 
     fn cross_entropy_rows(logits: FloatTensor<Self>, targets: Vec<u32>) -> (FloatTensor<Self>, FloatTensor<Self>) {

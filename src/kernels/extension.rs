@@ -44,6 +44,9 @@ pub trait FusedKernels: burn::backend::Backend {
     /// `[dim, vocab]`, `chunk` rows of logits at a time. Returns `[1]`.
     fn fused_cross_entropy(hidden: FloatTensor<Self>, head: FloatTensor<Self>, targets: Vec<u32>, chunk: usize) -> FloatTensor<Self>;
 
+    /// `a · b` for `a` `[m, k]` and `b` `[k, n]` (either may be a transposed view).
+    fn fused_matmul(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self>;
+
     /// `silu(gate) · up` of two flat tensors `[n]`.
     fn fused_swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self>;
 

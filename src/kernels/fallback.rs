@@ -20,6 +20,10 @@ fn primitive<const D: usize>(t: Tensor<D>) -> FloatTensor<Flex> {
 }
 
 impl FusedKernels for Flex {
+    fn fused_matmul(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self> {
+        primitive::<2>(tensor::<2>(a).matmul(tensor::<2>(b)))
+    }
+
     fn fused_attention(
         q: FloatTensor<Self>,
         k: FloatTensor<Self>,

@@ -32,6 +32,24 @@ impl KernelSource for Wgsl {
     }
 }
 
+/// The matmul kernels: a type of their own because kernel profiles name a kernel by its type,
+/// and these belong with the matmuls there.
+struct WgslMatmul(Wgsl);
+
+impl KernelSource for WgslMatmul {
+    fn source(&self) -> SourceTemplate {
+        self.0.source()
+    }
+
+    fn id(&self) -> KernelId {
+        KernelId::new::<Self>().info((self.0.name, self.0.values.clone()))
+    }
+
+    fn lang(&self) -> &'static str {
+        "wgsl"
+    }
+}
+
 const ATTENTION_FORWARD: &str = include_str!("../../shaders/attention_forward.wgsl");
 const ATTENTION_BACKWARD_QUERY: &str = include_str!("../../shaders/attention_backward_query.wgsl");
 const ATTENTION_BACKWARD_KEY_VALUE: &str = include_str!("../../shaders/attention_backward_key_value.wgsl");
@@ -40,6 +58,11 @@ const CROSS_ENTROPY_GRAD: &str = include_str!("../../shaders/cross_entropy_grad.
 const ADAMW: &str = include_str!("../../shaders/adamw.wgsl");
 const SWIGLU_FORWARD: &str = include_str!("../../shaders/swiglu_forward.wgsl");
 const SWIGLU_BACKWARD: &str = include_str!("../../shaders/swiglu_backward.wgsl");
+const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
+const MATMUL_NT: &str = include_str!("../../shaders/matmul_nt.wgsl");
+
+/// Invocations per workgroup of the matmul kernels.
+const MATMUL_BLOCK: usize = 64;
 
 /// Invocations per workgroup of the row-wise cross-entropy kernels (a power of two).
 const ROW_BLOCK: usize = 256;
@@ -58,14 +81,15 @@ fn cross_entropy_inputs(logits: &CubeTensor, targets: &[u32]) -> (burn::cubecl::
     (logits.client.create_from_slice(&targets), logits.client.create_from_slice(&info))
 }
 
-/// Invocations per workgroup: one query (or key) row each.
+/// Query (or key) rows per attention workgroup.
 ///
 /// Uniform loads: in the attention kernels every invocation of a workgroup walks the same keys
 /// (or queries) in the same order, reading them straight from the storage buffers and masking what
-/// its row may not see, so at each step the whole workgroup reads one row: a broadcast from cache
+/// its rows may not see, so at each step the whole workgroup reads one row: a broadcast from cache
 /// on GPUs. They do not stage rows in workgroup memory: lavapipe's llvmpipe loads from workgroup
 /// memory one invocation at a time, like any storage-buffer load whose address is not a constant,
-/// so staging only added copies and barriers (BENCHMARKS.md has the figures).
+/// so staging only added copies and barriers. For the same reason each invocation takes four
+/// rows, so that every key it loads serves four (BENCHMARKS.md has the figures).
 const BLOCK: usize = 64;
 
 /// Whether the attention kernels take this head dimension: rows are read as `vec4`s, and
@@ -74,13 +98,19 @@ pub fn supports_head_dim(head_dim: usize) -> bool {
     head_dim % 4 == 0 && head_dim <= 256
 }
 
-fn attention_kernel(name: &'static str, source: &'static str, head_dim: usize) -> Box<SourceKernel<Wgsl>> {
+/// An attention kernel whose invocations take `rows` rows each of a workgroup's `BLOCK`.
+fn attention_kernel(name: &'static str, source: &'static str, head_dim: usize, rows: usize) -> Box<SourceKernel<Wgsl>> {
+    let invocations = BLOCK / rows;
     let kernel = Wgsl {
         name,
         source,
-        values: vec![("head_dim_vec4", (head_dim / 4).to_string()), ("block", BLOCK.to_string())],
+        values: vec![
+            ("head_dim_vec4", (head_dim / 4).to_string()),
+            ("block", BLOCK.to_string()),
+            ("invocations", invocations.to_string()),
+        ],
     };
-    Box::new(SourceKernel::new(kernel, CubeDim::new_1d(BLOCK as u32)))
+    Box::new(SourceKernel::new(kernel, CubeDim::new_1d(invocations as u32)))
 }
 
 /// The `info` buffer every attention kernel reads.
@@ -147,7 +177,7 @@ impl FusedKernels for CubeBackend {
         let info = q.client.create_from_slice(&attention_info(&q, &k, q_start, window));
         let count = CubeCount::Static(q_len.div_ceil(BLOCK) as u32, (batch * heads) as u32, 1);
         q.client.launch(
-            attention_kernel("attention_forward", ATTENTION_FORWARD, head_dim),
+            attention_kernel("attention_forward", ATTENTION_FORWARD, head_dim, 4),
             count,
             KernelArguments::new().with_buffers(vec![
                 q.handle.clone().binding(),
@@ -186,7 +216,7 @@ impl FusedKernels for CubeBackend {
         let info = q.client.create_from_slice(&attention_info(&q, &k, q_start, window));
 
         q.client.launch(
-            attention_kernel("attention_backward_query", ATTENTION_BACKWARD_QUERY, head_dim),
+            attention_kernel("attention_backward_query", ATTENTION_BACKWARD_QUERY, head_dim, 4),
             CubeCount::Static(q_len.div_ceil(BLOCK) as u32, (batch * heads) as u32, 1),
             KernelArguments::new().with_buffers(vec![
                 q.handle.clone().binding(),
@@ -200,7 +230,7 @@ impl FusedKernels for CubeBackend {
             ]),
         );
         q.client.launch(
-            attention_kernel("attention_backward_key_value", ATTENTION_BACKWARD_KEY_VALUE, head_dim),
+            attention_kernel("attention_backward_key_value", ATTENTION_BACKWARD_KEY_VALUE, head_dim, 4),
             CubeCount::Static(kv_len.div_ceil(BLOCK) as u32, (batch * kv_heads) as u32, 1),
             KernelArguments::new().with_buffers(vec![
                 q.handle.clone().binding(),
@@ -215,6 +245,38 @@ impl FusedKernels for CubeBackend {
             ]),
         );
         (grad_q, grad_k, grad_v)
+    }
+
+    fn fused_matmul(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self> {
+        let [m, k] = a.meta.shape().dims::<2>();
+        let n = b.meta.shape().dims::<2>()[1];
+        if k % 4 != 0 || n % 4 != 0 || a.dtype != DType::F32 || b.dtype != DType::F32 {
+            return Self::float_matmul(a, b);
+        }
+        let a = into_contiguous(a);
+        // A transposed row-major `[n, k]` (strides `[1, k]`) is read where it lies.
+        let (name, source, b) = if n > 1 && k > 1 && b.meta.strides()[..] == [1, k] {
+            ("matmul_nt", MATMUL_NT, b)
+        } else {
+            ("matmul", MATMUL, into_contiguous(b))
+        };
+        let output = empty_like(&a, Shape::new([m, n]));
+        let info: Vec<u8> = [m, k, n].iter().flat_map(|&v| (v as u32).to_le_bytes()).collect();
+        let info = a.client.create_from_slice(&info);
+        // One invocation per 16 × 16 block of the output.
+        let groups = (m.div_ceil(16) * n.div_ceil(16)).div_ceil(MATMUL_BLOCK);
+        let kernel = WgslMatmul(Wgsl { name, source, values: vec![("block", MATMUL_BLOCK.to_string())] });
+        a.client.launch(
+            Box::new(SourceKernel::new(kernel, CubeDim::new_1d(MATMUL_BLOCK as u32))),
+            CubeCount::Static(groups.min(65535) as u32, groups.div_ceil(65535) as u32, 1),
+            KernelArguments::new().with_buffers(vec![
+                a.handle.clone().binding(),
+                b.handle.clone().binding(),
+                output.handle.clone().binding(),
+                info.binding(),
+            ]),
+        );
+        output
     }
 
     fn cross_entropy_rows(logits: FloatTensor<Self>, targets: Vec<u32>) -> (FloatTensor<Self>, FloatTensor<Self>) {

@@ -3,7 +3,8 @@
 //! Model code calls the functions here. Each one runs a hand-written WGSL kernel from `shaders/`
 //! when its tensors live on a wgpu device (through Burn's backend-extension mechanism, with a
 //! custom backward pass under autodiff), and the same computation in plain Burn tensor operations
-//! on every other backend, or when the fused path is switched off to measure it.
+//! on every other backend, or when the fused path is switched off to measure it. The matmul is
+//! the exception: its kernel is written for software Vulkan (lavapipe) and runs only there.
 
 mod adamw;
 mod attention;
@@ -12,12 +13,14 @@ mod cross_entropy;
 mod extension;
 mod fallback;
 mod launch;
+mod matmul;
 mod swiglu;
 
 pub use adamw::{AdamWStep, adamw, adamw_reference};
 pub use attention::{attention, attention_reference};
 pub use cross_entropy::cross_entropy;
 pub use extension::FusedKernels;
+pub use matmul::matmul;
 pub use swiglu::{swiglu, swiglu_backward_reference};
 
 use burn::tensor::Device;

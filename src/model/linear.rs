@@ -9,7 +9,9 @@
 use burn::module::{Module, Param};
 use burn::tensor::{Distribution, Tensor};
 
-use super::precision::{Precision, weight_matmul};
+use super::llama::ForwardOptions;
+use super::precision::weight_matmul;
+use crate::kernels;
 
 #[derive(Module, Debug)]
 pub struct Linear {
@@ -36,13 +38,14 @@ impl Linear {
         self.weight.shape().dims::<2>()[1]
     }
 
-    /// `x·W (+ s·(x·a)·b) (+ bias)`, the matmul against `W` in `compute`'s precision.
-    pub fn forward(&self, x: Tensor<3>, lora: LoraForward, compute: Precision) -> Tensor<3> {
+    /// `x·W (+ s·(x·a)·b) (+ bias)`, the matmul against `W` in the options' precision.
+    pub fn forward(&self, x: Tensor<3>, options: ForwardOptions) -> Tensor<3> {
+        let ForwardOptions { lora, fused, compute, .. } = options;
         let [batch, len, d_in] = x.dims();
         let x = x.reshape([batch * len, d_in]);
         let mut y = match self.weight.adapter() {
             Some(adapter) if !lora.materialize => {
-                let base = weight_matmul(x.clone(), compute.matmul_weight(self.weight.base()));
+                let base = weight_matmul(x.clone(), compute.matmul_weight(self.weight.base()), fused);
                 let x = if lora.dropout > 0.0 {
                     let keep = 1.0 - lora.dropout;
                     let mask = x.random_like(Distribution::Bernoulli(keep));
@@ -50,10 +53,10 @@ impl Linear {
                 } else {
                     x
                 };
-                let update = x.matmul(adapter.a.val()).matmul(adapter.b.val());
+                let update = kernels::matmul(kernels::matmul(x, adapter.a.val(), fused), adapter.b.val(), fused);
                 base + update.mul_scalar(adapter.scale)
             }
-            _ => weight_matmul(x, compute.matmul_weight(self.weight.val())),
+            _ => weight_matmul(x, compute.matmul_weight(self.weight.val()), fused),
         };
         if let Some(bias) = &self.bias {
             y = y + bias.val().unsqueeze::<2>();

@@ -134,10 +134,9 @@ pub struct LayerContext {
 
 impl Mlp {
     fn forward(&self, x: Tensor<3>, options: ForwardOptions) -> Tensor<3> {
-        let (lora, compute) = (options.lora, options.compute);
-        let gate = self.gate_proj.forward(x.clone(), lora, compute);
-        let up = self.up_proj.forward(x, lora, compute);
-        self.down_proj.forward(kernels::swiglu(gate, up, options.fused), lora, compute)
+        let gate = self.gate_proj.forward(x.clone(), options);
+        let up = self.up_proj.forward(x, options);
+        self.down_proj.forward(kernels::swiglu(gate, up, options.fused), options)
     }
 }
 
@@ -163,13 +162,12 @@ impl Attention {
     ) -> Tensor<3> {
         let [batch, len, _] = x.dims();
         let (heads, kv_heads, head_dim) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        let (lora, compute) = (options.lora, options.compute);
         let split = |t: Tensor<3>, n: usize| t.reshape([batch, len, n, head_dim]).swap_dims(1, 2);
 
         let (cos, sin) = &context.rope;
-        let q = apply_rotary(split(self.q_proj.forward(x.clone(), lora, compute), heads), cos, sin);
-        let mut k = apply_rotary(split(self.k_proj.forward(x.clone(), lora, compute), kv_heads), cos, sin);
-        let mut v = split(self.v_proj.forward(x, lora, compute), kv_heads);
+        let q = apply_rotary(split(self.q_proj.forward(x.clone(), options), heads), cos, sin);
+        let mut k = apply_rotary(split(self.k_proj.forward(x.clone(), options), kv_heads), cos, sin);
+        let mut v = split(self.v_proj.forward(x, options), kv_heads);
         if let Some(cache) = cache {
             if let Some((past_k, past_v)) = cache.take() {
                 k = Tensor::cat(vec![past_k, k], 2);
@@ -179,7 +177,7 @@ impl Attention {
         }
         let out = kernels::attention(q, k, v, context.start, context.window, options.fused);
         let out = out.swap_dims(1, 2).reshape([batch, len, heads * head_dim]);
-        self.o_proj.forward(out, lora, compute)
+        self.o_proj.forward(out, options)
     }
 }
 
@@ -295,7 +293,7 @@ impl CausalLm {
     /// `train::loss` instead, which never holds the whole `[tokens, vocab]` matrix.
     pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
         let [batch, len, dim] = hidden.dims();
-        let logits = weight_matmul(hidden.reshape([batch * len, dim]), self.head_weight());
+        let logits = weight_matmul(hidden.reshape([batch * len, dim]), self.head_weight(), true);
         let vocab = logits.dims()[1];
         logits.reshape([batch, len, vocab])
     }

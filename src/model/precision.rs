@@ -14,6 +14,8 @@
 
 use burn::tensor::{DType, Tensor};
 
+use crate::kernels;
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
@@ -62,10 +64,11 @@ impl Precision {
     }
 }
 
-/// `x · w` computed in `w`'s precision; the result is f32 like `x`.
-pub fn weight_matmul<const D: usize>(x: Tensor<D>, w: Tensor<D>) -> Tensor<D> {
+/// `x · w` computed in `w`'s precision; the result is f32 like `x`. `fused` lets an f32 product
+/// run on the WGSL matmul where that is the faster one ([`kernels::matmul`]).
+pub fn weight_matmul(x: Tensor<2>, w: Tensor<2>, fused: bool) -> Tensor<2> {
     let dtype = w.dtype();
-    if dtype == x.dtype() { x.matmul(w) } else { x.cast(dtype).matmul(w).cast(DType::F32) }
+    if dtype == x.dtype() { kernels::matmul(x, w, fused) } else { x.cast(dtype).matmul(w).cast(DType::F32) }
 }
 
 /// `t` as f32 (a no-op when it already is).

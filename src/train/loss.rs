@@ -71,7 +71,7 @@ pub fn cross_entropy_sum(hidden: Tensor<3>, head: Tensor<2>, targets: &Targets, 
         let h = selected.clone().narrow(0, start, rows);
         let ids = &targets.ids[start..start + rows];
         let target = Tensor::<2, Int>::from_data(TensorData::new(ids.to_vec(), [rows, 1]), &device);
-        let logits = weight_matmul(h, head.clone());
+        let logits = weight_matmul(h, head.clone(), fused);
         if count_correct {
             let hits = logits.clone().argmax(1).equal(target.clone()).int().sum();
             correct = Some(match correct.take() {

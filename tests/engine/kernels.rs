@@ -169,3 +169,40 @@ fn fused_swiglu_matches_the_reference_forward_and_backward() {
         }
     }
 }
+
+/// The WGSL matmul (`shaders/matmul*.wgsl`) against Burn's, forward and both gradients, with `b`
+/// as stored and as a transposed view (the two kernels), at sizes that are not multiples of its
+/// 16 × 16 blocks, a single row, and the smallest `k` and `n` it takes.
+#[test]
+fn fused_matmul_matches_burns_forward_and_backward() {
+    use burn::backend::Dispatch;
+    use wgtune::kernels::FusedKernels;
+    let Some(dev) = devices().into_iter().find(|d| d.choice == DeviceChoice::Wgpu) else {
+        return;
+    };
+    let device = dev.autodiff();
+    for (m, k, n) in [(37, 24, 20), (1, 64, 48), (70, 4, 4), (33, 576, 192), (130, 36, 100)] {
+        for transposed in [false, true] {
+            let random = |shape: [usize; 2]| Tensor::<2>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+            let (a, weights) = (random([m, k]), random([m, n]));
+            let b = if transposed { random([n, k]).transpose() } else { random([k, n]) };
+            let run = |fused: bool| {
+                let (a, b) = (a.clone().require_grad(), b.clone().require_grad());
+                let out = if fused {
+                    Tensor::<2>::from_dispatch(Dispatch::fused_matmul(a.clone().into_dispatch(), b.clone().into_dispatch()))
+                } else {
+                    a.clone().matmul(b.clone())
+                };
+                let grads = (out.clone() * weights.clone()).sum().backward();
+                (out.inner(), a.grad(&grads).expect("a gradient"), b.grad(&grads).expect("a gradient"))
+            };
+            let (fused, reference) = (run(true), run(false));
+            let what = format!("{m} x {k} x {n}, b transposed: {transposed}");
+            for (name, x, y) in [("output", fused.0, reference.0), ("grad a", fused.1, reference.1), ("grad b", fused.2, reference.2)] {
+                let (x, shape) = values(x.unsqueeze::<4>());
+                let (y, _) = values(y.unsqueeze::<4>());
+                assert_close(&format!("{what}: {name}"), &x, &shape, &(shape.clone(), y.iter().map(|v| *v as f64).collect()), 1e-3);
+            }
+        }
+    }
+}

@@ -1,0 +1,135 @@
+// C = A · Bᵀ for row-major f32 matrices: A [m, k], B [n, k], C [m, n]; k and n multiples of 4.
+// The layout of matmul.wgsl (which see), with B's rows as C's columns: a transposed operand (a
+// weight in the backward pass, the tied embedding as output projection) is read where it lies.
+//
+// info: m, k, n.
+
+@group(0) @binding(0) var<storage, read_write> a: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> b: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> c: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> info: array<u32>;
+
+var<private> m: u32;
+var<private> n: u32;
+var<private> k4: u32;
+
+// Row `row` of A at `vec4` `kk`; rows past the end read the last one.
+fn a_at(row: u32, kk: u32) -> vec4<f32> {
+    return a[min(row, m - 1u) * k4 + kk];
+}
+
+// Row `row` of the block into C, from column `col` (a multiple of 16); nothing past the end.
+fn store(row: u32, col: u32, s: mat4x4<f32>) {
+    if row >= m {
+        return;
+    }
+    let n4 = n / 4u;
+    let base = row * n4 + col / 4u;
+    for (var q = 0u; q < 4u; q++) {
+        if col / 4u + q < n4 {
+            c[base + q] = s[q];
+        }
+    }
+}
+
+@compute @workgroup_size({{ block }}, 1, 1)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    m = info[0];
+    k4 = info[1] / 4u;
+    n = info[2];
+    let column_blocks = (n + 15u) / 16u;
+    let id = (wg.x + wg.y * 65535u) * {{ block }}u + lid;
+    let row0 = (id / column_blocks) * 16u;
+    if row0 >= m {
+        return;
+    }
+    let col = (id % column_blocks) * 16u;
+    // B's rows for the block's 16 columns; columns past the end read the last row.
+    let rb0 = min(col + 0u, n - 1u) * k4;
+    let rb1 = min(col + 1u, n - 1u) * k4;
+    let rb2 = min(col + 2u, n - 1u) * k4;
+    let rb3 = min(col + 3u, n - 1u) * k4;
+    let rb4 = min(col + 4u, n - 1u) * k4;
+    let rb5 = min(col + 5u, n - 1u) * k4;
+    let rb6 = min(col + 6u, n - 1u) * k4;
+    let rb7 = min(col + 7u, n - 1u) * k4;
+    let rb8 = min(col + 8u, n - 1u) * k4;
+    let rb9 = min(col + 9u, n - 1u) * k4;
+    let rb10 = min(col + 10u, n - 1u) * k4;
+    let rb11 = min(col + 11u, n - 1u) * k4;
+    let rb12 = min(col + 12u, n - 1u) * k4;
+    let rb13 = min(col + 13u, n - 1u) * k4;
+    let rb14 = min(col + 14u, n - 1u) * k4;
+    let rb15 = min(col + 15u, n - 1u) * k4;
+    var s0 = mat4x4<f32>();
+    var s1 = mat4x4<f32>();
+    var s2 = mat4x4<f32>();
+    var s3 = mat4x4<f32>();
+    var s4 = mat4x4<f32>();
+    var s5 = mat4x4<f32>();
+    var s6 = mat4x4<f32>();
+    var s7 = mat4x4<f32>();
+    var s8 = mat4x4<f32>();
+    var s9 = mat4x4<f32>();
+    var s10 = mat4x4<f32>();
+    var s11 = mat4x4<f32>();
+    var s12 = mat4x4<f32>();
+    var s13 = mat4x4<f32>();
+    var s14 = mat4x4<f32>();
+    var s15 = mat4x4<f32>();
+    for (var kk = 0u; kk < k4; kk++) {
+        let a0 = a_at(row0 + 0u, kk);
+        let a1 = a_at(row0 + 1u, kk);
+        let a2 = a_at(row0 + 2u, kk);
+        let a3 = a_at(row0 + 3u, kk);
+        let a4 = a_at(row0 + 4u, kk);
+        let a5 = a_at(row0 + 5u, kk);
+        let a6 = a_at(row0 + 6u, kk);
+        let a7 = a_at(row0 + 7u, kk);
+        let a8 = a_at(row0 + 8u, kk);
+        let a9 = a_at(row0 + 9u, kk);
+        let a10 = a_at(row0 + 10u, kk);
+        let a11 = a_at(row0 + 11u, kk);
+        let a12 = a_at(row0 + 12u, kk);
+        let a13 = a_at(row0 + 13u, kk);
+        let a14 = a_at(row0 + 14u, kk);
+        let a15 = a_at(row0 + 15u, kk);
+        // Four columns of the block per matrix: a * b<q> is a row's dot products with them.
+        let b0 = mat4x4<f32>(b[rb0 + kk], b[rb1 + kk], b[rb2 + kk], b[rb3 + kk]);
+        let b1 = mat4x4<f32>(b[rb4 + kk], b[rb5 + kk], b[rb6 + kk], b[rb7 + kk]);
+        let b2 = mat4x4<f32>(b[rb8 + kk], b[rb9 + kk], b[rb10 + kk], b[rb11 + kk]);
+        let b3 = mat4x4<f32>(b[rb12 + kk], b[rb13 + kk], b[rb14 + kk], b[rb15 + kk]);
+        s0 += mat4x4<f32>(a0 * b0, a0 * b1, a0 * b2, a0 * b3);
+        s1 += mat4x4<f32>(a1 * b0, a1 * b1, a1 * b2, a1 * b3);
+        s2 += mat4x4<f32>(a2 * b0, a2 * b1, a2 * b2, a2 * b3);
+        s3 += mat4x4<f32>(a3 * b0, a3 * b1, a3 * b2, a3 * b3);
+        s4 += mat4x4<f32>(a4 * b0, a4 * b1, a4 * b2, a4 * b3);
+        s5 += mat4x4<f32>(a5 * b0, a5 * b1, a5 * b2, a5 * b3);
+        s6 += mat4x4<f32>(a6 * b0, a6 * b1, a6 * b2, a6 * b3);
+        s7 += mat4x4<f32>(a7 * b0, a7 * b1, a7 * b2, a7 * b3);
+        s8 += mat4x4<f32>(a8 * b0, a8 * b1, a8 * b2, a8 * b3);
+        s9 += mat4x4<f32>(a9 * b0, a9 * b1, a9 * b2, a9 * b3);
+        s10 += mat4x4<f32>(a10 * b0, a10 * b1, a10 * b2, a10 * b3);
+        s11 += mat4x4<f32>(a11 * b0, a11 * b1, a11 * b2, a11 * b3);
+        s12 += mat4x4<f32>(a12 * b0, a12 * b1, a12 * b2, a12 * b3);
+        s13 += mat4x4<f32>(a13 * b0, a13 * b1, a13 * b2, a13 * b3);
+        s14 += mat4x4<f32>(a14 * b0, a14 * b1, a14 * b2, a14 * b3);
+        s15 += mat4x4<f32>(a15 * b0, a15 * b1, a15 * b2, a15 * b3);
+    }
+    store(row0 + 0u, col, s0);
+    store(row0 + 1u, col, s1);
+    store(row0 + 2u, col, s2);
+    store(row0 + 3u, col, s3);
+    store(row0 + 4u, col, s4);
+    store(row0 + 5u, col, s5);
+    store(row0 + 6u, col, s6);
+    store(row0 + 7u, col, s7);
+    store(row0 + 8u, col, s8);
+    store(row0 + 9u, col, s9);
+    store(row0 + 10u, col, s10);
+    store(row0 + 11u, col, s11);
+    store(row0 + 12u, col, s12);
+    store(row0 + 13u, col, s13);
+    store(row0 + 14u, col, s14);
+    store(row0 + 15u, col, s15);
+}
