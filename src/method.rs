@@ -156,7 +156,7 @@ fn regex_escape(text: &str) -> String {
 pub fn attach_lora(model: CausalLm, settings: &LoraSettings) -> CausalLm {
     // Burn scales by alpha / rank; rsLoRA's alpha / sqrt(rank) is the same with a larger alpha.
     let alpha = settings.scale() * settings.rank as f64;
-    let group = ParamGroup::from_regex(&settings.pattern()).expect("the target pattern is a valid regex");
+    let group = ParamGroup::from_regex(settings.pattern()).expect("the target pattern is a valid regex");
     // The factors train in f32 whatever the frozen weights are stored in.
     let lora = Lora::new(settings.rank, alpha).set_param_group(group).set_dtype(FloatDType::F32);
     let model = model.freeze().apply_lora(lora);

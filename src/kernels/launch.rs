@@ -95,7 +95,7 @@ const BLOCK: usize = 64;
 /// Whether the attention kernels take this head dimension: rows are read as `vec4`s, and
 /// per-invocation arrays are sized by it.
 pub fn supports_head_dim(head_dim: usize) -> bool {
-    head_dim % 4 == 0 && head_dim <= 256
+    head_dim.is_multiple_of(4) && head_dim <= 256
 }
 
 /// An attention kernel whose invocations take `rows` rows each of a workgroup's `BLOCK`.

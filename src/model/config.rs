@@ -143,11 +143,11 @@ impl ModelConfig {
         {
             return Err(Error::invalid_file(path, format!("hidden_act `{act}` is not supported (only `silu`)")));
         }
-        if raw.num_attention_heads == 0 || (raw.head_dim.is_none() && raw.hidden_size % raw.num_attention_heads != 0) {
+        if raw.num_attention_heads == 0 || (raw.head_dim.is_none() && !raw.hidden_size.is_multiple_of(raw.num_attention_heads)) {
             return Err(Error::invalid_file(path, "hidden_size must be a multiple of num_attention_heads"));
         }
         let num_key_value_heads = raw.num_key_value_heads.unwrap_or(raw.num_attention_heads);
-        if num_key_value_heads == 0 || raw.num_attention_heads % num_key_value_heads != 0 {
+        if num_key_value_heads == 0 || !raw.num_attention_heads.is_multiple_of(num_key_value_heads) {
             return Err(Error::invalid_file(
                 path,
                 format!(
@@ -164,7 +164,7 @@ impl ModelConfig {
         let rope_scaling = parse_rope_scaling(scaling, path)?;
 
         let head_dim = raw.head_dim.unwrap_or(raw.hidden_size / raw.num_attention_heads);
-        if head_dim % 2 != 0 {
+        if !head_dim.is_multiple_of(2) {
             return Err(Error::invalid_file(path, format!("head_dim {head_dim} must be even for RoPE")));
         }
         let (qkv_bias, o_bias) = match architecture {

@@ -113,7 +113,7 @@ pub fn batch_gradients(
 ) -> Option<(f64, GradientsParams)> {
     let targets = Targets::from_batch(batch, device)?;
     let options = ForwardOptions {
-        dropout_seed: (inputs.options.lora.dropout > 0.0).then(|| inputs.seed ^ ((index as u64) << 40)),
+        dropout_seed: (inputs.options.lora.dropout > 0.0).then_some(inputs.seed ^ ((index as u64) << 40)),
         ..inputs.options
     };
     let clock = Phase::start(device, timings.is_some());

@@ -219,10 +219,10 @@ impl<'a> Run<'a> {
             self.events.send(TrainEvent::Step(metrics));
 
             let step = self.state.step;
-            if self.config.eval_every > 0 && step % self.config.eval_every == 0 && step < self.total_steps {
+            if self.config.eval_every > 0 && step.is_multiple_of(self.config.eval_every) && step < self.total_steps {
                 last_eval = self.evaluate()?;
             }
-            if self.config.save_every > 0 && step % self.config.save_every == 0 && step < self.total_steps {
+            if self.config.save_every > 0 && step.is_multiple_of(self.config.save_every) && step < self.total_steps {
                 self.save()?;
                 last_saved = step;
             }
