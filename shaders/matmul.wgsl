@@ -7,16 +7,26 @@
 // arrays in memory: the same kernel over arrays ran at half the speed. On GPUs CubeCL's tiled
 // matmul is the faster one (see `kernels::matmul`).
 //
+// B may be stored in f16 (`b_type`, with `enable f16` from the template): each `vec4` is widened
+// to f32 as it is read, so f16 weights cost half the memory and multiply at f32's speed and
+// precision.
+//
 // info: m, k, n.
 
+{{ enable_f16 }}
 @group(0) @binding(0) var<storage, read_write> a: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read_write> b: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> b: array<vec4<{{ b_type }}>>;
 @group(0) @binding(2) var<storage, read_write> c: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> info: array<u32>;
 
 var<private> m: u32;
 var<private> n: u32;
 var<private> k4: u32;
+
+// B's `vec4` at `i`, widened to f32 when B is stored in f16.
+fn b_at(i: u32) -> vec4<f32> {
+    return vec4<f32>(b[i]);
+}
 
 // Row `row` of A at `vec4` `kk`; rows past the end read the last one.
 fn a_at(row: u32, kk: u32) -> vec4<f32> {
@@ -88,7 +98,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         let a15 = a_at(row0 + 15u, kk);
         for (var j = 0u; j < 4u; j++) {
             let row = (kk * 4u + j) * (n / 4u);
-            let bj = mat4x4<f32>(b[row + cols.x], b[row + cols.y], b[row + cols.z], b[row + cols.w]);
+            let bj = mat4x4<f32>(b_at(row + cols.x), b_at(row + cols.y), b_at(row + cols.z), b_at(row + cols.w));
             s0 += a0[j] * bj;
             s1 += a1[j] * bj;
             s2 += a2[j] * bj;

@@ -2,16 +2,24 @@
 // The layout of matmul.wgsl (which see), with B's rows as C's columns: a transposed operand (a
 // weight in the backward pass, the tied embedding as output projection) is read where it lies.
 //
+// B may be stored in f16, as in matmul.wgsl.
+//
 // info: m, k, n.
 
+{{ enable_f16 }}
 @group(0) @binding(0) var<storage, read_write> a: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read_write> b: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> b: array<vec4<{{ b_type }}>>;
 @group(0) @binding(2) var<storage, read_write> c: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> info: array<u32>;
 
 var<private> m: u32;
 var<private> n: u32;
 var<private> k4: u32;
+
+// B's `vec4` at `i`, widened to f32 when B is stored in f16.
+fn b_at(i: u32) -> vec4<f32> {
+    return vec4<f32>(b[i]);
+}
 
 // Row `row` of A at `vec4` `kk`; rows past the end read the last one.
 fn a_at(row: u32, kk: u32) -> vec4<f32> {
@@ -95,10 +103,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         let a14 = a_at(row0 + 14u, kk);
         let a15 = a_at(row0 + 15u, kk);
         // Four columns of the block per matrix: a * b<q> is a row's dot products with them.
-        let b0 = mat4x4<f32>(b[rb0 + kk], b[rb1 + kk], b[rb2 + kk], b[rb3 + kk]);
-        let b1 = mat4x4<f32>(b[rb4 + kk], b[rb5 + kk], b[rb6 + kk], b[rb7 + kk]);
-        let b2 = mat4x4<f32>(b[rb8 + kk], b[rb9 + kk], b[rb10 + kk], b[rb11 + kk]);
-        let b3 = mat4x4<f32>(b[rb12 + kk], b[rb13 + kk], b[rb14 + kk], b[rb15 + kk]);
+        let b0 = mat4x4<f32>(b_at(rb0 + kk), b_at(rb1 + kk), b_at(rb2 + kk), b_at(rb3 + kk));
+        let b1 = mat4x4<f32>(b_at(rb4 + kk), b_at(rb5 + kk), b_at(rb6 + kk), b_at(rb7 + kk));
+        let b2 = mat4x4<f32>(b_at(rb8 + kk), b_at(rb9 + kk), b_at(rb10 + kk), b_at(rb11 + kk));
+        let b3 = mat4x4<f32>(b_at(rb12 + kk), b_at(rb13 + kk), b_at(rb14 + kk), b_at(rb15 + kk));
         s0 += mat4x4<f32>(a0 * b0, a0 * b1, a0 * b2, a0 * b3);
         s1 += mat4x4<f32>(a1 * b0, a1 * b1, a1 * b2, a1 * b3);
         s2 += mat4x4<f32>(a2 * b0, a2 * b1, a2 * b2, a2 * b3);

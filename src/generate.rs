@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::generation_prompt;
 use crate::error::Result;
-use crate::model::{CausalLm, ForwardOptions, KvCache, weight_matmul};
+use crate::kernels;
+use crate::model::{CausalLm, ForwardOptions, KvCache};
 use crate::tokenizer::TextTokenizer;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -57,7 +58,7 @@ pub fn generate_ids(
         let hidden = model.hidden_states(ids, Some(&mut cache), ForwardOptions::default());
         let dim = hidden.dims()[2];
         let last = hidden.narrow(1, len - 1, 1).reshape([1, dim]);
-        let logits: Vec<f32> = weight_matmul(last, head.clone(), true).into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default();
+        let logits: Vec<f32> = kernels::matmul(last, head.clone(), true).into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default();
         let token = choose(&logits, settings, &mut rng);
         if stop.contains(&token) {
             break;

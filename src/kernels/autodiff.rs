@@ -62,11 +62,13 @@ where
     }
 
     fn fused_matmul(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self> {
+        // Each operand is kept only for the other's gradient.
+        let (keep_a, keep_b) = (b.is_tracked(), a.is_tracked());
         let (a, a_node) = a.into_parts();
         let (b, b_node) = b.into_parts();
         let output = B::fused_matmul(a.clone(), b.clone());
         match MatmulBackward.prepare::<C>([a_node, b_node]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => prep.finish((a, b), output),
+            OpsKind::Tracked(prep) => prep.finish((keep_a.then_some(a), keep_b.then_some(b)), output),
             OpsKind::UnTracked(prep) => prep.finish(output),
         }
     }

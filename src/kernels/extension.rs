@@ -44,7 +44,8 @@ pub trait FusedKernels: burn::backend::Backend {
     /// `[dim, vocab]`, `chunk` rows of logits at a time. Returns `[1]`.
     fn fused_cross_entropy(hidden: FloatTensor<Self>, head: FloatTensor<Self>, targets: Vec<u32>, chunk: usize) -> FloatTensor<Self>;
 
-    /// `a · b` for `a` `[m, k]` and `b` `[k, n]` (either may be a transposed view).
+    /// `a · b` for `a` `[m, k]` and `b` `[k, n]` (either may be a transposed view); `b` may be
+    /// f16, the result is f32 like `a`.
     fn fused_matmul(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self>;
 
     /// `silu(gate) · up` of two flat tensors `[n]`.

@@ -21,7 +21,8 @@ fn primitive<const D: usize>(t: Tensor<D>) -> FloatTensor<Flex> {
 
 impl FusedKernels for Flex {
     fn fused_matmul(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self> {
-        primitive::<2>(tensor::<2>(a).matmul(tensor::<2>(b)))
+        let a = tensor::<2>(a);
+        primitive::<2>(a.clone().matmul(tensor::<2>(b).cast(a.dtype())))
     }
 
     fn fused_attention(

@@ -250,7 +250,8 @@ impl FusedKernels for CubeBackend {
     fn fused_matmul(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self> {
         let [m, k] = a.meta.shape().dims::<2>();
         let n = b.meta.shape().dims::<2>()[1];
-        if k % 4 != 0 || n % 4 != 0 || a.dtype != DType::F32 || b.dtype != DType::F32 {
+        let f16 = b.dtype == DType::F16;
+        if !k.is_multiple_of(4) || !n.is_multiple_of(4) || a.dtype != DType::F32 || !(f16 || b.dtype == DType::F32) {
             return Self::float_matmul(a, b);
         }
         let a = into_contiguous(a);
@@ -265,7 +266,9 @@ impl FusedKernels for CubeBackend {
         let info = a.client.create_from_slice(&info);
         // One invocation per 16 × 16 block of the output.
         let groups = (m.div_ceil(16) * n.div_ceil(16)).div_ceil(MATMUL_BLOCK);
-        let kernel = WgslMatmul(Wgsl { name, source, values: vec![("block", MATMUL_BLOCK.to_string())] });
+        let (b_type, enable_f16) = if f16 { ("f16", "enable f16;") } else { ("f32", "") };
+        let values = vec![("block", MATMUL_BLOCK.to_string()), ("b_type", b_type.into()), ("enable_f16", enable_f16.into())];
+        let kernel = WgslMatmul(Wgsl { name, source, values });
         a.client.launch(
             Box::new(SourceKernel::new(kernel, CubeDim::new_1d(MATMUL_BLOCK as u32))),
             CubeCount::Static(groups.min(65535) as u32, groups.div_ceil(65535) as u32, 1),

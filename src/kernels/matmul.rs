@@ -11,13 +11,21 @@ use burn::tensor::{DType, Tensor};
 
 use super::extension::FusedKernels;
 
-/// `a · b` for `a` `[m, k]` and `b` `[k, n]`; `fused` picks the WGSL kernels where they win.
+/// `a · b` for an f32 `a` `[m, k]` and a `b` `[k, n]` in f32 or f16 (a weight stored in half
+/// precision); the result is f32. `fused` picks the WGSL kernels where they win; they widen an
+/// f16 `b` to f32 as they read it. Elsewhere an f16 `b` multiplies in f16, `a` cast to it.
 pub fn matmul(a: Tensor<2>, b: Tensor<2>, fused: bool) -> Tensor<2> {
-    let wins = fused && a.dtype() == DType::F32 && b.dtype() == DType::F32 && crate::device::is_software_wgpu(&a.device());
-    if wins {
+    let (a_type, b_type) = (a.dtype(), b.dtype());
+    let wgsl = fused
+        && a_type == DType::F32
+        && matches!(b_type, DType::F32 | DType::F16)
+        && crate::device::is_software_wgpu(&a.device());
+    if wgsl {
         Tensor::from_dispatch(Dispatch::fused_matmul(a.into_dispatch(), b.into_dispatch()))
-    } else {
+    } else if a_type == b_type {
         a.matmul(b)
+    } else {
+        a.cast(b_type).matmul(b).cast(a_type)
     }
 }
 
@@ -27,16 +35,17 @@ pub fn matmul(a: Tensor<2>, b: Tensor<2>, fused: bool) -> Tensor<2> {
 pub(super) struct MatmulBackward;
 
 impl<B: FusedKernels> Backward<B, 2> for MatmulBackward {
-    type State = (FloatTensor<B>, FloatTensor<B>);
+    /// `a` when `b` needs a gradient, `b` when `a` does.
+    type State = (Option<FloatTensor<B>>, Option<FloatTensor<B>>);
 
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
         let [a_node, b_node] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
         let (a, b) = ops.state;
-        if let Some(node) = b_node {
+        if let (Some(node), Some(a)) = (b_node, a) {
             grads.register::<B>(node.id, B::fused_matmul(B::float_transpose(a), grad.clone()));
         }
-        if let Some(node) = a_node {
+        if let (Some(node), Some(b)) = (a_node, b) {
             grads.register::<B>(node.id, B::fused_matmul(grad, B::float_transpose(b)));
         }
     }

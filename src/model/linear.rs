@@ -10,7 +10,6 @@ use burn::module::{Module, Param};
 use burn::tensor::{Distribution, Tensor};
 
 use super::llama::ForwardOptions;
-use super::precision::weight_matmul;
 use crate::kernels;
 
 #[derive(Module, Debug)]
@@ -45,7 +44,7 @@ impl Linear {
         let x = x.reshape([batch * len, d_in]);
         let mut y = match self.weight.adapter() {
             Some(adapter) if !lora.materialize => {
-                let base = weight_matmul(x.clone(), compute.matmul_weight(self.weight.base()), fused);
+                let base = kernels::matmul(x.clone(), compute.matmul_weight(self.weight.base()), fused);
                 let x = if lora.dropout > 0.0 {
                     let keep = 1.0 - lora.dropout;
                     let mask = x.random_like(Distribution::Bernoulli(keep));
@@ -56,7 +55,7 @@ impl Linear {
                 let update = kernels::matmul(kernels::matmul(x, adapter.a.val(), fused), adapter.b.val(), fused);
                 base + update.mul_scalar(adapter.scale)
             }
-            _ => weight_matmul(x, compute.matmul_weight(self.weight.val()), fused),
+            _ => kernels::matmul(x, compute.matmul_weight(self.weight.val()), fused),
         };
         if let Some(bias) = &self.bias {
             y = y + bias.val().unsqueeze::<2>();

@@ -10,7 +10,7 @@ use burn::tensor::{Device, Int, Tensor};
 
 use super::config::ModelConfig;
 use super::linear::{Linear, LoraForward};
-use super::precision::{Precision, to_f32, weight_matmul};
+use super::precision::{Precision, to_f32};
 use super::rope::{Rope, apply_rotary};
 use crate::kernels;
 
@@ -281,7 +281,7 @@ impl CausalLm {
     }
 
     /// The output projection `[hidden, vocab]`, in the precision the weights are stored in
-    /// (multiply by it with [`weight_matmul`]: an f16 head is never copied to f32).
+    /// (multiply by it with [`kernels::matmul`]: an f16 head is never copied to f32).
     pub fn head_weight(&self) -> Tensor<2> {
         match &self.lm_head {
             Some(head) => head.weight.val(),
@@ -293,7 +293,7 @@ impl CausalLm {
     /// `train::loss` instead, which never holds the whole `[tokens, vocab]` matrix.
     pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
         let [batch, len, dim] = hidden.dims();
-        let logits = weight_matmul(hidden.reshape([batch * len, dim]), self.head_weight(), true);
+        let logits = kernels::matmul(hidden.reshape([batch * len, dim]), self.head_weight(), true);
         let vocab = logits.dims()[1];
         logits.reshape([batch, len, vocab])
     }

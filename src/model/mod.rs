@@ -12,5 +12,5 @@ pub use config::{Architecture, ModelConfig, RopeScaling};
 pub use linear::{Linear, LoraForward};
 pub use llama::{CausalLm, DecoderLayer, ForwardOptions, KvCache, LayerContext, ParamRef, hf_name, is_transposed, module_path};
 pub use load::{ModelFolder, random_model, transpose};
-pub use precision::{Precision, weight_matmul};
+pub use precision::Precision;
 pub use weights::{HostTensor, WeightDtype, WeightFiles};

@@ -10,11 +10,11 @@
 //!   masters through the cast.
 //!
 //! Gradients flowing back through those matmuls are f16 too, which is why a run in f16 scales
-//! its loss (`train::LossScale`).
+//! its loss (`train::LossScale`). On software Vulkan the WGSL matmul reads f16 weights and
+//! multiplies in f32 instead (`kernels::matmul`): half the memory all the same, at f32's speed,
+//! which is no slower there than f16's.
 
 use burn::tensor::{DType, Tensor};
-
-use crate::kernels;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -62,13 +62,6 @@ impl Precision {
             _ => w,
         }
     }
-}
-
-/// `x · w` computed in `w`'s precision; the result is f32 like `x`. `fused` lets an f32 product
-/// run on the WGSL matmul where that is the faster one ([`kernels::matmul`]).
-pub fn weight_matmul(x: Tensor<2>, w: Tensor<2>, fused: bool) -> Tensor<2> {
-    let dtype = w.dtype();
-    if dtype == x.dtype() { kernels::matmul(x, w, fused) } else { x.cast(dtype).matmul(w).cast(DType::F32) }
 }
 
 /// `t` as f32 (a no-op when it already is).

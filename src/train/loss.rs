@@ -9,7 +9,6 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::data::{Batch, IGNORE};
 use crate::kernels;
-use crate::model::weight_matmul;
 
 /// Rows of logits computed at once, from the buffer limit and a memory budget.
 pub fn chunk_rows(vocab: usize, max_buffer_bytes: u64) -> usize {
@@ -71,7 +70,7 @@ pub fn cross_entropy_sum(hidden: Tensor<3>, head: Tensor<2>, targets: &Targets, 
         let h = selected.clone().narrow(0, start, rows);
         let ids = &targets.ids[start..start + rows];
         let target = Tensor::<2, Int>::from_data(TensorData::new(ids.to_vec(), [rows, 1]), &device);
-        let logits = weight_matmul(h, head.clone(), fused);
+        let logits = kernels::matmul(h, head.clone(), fused);
         if count_correct {
             let hits = logits.clone().argmax(1).equal(target.clone()).int().sum();
             correct = Some(match correct.take() {

@@ -171,38 +171,45 @@ fn fused_swiglu_matches_the_reference_forward_and_backward() {
 }
 
 /// The WGSL matmul (`shaders/matmul*.wgsl`) against Burn's, forward and both gradients, with `b`
-/// as stored and as a transposed view (the two kernels), at sizes that are not multiples of its
-/// 16 × 16 blocks, a single row, and the smallest `k` and `n` it takes.
+/// as stored and as a transposed view (the two kernels), in f32 and f16, at sizes that are not
+/// multiples of its 16 × 16 blocks, a single row, and the smallest `k` and `n` it takes.
 #[test]
 fn fused_matmul_matches_burns_forward_and_backward() {
     use burn::backend::Dispatch;
+    use burn::tensor::DType;
     use wgtune::kernels::FusedKernels;
     let Some(dev) = devices().into_iter().find(|d| d.choice == DeviceChoice::Wgpu) else {
         return;
     };
     let device = dev.autodiff();
-    for (m, k, n) in [(37, 24, 20), (1, 64, 48), (70, 4, 4), (33, 576, 192), (130, 36, 100)] {
-        for transposed in [false, true] {
-            let random = |shape: [usize; 2]| Tensor::<2>::random(shape, Distribution::Normal(0.0, 1.0), &device);
-            let (a, weights) = (random([m, k]), random([m, n]));
-            let b = if transposed { random([n, k]).transpose() } else { random([k, n]) };
-            let run = |fused: bool| {
-                let (a, b) = (a.clone().require_grad(), b.clone().require_grad());
-                let out = if fused {
-                    Tensor::<2>::from_dispatch(Dispatch::fused_matmul(a.clone().into_dispatch(), b.clone().into_dispatch()))
-                } else {
-                    a.clone().matmul(b.clone())
-                };
-                let grads = (out.clone() * weights.clone()).sum().backward();
-                (out.inner(), a.grad(&grads).expect("a gradient"), b.grad(&grads).expect("a gradient"))
+    let shapes = [(37, 24, 20), (1, 64, 48), (70, 4, 4), (33, 576, 192), (130, 36, 100)];
+    let cases = shapes.into_iter().flat_map(|s| [(s, false, false), (s, true, false), (s, false, true), (s, true, true)]);
+    for ((m, k, n), transposed, half) in cases {
+        let random = |shape: [usize; 2]| Tensor::<2>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+        let (a, weights) = (random([m, k]), random([m, n]));
+        let b = if transposed { random([n, k]).transpose() } else { random([k, n]) };
+        // An f16 `b` (a weight stored in half precision) against its exact value in f32.
+        let b = if half { b.cast(DType::F16) } else { b };
+        let run = |fused: bool| {
+            let (a, b) = (a.clone().require_grad(), b.clone().require_grad());
+            let out = if fused {
+                Tensor::<2>::from_dispatch(Dispatch::fused_matmul(a.clone().into_dispatch(), b.clone().into_dispatch()))
+            } else {
+                a.clone().matmul(b.clone().cast(DType::F32))
             };
-            let (fused, reference) = (run(true), run(false));
-            let what = format!("{m} x {k} x {n}, b transposed: {transposed}");
-            for (name, x, y) in [("output", fused.0, reference.0), ("grad a", fused.1, reference.1), ("grad b", fused.2, reference.2)] {
-                let (x, shape) = values(x.unsqueeze::<4>());
-                let (y, _) = values(y.unsqueeze::<4>());
-                assert_close(&format!("{what}: {name}"), &x, &shape, &(shape.clone(), y.iter().map(|v| *v as f64).collect()), 1e-3);
-            }
+            let grads = (out.clone() * weights.clone()).sum().backward();
+            (out.inner(), a.grad(&grads).expect("a gradient"), b.grad(&grads).expect("a gradient"))
+        };
+        let (fused, reference) = (run(true), run(false));
+        let what = format!("{m} x {k} x {n}, b transposed: {transposed}, in f16: {half}");
+        assert_eq!(fused.0.dtype(), DType::F32, "{what}");
+        for (name, x, y) in [("output", fused.0, reference.0), ("grad a", fused.1, reference.1), ("grad b", fused.2, reference.2)] {
+            let (x, shape) = values(x.unsqueeze::<4>());
+            let (y, _) = values(y.unsqueeze::<4>());
+            // The reference rounds an f16 `b`'s gradient to f16: 11 significant bits.
+            let largest = y.iter().fold(1.0f32, |m, v| m.max(v.abs())) as f64;
+            let tolerance = if half && name == "grad b" { 1e-3 * largest } else { 1e-3 };
+            assert_close(&format!("{what}: {name}"), &x, &shape, &(shape.clone(), y.iter().map(|v| *v as f64).collect()), tolerance);
         }
     }
 }
