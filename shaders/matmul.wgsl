@@ -7,58 +7,16 @@
 // arrays in memory: the same kernel over arrays ran at half the speed. On GPUs CubeCL's tiled
 // matmul is the faster one (see `kernels::matmul`).
 //
-// B may be stored in f16 (`b_type`, with `enable f16` from the template): each `vec4` is widened
-// to f32 as it is read, so f16 weights cost half the memory and multiply at f32's speed and
-// precision.
-//
-// info: m, k, n.
-
-{{ enable_f16 }}
-@group(0) @binding(0) var<storage, read_write> a: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read_write> b: array<vec4<{{ b_type }}>>;
-@group(0) @binding(2) var<storage, read_write> c: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> info: array<u32>;
-
-var<private> m: u32;
-var<private> n: u32;
-var<private> k4: u32;
-
-// B's `vec4` at `i`, widened to f32 when B is stored in f16.
-fn b_at(i: u32) -> vec4<f32> {
-    return vec4<f32>(b[i]);
-}
-
-// Row `row` of A at `vec4` `kk`; rows past the end read the last one.
-fn a_at(row: u32, kk: u32) -> vec4<f32> {
-    return a[min(row, m - 1u) * k4 + kk];
-}
-
-// Row `row` of the block into C, from column `col` (a multiple of 16); nothing past the end.
-fn store(row: u32, col: u32, s: mat4x4<f32>) {
-    if row >= m {
-        return;
-    }
-    let n4 = n / 4u;
-    let base = row * n4 + col / 4u;
-    for (var q = 0u; q < 4u; q++) {
-        if col / 4u + q < n4 {
-            c[base + q] = s[q];
-        }
-    }
-}
+// Preceded by matmul_common.wgsl: bindings, B in f32 or f16, the helpers.
 
 @compute @workgroup_size({{ block }}, 1, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    m = info[0];
-    k4 = info[1] / 4u;
-    n = info[2];
-    let column_blocks = (n + 15u) / 16u;
-    let id = (wg.x + wg.y * 65535u) * {{ block }}u + lid;
-    let row0 = (id / column_blocks) * 16u;
+    let origin = block_origin(wg, lid);
+    let row0 = origin.x;
+    let col = origin.y;
     if row0 >= m {
         return;
     }
-    let col = (id % column_blocks) * 16u;
     // Columns past the end read the last `vec4` of the row.
     let last = n / 4u - 1u;
     let c4 = col / 4u;

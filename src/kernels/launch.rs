@@ -58,8 +58,8 @@ const CROSS_ENTROPY_GRAD: &str = include_str!("../../shaders/cross_entropy_grad.
 const ADAMW: &str = include_str!("../../shaders/adamw.wgsl");
 const SWIGLU_FORWARD: &str = include_str!("../../shaders/swiglu_forward.wgsl");
 const SWIGLU_BACKWARD: &str = include_str!("../../shaders/swiglu_backward.wgsl");
-const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
-const MATMUL_NT: &str = include_str!("../../shaders/matmul_nt.wgsl");
+const MATMUL: &str = concat!(include_str!("../../shaders/matmul_common.wgsl"), include_str!("../../shaders/matmul.wgsl"));
+const MATMUL_NT: &str = concat!(include_str!("../../shaders/matmul_common.wgsl"), include_str!("../../shaders/matmul_nt.wgsl"));
 
 /// Invocations per workgroup of the matmul kernels.
 const MATMUL_BLOCK: usize = 64;
