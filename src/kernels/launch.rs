@@ -92,15 +92,17 @@ fn cross_entropy_inputs(logits: &CubeTensor, targets: &[u32]) -> (burn::cubecl::
 /// rows, so that every key it loads serves four (BENCHMARKS.md has the figures).
 const BLOCK: usize = 64;
 
+/// Rows each attention invocation takes; the kernels hold them side by side in `mat4x4`s.
+const ROWS_PER_INVOCATION: usize = 4;
+
 /// Whether the attention kernels take this head dimension: rows are read as `vec4`s, and
 /// per-invocation arrays are sized by it.
 pub fn supports_head_dim(head_dim: usize) -> bool {
     head_dim.is_multiple_of(4) && head_dim <= 256
 }
 
-/// An attention kernel whose invocations take `rows` rows each of a workgroup's `BLOCK`.
-fn attention_kernel(name: &'static str, source: &'static str, head_dim: usize, rows: usize) -> Box<SourceKernel<Wgsl>> {
-    let invocations = BLOCK / rows;
+fn attention_kernel(name: &'static str, source: &'static str, head_dim: usize) -> Box<SourceKernel<Wgsl>> {
+    let invocations = BLOCK / ROWS_PER_INVOCATION;
     let kernel = Wgsl {
         name,
         source,
@@ -177,7 +179,7 @@ impl FusedKernels for CubeBackend {
         let info = q.client.create_from_slice(&attention_info(&q, &k, q_start, window));
         let count = CubeCount::Static(q_len.div_ceil(BLOCK) as u32, (batch * heads) as u32, 1);
         q.client.launch(
-            attention_kernel("attention_forward", ATTENTION_FORWARD, head_dim, 4),
+            attention_kernel("attention_forward", ATTENTION_FORWARD, head_dim),
             count,
             KernelArguments::new().with_buffers(vec![
                 q.handle.clone().binding(),
@@ -216,7 +218,7 @@ impl FusedKernels for CubeBackend {
         let info = q.client.create_from_slice(&attention_info(&q, &k, q_start, window));
 
         q.client.launch(
-            attention_kernel("attention_backward_query", ATTENTION_BACKWARD_QUERY, head_dim, 4),
+            attention_kernel("attention_backward_query", ATTENTION_BACKWARD_QUERY, head_dim),
             CubeCount::Static(q_len.div_ceil(BLOCK) as u32, (batch * heads) as u32, 1),
             KernelArguments::new().with_buffers(vec![
                 q.handle.clone().binding(),
@@ -230,7 +232,7 @@ impl FusedKernels for CubeBackend {
             ]),
         );
         q.client.launch(
-            attention_kernel("attention_backward_key_value", ATTENTION_BACKWARD_KEY_VALUE, head_dim, 4),
+            attention_kernel("attention_backward_key_value", ATTENTION_BACKWARD_KEY_VALUE, head_dim),
             CubeCount::Static(kv_len.div_ceil(BLOCK) as u32, (batch * kv_heads) as u32, 1),
             KernelArguments::new().with_buffers(vec![
                 q.handle.clone().binding(),

@@ -1,4 +1,4 @@
-//! `a · b` of 2-D f32 matrices with the WGSL kernels of `shaders/matmul*.wgsl` on software Vulkan
+//! `a · b` of 2-D matrices (f32, the right one also f16) with the WGSL kernels of `shaders/matmul*.wgsl` on software Vulkan
 //! (lavapipe), where they run at about twice the speed of CubeCL's matmul (BENCHMARKS.md), and
 //! with Burn's matmul everywhere else: on GPUs CubeCL's tiled kernels are the faster ones.
 

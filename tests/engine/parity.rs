@@ -41,11 +41,11 @@ fn mean_loss(model: &CausalLm, batch: &Batch, device: &Device) -> burn::tensor::
     cross_entropy_sum(hidden, model.head_weight(), &targets, 7, false, true).sum.div_scalar(targets.len() as f64)
 }
 
-/// The mean loss and its gradients, as a training step computes them, with or without gradient
-/// checkpointing; the gradients are those of the loss times `loss_scale`.
 /// The loss scale of the f16 parity tests; their gradients come back scaled by it.
 const F16_LOSS_SCALE: f64 = 1024.0;
 
+/// The mean loss and its gradients, as a training step computes them, with or without gradient
+/// checkpointing, its matmuls in `compute` (in f16 the gradients are scaled by `F16_LOSS_SCALE`).
 fn loss_and_gradients(model: &CausalLm, batch: &Batch, device: &Device, gradient_checkpointing: bool, compute: Precision) -> (f64, GradientsParams) {
     let loss_scale = match compute {
         Precision::F32 => 1.0,
