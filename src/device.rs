@@ -53,6 +53,10 @@ pub struct ComputeDevice {
     pub max_buffer_bytes: u64,
     /// Whether shaders can compute in f16 (wgpu's `shader-f16`; always on the CPU).
     pub supports_f16: bool,
+    /// The most memory a run can have: the machine's RAM on the CPU and on software or
+    /// integrated GPUs, an upper bound on a discrete GPU (wgpu does not report video memory).
+    /// `None` where the platform does not say.
+    pub memory_limit: Option<u64>,
 }
 
 impl ComputeDevice {
@@ -74,6 +78,7 @@ impl ComputeDevice {
             description: format!("CPU ({} threads)", std::thread::available_parallelism().map_or(1, |n| n.get())),
             max_buffer_bytes: 1 << 40,
             supports_f16: true,
+            memory_limit: system_memory(),
         }
     }
 
@@ -89,7 +94,6 @@ impl ComputeDevice {
     pub fn autodiff(&self) -> Device {
         self.device.clone().autodiff()
     }
-
 }
 
 /// Whether `device` is the wgpu device and its adapter a CPU (software Vulkan such as lavapipe),
@@ -115,7 +119,16 @@ fn wgpu_device() -> &'static Result<(ComputeDevice, bool), String> {
             description: format!("{}, {:?}", info.name, info.backend),
             max_buffer_bytes: limits.max_storage_buffer_binding_size.min(limits.max_buffer_size),
             supports_f16: setup.adapter.features().contains(burn::tensor::wgpu::wgpu::Features::SHADER_F16),
+            memory_limit: system_memory(),
         };
         Ok((device, hardware))
     })
+}
+
+/// The machine's RAM, from `/proc/meminfo` (Linux); `None` elsewhere.
+fn system_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }

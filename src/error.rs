@@ -50,6 +50,14 @@ pub enum Error {
     #[error("{0}")]
     NonFinite(String),
 
+    /// A run whose estimated memory exceeds the device's.
+    #[error("{0}")]
+    OutOfMemory(String),
+
+    /// A panic caught inside the engine, with where it happened.
+    #[error("{0}")]
+    Internal(String),
+
     #[error("stopped")]
     Stopped,
 }
@@ -65,5 +73,37 @@ impl Error {
 
     pub fn setting(field: impl Into<String>, message: impl Into<String>) -> Self {
         Error::InvalidSetting { field: field.into(), message: message.into() }
+    }
+}
+
+/// Runs `f`, turning a panic inside it into [`Error::Internal`] that says what was being done
+/// (`what`: "while exporting", "at step 12"), so that a bug or a driver failure ends one job with
+/// an error instead of taking the app or the command down.
+pub fn catch_panic<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .unwrap_or_else(|panic| Err(Error::Internal(format!("internal error {what}: {}", panic_message(panic.as_ref())))))
+}
+
+/// The text a panic carried.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_becomes_an_error_saying_what_was_being_done() {
+        let err = catch_panic::<()>("while exporting", || panic!("index out of bounds")).unwrap_err();
+        assert!(matches!(&err, Error::Internal(_)));
+        assert_eq!(err.to_string(), "internal error while exporting: index out of bounds");
+        let err = catch_panic::<()>("at step 3", || panic!("{} rows", 4)).unwrap_err();
+        assert_eq!(err.to_string(), "internal error at step 3: 4 rows");
+        assert_eq!(catch_panic("while exporting", || Ok(5)).unwrap(), 5);
     }
 }

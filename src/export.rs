@@ -3,14 +3,17 @@
 //!
 //! Tensors the fine-tuning did not touch are copied byte for byte from the source; those it did
 //! (adapted or trained) are read back from the device, merged, and encoded in the target dtype.
+//! A model read from GGUF becomes one `model.safetensors` (f32, f16 as stored, bf16 for quantized
+//! types, or `--dtype`) with a `config.json` and tokenizer files rebuilt from its metadata.
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::fsutil;
+use crate::gguf::GgufModel;
 use crate::model::weights::{TensorSpec, write_safetensors};
-use crate::model::{CausalLm, ModelFolder, WeightDtype, hf_name, is_transposed, transpose};
+use crate::model::{CausalLm, ModelFolder, ModelWeights, RopeScaling, WeightDtype, WeightFiles, hf_name, is_transposed, transpose};
 use crate::params::{NamedParam, named_parameters};
 
 /// Files of a model folder that describe rather than hold weights, copied as they are.
@@ -26,16 +29,95 @@ pub fn export_merged(
     source: &ModelFolder,
     out: &Path,
     dtype: Option<WeightDtype>,
-    mut progress: impl FnMut(usize, usize),
+    progress: impl FnMut(usize, usize),
 ) -> Result<()> {
-    let staging = fsutil::staging_dir(out)?;
+    let staging = fsutil::Staging::new(out)?;
     let changed: HashMap<String, NamedParam> = named_parameters(model)
         .into_iter()
         .filter(|p| !p.is_adapter_factor() && (p.has_adapter() || p.trainable))
         .map(|p| (hf_name(&p.path), p))
         .collect();
+    let merged = Merged { changed, source: &source.weights };
+    match &source.weights {
+        ModelWeights::Safetensors(files) => {
+            write_like_files(files, &merged, staging.path(), dtype, progress)?;
+            copy_side_files(&source.path, staging.path(), dtype)?;
+        }
+        ModelWeights::Gguf(gguf) => {
+            let dtype = dtype.unwrap_or(source.dtype());
+            let names = {
+                let mut names = source.weights.names();
+                names.sort();
+                names
+            };
+            let specs = names
+                .iter()
+                .map(|name| Ok(TensorSpec { name: name.clone(), dtype, shape: gguf.shape(name)? }))
+                .collect::<Result<Vec<_>>>()?;
+            write_tensors(&staging.join("model.safetensors"), &specs, &merged, None, progress, (0, specs.len()))?;
+            write_gguf_side_files(gguf, &source.config.rope_scaling, staging.path(), dtype)?;
+        }
+    }
+    staging.publish()
+}
 
-    let weights = &source.weights;
+/// The values an export writes: the source's, with the fine-tuning's changes merged in.
+struct Merged<'a> {
+    /// Parameters the fine-tuning changed (adapted or trained), by transformers name.
+    changed: HashMap<String, NamedParam>,
+    source: &'a ModelWeights,
+}
+
+impl Merged<'_> {
+    /// The tensor's values, or `None` when the fine-tuning left it as it is.
+    fn changed_values(&self, spec: &TensorSpec) -> Result<Option<Vec<f32>>> {
+        let Some(param) = self.changed.get(&spec.name) else { return Ok(None) };
+        let layout = |host| if is_transposed(&param.path) { transpose(&host) } else { host };
+        Ok(Some(match param.adapter_delta_to_host() {
+            // The source's own values plus the adapter's update, exact whatever precision the
+            // frozen weight was held in on the device.
+            Some(delta) => {
+                let base = self.source.read(&spec.name, &spec.shape)?;
+                base.values.iter().zip(layout(delta).values).map(|(w, d)| w + d).collect()
+            }
+            None => layout(param.to_host()).values,
+        }))
+    }
+}
+
+/// Writes one safetensors file of `specs`; tensors the fine-tuning did not change come from
+/// `unchanged` (the source's bytes) or, without it, from the source's values.
+fn write_tensors(
+    path: &Path,
+    specs: &[TensorSpec],
+    merged: &Merged,
+    unchanged: Option<&WeightFiles>,
+    mut progress: impl FnMut(usize, usize),
+    (mut done, total): (usize, usize),
+) -> Result<usize> {
+    let metadata = std::collections::BTreeMap::from([("format".to_string(), "pt".to_string())]);
+    write_safetensors(path, specs, Some(&metadata), |spec| {
+        let bytes = match (merged.changed_values(spec)?, unchanged) {
+            (Some(values), _) => spec.dtype.encode(&values),
+            (None, Some(files)) if files.dtype(&spec.name)? == spec.dtype => files.raw(&spec.name)?.to_vec(),
+            (None, Some(files)) => spec.dtype.encode(&files.dtype(&spec.name)?.decode(files.raw(&spec.name)?)),
+            (None, None) => spec.dtype.encode(&merged.source.read(&spec.name, &spec.shape)?.values),
+        };
+        done += 1;
+        progress(done, total);
+        Ok(bytes)
+    })?;
+    Ok(done)
+}
+
+/// The source folder's files, shards and index, with the merged values.
+fn write_like_files(
+    weights: &WeightFiles,
+    merged: &Merged,
+    out: &Path,
+    dtype: Option<WeightDtype>,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<()> {
     let total = weights.names().count();
     let mut done = 0;
     let mut total_size = 0usize;
@@ -54,42 +136,60 @@ pub fn export_merged(
             total_size += spec.byte_len();
             weight_map.insert(spec.name.clone(), serde_json::Value::String(file_name.clone()));
         }
-        let metadata = std::collections::BTreeMap::from([("format".to_string(), "pt".to_string())]);
-        write_safetensors(&staging.join(&file_name), &specs, Some(&metadata), |spec| {
-            let bytes = match changed.get(&spec.name) {
-                Some(param) => {
-                    let layout = |host| if is_transposed(&param.path) { transpose(&host) } else { host };
-                    let values = match param.adapter_delta_to_host() {
-                        // The source's own values plus the adapter's update, exact whatever
-                        // precision the frozen weight was held in on the device.
-                        Some(delta) => {
-                            let base = weights.read(&spec.name, &spec.shape)?;
-                            base.values.iter().zip(layout(delta).values).map(|(w, d)| w + d).collect()
-                        }
-                        None => layout(param.to_host()).values,
-                    };
-                    spec.dtype.encode(&values)
-                }
-                None if weights.dtype(&spec.name)? == spec.dtype => weights.raw(&spec.name)?.to_vec(),
-                None => spec.dtype.encode(&weights.dtype(&spec.name)?.decode(weights.raw(&spec.name)?)),
-            };
-            done += 1;
-            progress(done, total);
-            Ok(bytes)
-        })?;
+        done = write_tensors(&out.join(&file_name), &specs, merged, Some(weights), &mut progress, (done, total))?;
     }
-
-    let index_name = "model.safetensors.index.json";
-    if source.path.join(index_name).exists() {
+    if weights.origin().join(INDEX_FILE).exists() {
         let index = serde_json::json!({
             "metadata": { "total_size": total_size },
             "weight_map": weight_map,
         });
         let text = serde_json::to_string_pretty(&index).unwrap_or_default();
-        fsutil::write_atomic(&staging.join(index_name), text.as_bytes())?;
+        fsutil::write_atomic(&out.join(INDEX_FILE), text.as_bytes())?;
     }
-    copy_side_files(&source.path, &staging, dtype)?;
-    fsutil::publish(&staging, out)
+    Ok(())
+}
+
+const INDEX_FILE: &str = "model.safetensors.index.json";
+
+/// `config.json`, the tokenizer files and `generation_config.json` of a model read from GGUF.
+fn write_gguf_side_files(gguf: &GgufModel, rope_scaling: &RopeScaling, out: &Path, dtype: WeightDtype) -> Result<()> {
+    let mut config = gguf.config_json()?;
+    let rope_scaling = match rope_scaling {
+        RopeScaling::Factors(_) => {
+            return Err(Error::invalid_file(
+                &gguf.file.path,
+                "its rope scaling (llama.cpp's rope_freqs) matches no Llama 3 setting, so config.json cannot describe it",
+            ));
+        }
+        RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings } => Some(serde_json::json!({
+            "rope_type": "llama3", "factor": factor, "low_freq_factor": low_freq_factor, "high_freq_factor": high_freq_factor,
+            "original_max_position_embeddings": original_max_position_embeddings,
+        })),
+        RopeScaling::Linear { .. } | RopeScaling::None => None,
+    };
+    let architecture = match gguf.architecture.as_str() {
+        "qwen2" => "Qwen2ForCausalLM",
+        _ => "LlamaForCausalLM",
+    };
+    if let Some(object) = config.as_object_mut() {
+        object.insert("architectures".into(), serde_json::json!([architecture]));
+        object.insert("torch_dtype".into(), serde_json::json!(dtype.torch_name()));
+        if let Some(rope_scaling) = rope_scaling {
+            object.insert("rope_scaling".into(), rope_scaling);
+        }
+    }
+    let (tokenizer, tokenizer_config) = crate::gguf::tokenizer_files(&gguf.file)?;
+    let generation = serde_json::json!({"bos_token_id": config.get("bos_token_id"), "eos_token_id": config.get("eos_token_id")});
+    for (name, value) in [
+        ("config.json", config),
+        ("tokenizer.json", tokenizer),
+        ("tokenizer_config.json", tokenizer_config),
+        ("generation_config.json", generation),
+    ] {
+        let text = serde_json::to_string_pretty(&value).unwrap_or_default();
+        fsutil::write_atomic(&out.join(name), text.as_bytes())?;
+    }
+    Ok(())
 }
 
 /// Copies config, tokenizer and generation files; records a changed dtype in `config.json`.

@@ -6,7 +6,7 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::data::generation_prompt;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::kernels;
 use crate::model::{CausalLm, ForwardOptions, KvCache};
 use crate::tokenizer::TextTokenizer;
@@ -22,6 +22,22 @@ pub struct GenerationSettings {
     pub seed: u64,
     /// Wrap the prompt in the model's chat template as a user turn (when it has one).
     pub chat_template: bool,
+}
+
+impl GenerationSettings {
+    /// Checks the sampling settings, naming the one at fault.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
+            return Err(Error::setting("temperature", format!("must be 0 (greedy) or more, not {}", self.temperature)));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return Err(Error::setting("top_p", format!("must be in (0, 1], not {}", self.top_p)));
+        }
+        if self.max_new_tokens == 0 {
+            return Err(Error::setting("max_new_tokens", "must be at least 1"));
+        }
+        Ok(())
+    }
 }
 
 impl Default for GenerationSettings {
@@ -58,7 +74,8 @@ pub fn generate_ids(
         let hidden = model.hidden_states(ids, Some(&mut cache), ForwardOptions::default());
         let dim = hidden.dims()[2];
         let last = hidden.narrow(1, len - 1, 1).reshape([1, dim]);
-        let logits: Vec<f32> = kernels::matmul(last, head.clone(), true).into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default();
+        let logits: Vec<f32> =
+            kernels::matmul(last, head.clone(), true).into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default();
         let token = choose(&logits, settings, &mut rng);
         if stop.contains(&token) {
             break;
@@ -73,9 +90,25 @@ pub fn generate_ids(
 }
 
 /// Renders `prompt` (through the chat template if asked), generates, and decodes the reply.
+/// Refuses bad settings, a prompt that fills the model's context, and token ids the model has
+/// no embedding for, before any tensor work.
 pub fn generate_text(model: &CausalLm, tokenizer: &TextTokenizer, prompt: &str, settings: &GenerationSettings) -> Result<String> {
+    settings.validate()?;
     let rendered = generation_prompt(prompt, tokenizer, settings.chat_template)?;
     let ids = tokenizer.encode(&rendered.text, !rendered.has_special_tokens)?;
+    let context = model.config.max_position_embeddings;
+    if ids.len() >= context {
+        return Err(Error::setting(
+            "prompt",
+            format!("{} tokens leave no room in the model's context of {context} (max_position_embeddings); shorten it", ids.len()),
+        ));
+    }
+    if let Some(&id) = ids.iter().find(|&&id| id as usize >= model.config.vocab_size) {
+        return Err(Error::Tokenizer(format!(
+            "the prompt has token id {id}, outside the model's vocabulary of {} (vocab_size): the tokenizer and the model do not match",
+            model.config.vocab_size
+        )));
+    }
     let out = generate_ids(model, &ids, settings, &tokenizer.eos_token_ids, |_| true);
     tokenizer.decode(&out)
 }

@@ -24,10 +24,14 @@ pub fn cache_dir() -> Option<PathBuf> {
 
 /// A folder as given, or the newest cached snapshot of a model id (`owner/name`).
 pub fn resolve_model(spec: &Path) -> Result<PathBuf> {
-    if spec.is_dir() {
+    // A folder, or a file (a GGUF model; anything else is named as such when opened).
+    if spec.exists() {
         return Ok(spec.to_path_buf());
     }
     let id = spec.to_string_lossy();
+    if let Some(name) = id.strip_prefix("ollama:") {
+        return ollama_model(name, &ollama_dir());
+    }
     if let Some(found) = cached_models().into_iter().find(|m| m.id == id) {
         return Ok(found.path);
     }
@@ -60,4 +64,37 @@ fn newest_snapshot(snapshots: &Path) -> Option<PathBuf> {
             p.join("config.json").exists() && (p.join("model.safetensors").exists() || p.join("model.safetensors.index.json").exists())
         })
         .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+}
+
+/// Ollama's model store: `OLLAMA_MODELS`, or `~/.ollama/models`.
+fn ollama_dir() -> PathBuf {
+    std::env::var_os("OLLAMA_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default().join(".ollama/models"))
+}
+
+/// The GGUF blob of an installed Ollama model `NAME[:TAG]` (tag `latest` by default): its
+/// manifest's layer of type `application/vnd.ollama.image.model`.
+pub fn ollama_model(name: &str, store: &Path) -> Result<PathBuf> {
+    let (name, tag) = name.split_once(':').unwrap_or((name, "latest"));
+    // `qwen2.5` is `library/qwen2.5`; `user/model` is under its namespace.
+    let (namespace, model) = name.split_once('/').unwrap_or(("library", name));
+    let manifest = store.join("manifests/registry.ollama.ai").join(namespace).join(model).join(tag);
+    let text = std::fs::read_to_string(&manifest).map_err(|_| {
+        Error::invalid_file(&manifest, format!("Ollama model `{name}:{tag}` is not installed (run `ollama pull {name}:{tag}`)"))
+    })?;
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::invalid_file(&manifest, e.to_string()))?;
+    let digest = json
+        .get("layers")
+        .and_then(|l| l.as_array())
+        .and_then(|layers| {
+            layers.iter().find(|l| l.get("mediaType").and_then(|m| m.as_str()) == Some("application/vnd.ollama.image.model"))
+        })
+        .and_then(|layer| layer.get("digest")?.as_str())
+        .ok_or_else(|| Error::invalid_file(&manifest, "no model layer (application/vnd.ollama.image.model) in this manifest"))?;
+    let blob = store.join("blobs").join(digest.replace(':', "-"));
+    if !blob.is_file() {
+        return Err(Error::invalid_file(&blob, format!("the weights of Ollama model `{name}:{tag}` are missing")));
+    }
+    Ok(blob)
 }

@@ -4,8 +4,10 @@
 
 use serde::Serialize;
 
+use crate::error::{Error, Result};
 use crate::method::{LORA_TARGETS, Method};
 use crate::model::{ModelConfig, Precision};
+use crate::train::TrainConfig;
 
 /// Every parameter of the model: module path and shape `[in, out]` for linears.
 pub fn parameter_shapes(c: &ModelConfig) -> Vec<(String, Vec<usize>)> {
@@ -173,6 +175,68 @@ pub fn estimate_memory(c: &ModelConfig, method: &Method, batch: usize, seq_len: 
     let (moments, gradients) = (trainable * F32 * 2, trainable * F32);
     let total = weights + moments + gradients.max(activations + logits);
     MemoryEstimate { weights, moments, gradients, activations, logits, total }
+}
+
+/// Refuses, before any weight is loaded, a run whose estimated peak is more than the device's
+/// `limit` bytes, with the estimate and the first of the usual memory savers that fits.
+/// `seq_len` is the longest batch the data makes.
+pub fn check_fits(c: &ModelConfig, config: &TrainConfig, on_wgpu: bool, seq_len: usize, limit: u64, device: &str) -> Result<()> {
+    let estimate = |config: &TrainConfig, seq_len: usize| {
+        let plan = StepPlan::new(config.fused_kernels, on_wgpu, config.gradient_checkpointing, config.precision);
+        estimate_memory(c, &config.method, config.batch_size, seq_len, plan)
+    };
+    let needed = estimate(config, seq_len);
+    if needed.total <= limit {
+        return Ok(());
+    }
+    // The savers in the order they cost the least: recomputation, smaller batches (with
+    // gradient accumulation the effective batch stays), shorter sequences, a smaller rank.
+    let mut smaller = config.clone();
+    let mut seq = seq_len;
+    let mut flags = Vec::new();
+    let fitting = loop {
+        if !smaller.gradient_checkpointing {
+            smaller.gradient_checkpointing = true;
+            flags.retain(|f: &String| !f.starts_with("--gradient"));
+            flags.push("--gradient-checkpointing".to_string());
+        } else if smaller.batch_size > 1 {
+            smaller.batch_size /= 2;
+            flags.retain(|f| !f.starts_with("--batch-size"));
+            flags.push(format!("--batch-size {}", smaller.batch_size));
+        } else if seq > 256 {
+            seq /= 2;
+            smaller.data.max_seq_len = seq;
+            flags.retain(|f| !f.starts_with("--max-seq-len"));
+            flags.push(format!("--max-seq-len {seq}"));
+        } else if let crate::method::Method::Lora(lora) = &mut smaller.method
+            && lora.rank > 8
+        {
+            lora.rank = (lora.rank / 2).max(8);
+            let rank = lora.rank;
+            flags.retain(|f| !f.starts_with("--rank"));
+            flags.push(format!("--rank {rank}"));
+        } else {
+            break None;
+        }
+        let e = estimate(&smaller, seq);
+        if e.total <= limit {
+            break Some(e);
+        }
+    };
+    let suggestion = match fitting {
+        Some(e) => format!("; with {} it needs about {}", flags.join(" "), human_bytes(e.total)),
+        None => format!("; no setting fits (the weights alone take {}): choose a smaller model", human_bytes(needed.weights)),
+    };
+    Err(Error::OutOfMemory(format!(
+        "this run needs about {} (estimate: weights {}, AdamW state {}, gradients {}, activations {}, logits {}), more than the {} of memory on {device}{suggestion}",
+        human_bytes(needed.total),
+        human_bytes(needed.weights),
+        human_bytes(needed.moments),
+        human_bytes(needed.gradients),
+        human_bytes(needed.activations),
+        human_bytes(needed.logits),
+        human_bytes(limit),
+    )))
 }
 
 /// Formats a byte count as MiB or GiB.

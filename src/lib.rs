@@ -9,8 +9,9 @@ pub mod data;
 pub mod device;
 pub mod error;
 pub mod export;
-mod fsutil;
+pub mod fsutil;
 pub mod generate;
+pub mod gguf;
 #[cfg(feature = "gui")]
 pub mod gui;
 pub mod hub;

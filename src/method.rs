@@ -5,7 +5,7 @@ use burn::tensor::{Distribution, FloatDType, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::model::{CausalLm, Precision};
+use crate::model::{CausalLm, ModelConfig, Precision};
 use crate::params::PathStack;
 
 /// The linear layers of a decoder layer LoRA can adapt, by their checkpoint names.
@@ -38,6 +38,9 @@ impl LoraSettings {
         if self.rank == 0 {
             return Err(Error::setting("method.rank", "must be at least 1"));
         }
+        if !(self.alpha > 0.0 && self.alpha.is_finite()) {
+            return Err(Error::setting("method.alpha", format!("must be a positive number, not {}", self.alpha)));
+        }
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(Error::setting("method.dropout", "must be in [0, 1)"));
         }
@@ -49,6 +52,31 @@ impl LoraSettings {
                 return Err(Error::setting(
                     "method.target_modules",
                     format!("unknown module `{name}` (one of {})", LORA_TARGETS.join(", ")),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the rank against the smallest side of the layers it adapts: a rank beyond it adds
+    /// parameters without adding capacity (and a huge one exhausts memory).
+    pub fn validate_for(&self, config: &ModelConfig) -> Result<()> {
+        self.validate()?;
+        let (h, i) = (config.hidden_size, config.intermediate_size);
+        let (q, kv) = (config.num_attention_heads * config.head_dim, config.num_key_value_heads * config.head_dim);
+        for name in &self.target_modules {
+            let (d_in, d_out) = match name.as_str() {
+                "q_proj" => (h, q),
+                "k_proj" | "v_proj" => (h, kv),
+                "o_proj" => (q, h),
+                "gate_proj" | "up_proj" => (h, i),
+                _ => (i, h),
+            };
+            let most = d_in.min(d_out);
+            if self.rank > most {
+                return Err(Error::setting(
+                    "method.rank",
+                    format!("{} is larger than {name}'s smaller dimension ({d_in} × {d_out}); use a rank of at most {most}", self.rank),
                 ));
             }
         }
@@ -110,7 +138,7 @@ impl Method {
     pub fn apply(&self, model: CausalLm) -> Result<CausalLm> {
         match self {
             Method::Lora(settings) => {
-                settings.validate()?;
+                settings.validate_for(&model.config)?;
                 Ok(attach_lora(model, settings))
             }
             Method::Full => Ok(model.unfreeze()),
@@ -156,6 +184,8 @@ fn regex_escape(text: &str) -> String {
 pub fn attach_lora(model: CausalLm, settings: &LoraSettings) -> CausalLm {
     // Burn scales by alpha / rank; rsLoRA's alpha / sqrt(rank) is the same with a larger alpha.
     let alpha = settings.scale() * settings.rank as f64;
+    // Cannot fail: every caller validated `target_modules` against LORA_TARGETS (plain words), so
+    // the pattern is always the same valid regex with other alternatives.
     let group = ParamGroup::from_regex(settings.pattern()).expect("the target pattern is a valid regex");
     // The factors train in f32 whatever the frozen weights are stored in.
     let lora = Lora::new(settings.rank, alpha).set_param_group(group).set_dtype(FloatDType::F32);

@@ -26,7 +26,7 @@ pub struct LoadedModel {
 impl LoadedModel {
     pub fn load(model_dir: &Path, device: DeviceChoice) -> Result<Self> {
         let folder = ModelFolder::open(model_dir)?;
-        let tokenizer = TextTokenizer::from_folder(model_dir, &folder.config.eos_token_ids)?;
+        let tokenizer = folder.tokenizer()?;
         let device = ComputeDevice::open(device)?;
         let model = folder.load(&device.device)?;
         Ok(Self { folder, tokenizer, device, model, lora: None, trained_from: None })
@@ -52,19 +52,31 @@ impl LoadedModel {
         generate_text(&self.model, &self.tokenizer, prompt, settings)
     }
 
-    pub fn export_merged(&self, out: &Path, dtype: Option<WeightDtype>, progress: impl FnMut(usize, usize)) -> Result<()> {
+    /// Writes merged weights into `out`: a folder that does not exist or is empty, or with
+    /// `overwrite` one to replace, never the model or trained weights this reads from.
+    pub fn export_merged(&self, out: &Path, dtype: Option<WeightDtype>, overwrite: bool, progress: impl FnMut(usize, usize)) -> Result<()> {
+        self.check_export_target(out, overwrite)?;
         export_merged(&self.model, &self.folder, out, dtype, progress)
     }
 
-    /// Writes the attached adapter in PEFT format into `out`.
-    pub fn export_adapter(&self, out: &Path) -> Result<()> {
+    /// Writes the attached adapter in PEFT format into `out` (the same rules as
+    /// [`Self::export_merged`]).
+    pub fn export_adapter(&self, out: &Path, overwrite: bool) -> Result<()> {
+        self.check_export_target(out, overwrite)?;
         let settings = self
             .lora
             .as_ref()
             .ok_or_else(|| Error::setting("adapter", "no LoRA adapter is attached (full and partial runs export merged weights)"))?;
-        let staging = crate::fsutil::staging_dir(out)?;
-        peft::save_adapter(&self.model, settings, &self.folder.path.display().to_string(), &staging)?;
-        crate::fsutil::publish(&staging, out)
+        let staging = crate::fsutil::Staging::new(out)?;
+        peft::save_adapter(&self.model, settings, &self.folder.path.display().to_string(), staging.path())?;
+        staging.publish()
+    }
+
+    /// Refuses an export target that would replace the user's files or what this model reads.
+    fn check_export_target(&self, out: &Path, overwrite: bool) -> Result<()> {
+        let mut sources = vec![self.folder.path.as_path()];
+        sources.extend(self.trained_from.as_deref());
+        crate::fsutil::check_target(out, &sources, overwrite, "--overwrite")
     }
 }
 

@@ -111,27 +111,66 @@ impl TextTokenizer {
                 _ => None,
             }
         };
+        let mut eos: Vec<u32> = model_eos.to_vec();
+        eos.extend(generation_eos(folder)?);
+        Ok(Self::from_parts(inner, &config, chat_template, &eos))
+    }
 
+    /// The tokenizer a GGUF file carries (see [`crate::gguf::tokenizer_files`]).
+    pub fn from_gguf(file: &crate::gguf::GgufFile, model_eos: &[u32]) -> Result<Self> {
+        let (tokenizer, config) = crate::gguf::tokenizer_files(file)?;
+        let bad = |e: String| Error::invalid_file(&file.path, format!("its tokenizer: {e}"));
+        let inner = tokenizers::Tokenizer::from_bytes(tokenizer.to_string().as_bytes()).map_err(|e| bad(e.to_string()))?;
+        let config: TokenizerConfig = serde_json::from_value(config).map_err(|e| bad(e.to_string()))?;
+        let chat_template = config.chat_template.as_ref().and_then(|t| t.as_str()).map(str::to_string);
+        Ok(Self::from_parts(inner, &config, chat_template, model_eos))
+    }
+
+    /// `eos` are the end-of-sequence ids the model's configuration declares; the tokenizer's
+    /// own end-of-sequence token is added to them.
+    fn from_parts(inner: tokenizers::Tokenizer, config: &TokenizerConfig, chat_template: Option<String>, eos: &[u32]) -> Self {
         let bos_token = token_text(&config.bos_token);
         let eos_token = token_text(&config.eos_token);
-        let mut eos_token_ids: Vec<u32> = model_eos.to_vec();
-        for id in generation_eos(folder)? {
+        let mut eos_token_ids: Vec<u32> = Vec::new();
+        let tokenizer_eos = eos_token.as_deref().and_then(|t| inner.token_to_id(t));
+        for id in eos.iter().copied().chain(tokenizer_eos) {
             if !eos_token_ids.contains(&id) {
                 eos_token_ids.push(id);
             }
         }
-        if let Some(id) = eos_token.as_deref().and_then(|t| inner.token_to_id(t))
-            && !eos_token_ids.contains(&id)
-        {
-            eos_token_ids.push(id);
-        }
         let pad_token_id =
             token_text(&config.pad_token).and_then(|t| inner.token_to_id(&t)).or_else(|| eos_token_ids.first().copied()).unwrap_or(0);
-        Ok(Self { inner, chat_template, bos_token, eos_token, eos_token_ids, pad_token_id })
+        Self { inner, chat_template, bos_token, eos_token, eos_token_ids, pad_token_id }
     }
 
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
+    }
+
+    /// Checks that what the tokenizer can produce has a row in the model's embedding of
+    /// `vocab_size` rows: its base vocabulary and the special tokens wgtune inserts (padding and
+    /// end of sequence). Added tokens past the embedding are caught where text produces them.
+    /// `origin` is the file the tokenizer came from, for the message.
+    pub fn check_fits(&self, origin: &Path, vocab_size: usize) -> Result<()> {
+        let base = self.inner.get_vocab_size(false);
+        if base > vocab_size {
+            return Err(Error::invalid_file(
+                origin,
+                format!(
+                    "the tokenizer has {base} tokens but the model's embedding has {vocab_size} rows (`vocab_size`): they do not belong together"
+                ),
+            ));
+        }
+        let special = self.eos_token_ids.iter().map(|id| ("end-of-sequence", *id)).chain([("padding", self.pad_token_id)]);
+        for (what, id) in special {
+            if id as usize >= vocab_size {
+                return Err(Error::invalid_file(
+                    origin,
+                    format!("the {what} token id {id} is outside the model's vocabulary of {vocab_size} (`vocab_size`)"),
+                ));
+            }
+        }
+        Ok(())
     }
 
     pub fn has_chat_template(&self) -> bool {

@@ -11,7 +11,7 @@ use wgtune::device::DeviceChoice;
 use wgtune::generate::GenerationSettings;
 use wgtune::method::{LoraSettings, Method};
 use wgtune::session::LoadedModel;
-use wgtune::train::{EventSink, OptimizerConfig, ScheduleKind, TrainConfig, train};
+use wgtune::train::{EventSink, OptimizerConfig, RunStart, ScheduleKind, TrainConfig, output_dir_in_use, train};
 
 use super::progress::TrainProgress;
 
@@ -25,9 +25,9 @@ pub struct DemoArgs {
     /// Training data [default: assets/demo/train.jsonl].
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Run directory [default: runs/demo].
-    #[arg(long, default_value = "runs/demo")]
-    pub output: PathBuf,
+    /// Run directory [default: runs/demo, or runs/demo-2, -3, … when it holds an earlier run].
+    #[arg(long)]
+    pub output: Option<PathBuf>,
     /// Optimizer steps.
     #[arg(long, default_value_t = 60)]
     pub steps: usize,
@@ -58,6 +58,13 @@ pub fn run(args: DemoArgs) -> Result<()> {
         args.prompts.clone()
     };
     let greedy = GenerationSettings { max_new_tokens: 32, ..Default::default() };
+    // A demo never replaces an earlier run: without --output it takes the next free folder.
+    let output = args.output.clone().unwrap_or_else(|| {
+        (1..)
+            .map(|n| PathBuf::from(if n == 1 { "runs/demo".to_string() } else { format!("runs/demo-{n}") }))
+            .find(|dir| !output_dir_in_use(dir))
+            .unwrap_or_default()
+    });
 
     println!("== 1. The base model: {}", model_dir.display());
     let base = LoadedModel::load(&model_dir, args.device).context("loading the base model")?;
@@ -68,7 +75,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
     println!("\n== 2. LoRA fine-tuning on {}", data.display());
     let config = TrainConfig {
         model: model_dir.clone(),
-        output_dir: args.output.clone(),
+        output_dir: output.clone(),
         device: args.device,
         max_steps: Some(args.steps),
         batch_size: 8,
@@ -82,7 +89,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
     let (events_tx, events_rx) = channel();
     let (_commands_tx, commands_rx) = channel();
     let progress = TrainProgress::spawn(events_rx, false);
-    let result = train(&config, false, &EventSink::new(events_tx), &commands_rx);
+    let result = train(&config, RunStart::New, &EventSink::new(events_tx), &commands_rx);
     progress.finish();
     let summary = result?;
     println!("   adapter written to {}", summary.final_checkpoint.display());
@@ -91,9 +98,9 @@ pub fn run(args: DemoArgs) -> Result<()> {
     let tuned = LoadedModel::load(&model_dir, args.device)?.with_trained(&summary.final_checkpoint)?;
     show(&tuned, &prompts, &greedy)?;
 
-    let merged = args.output.join("merged");
+    let merged = output.join("merged");
     println!("\n== 4. Exporting merged weights to {}", merged.display());
-    tuned.export_merged(&merged, None, |_, _| {})?;
+    tuned.export_merged(&merged, None, false, |_, _| {})?;
     let reloaded = LoadedModel::load(&merged, args.device)?;
     let check = &prompts[0];
     let (a, b) = (tuned.generate(check, &greedy)?, reloaded.generate(check, &greedy)?);

@@ -3,7 +3,7 @@
 use anyhow::Result;
 use clap::Args;
 use wgtune::device::ComputeDevice;
-use wgtune::inspect::{StepPlan, estimate_memory, human_bytes, human_count, trainable_count};
+use wgtune::inspect::{StepPlan, check_fits, estimate_memory, human_bytes, human_count, trainable_count};
 use wgtune::kernels::is_wgpu;
 use wgtune::model::ModelFolder;
 
@@ -24,6 +24,9 @@ pub fn run(args: InspectArgs) -> Result<()> {
     config.data.train_file = "-".into();
     let folder = ModelFolder::open(&config.model)?;
     let c = &folder.config;
+    if let Some(lora) = config.method.lora() {
+        lora.validate_for(c)?;
+    }
     let total = c.num_parameters();
     let trainable = trainable_count(c, &config.method);
     println!("model          {}", config.model.display());
@@ -59,5 +62,10 @@ pub fn run(args: InspectArgs) -> Result<()> {
     println!("  activations  {}", human_bytes(m.activations));
     println!("  logits       {}", human_bytes(m.logits));
     println!("  total        {} (the backward frees activations as gradients fill in)", human_bytes(m.total));
+    if let Some(limit) = device.memory_limit
+        && let Err(too_big) = check_fits(c, &config, is_wgpu(&device.device), config.data.max_seq_len, limit, &device.description)
+    {
+        println!("  does not fit: {too_big}");
+    }
     Ok(())
 }

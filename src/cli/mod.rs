@@ -44,7 +44,9 @@ enum Command {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
+    // A panic that escapes the engine's own guards still ends in an error message and exit
+    // status 1, after the panic's report (for a bug report).
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match cli.command {
         Some(Command::Train(args)) => train::run(args),
         Some(Command::Generate(args)) => generate::run(args),
         Some(Command::Export(args)) => export::run(args),
@@ -52,7 +54,8 @@ pub fn main() -> ExitCode {
         Some(Command::Bench(args)) => bench::run_bench(args),
         Some(Command::Demo(args)) => demo::run(args),
         Some(Command::Gui) | None => open_app(),
-    };
+    }))
+    .unwrap_or_else(|panic| Err(anyhow::anyhow!("internal error: {}", wgtune::error::panic_message(panic.as_ref()))));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -54,6 +54,15 @@ fn show(events: Receiver<TrainEvent>, plain: bool) {
                     if info.skipped_records > 0 { format!(", {} records skipped", info.skipped_records) } else { String::new() },
                     if info.truncated_records > 0 { format!(", {} truncated", info.truncated_records) } else { String::new() },
                 ));
+                for skipped in &info.first_skipped {
+                    say(format!("  skipped {skipped}"));
+                }
+                if info.skipped_records > 0 {
+                    say(format!(
+                        "  every skipped record, with its file, line and reason: {}",
+                        info.run_dir.join(wgtune::train::SKIPPED_FILE).display()
+                    ));
+                }
                 bar.set_length(info.total_steps as u64);
                 bar.set_position(info.start_step as u64);
             }

@@ -10,7 +10,7 @@ use wgtune::data::{BadRecords, DatasetFormat, LongRecords};
 use wgtune::device::DeviceChoice;
 use wgtune::method::{LORA_TARGETS, LoraSettings, Method};
 use wgtune::model::Precision;
-use wgtune::train::{EventSink, ScheduleKind, TrainConfig, resume_config, train};
+use wgtune::train::{EventSink, RunStart, ScheduleKind, TrainConfig, resume_config, train};
 
 use super::progress::TrainProgress;
 
@@ -22,8 +22,12 @@ pub struct TrainArgs {
     /// Continue the run in this directory from its newest checkpoint, with its saved settings.
     #[arg(long, value_name = "RUN_DIR", conflicts_with = "config")]
     pub resume: Option<PathBuf>,
+    /// Start a new run in an --output directory that already holds one, deleting the earlier
+    /// run's checkpoints, metrics and results (other files there are left alone).
+    #[arg(long, conflicts_with = "resume")]
+    pub overwrite: bool,
 
-    /// Model: a Hugging Face folder, or a model id found in the local Hugging Face cache.
+    /// Model: a Hugging Face folder, a .gguf file, ollama:NAME[:TAG] (an installed Ollama model), or a model id in the local Hugging Face cache.
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// Training data: JSONL, JSON or CSV (alpaca, chat, sharegpt, prompt/completion or text records).
@@ -262,20 +266,20 @@ impl TrainArgs {
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
-    let (config, resume) = match &args.resume {
+    let (config, start) = match &args.resume {
         Some(dir) => {
             let mut config = resume_config(dir)?;
             if args.max_steps.is_some() {
                 config.max_steps = args.max_steps;
             }
-            (config, true)
+            (config, RunStart::Resume)
         }
-        None => (args.to_config()?, false),
+        None => (args.to_config()?, if args.overwrite { RunStart::Overwrite } else { RunStart::New }),
     };
     let (events_tx, events_rx) = channel();
     let (_commands_tx, commands_rx) = channel();
     let progress = TrainProgress::spawn(events_rx, args.plain);
-    let result = train(&config, resume, &EventSink::new(events_tx), &commands_rx);
+    let result = train(&config, start, &EventSink::new(events_tx), &commands_rx);
     progress.finish();
     let summary = result?;
     println!(

@@ -9,7 +9,7 @@ use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
 use super::format::DatasetFormat;
-use super::records::{SourceRecord, read_file};
+use super::records::{SourceRecord, for_each_record};
 use super::render::render;
 use crate::error::{Error, Result};
 use crate::tokenizer::TextTokenizer;
@@ -56,6 +56,20 @@ pub struct DataConfig {
     pub packing: bool,
     pub bad_records: BadRecords,
     pub long_records: LongRecords,
+}
+
+/// Bytes a record may take per token of `max_seq_len` before it is left out unread: far more
+/// than any tokenizer packs into a token, so only runaway records (a whole book on one line) hit it.
+const RECORD_BYTES_PER_TOKEN: usize = 64;
+/// The per-record limit never goes below this.
+const MIN_RECORD_BYTES: usize = 1 << 20;
+
+impl DataConfig {
+    /// The largest record read: `max_seq_len` × 64 bytes, at least 1 MiB. Larger ones are
+    /// skipped with their size, never held in memory whole.
+    pub fn max_record_bytes(&self) -> usize {
+        self.max_seq_len.saturating_mul(RECORD_BYTES_PER_TOKEN).max(MIN_RECORD_BYTES)
+    }
 }
 
 impl Default for DataConfig {
@@ -177,7 +191,6 @@ fn nothing_to_train_on(path: &Path, report: &DataReport) -> Error {
 
 fn examples_from(path: &Path, config: &DataConfig, tokenizer: &TextTokenizer, report: &mut DataReport) -> Result<Vec<Example>> {
     let file: Arc<Path> = Arc::from(path);
-    let read = read_file(path)?;
     let skip = |line: usize, reason: String, report: &mut DataReport| -> Result<()> {
         if config.bad_records == BadRecords::Stop {
             return Err(Error::InvalidRecord { path: path.to_path_buf(), line, message: reason });
@@ -185,44 +198,28 @@ fn examples_from(path: &Path, config: &DataConfig, tokenizer: &TextTokenizer, re
         report.skipped.push(Skipped { origin: Origin { file: file.clone(), line }, reason });
         Ok(())
     };
-    // Each file's shape is detected on its own (a chat training set may come with an alpaca
-    // validation set). A file with no readable record has no format to detect; its problems are
-    // reported below.
-    let format = match config.format {
-        Some(f) => Some(f),
-        None => read.records.first().map(|first| detect(first, path)).transpose()?,
-    };
-    if let Some(format) = format {
-        report.format.get_or_insert(format);
-    }
-
-    // Good and bad records in file order, so that a stop names the first bad line.
-    let mut items: Vec<(usize, std::result::Result<&SourceRecord, String>)> =
-        read.records.iter().map(|r| (r.line, Ok(r))).chain(read.problems.into_iter().map(|p| (p.line, Err(p.message)))).collect();
-    items.sort_by_key(|(line, _)| *line);
-
+    // Each file's shape is detected on its own, from its first readable record (a chat training
+    // set may come with an alpaca validation set).
+    let mut format = config.format;
     let mut examples = Vec::new();
-    for (line, item) in items {
+    for_each_record(path, config.max_record_bytes(), |item| {
         let record = match item {
             Ok(record) => record,
-            Err(reason) => {
-                skip(line, reason, report)?;
-                continue;
-            }
+            Err(problem) => return skip(problem.line, problem.message, report),
         };
         report.records += 1;
-        let Some(format) = format else { continue };
+        let format = match format {
+            Some(f) => f,
+            None => *format.insert(detect(&record, path)?),
+        };
+        report.format.get_or_insert(format);
         let example = format
             .sample(&record.fields)
-            .map_err(|e| e.to_string())
             .and_then(|sample| render(&sample, tokenizer, config.train_on_prompt).map_err(|e| e.to_string()))
             .and_then(|text| tokenizer.tokenize(&text).map_err(|e| e.to_string()));
         let mut tokens = match example {
             Ok(t) => t,
-            Err(reason) => {
-                skip(record.line, reason, report)?;
-                continue;
-            }
+            Err(reason) => return skip(record.line, reason, report),
         };
         if tokens.ids.len() > config.max_seq_len {
             let message = format!("{} tokens, longer than max_seq_len {}", tokens.ids.len(), config.max_seq_len);
@@ -230,10 +227,7 @@ fn examples_from(path: &Path, config: &DataConfig, tokenizer: &TextTokenizer, re
                 LongRecords::Error => {
                     return Err(Error::InvalidRecord { path: path.to_path_buf(), line: record.line, message });
                 }
-                LongRecords::Skip => {
-                    skip(record.line, message, report)?;
-                    continue;
-                }
+                LongRecords::Skip => return skip(record.line, message, report),
                 LongRecords::Truncate => {
                     tokens.ids.truncate(config.max_seq_len);
                     tokens.trainable.truncate(config.max_seq_len);
@@ -243,11 +237,11 @@ fn examples_from(path: &Path, config: &DataConfig, tokenizer: &TextTokenizer, re
         }
         // Position 0 predicts nothing, so a target there does not count.
         if !tokens.trainable.iter().skip(1).any(|t| *t) {
-            skip(record.line, "no tokens to train on (empty reply, or cut off by max_seq_len)".into(), report)?;
-            continue;
+            return skip(record.line, "no tokens to train on (no reply, or cut off by max_seq_len)".into(), report);
         }
         examples.push(Example { ids: tokens.ids, trainable: tokens.trainable, origin: Origin { file: file.clone(), line: record.line } });
-    }
+        Ok(())
+    })?;
     Ok(examples)
 }
 

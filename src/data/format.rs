@@ -52,21 +52,23 @@ impl DatasetFormat {
         }
     }
 
-    /// Reads one record in this format.
+    /// Reads one record in this format. A record is refused, with the field at fault, when text
+    /// is missing, not a string, or a reply is empty, or a role or speaker is unknown: it would
+    /// otherwise train on something its author did not write.
     pub fn sample(self, fields: &Map<String, Value>) -> Result<Sample, String> {
         match self {
             Self::Alpaca => Ok(Sample::Alpaca {
                 system: optional_string(fields, "system")?,
                 instruction: string(fields, "instruction")?,
                 input: optional_string(fields, "input")?.unwrap_or_default(),
-                output: string(fields, "output")?,
+                output: reply(fields, "output")?,
             }),
-            Self::Chat => Ok(Sample::Chat(messages(fields, "messages", "role", "content")?)),
-            Self::ShareGpt => Ok(Sample::Chat(messages(fields, "conversations", "from", "value")?)),
+            Self::Chat => Ok(Sample::Chat(messages(fields, "messages", "role", "content", chat_role)?)),
+            Self::ShareGpt => Ok(Sample::Chat(messages(fields, "conversations", "from", "value", sharegpt_role)?)),
             Self::PromptCompletion => {
-                Ok(Sample::PromptCompletion { prompt: string(fields, "prompt")?, completion: string(fields, "completion")? })
+                Ok(Sample::PromptCompletion { prompt: string(fields, "prompt")?, completion: reply(fields, "completion")? })
             }
-            Self::Text => Ok(Sample::Text(string(fields, "text")?)),
+            Self::Text => Ok(Sample::Text(reply(fields, "text")?)),
         }
     }
 }
@@ -100,18 +102,41 @@ fn string(fields: &Map<String, Value>, key: &str) -> Result<String, String> {
     optional_string(fields, key)?.ok_or_else(|| format!("missing field `{key}`"))
 }
 
+/// Text the model learns to write: present and not blank.
+fn reply(fields: &Map<String, Value>, key: &str) -> Result<String, String> {
+    let text = string(fields, key)?;
+    if text.trim().is_empty() {
+        return Err(format!("field `{key}` is empty"));
+    }
+    Ok(text)
+}
+
 fn optional_string(fields: &Map<String, Value>, key: &str) -> Result<Option<String>, String> {
     match fields.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        // CSV and hand-written JSON often hold numbers where text is meant.
-        Some(Value::Number(n)) => Ok(Some(n.to_string())),
-        Some(Value::Bool(b)) => Ok(Some(b.to_string())),
-        Some(_) => Err(format!("field `{key}` must be a string")),
+        Some(other) => Err(format!("field `{key}` is {}, expected text", kind(other))),
     }
 }
 
-fn messages(fields: &Map<String, Value>, key: &str, role_key: &str, content_key: &str) -> Result<Vec<Message>, String> {
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn messages(
+    fields: &Map<String, Value>,
+    key: &str,
+    role_key: &str,
+    content_key: &str,
+    role_of: fn(&str) -> Option<&'static str>,
+) -> Result<Vec<Message>, String> {
     let items = fields
         .get(key)
         .ok_or_else(|| format!("missing field `{key}`"))?
@@ -125,21 +150,44 @@ fn messages(fields: &Map<String, Value>, key: &str, role_key: &str, content_key:
         .enumerate()
         .map(|(i, item)| {
             let obj = item.as_object().ok_or_else(|| format!("{key}[{i}] must be an object"))?;
-            let role = string(obj, role_key).map_err(|e| format!("{key}[{i}]: {e}"))?;
+            let speaker = string(obj, role_key).map_err(|e| format!("{key}[{i}]: {e}"))?;
+            let role = role_of(&speaker).ok_or_else(|| format!("{key}[{i}]: unknown {role_key} `{speaker}` ({})", known_roles(role_of)))?;
             let content = string(obj, content_key).map_err(|e| format!("{key}[{i}]: {e}"))?;
-            Ok(Message { role: normalize_role(&role).to_string(), content })
+            if role == "assistant" && content.trim().is_empty() {
+                return Err(format!("{key}[{i}]: empty assistant reply"));
+            }
+            Ok(Message { role: role.to_string(), content })
         })
         .collect()
 }
 
-/// ShareGPT's speaker names mapped to chat roles.
-fn normalize_role(role: &str) -> &str {
-    match role {
-        "human" | "user" => "user",
-        "gpt" | "assistant" | "model" | "bot" => "assistant",
-        "system" => "system",
-        other => other,
-    }
+/// The roles chat templates render.
+const CHAT_ROLES: [&str; 4] = ["system", "user", "assistant", "tool"];
+/// ShareGPT's speaker names, and the chat role each one is.
+const SHAREGPT_SPEAKERS: [(&str, &str); 9] = [
+    ("system", "system"),
+    ("human", "user"),
+    ("user", "user"),
+    ("gpt", "assistant"),
+    ("assistant", "assistant"),
+    ("model", "assistant"),
+    ("bot", "assistant"),
+    ("tool", "tool"),
+    ("function_response", "tool"),
+];
+
+fn chat_role(role: &str) -> Option<&'static str> {
+    CHAT_ROLES.into_iter().find(|r| *r == role)
+}
+
+fn sharegpt_role(speaker: &str) -> Option<&'static str> {
+    SHAREGPT_SPEAKERS.iter().find(|(name, _)| *name == speaker).map(|(_, role)| *role)
+}
+
+fn known_roles(role_of: fn(&str) -> Option<&'static str>) -> String {
+    let names: Vec<&str> =
+        if role_of("human").is_some() { SHAREGPT_SPEAKERS.iter().map(|(name, _)| *name).collect() } else { CHAT_ROLES.to_vec() };
+    names.join(", ")
 }
 
 #[cfg(test)]
@@ -178,6 +226,24 @@ mod tests {
         let err = DatasetFormat::Chat.sample(&fields(r#"{"messages": [{"role": "user"}]}"#)).unwrap_err();
         assert_eq!(err, "messages[0]: missing field `content`");
         let err = DatasetFormat::Alpaca.sample(&fields(r#"{"instruction": ["x"], "output": "y"}"#)).unwrap_err();
-        assert_eq!(err, "field `instruction` must be a string");
+        assert_eq!(err, "field `instruction` is an array, expected text");
+        let err = DatasetFormat::Alpaca.sample(&fields(r#"{"instruction": "x", "output": 5}"#)).unwrap_err();
+        assert_eq!(err, "field `output` is a number, expected text");
+        let err = DatasetFormat::Alpaca.sample(&fields(r#"{"instruction": "x", "output": "  "}"#)).unwrap_err();
+        assert_eq!(err, "field `output` is empty");
+    }
+
+    #[test]
+    fn unknown_roles_and_empty_replies_are_refused() {
+        let err = DatasetFormat::Chat
+            .sample(&fields(r#"{"messages": [{"role": "user", "content": "hi"}, {"role": "narrator", "content": "x"}]}"#))
+            .unwrap_err();
+        assert_eq!(err, "messages[1]: unknown role `narrator` (system, user, assistant, tool)");
+        let err = DatasetFormat::Chat
+            .sample(&fields(r#"{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": ""}]}"#))
+            .unwrap_err();
+        assert_eq!(err, "messages[1]: empty assistant reply");
+        let err = DatasetFormat::ShareGpt.sample(&fields(r#"{"conversations": [{"from": "alien", "value": "hi"}]}"#)).unwrap_err();
+        assert!(err.starts_with("conversations[0]: unknown from `alien` (system, human, user, gpt"), "{err}");
     }
 }

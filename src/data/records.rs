@@ -1,7 +1,12 @@
-//! Reading dataset files (JSONL, JSON arrays, CSV) into records that remember their line.
+//! Reading dataset files (JSONL, JSON arrays, CSV) one record at a time, each with the line it
+//! starts on. Records are handed out as they are read, so memory follows the longest record,
+//! not the file; a record over the size limit is reported without being held in memory whole.
 
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
+use serde::de::{DeserializeSeed, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
@@ -20,81 +25,215 @@ pub struct RecordProblem {
     pub message: String,
 }
 
-/// Everything read from one file: the good records and the bad ones.
-#[derive(Debug, Default)]
-pub struct FileRecords {
-    pub records: Vec<SourceRecord>,
-    pub problems: Vec<RecordProblem>,
-}
+/// What one record of a file turned out to be.
+pub type RecordItem = std::result::Result<SourceRecord, RecordProblem>;
 
-/// Reads a dataset file, choosing the reader by extension (`.jsonl`, `.json`, `.csv`; other
-/// extensions are sniffed: a leading `[` is a JSON array, otherwise JSON lines).
-pub fn read_file(path: &Path) -> Result<FileRecords> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+/// Keys under which a JSON object may hold the records array.
+const RECORDS_KEYS: [&str; 4] = ["data", "train", "examples", "records"];
+
+/// Reads a dataset file record by record, in file order, choosing the reader by extension
+/// (`.jsonl`, `.json`, `.csv`; other extensions are sniffed: a leading `[` is a JSON array,
+/// otherwise JSON lines). A record longer than `max_record_bytes` is a problem, not a record.
+/// `each` may stop the reading by returning an error.
+pub fn for_each_record(path: &Path, max_record_bytes: usize, mut each: impl FnMut(RecordItem) -> Result<()>) -> Result<()> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut reader = BufReader::new(file);
+    skip_bom(&mut reader).map_err(|e| Error::io(path, e))?;
     let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).unwrap_or_default();
     match ext.as_str() {
-        "csv" => read_csv(&text, path),
-        "json" => read_json(&text, path),
-        "jsonl" | "ndjson" => Ok(read_jsonl(&text)),
-        _ if text.trim_start().starts_with('[') => read_json(&text, path),
-        _ => Ok(read_jsonl(&text)),
+        "csv" => read_csv(reader, path, max_record_bytes, each),
+        "json" => read_json(path, max_record_bytes, &mut each),
+        "jsonl" | "ndjson" => read_jsonl(reader, path, max_record_bytes, each),
+        _ if starts_with_bracket(&mut reader).map_err(|e| Error::io(path, e))? => read_json(path, max_record_bytes, &mut each),
+        _ => read_jsonl(reader, path, max_record_bytes, each),
     }
 }
 
-fn read_jsonl(text: &str) -> FileRecords {
-    let mut out = FileRecords::default();
-    for (i, line) in text.lines().enumerate() {
-        let line_no = i + 1;
-        if line.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str::<Value>(line) {
-            Ok(Value::Object(fields)) => out.records.push(SourceRecord { line: line_no, fields }),
-            Ok(other) => {
-                out.problems.push(RecordProblem { line: line_no, message: format!("expected a JSON object, found {}", kind(&other)) })
-            }
-            Err(e) => out.problems.push(RecordProblem { line: line_no, message: format!("invalid JSON: {e}") }),
-        }
-    }
-    out
-}
-
-/// A JSON array of objects, or an object holding one (`{"data": [...]}` or `{"train": [...]}`).
-fn read_json(text: &str, path: &Path) -> Result<FileRecords> {
-    let raw: Value = serde_json::from_str(text).map_err(|e| Error::InvalidRecord {
-        path: path.to_path_buf(),
-        line: e.line(),
-        message: format!("invalid JSON: {e}"),
+/// Every record of a file at once; for small files and tests.
+pub fn read_all(path: &Path, max_record_bytes: usize) -> Result<Vec<RecordItem>> {
+    let mut items = Vec::new();
+    for_each_record(path, max_record_bytes, |item| {
+        items.push(item);
+        Ok(())
     })?;
-    let items: &Vec<Value> = match &raw {
-        Value::Array(items) => items,
-        Value::Object(o) => ["data", "train", "examples", "records"]
-            .iter()
-            .find_map(|k| o.get(*k).and_then(Value::as_array))
-            .ok_or_else(|| Error::invalid_file(path, "expected a JSON array of records (or an object with a `data` array)"))?,
-        other => {
-            return Err(Error::invalid_file(path, format!("expected a JSON array of records, found {}", kind(other))));
-        }
-    };
-    let starts = element_lines(text, items.len());
-    let mut out = FileRecords::default();
-    for (item, line) in items.iter().zip(starts) {
-        match item {
-            Value::Object(fields) => out.records.push(SourceRecord { line, fields: fields.clone() }),
-            other => out.problems.push(RecordProblem { line, message: format!("expected a JSON object, found {}", kind(other)) }),
-        }
-    }
-    Ok(out)
+    Ok(items)
 }
 
-/// The line on which each element of the records array in `text` (valid JSON) starts.
-fn element_lines(text: &str, count: usize) -> Vec<usize> {
-    let bytes = text.as_bytes();
-    let records_depth = array_depth(bytes);
-    let mut lines = Vec::with_capacity(count);
+/// Drops a UTF-8 byte-order mark, which editors on Windows put at the start of text files.
+fn skip_bom(reader: &mut impl BufRead) -> std::io::Result<()> {
+    if reader.fill_buf()?.starts_with(b"\xEF\xBB\xBF") {
+        reader.consume(3);
+    }
+    Ok(())
+}
+
+fn starts_with_bracket(reader: &mut impl BufRead) -> std::io::Result<bool> {
+    Ok(reader.fill_buf()?.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'['))
+}
+
+/// One line of a JSON-lines file, or how long it was when over the limit.
+enum Line {
+    Text(Vec<u8>),
+    TooLong(usize),
+}
+
+/// Reads up to and including the next `\n`, keeping at most `limit` bytes. `None` at the end.
+fn read_line_bounded(reader: &mut impl BufRead, limit: usize) -> std::io::Result<Option<Line>> {
+    let mut kept = Vec::new();
+    let mut total = 0usize;
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            let line = if total > limit { Line::TooLong(total) } else { Line::Text(kept) };
+            return Ok((total > 0).then_some(line));
+        }
+        let (chunk, done) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (&buf[..i], Some(i + 1)),
+            None => (buf, None),
+        };
+        total += chunk.len();
+        if total <= limit {
+            kept.extend_from_slice(chunk);
+        } else {
+            kept = Vec::new();
+        }
+        let used = done.unwrap_or(chunk.len());
+        reader.consume(used);
+        if done.is_some() {
+            return Ok(Some(if total > limit { Line::TooLong(total) } else { Line::Text(kept) }));
+        }
+    }
+}
+
+fn too_long(bytes: usize, limit: usize) -> String {
+    format!("record of {} is over the per-record limit of {} (see max_seq_len)", human_bytes(bytes), human_bytes(limit))
+}
+
+fn human_bytes(bytes: usize) -> String {
+    if bytes >= 1 << 20 { format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64) } else { format!("{} KiB", bytes.div_ceil(1024)) }
+}
+
+fn read_jsonl(mut reader: impl BufRead, path: &Path, limit: usize, mut each: impl FnMut(RecordItem) -> Result<()>) -> Result<()> {
+    let mut line_no = 0;
+    while let Some(line) = read_line_bounded(&mut reader, limit).map_err(|e| Error::io(path, e))? {
+        line_no += 1;
+        let problem = |message: String| Err(RecordProblem { line: line_no, message });
+        let item = match line {
+            Line::TooLong(bytes) => problem(too_long(bytes, limit)),
+            Line::Text(bytes) => match String::from_utf8(bytes) {
+                Err(e) => problem(format!("invalid UTF-8 at byte {} of the line", e.utf8_error().valid_up_to() + 1)),
+                Ok(text) if text.trim().is_empty() => continue,
+                Ok(text) => match serde_json::from_str::<Value>(&text) {
+                    Ok(Value::Object(fields)) => Ok(SourceRecord { line: line_no, fields }),
+                    Ok(other) => problem(format!("expected a JSON object, found {}", kind(&other))),
+                    Err(e) => problem(format!("invalid JSON: {e}")),
+                },
+            },
+        };
+        each(item)?;
+    }
+    Ok(())
+}
+
+/// A JSON array of objects, or an object holding one (`{"data": [...]}` or `{"train": [...]}`),
+/// deserialized one element at a time from the memory-mapped file.
+fn read_json(path: &Path, limit: usize, each: &mut dyn FnMut(RecordItem) -> Result<()>) -> Result<()> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    // SAFETY: the map is read-only and lives only for this call; a file truncated while we read
+    // it is the one way this can fault, as with every memory-mapped reader.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+    let bytes = map.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&map);
+    let starts = element_starts(bytes);
+    let mut elements = Elements { starts: &starts, index: 0, limit, each, stopped: None };
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let parsed = serde::Deserializer::deserialize_any(&mut deserializer, &mut elements).and_then(|()| deserializer.end());
+    if let Some(stop) = elements.stopped {
+        return Err(stop);
+    }
+    parsed.map_err(|e| {
+        if e.line() == 0 {
+            Error::invalid_file(path, e.to_string())
+        } else {
+            Error::InvalidRecord { path: path.to_path_buf(), line: e.line(), message: format!("invalid JSON: {e}") }
+        }
+    })
+}
+
+/// Hands each element of the records array to `each`, with its line and size from `starts`.
+struct Elements<'a> {
+    /// (line, byte offset) where each element starts, and the array's end as the last entry.
+    starts: &'a [(usize, usize)],
+    index: usize,
+    limit: usize,
+    each: &'a mut dyn FnMut(RecordItem) -> Result<()>,
+    /// The error `each` stopped the reading with.
+    stopped: Option<Error>,
+}
+
+impl<'de> Visitor<'de> for &mut Elements<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON array of records (or an object with a `data` array)")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
+        while let Some(value) = seq.next_element::<Value>()? {
+            let (line, start) = self.starts.get(self.index).copied().unwrap_or((0, 0));
+            let end = self.starts.get(self.index + 1).map_or(start, |s| s.1);
+            self.index += 1;
+            let item = match value {
+                _ if end.saturating_sub(start) > self.limit => Err(RecordProblem { line, message: too_long(end - start, self.limit) }),
+                Value::Object(fields) => Ok(SourceRecord { line, fields }),
+                other => Err(RecordProblem { line, message: format!("expected a JSON object, found {}", kind(&other)) }),
+            };
+            if let Err(e) = (self.each)(item) {
+                self.stopped = Some(e);
+                return Err(A::Error::custom("stopped"));
+            }
+        }
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<(), A::Error> {
+        let mut found = false;
+        while let Some(key) = map.next_key::<String>()? {
+            if !found && RECORDS_KEYS.contains(&key.as_str()) {
+                map.next_value_seed(&mut *self)?;
+                found = true;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        if !found {
+            return Err(A::Error::custom("expected a JSON array of records (or an object with a `data` array)"));
+        }
+        Ok(())
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for &mut Elements<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> std::result::Result<(), D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+/// The line and byte offset at which each element of the records array starts, with the
+/// array's closing bracket last: the top-level array, or the first one under one of
+/// [`RECORDS_KEYS`] in a top-level object.
+fn element_starts(bytes: &[u8]) -> Vec<(usize, usize)> {
+    let records_depth = match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => 2,
+        _ => 1,
+    };
+    let mut starts = Vec::new();
     let (mut depth, mut line) = (0usize, 1usize);
-    let (mut in_string, mut escaped, mut expecting) = (false, false, false);
-    for &b in bytes {
+    let (mut in_string, mut escaped, mut expecting, mut inside) = (false, false, false, false);
+    // The last string that started at depth 1 (in a top-level object: the last key).
+    let (mut string_start, mut last_key): (usize, &[u8]) = (0, b"");
+    for (offset, &b) in bytes.iter().enumerate() {
         if b == b'\n' {
             line += 1;
         }
@@ -102,58 +241,77 @@ fn element_lines(text: &str, count: usize) -> Vec<usize> {
             match (escaped, b) {
                 (true, _) => escaped = false,
                 (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
+                (false, b'"') => {
+                    in_string = false;
+                    if depth == 1 {
+                        last_key = &bytes[string_start..offset];
+                    }
+                }
                 _ => {}
             }
             continue;
         }
         if expecting && !b.is_ascii_whitespace() && b != b']' {
-            lines.push(line);
+            starts.push((line, offset));
             expecting = false;
         }
         match b {
-            b'"' => in_string = true,
+            b'"' => {
+                in_string = true;
+                string_start = offset + 1;
+            }
             b'[' | b'{' => {
                 depth += 1;
-                if b == b'[' && depth == records_depth && lines.is_empty() {
+                let records_key = records_depth == 1 || RECORDS_KEYS.iter().any(|k| k.as_bytes() == last_key);
+                if b == b'[' && depth == records_depth && records_key && !inside && starts.is_empty() {
                     expecting = true;
+                    inside = true;
                 }
             }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            b',' if depth == records_depth => expecting = true,
+            b']' | b'}' => {
+                if inside && depth == records_depth && b == b']' {
+                    starts.push((line, offset));
+                    return starts;
+                }
+                depth = depth.saturating_sub(1);
+            }
+            b',' if inside && depth == records_depth => expecting = true,
             _ => {}
         }
     }
-    lines.resize(count, line);
-    lines
+    starts
 }
 
-/// Depth of the records array: 1 for a top-level array, 2 for `{"data": [...]}`.
-fn array_depth(bytes: &[u8]) -> usize {
-    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'{') => 2,
-        _ => 1,
-    }
-}
-
-fn read_csv(text: &str, path: &Path) -> Result<FileRecords> {
-    let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(text.as_bytes());
+fn read_csv(reader: impl Read, path: &Path, limit: usize, mut each: impl FnMut(RecordItem) -> Result<()>) -> Result<()> {
+    let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(reader);
     let headers = reader.headers().map_err(|e| Error::invalid_file(path, format!("cannot read the CSV header: {e}")))?.clone();
-    let mut out = FileRecords::default();
+    let mut previous_end = reader.position().byte() as usize;
     for result in reader.records() {
-        match result {
+        let item = match result {
             Ok(row) => {
                 let line = row.position().map_or(0, |p| p.line() as usize);
-                let fields = headers.iter().zip(row.iter()).map(|(h, v)| (h.to_string(), Value::String(v.to_string()))).collect();
-                out.records.push(SourceRecord { line, fields });
+                let start = row.position().map_or(previous_end, |p| p.byte() as usize);
+                let bytes = row.as_byte_record().as_slice().len();
+                previous_end = start + bytes;
+                if bytes > limit {
+                    Err(RecordProblem { line, message: too_long(bytes, limit) })
+                } else {
+                    let fields = headers.iter().zip(row.iter()).map(|(h, v)| (h.to_string(), Value::String(v.to_string()))).collect();
+                    Ok(SourceRecord { line, fields })
+                }
             }
             Err(e) => {
                 let line = e.position().map_or(0, |p| p.line() as usize);
-                out.problems.push(RecordProblem { line, message: format!("invalid CSV row: {e}") });
+                let message = match e.kind() {
+                    csv::ErrorKind::Utf8 { err, .. } => format!("invalid UTF-8 in field {}", err.field() + 1),
+                    _ => format!("invalid CSV row: {e}"),
+                };
+                Err(RecordProblem { line, message })
             }
-        }
+        };
+        each(item)?;
     }
-    Ok(out)
+    Ok(())
 }
 
 fn kind(v: &Value) -> &'static str {
@@ -171,39 +329,86 @@ fn kind(v: &Value) -> &'static str {
 mod tests {
     use super::*;
 
+    const LIMIT: usize = 1 << 20;
+
+    fn read(name: &str, text: &[u8]) -> (Vec<usize>, Vec<RecordProblem>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        read_limited(&path, LIMIT)
+    }
+
+    fn read_limited(path: &Path, limit: usize) -> (Vec<usize>, Vec<RecordProblem>) {
+        let (mut lines, mut problems) = (Vec::new(), Vec::new());
+        for item in read_all(path, limit).unwrap() {
+            match item {
+                Ok(r) => lines.push(r.line),
+                Err(p) => problems.push(p),
+            }
+        }
+        (lines, problems)
+    }
+
     #[test]
     fn jsonl_reports_bad_lines_by_number() {
-        let out = read_jsonl("{\"text\": \"a\"}\n\n{oops\n[1]\n{\"text\": \"b\"}\n");
-        assert_eq!(out.records.iter().map(|r| r.line).collect::<Vec<_>>(), vec![1, 5]);
-        assert_eq!(out.problems.len(), 2);
-        assert_eq!(out.problems[0].line, 3);
-        assert!(out.problems[0].message.contains("invalid JSON"));
-        assert_eq!(out.problems[1].line, 4);
-        assert!(out.problems[1].message.contains("an array"));
+        let (lines, problems) = read("d.jsonl", b"{\"text\": \"a\"}\n\n{oops\n[1]\n{\"text\": \"b\"}\n");
+        assert_eq!(lines, vec![1, 5]);
+        assert_eq!(problems.len(), 2);
+        assert_eq!(problems[0].line, 3);
+        assert!(problems[0].message.contains("invalid JSON"));
+        assert_eq!(problems[1].line, 4);
+        assert!(problems[1].message.contains("an array"));
+    }
+
+    #[test]
+    fn a_bom_is_skipped_and_invalid_utf8_costs_one_line() {
+        let (lines, problems) = read("d.jsonl", b"\xEF\xBB\xBF{\"text\": \"a\"}\n{\"text\": \"\xFF\"}\n{\"text\": \"c\"}");
+        assert_eq!(lines, vec![1, 3]);
+        assert_eq!(problems, vec![RecordProblem { line: 2, message: "invalid UTF-8 at byte 11 of the line".into() }]);
+        let (lines, _) = read("d.csv", b"\xEF\xBB\xBFtext\na\n");
+        assert_eq!(lines, vec![2]);
+        let (lines, _) = read("d.json", b"\xEF\xBB\xBF[{\"text\": \"a\"}]");
+        assert_eq!(lines, vec![1]);
+    }
+
+    #[test]
+    fn a_record_over_the_limit_is_reported_not_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.jsonl");
+        let long = format!("{{\"text\": \"{}\"}}", "x".repeat(5000));
+        std::fs::write(&path, format!("{{\"text\": \"a\"}}\n{long}\n{{\"text\": \"b\"}}\n")).unwrap();
+        let (lines, problems) = read_limited(&path, 4096);
+        assert_eq!(lines, vec![1, 3]);
+        assert_eq!(problems[0].line, 2);
+        assert!(problems[0].message.contains("over the per-record limit of 4 KiB"), "{}", problems[0].message);
+        let path = dir.path().join("d.json");
+        std::fs::write(&path, format!("[{{\"text\": \"a\"}},\n{long}]")).unwrap();
+        let (lines, problems) = read_limited(&path, 4096);
+        assert_eq!((lines, problems[0].line), (vec![1], 2));
     }
 
     #[test]
     fn json_array_records_know_their_lines() {
-        let text = "[\n  {\"text\": \"a, [b]\"},\n  {\n    \"text\": \"c\"\n  },\n  3\n]";
-        let out = read_json(text, Path::new("x.json")).unwrap();
-        assert_eq!(out.records.iter().map(|r| r.line).collect::<Vec<_>>(), vec![2, 3]);
-        assert_eq!(out.problems[0].line, 6);
+        let (lines, problems) = read("x.json", b"[\n  {\"text\": \"a, [b]\"},\n  {\n    \"text\": \"c\"\n  },\n  3\n]");
+        assert_eq!(lines, vec![2, 3]);
+        assert_eq!(problems[0].line, 6);
     }
 
     #[test]
     fn json_object_with_data_array() {
-        let text = "{\"data\": [\n{\"text\": \"a\"},\n{\"text\": \"b\"}]}";
-        let out = read_json(text, Path::new("x.json")).unwrap();
-        assert_eq!(out.records.iter().map(|r| r.line).collect::<Vec<_>>(), vec![2, 3]);
+        let (lines, _) = read("x.json", b"{\"tags\": [\"x\"],\n\"data\": [\n{\"text\": \"a\"},\n{\"text\": \"b\"}]}");
+        assert_eq!(lines, vec![3, 4]);
     }
 
     #[test]
     fn csv_rows_become_string_fields() {
-        let out = read_csv("prompt,completion\n\"a, b\",c\nd,e,f\n", Path::new("x.csv")).unwrap();
-        assert_eq!(out.records.len(), 1);
-        assert_eq!(out.records[0].fields["prompt"], Value::String("a, b".into()));
-        assert_eq!(out.records[0].line, 2);
-        assert_eq!(out.problems.len(), 1);
-        assert_eq!(out.problems[0].line, 3);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.csv");
+        std::fs::write(&path, "prompt,completion\n\"a, b\",c\nd,e,f\n").unwrap();
+        let items = read_all(&path, LIMIT).unwrap();
+        let record = items[0].as_ref().unwrap();
+        assert_eq!(record.fields["prompt"], Value::String("a, b".into()));
+        assert_eq!(record.line, 2);
+        assert_eq!(items[1].as_ref().unwrap_err().line, 3);
     }
 }

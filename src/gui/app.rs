@@ -5,12 +5,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::hub::{CachedModel, cached_models};
-use crate::train::{TrainCommand, TrainEvent};
+use crate::train::{RunStart, TrainCommand, TrainEvent, output_dir_in_use};
 use eframe::egui;
 
 use super::dataset_panel::DatasetPanel;
 use super::export_panel::ExportPanel;
-use super::jobs::{Jobs, ModelSummary, Reply};
+use super::jobs::{ExportTarget, Jobs, ModelSummary, Reply};
 use super::model_panel::ModelPanel;
 use super::picker::{FilePicker, PathPrompt, PickKind, PromptOutcome, path_prompt_ui};
 use super::playground::Playground;
@@ -180,7 +180,7 @@ impl WgtuneApp {
 
     fn picked(&mut self, kind: PickKind, path: PathBuf) {
         match kind {
-            PickKind::ModelFolder => self.select_model(path),
+            PickKind::ModelFolder | PickKind::ModelFile => self.select_model(path),
             PickKind::DatasetFile => self.select_dataset(path),
             PickKind::ValidationFile => self.select_validation(path),
             PickKind::OutputFolder => self.settings.config.output_dir = path,
@@ -201,8 +201,8 @@ impl WgtuneApp {
                 };
                 self.hyperparameters_message(message);
             }
-            PickKind::MergedExportFolder => self.start_export(path, true),
-            PickKind::AdapterExportFolder => self.start_export(path, false),
+            PickKind::MergedExportFolder => self.start_export(ExportTarget { path, merged: true, overwrite: false }),
+            PickKind::AdapterExportFolder => self.start_export(ExportTarget { path, merged: false, overwrite: false }),
         }
     }
 
@@ -210,14 +210,20 @@ impl WgtuneApp {
         self.training.settings_message = Some(message);
     }
 
-    pub fn start_training(&mut self) {
+    /// Starts a new run; when its output folder already holds one, asks first (replace it,
+    /// resume it, or cancel) unless `start` says which.
+    pub fn start_training(&mut self, start: RunStart) {
         let config = self.settings.config.clone();
         if let Err(e) = config.validate() {
             self.training.start_error = Some(e.to_string());
             return;
         }
+        if start == RunStart::New && output_dir_in_use(&config.output_dir) {
+            self.training.confirm_overwrite = true;
+            return;
+        }
         self.settings.last_run = Some(config.output_dir.clone());
-        self.training.start(crate::train::spawn(config, false));
+        self.training.start(crate::train::spawn(config, start));
         self.tab = Tab::Training;
     }
 
@@ -226,20 +232,25 @@ impl WgtuneApp {
             Ok(config) => {
                 self.settings.config = config.clone();
                 self.settings.last_run = Some(run_dir);
-                self.training.start(crate::train::spawn(config, true));
+                self.training.start(crate::train::spawn(config, RunStart::Resume));
                 self.tab = Tab::Training;
             }
             Err(e) => self.training.start_error = Some(e.to_string()),
         }
     }
 
-    fn start_export(&mut self, out: PathBuf, merged: bool) {
+    /// Exports to `target`, first asking whether to replace it when it holds files.
+    pub fn start_export(&mut self, target: ExportTarget) {
         let Some(trained) = self.trained_weights() else {
             self.export.finished(Err("Train first, or resume a run: there are no trained weights to export.".into()));
             return;
         };
-        self.export.begin(merged);
-        self.jobs.export(self.settings.config.model.clone(), trained, out, merged, self.export.dtype);
+        if !target.overwrite && crate::fsutil::is_non_empty_dir(&target.path) {
+            self.export.confirm_replace = Some(target);
+            return;
+        }
+        self.export.begin(target.merged);
+        self.jobs.export(self.settings.config.model.clone(), trained, target, self.export.dtype);
     }
 
     /// The trained weights of the current (or last) run, if it has produced any.

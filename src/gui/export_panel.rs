@@ -7,6 +7,7 @@ use crate::model::WeightDtype;
 use eframe::egui;
 
 use super::app::WgtuneApp;
+use super::jobs::ExportTarget;
 use super::model_panel::{display_path, error_ui};
 use super::picker::PickKind;
 
@@ -18,6 +19,8 @@ pub struct ExportPanel {
     pub merged: bool,
     pub progress: Option<(usize, usize)>,
     pub result: Option<Result<PathBuf, String>>,
+    /// A chosen folder that holds files: replaced only once the user says so.
+    pub confirm_replace: Option<ExportTarget>,
 }
 
 impl ExportPanel {
@@ -72,6 +75,7 @@ impl WgtuneApp {
             let (done, total) = self.export.progress.unwrap_or((0, 1));
             ui.add(egui::ProgressBar::new(done as f32 / total.max(1) as f32).text(format!("{done} / {total} tensors")));
         }
+        self.confirm_replace_ui(ui);
         match &self.export.result {
             Some(Ok(path)) => {
                 ui.colored_label(
@@ -81,6 +85,32 @@ impl WgtuneApp {
             }
             Some(Err(error)) => error_ui(ui, error),
             None => {}
+        }
+    }
+}
+
+impl WgtuneApp {
+    /// Asks before an export replaces a folder that holds files.
+    fn confirm_replace_ui(&mut self, ui: &mut egui::Ui) {
+        let Some(target) = self.export.confirm_replace.clone() else { return };
+        let modal = egui::Modal::new(egui::Id::unique("confirm-replace-export")).show(ui.ctx(), |ui| {
+            ui.heading("Replace this folder?");
+            ui.label(format!(
+                "{} already holds files. Exporting there deletes them and writes the export in their place.",
+                display_path(&target.path)
+            ));
+            ui.horizontal(|ui| {
+                if ui.button("Replace it").clicked() {
+                    self.export.confirm_replace = None;
+                    self.start_export(ExportTarget { overwrite: true, ..target.clone() });
+                }
+                if ui.button("Cancel").clicked() {
+                    self.export.confirm_replace = None;
+                }
+            });
+        });
+        if modal.should_close() {
+            self.export.confirm_replace = None;
         }
     }
 }

@@ -6,9 +6,9 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 
 use crate::data::{DataConfig, DataReport, Dataset, Segment, segments};
 use crate::device::{ComputeDevice, DeviceChoice};
+use crate::error::catch_panic;
 use crate::model::{ModelConfig, ModelFolder, WeightDtype};
 use crate::session::LoadedModel;
-use crate::tokenizer::TextTokenizer;
 
 use super::picker::{FilePicker, PickKind};
 use super::playground::Slot;
@@ -24,9 +24,11 @@ pub struct ModelSummary {
 }
 
 impl ModelSummary {
-    pub fn read(path: &Path) -> Result<Self, String> {
+    /// Reads a model folder, a GGUF file or an `ollama:NAME` model.
+    pub fn read(spec: &Path) -> Result<Self, String> {
+        let path = &crate::hub::resolve_model(spec).map_err(|e| e.to_string())?;
         let folder = ModelFolder::open(path).map_err(|e| e.to_string())?;
-        let tokenizer = TextTokenizer::from_folder(path, &folder.config.eos_token_ids).map_err(|e| e.to_string())?;
+        let tokenizer = folder.tokenizer().map_err(|e| e.to_string())?;
         Ok(Self {
             path: path.to_path_buf(),
             parameters: folder.config.num_parameters(),
@@ -46,13 +48,21 @@ pub struct DatasetPreview {
 
 impl DatasetPreview {
     pub fn read(model: &Path, data: &DataConfig, seed: u64) -> Result<Self, String> {
-        let config = ModelConfig::from_file(&model.join("config.json")).map_err(|e| e.to_string())?;
-        let tokenizer = TextTokenizer::from_folder(model, &config.eos_token_ids).map_err(|e| e.to_string())?;
+        let tokenizer = ModelFolder::open(model).and_then(|folder| folder.tokenizer()).map_err(|e| e.to_string())?;
         let dataset = Dataset::load(data, &tokenizer, seed).map_err(|e| e.to_string())?;
         let examples =
             dataset.train.iter().take(5).map(|e| segments(&tokenizer, e)).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
         Ok(Self { report: dataset.report, examples })
     }
+}
+
+/// Where an export goes, and whether the user agreed to replace what is there.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExportTarget {
+    pub path: PathBuf,
+    /// Merged weights; otherwise the adapter.
+    pub merged: bool,
+    pub overwrite: bool,
 }
 
 pub enum Reply {
@@ -119,28 +129,30 @@ impl Jobs {
     }
 
     pub fn read_model(&self, path: PathBuf) {
-        self.spawn(move |reply| reply.send(Reply::Model(ModelSummary::read(&path))));
+        self.spawn(move |reply| reply.send(Reply::Model(guarded("while reading the model", || ModelSummary::read(&path)))));
     }
 
     pub fn read_dataset(&self, model: PathBuf, data: DataConfig, seed: u64) {
-        self.spawn(move |reply| reply.send(Reply::Dataset(DatasetPreview::read(&model, &data, seed))));
+        self.spawn(move |reply| {
+            reply.send(Reply::Dataset(guarded("while reading the dataset", || DatasetPreview::read(&model, &data, seed))))
+        });
     }
 
     /// Loads the base model with the trained weights in `trained` and exports merged weights
-    /// (`merged`) or the adapter.
-    pub fn export(&self, model: PathBuf, trained: PathBuf, out: PathBuf, merged: bool, dtype: Option<WeightDtype>) {
+    /// (`merged`) or the adapter; `overwrite` once the user agreed to replace `out`.
+    pub fn export(&self, model: PathBuf, trained: PathBuf, target: ExportTarget, dtype: Option<WeightDtype>) {
+        let ExportTarget { path: out, merged, overwrite } = target;
         self.spawn(move |reply| {
-            let result = LoadedModel::load(&model, DeviceChoice::Cpu)
-                .and_then(|m| m.with_trained(&trained))
-                .and_then(|m| {
-                    if merged {
-                        m.export_merged(&out, dtype, |done, total| reply.send(Reply::ExportProgress { done, total }))
-                    } else {
-                        m.export_adapter(&out)
-                    }
-                })
-                .map(|_| out)
-                .map_err(|e| e.to_string());
+            let result = catch_panic("while exporting", || {
+                let model = LoadedModel::load(&model, DeviceChoice::Cpu)?.with_trained(&trained)?;
+                if merged {
+                    model.export_merged(&out, dtype, overwrite, |done, total| reply.send(Reply::ExportProgress { done, total }))
+                } else {
+                    model.export_adapter(&out, overwrite)
+                }
+            })
+            .map(|_| out)
+            .map_err(|e| e.to_string());
             reply.send(Reply::Exported(result));
         });
     }
@@ -148,6 +160,11 @@ impl Jobs {
     pub fn poll(&self) -> Vec<Reply> {
         self.rx.try_iter().collect()
     }
+}
+
+/// [`catch_panic`] for jobs whose errors are already text.
+fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    catch_panic(what, || f().map_err(crate::Error::Internal)).map_err(|e| e.to_string())
 }
 
 #[derive(Clone)]

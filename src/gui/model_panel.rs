@@ -1,5 +1,5 @@
-//! The model panel: choose a model folder (dialog, demo, recent, Hugging Face cache) and see
-//! what it is.
+//! The model panel: choose a model (a folder or a GGUF file by dialog, an Ollama model by name,
+//! the demo, recent ones, the Hugging Face cache) and see what it is.
 
 use crate::inspect::human_count;
 use eframe::egui;
@@ -19,10 +19,16 @@ pub struct ModelPanel {
 impl WgtuneApp {
     pub fn model_ui(&mut self, ui: &mut egui::Ui) {
         ui.heading("Model");
-        ui.label("A Hugging Face model folder: config.json, safetensors weights and tokenizer.json (Llama, Mistral, Qwen2).");
+        ui.label(
+            "A Hugging Face model folder (config.json, safetensors weights, tokenizer.json), a GGUF file, or an installed \
+             Ollama model typed as ollama:NAME (Llama, Mistral, Qwen2).",
+        );
         ui.horizontal(|ui| {
             if ui.button("Open model folder…").clicked() {
                 self.jobs.pick(PickKind::ModelFolder);
+            }
+            if ui.button("Open GGUF file…").clicked() {
+                self.jobs.pick(PickKind::ModelFile);
             }
             if ui.button("Use demo model").on_hover_text("The small chat model bundled with wgtune").clicked() {
                 self.select_model(Self::demo_model_path());
@@ -70,7 +76,7 @@ impl WgtuneApp {
                     ui.label(value);
                     ui.end_row();
                 };
-                row("Folder", display_path(&m.path));
+                row("Model", display_path(&m.path));
                 row("Architecture", format!("{} ({} layers, hidden {})", c.architecture.name(), c.num_hidden_layers, c.hidden_size));
                 row(
                     "Attention",

@@ -8,6 +8,8 @@ use eframe::egui;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PickKind {
     ModelFolder,
+    /// A GGUF model file (llama.cpp, LM Studio, Ollama).
+    ModelFile,
     DatasetFile,
     ValidationFile,
     OutputFolder,
@@ -22,6 +24,7 @@ impl PickKind {
     pub fn title(self) -> &'static str {
         match self {
             PickKind::ModelFolder => "Open model folder",
+            PickKind::ModelFile => "Open GGUF model file",
             PickKind::DatasetFile => "Open dataset",
             PickKind::ValidationFile => "Open validation dataset",
             PickKind::OutputFolder => "Run directory",
@@ -48,6 +51,7 @@ impl FilePicker for DialogPicker {
             PickKind::DatasetFile | PickKind::ValidationFile => {
                 dialog.add_filter("Datasets", &["jsonl", "json", "csv", "ndjson"]).pick_file()
             }
+            PickKind::ModelFile => dialog.add_filter("GGUF models", &["gguf"]).pick_file(),
             PickKind::SettingsFile => dialog.add_filter("TOML", &["toml"]).pick_file(),
             PickKind::SaveSettingsFile => dialog.set_file_name("run.toml").add_filter("TOML", &["toml"]).save_file(),
             PickKind::ModelFolder

@@ -6,6 +6,7 @@ use std::sync::mpsc::{Sender, channel};
 use std::time::SystemTime;
 
 use crate::device::DeviceChoice;
+use crate::error::catch_panic;
 use crate::generate::GenerationSettings;
 use crate::session::LoadedModel;
 
@@ -39,34 +40,13 @@ impl Playground {
         std::thread::spawn(move || {
             let mut loaded: Vec<(Key, LoadedModel)> = Vec::new();
             for request in rx {
-                let modified = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-                let key: Key = (
-                    request.model.clone(),
-                    request.trained.clone().map(|t| {
-                        let m = modified(&t);
-                        (t, m)
-                    }),
-                    request.device,
-                );
-                let position = loaded.iter().position(|(k, _)| *k == key);
-                let model = match position {
-                    Some(i) => Ok(&loaded[i].1),
-                    None => {
-                        let result = LoadedModel::load(&request.model, request.device).and_then(|m| match &request.trained {
-                            Some(t) => m.with_trained(t),
-                            None => Ok(m),
-                        });
-                        result.map(|m| {
-                            // Keep the base and one fine-tuned model at most.
-                            if loaded.len() >= 2 {
-                                loaded.remove(0);
-                            }
-                            loaded.push((key, m));
-                            &loaded.last().expect("just pushed").1
-                        })
+                let result = catch_panic("while generating", || answer(&mut loaded, &request)).map_err(|e| {
+                    // After a panic a loaded model may be half-updated: load afresh next time.
+                    if matches!(e, crate::Error::Internal(_)) {
+                        loaded.clear();
                     }
-                };
-                let result = model.and_then(|m| m.generate(&request.prompt, &request.settings)).map_err(|e| e.to_string());
+                    e.to_string()
+                });
                 replies.send(Reply::Generated { slot: request.slot, prompt: request.prompt, result });
             }
         });
@@ -84,4 +64,27 @@ impl Playground {
     ) {
         let _ = self.requests.send(Request { slot, model, trained, device, prompt, settings });
     }
+}
+
+/// Answers one request, loading its model first unless it is one of the (at most two) kept.
+fn answer(loaded: &mut Vec<(Key, LoadedModel)>, request: &Request) -> crate::Result<String> {
+    let modified = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let key: Key = (request.model.clone(), request.trained.clone().map(|t| (t.clone(), modified(&t))), request.device);
+    let index = match loaded.iter().position(|(k, _)| *k == key) {
+        Some(i) => i,
+        None => {
+            let model = LoadedModel::load(&request.model, request.device)?;
+            let model = match &request.trained {
+                Some(t) => model.with_trained(t)?,
+                None => model,
+            };
+            // Keep the base and one fine-tuned model at most.
+            if loaded.len() >= 2 {
+                loaded.remove(0);
+            }
+            loaded.push((key, model));
+            loaded.len() - 1
+        }
+    };
+    loaded[index].1.generate(&request.prompt, &request.settings)
 }

@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 
-use crate::train::{EvalMetrics, RunInfo, RunSummary, StepMetrics, TrainCommand, TrainEvent, TrainingHandle, read_metrics};
+use crate::train::{
+    EvalMetrics, RunInfo, RunStart, RunSummary, SKIPPED_FILE, StepMetrics, TrainCommand, TrainEvent, TrainingHandle, read_metrics,
+};
 use eframe::egui;
 use egui_plot::{Legend, Line, Plot, Points};
 
@@ -24,6 +26,8 @@ pub struct TrainingPanel {
     pub last_checkpoint: Option<PathBuf>,
     pub start_error: Option<String>,
     pub settings_message: Option<String>,
+    /// Start was pressed with an output folder that already holds a run: ask what to do.
+    pub confirm_overwrite: bool,
 }
 
 impl TrainingPanel {
@@ -127,7 +131,7 @@ impl WgtuneApp {
         let running = self.training.is_running();
         ui.horizontal(|ui| {
             if ui.add_enabled(!running, egui::Button::new("Start training")).clicked() {
-                self.start_training();
+                self.start_training(RunStart::New);
             }
             if self.training.paused {
                 if ui.add_enabled(running, egui::Button::new("Resume")).clicked() {
@@ -160,7 +164,9 @@ impl WgtuneApp {
                 ui.label(what);
             });
         }
+        self.confirm_overwrite_ui(ui);
         progress_ui(ui, &self.training);
+        skipped_ui(ui, &self.training);
         if let Some(summary) = &self.training.summary {
             ui.label(format!(
                 "{} after {} steps. Trained weights: {}",
@@ -171,6 +177,54 @@ impl WgtuneApp {
         }
         plots_ui(ui, &self.training);
     }
+}
+
+impl WgtuneApp {
+    /// Asks before a new run replaces the one already in its output folder.
+    fn confirm_overwrite_ui(&mut self, ui: &mut egui::Ui) {
+        if !self.training.confirm_overwrite {
+            return;
+        }
+        let run_dir = self.settings.config.output_dir.clone();
+        let resumable = crate::train::checkpoint::latest(&run_dir).is_some();
+        let modal = egui::Modal::new(egui::Id::unique("confirm-overwrite-run")).show(ui.ctx(), |ui| {
+            ui.heading("The output folder already holds a run");
+            ui.label(format!(
+                "{} has files from an earlier run. Starting a new run there deletes its checkpoints, metrics and trained weights (other files are left alone).",
+                display_path(&run_dir)
+            ));
+            ui.horizontal(|ui| {
+                if ui.button("Replace the earlier run").clicked() {
+                    self.training.confirm_overwrite = false;
+                    self.start_training(RunStart::Overwrite);
+                }
+                if resumable && ui.button("Resume it instead").clicked() {
+                    self.training.confirm_overwrite = false;
+                    self.resume_run(run_dir.clone());
+                }
+                if ui.button("Cancel").clicked() {
+                    self.training.confirm_overwrite = false;
+                }
+            });
+        });
+        if modal.should_close() {
+            self.training.confirm_overwrite = false;
+        }
+    }
+}
+
+/// The records the run left out: the first few, and where the full list is.
+fn skipped_ui(ui: &mut egui::Ui, t: &TrainingPanel) {
+    let Some(info) = &t.info else { return };
+    if info.skipped_records == 0 {
+        return;
+    }
+    ui.collapsing(format!("{} records skipped", info.skipped_records), |ui| {
+        for line in &info.first_skipped {
+            ui.label(line);
+        }
+        ui.label(format!("All of them, with file, line and reason: {}", display_path(&info.run_dir.join(SKIPPED_FILE))));
+    });
 }
 
 fn progress_ui(ui: &mut egui::Ui, t: &TrainingPanel) {

@@ -106,11 +106,7 @@ fn attention_kernel(name: &'static str, source: &'static str, head_dim: usize) -
     let kernel = Wgsl {
         name,
         source,
-        values: vec![
-            ("head_dim_vec4", (head_dim / 4).to_string()),
-            ("block", BLOCK.to_string()),
-            ("invocations", invocations.to_string()),
-        ],
+        values: vec![("head_dim_vec4", (head_dim / 4).to_string()), ("block", BLOCK.to_string()), ("invocations", invocations.to_string())],
     };
     Box::new(SourceKernel::new(kernel, CubeDim::new_1d(invocations as u32)))
 }

@@ -45,6 +45,9 @@ pub enum RopeScaling {
     Linear {
         factor: f64,
     },
+    /// Per-frequency divisors, as llama.cpp stores Llama 3.1's rescaling in GGUF files
+    /// (`rope_freqs.weight`).
+    Factors(Vec<f64>),
     /// Llama 3.1's frequency-dependent rescaling.
     Llama3 {
         factor: f64,
@@ -136,14 +139,33 @@ impl ModelConfig {
         let model_type = value.get("model_type").and_then(|v| v.as_str()).unwrap_or("<none>").to_string();
         let architecture = Architecture::from_model_type(&model_type)
             .ok_or_else(|| Error::UnsupportedArchitecture { path: path.to_path_buf(), model_type: model_type.clone() })?;
-        let raw: RawConfig = serde_json::from_value(value).map_err(|e| Error::invalid_file(path, e.to_string()))?;
+        // The path names the field at fault: "num_hidden_layers: invalid value: integer `-5`, ...".
+        let raw: RawConfig = serde_path_to_error::deserialize(value)
+            .map_err(|e| Error::invalid_file(path, format!("field `{}`: {}", e.path(), e.inner())))?;
+        let at_least_one = [
+            ("vocab_size", raw.vocab_size),
+            ("hidden_size", raw.hidden_size),
+            ("intermediate_size", raw.intermediate_size),
+            ("num_hidden_layers", raw.num_hidden_layers),
+            ("num_attention_heads", raw.num_attention_heads),
+            ("max_position_embeddings", raw.max_position_embeddings),
+        ];
+        if let Some((field, _)) = at_least_one.iter().find(|(_, value)| *value == 0) {
+            return Err(Error::invalid_file(path, format!("field `{field}` is 0; it must be at least 1")));
+        }
+        if !(raw.rms_norm_eps > 0.0 && raw.rms_norm_eps.is_finite()) {
+            return Err(Error::invalid_file(
+                path,
+                format!("field `rms_norm_eps` must be a small positive number, not {}", raw.rms_norm_eps),
+            ));
+        }
 
         if let Some(act) = &raw.hidden_act
             && act != "silu"
         {
             return Err(Error::invalid_file(path, format!("hidden_act `{act}` is not supported (only `silu`)")));
         }
-        if raw.num_attention_heads == 0 || (raw.head_dim.is_none() && !raw.hidden_size.is_multiple_of(raw.num_attention_heads)) {
+        if raw.head_dim.is_none() && !raw.hidden_size.is_multiple_of(raw.num_attention_heads) {
             return Err(Error::invalid_file(path, "hidden_size must be a multiple of num_attention_heads"));
         }
         let num_key_value_heads = raw.num_key_value_heads.unwrap_or(raw.num_attention_heads);
@@ -164,8 +186,11 @@ impl ModelConfig {
         let rope_scaling = parse_rope_scaling(scaling, path)?;
 
         let head_dim = raw.head_dim.unwrap_or(raw.hidden_size / raw.num_attention_heads);
-        if !head_dim.is_multiple_of(2) {
-            return Err(Error::invalid_file(path, format!("head_dim {head_dim} must be even for RoPE")));
+        if head_dim == 0 || !head_dim.is_multiple_of(2) {
+            return Err(Error::invalid_file(path, format!("head_dim {head_dim} must be even and at least 2 for RoPE")));
+        }
+        if !(rope_theta > 0.0 && rope_theta.is_finite()) {
+            return Err(Error::invalid_file(path, format!("field `rope_theta` must be positive, not {rope_theta}")));
         }
         let (qkv_bias, o_bias) = match architecture {
             Architecture::Qwen2 => (true, false),
@@ -273,6 +298,15 @@ mod tests {
         assert_eq!(cfg.rope_theta, 500000.0);
         assert_eq!(cfg.rope_scaling, RopeScaling::None);
         assert_eq!(cfg.head_dim, 16);
+    }
+
+    #[test]
+    fn a_bad_value_names_its_field() {
+        let err = parse(&format!(r#"{{"model_type": "llama", {BASE}, "max_position_embeddings": -5}}"#)).unwrap_err().to_string();
+        assert!(err.starts_with("config.json: field `max_position_embeddings`: invalid value: integer `-5`"), "{err}");
+        let zero_layers =
+            format!(r#"{{"model_type": "llama", {}}}"#, BASE.replace(r#""num_hidden_layers": 2"#, r#""num_hidden_layers": 0"#));
+        assert_eq!(parse(&zero_layers).unwrap_err().to_string(), "config.json: field `num_hidden_layers` is 0; it must be at least 1");
     }
 
     #[test]

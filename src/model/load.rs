@@ -11,31 +11,72 @@ use super::llama::{Attention, CausalLm, DecoderLayer, Embedding, Mlp, RmsNorm};
 use super::precision::Precision;
 use super::weights::{HostTensor, WeightDtype, WeightFiles};
 use crate::error::{Error, Result};
+use crate::gguf::{GgmlType, GgufModel};
+use crate::tokenizer::TextTokenizer;
 
-/// A model folder opened for reading: its config and its (memory-mapped) weights.
+/// A model opened for reading: a Hugging Face folder or a GGUF file, its config, and its
+/// (memory-mapped) weights.
 pub struct ModelFolder {
     pub path: PathBuf,
     pub config: ModelConfig,
-    pub weights: WeightFiles,
+    pub weights: ModelWeights,
+}
+
+/// Where a model's tensors are, read under transformers' names either way.
+pub enum ModelWeights {
+    /// The safetensors files of a Hugging Face folder.
+    Safetensors(WeightFiles),
+    /// A GGUF file (llama.cpp, LM Studio, Ollama), its tensors decoded to f32 as they are read.
+    Gguf(GgufModel),
 }
 
 impl ModelFolder {
+    /// Opens a Hugging Face model folder, or a `.gguf` file.
     pub fn open(path: &Path) -> Result<Self> {
+        if path.is_file() && is_gguf(path) {
+            return Self::open_gguf(path);
+        }
         if !path.is_dir() {
-            return Err(Error::invalid_file(path, "not a folder (expected a Hugging Face model folder)"));
+            return Err(Error::invalid_file(path, "not a folder (expected a Hugging Face model folder or a .gguf file)"));
         }
         let config_path = path.join("config.json");
         if !config_path.exists() {
             return Err(Error::invalid_file(path, "no config.json: not a Hugging Face model folder"));
         }
         let config = ModelConfig::from_file(&config_path)?;
-        let weights = WeightFiles::open_model_folder(path)?;
+        let weights = ModelWeights::Safetensors(WeightFiles::open_model_folder(path)?);
         Ok(Self { path: path.to_path_buf(), config, weights })
     }
 
-    /// The dtype the weights are stored in.
+    fn open_gguf(path: &Path) -> Result<Self> {
+        let gguf = GgufModel::open(path)?;
+        let mut config = ModelConfig::from_json(&gguf.config_json()?.to_string(), path)?;
+        config.rope_scaling = gguf.rope_scaling(&config)?;
+        Ok(Self { path: path.to_path_buf(), config, weights: ModelWeights::Gguf(gguf) })
+    }
+
+    /// The model's tokenizer: the folder's `tokenizer.json`, or the one the GGUF file carries;
+    /// checked against the embedding (see [`TextTokenizer::check_fits`]).
+    pub fn tokenizer(&self) -> Result<TextTokenizer> {
+        let eos = &self.config.eos_token_ids;
+        let (tokenizer, origin) = match &self.weights {
+            ModelWeights::Safetensors(_) => (TextTokenizer::from_folder(&self.path, eos)?, self.path.join("tokenizer.json")),
+            ModelWeights::Gguf(gguf) => (TextTokenizer::from_gguf(&gguf.file, eos)?, self.path.clone()),
+        };
+        tokenizer.check_fits(&origin, self.config.vocab_size)?;
+        Ok(tokenizer)
+    }
+
+    /// The dtype the weights are stored in (for a quantized GGUF, the dtype its export takes).
     pub fn dtype(&self) -> WeightDtype {
-        self.weights.dominant_dtype().unwrap_or(WeightDtype::F32)
+        match &self.weights {
+            ModelWeights::Safetensors(files) => files.dominant_dtype().unwrap_or(WeightDtype::F32),
+            ModelWeights::Gguf(gguf) => match gguf.dominant_type() {
+                Some(GgmlType::F32) => WeightDtype::F32,
+                Some(GgmlType::F16) => WeightDtype::F16,
+                _ => WeightDtype::Bf16,
+            },
+        }
     }
 
     /// Loads every weight onto `device`, in f32.
@@ -50,16 +91,64 @@ impl ModelFolder {
     }
 }
 
+/// Whether `path` is a GGUF file: by its magic, whatever its name.
+fn is_gguf(path: &Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && &magic == b"GGUF"
+}
+
+impl ModelWeights {
+    pub fn contains(&self, name: &str) -> bool {
+        match self {
+            Self::Safetensors(files) => files.contains(name),
+            Self::Gguf(gguf) => gguf.contains(name),
+        }
+    }
+
+    /// Reads a tensor as f32 under its transformers name, checking its shape.
+    pub fn read(&self, name: &str, expected: &[usize]) -> Result<HostTensor> {
+        match self {
+            Self::Safetensors(files) => files.read(name, expected),
+            Self::Gguf(gguf) => gguf.read(name, expected),
+        }
+    }
+
+    pub fn shape(&self, name: &str) -> Result<Vec<usize>> {
+        match self {
+            Self::Safetensors(files) => files.shape(name),
+            Self::Gguf(gguf) => gguf.shape(name),
+        }
+    }
+
+    /// Every tensor's transformers name.
+    pub fn names(&self) -> Vec<String> {
+        match self {
+            Self::Safetensors(files) => files.names().map(str::to_string).collect(),
+            Self::Gguf(gguf) => gguf.transformers_names().collect(),
+        }
+    }
+
+    /// The safetensors files, for what mirrors them byte for byte (merged exports).
+    pub fn safetensors(&self) -> Option<&WeightFiles> {
+        match self {
+            Self::Safetensors(files) => Some(files),
+            Self::Gguf(_) => None,
+        }
+    }
+}
+
 /// A model of the given shape with random weights (normal, std 0.02; norms at one), built on the
 /// device; for benchmarks of shapes whose weights are not at hand.
 pub fn random_model(config: &ModelConfig, device: &Device, precision: Precision) -> CausalLm {
     Loader { source: Source::Random, device, matrices: precision.matrix_dtype() }
         .model(config)
+        // Cannot fail: random weights are drawn in the shapes the same config asks for.
         .expect("random weights have the right shapes")
 }
 
 enum Source<'a> {
-    Files(&'a WeightFiles),
+    Files(&'a ModelWeights),
     Random,
 }
 

@@ -11,6 +11,6 @@ pub mod weights;
 pub use config::{Architecture, ModelConfig, RopeScaling};
 pub use linear::{Linear, LoraForward};
 pub use llama::{CausalLm, DecoderLayer, ForwardOptions, KvCache, LayerContext, ParamRef, hf_name, is_transposed, module_path};
-pub use load::{ModelFolder, random_model, transpose};
+pub use load::{ModelFolder, ModelWeights, random_model, transpose};
 pub use precision::Precision;
 pub use weights::{HostTensor, WeightDtype, WeightFiles};

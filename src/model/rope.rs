@@ -21,6 +21,7 @@ impl Rope {
         match &config.rope_scaling {
             RopeScaling::None => Self { inv_freq: base, position_scale: 1.0 },
             RopeScaling::Linear { factor } => Self { inv_freq: base, position_scale: 1.0 / factor },
+            RopeScaling::Factors(factors) => Self { inv_freq: base.iter().zip(factors).map(|(f, d)| f / d).collect(), position_scale: 1.0 },
             RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings: original } => {
                 let low_freq_wavelen = original / low_freq_factor;
                 let high_freq_wavelen = original / high_freq_factor;

@@ -299,24 +299,31 @@ pub fn write_safetensors(
     }
 
     let tmp = path.with_extension("safetensors.partial");
-    let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    let mut out = std::io::BufWriter::new(file);
-    let io = |e| Error::io(&tmp, e);
-    out.write_all(&(header_bytes.len() as u64).to_le_bytes()).map_err(io)?;
-    out.write_all(&header_bytes).map_err(io)?;
-    for t in tensors {
-        let bytes = bytes_of(t)?;
-        if bytes.len() != t.byte_len() {
-            return Err(Error::invalid_file(
-                path,
-                format!("tensor `{}` produced {} bytes, expected {}", t.name, bytes.len(), t.byte_len()),
-            ));
+    let written = (|| {
+        let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let mut out = std::io::BufWriter::new(file);
+        let io = |e| Error::io(&tmp, e);
+        out.write_all(&(header_bytes.len() as u64).to_le_bytes()).map_err(io)?;
+        out.write_all(&header_bytes).map_err(io)?;
+        for t in tensors {
+            let bytes = bytes_of(t)?;
+            if bytes.len() != t.byte_len() {
+                return Err(Error::invalid_file(
+                    path,
+                    format!("tensor `{}` produced {} bytes, expected {}", t.name, bytes.len(), t.byte_len()),
+                ));
+            }
+            out.write_all(&bytes).map_err(io)?;
         }
-        out.write_all(&bytes).map_err(io)?;
+        let file = out.into_inner().map_err(|e| io(e.into_error()))?;
+        file.sync_all().map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    })();
+    // A failed write (a full disk, say) leaves nothing half-written behind.
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
-    let file = out.into_inner().map_err(|e| io(e.into_error()))?;
-    file.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    written
 }
 
 /// Writes named f32 tensors, as checkpoints and adapters store them.

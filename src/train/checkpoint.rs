@@ -49,15 +49,15 @@ pub fn checkpoint_dir(run_dir: &Path, step: usize) -> PathBuf {
 pub fn save(model: &CausalLm, config: &TrainConfig, optimizer: &AdamW, state: &TrainerState) -> Result<PathBuf> {
     let run_dir = &config.output_dir;
     let target = checkpoint_dir(run_dir, state.step);
-    let staging = fsutil::staging_dir(&target)?;
-    save_weights(model, &config.method, &config.model.display().to_string(), &staging)?;
+    let staging = fsutil::Staging::new(&target)?;
+    save_weights(model, &config.method, &config.model.display().to_string(), staging.path())?;
 
     let moments = optimizer.state_tensors();
     write_f32_tensors(&staging.join(OPTIMIZER_FILE), &moments)?;
     let text = serde_json::to_string_pretty(state).unwrap_or_default();
     fsutil::write_atomic(&staging.join(STATE_FILE), text.as_bytes())?;
     config.save_toml(&staging.join(super::trainer::RUN_CONFIG_FILE))?;
-    fsutil::publish(&staging, &target)?;
+    staging.publish()?;
     prune(run_dir, config.keep_checkpoints.max(1))?;
     Ok(target)
 }
@@ -151,7 +151,16 @@ fn list(run_dir: &Path) -> Vec<PathBuf> {
     dirs
 }
 
+/// Deletes all but the newest `keep` checkpoints, and what a killed run left half-written.
 fn prune(run_dir: &Path, keep: usize) -> Result<()> {
+    let leftovers = std::fs::read_dir(run_dir).map_err(|e| Error::io(run_dir, e))?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| (n.starts_with("checkpoint-") || n.starts_with(super::FINAL_DIR)) && fsutil::is_leftover(n))
+    });
+    for leftover in leftovers {
+        std::fs::remove_dir_all(&leftover).map_err(|e| Error::io(&leftover, e))?;
+    }
     let dirs = list(run_dir);
     for old in dirs.iter().take(dirs.len().saturating_sub(keep)) {
         std::fs::remove_dir_all(old).map_err(|e| Error::io(old, e))?;

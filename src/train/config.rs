@@ -163,6 +163,18 @@ impl TrainConfig {
         if !(0.0..1.0).contains(&self.optim.warmup_ratio) {
             return Err(Error::setting("optim.warmup_ratio", "must be in [0, 1)"));
         }
+        if self.max_steps == Some(0) {
+            return Err(Error::setting("max_steps", "must be at least 1"));
+        }
+        let non_negative = [("optim.weight_decay", self.optim.weight_decay), ("optim.max_grad_norm", self.optim.max_grad_norm)];
+        for (field, value) in non_negative {
+            if !(value >= 0.0 && value.is_finite()) {
+                return Err(Error::setting(field, format!("must be 0 or a positive number, not {value}")));
+            }
+        }
+        if !(self.optim.eps > 0.0 && self.optim.eps.is_finite()) {
+            return Err(Error::setting("optim.eps", format!("must be a small positive number, not {}", self.optim.eps)));
+        }
         if let Some(lora) = self.method.lora() {
             lora.validate()?;
         }

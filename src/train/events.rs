@@ -46,6 +46,9 @@ pub struct RunInfo {
     pub train_examples: usize,
     pub validation_examples: usize,
     pub skipped_records: usize,
+    /// The first few records left out, as `file:line: reason`; all of them are in
+    /// `RUN_DIR/skipped.jsonl`.
+    pub first_skipped: Vec<String>,
     pub truncated_records: usize,
     pub total_steps: usize,
     /// The step a resumed run starts from (0 for a fresh run).

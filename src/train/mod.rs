@@ -23,4 +23,4 @@ pub use optimizer::AdamW;
 pub use schedule::Schedule;
 pub use spawn::{TrainingHandle, spawn};
 pub use step::{NonFiniteStep, StepInputs, StepOutcome, StepTimings, batch_gradients, optimizer_step};
-pub use trainer::{FINAL_DIR, RUN_CONFIG_FILE, resume_config, train, train_with_model};
+pub use trainer::{FINAL_DIR, RUN_CONFIG_FILE, RunStart, SKIPPED_FILE, output_dir_in_use, resume_config, train, train_with_model};

@@ -5,7 +5,7 @@ use std::thread::JoinHandle;
 
 use super::config::TrainConfig;
 use super::events::{EventSink, RunSummary, TrainCommand, TrainEvent};
-use super::trainer::train;
+use super::trainer::{RunStart, train};
 use crate::error::{Error, Result};
 
 pub struct TrainingHandle {
@@ -15,25 +15,15 @@ pub struct TrainingHandle {
 }
 
 /// Starts training on a background thread. A panic inside the engine (a driver failure, say)
-/// is reported as a [`TrainEvent::Failed`] rather than taking the front down with it.
-pub fn spawn(config: TrainConfig, resume: bool) -> TrainingHandle {
+/// is reported by [`train`] as a [`TrainEvent::Failed`] rather than taking the front down with it.
+pub fn spawn(config: TrainConfig, start: RunStart) -> TrainingHandle {
     let (event_tx, event_rx) = channel();
     let (command_tx, command_rx) = channel();
     let thread = std::thread::Builder::new()
         .name("wgtune-train".into())
         .spawn(move || {
             let sink = EventSink::new(event_tx);
-            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| train(&config, resume, &sink, &command_rx)));
-            outcome.unwrap_or_else(|panic| {
-                let message = panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "unknown panic".into());
-                let error = format!("internal error: {message}");
-                sink.send(TrainEvent::Failed { error: error.clone(), last_checkpoint: super::checkpoint::latest(&config.output_dir) });
-                Err(Error::Device(error))
-            })
+            train(&config, start, &sink, &command_rx)
         })
         .ok();
     TrainingHandle { events: event_rx, commands: command_tx, thread }

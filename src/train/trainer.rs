@@ -18,7 +18,7 @@ use super::schedule::Schedule;
 use super::step::{StepInputs, optimizer_step};
 use crate::data::{Batch, Dataset, Example, epoch_order};
 use crate::device::ComputeDevice;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, panic_message};
 use crate::fsutil;
 use crate::generate::generate_text;
 use crate::method::trainable_parameters;
@@ -27,25 +27,53 @@ use crate::tokenizer::TextTokenizer;
 
 pub const RUN_CONFIG_FILE: &str = "run.toml";
 pub const FINAL_DIR: &str = "final";
+/// Every record the run left out, one JSON object per line: file, line, reason.
+pub const SKIPPED_FILE: &str = "skipped.jsonl";
+/// How many skipped records the fronts show; the rest are in [`SKIPPED_FILE`].
+const SKIPPED_SHOWN: usize = 5;
 
-/// Trains as `config` says, reporting on `events` and obeying `commands`. With `resume`, continues
-/// from the newest checkpoint in `config.output_dir`.
-pub fn train(config: &TrainConfig, resume: bool, events: &EventSink, commands: &Receiver<TrainCommand>) -> Result<RunSummary> {
-    train_with_model(config, resume, events, commands).map(|(summary, _)| summary)
+/// How a run starts in its output directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunStart {
+    /// A new run; the output directory must not exist or be empty.
+    New,
+    /// A new run replacing the one in the output directory (wgtune's own files there are
+    /// removed once the model and data have loaded; anything else is left alone).
+    Overwrite,
+    /// Continue from the newest checkpoint in the output directory.
+    Resume,
 }
 
-/// [`train`], also returning the trained model as it is in memory.
+/// Trains as `config` says, reporting on `events` and obeying `commands`.
+pub fn train(config: &TrainConfig, start: RunStart, events: &EventSink, commands: &Receiver<TrainCommand>) -> Result<RunSummary> {
+    train_with_model(config, start, events, commands).map(|(summary, _)| summary)
+}
+
+/// [`train`], also returning the trained model as it is in memory. A panic inside the engine
+/// (a driver failure, a bug) becomes an error naming the step, never an abort: the run directory
+/// keeps its last checkpoint and stays resumable.
 pub fn train_with_model(
     config: &TrainConfig,
-    resume: bool,
+    start: RunStart,
     events: &EventSink,
     commands: &Receiver<TrainCommand>,
 ) -> Result<(RunSummary, CausalLm)> {
     let mut last_checkpoint = None;
-    let result = Run::prepare(config, resume, events).and_then(|mut run| {
-        let result = run.train(commands);
-        last_checkpoint = run.last_checkpoint.clone();
-        result.map(|summary| (summary, run.model))
+    let mut step = None;
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        Run::prepare(config, start, events).and_then(|mut run| {
+            let result = run.train(commands, &mut step);
+            last_checkpoint = run.last_checkpoint.clone();
+            result.map(|summary| (summary, run.model))
+        })
+    }));
+    let result = outcome.unwrap_or_else(|panic| {
+        let place = match step {
+            Some(step) => format!("at step {step}"),
+            None => "while preparing the run".to_string(),
+        };
+        last_checkpoint = checkpoint::latest(&config.output_dir);
+        Err(Error::Internal(format!("internal error {place}: {}", panic_message(panic.as_ref()))))
     });
     if let Err(e) = &result {
         events.send(TrainEvent::Failed { error: e.to_string(), last_checkpoint });
@@ -58,6 +86,48 @@ pub fn resume_config(run_dir: &Path) -> Result<TrainConfig> {
     let mut config = TrainConfig::from_toml_file(&run_dir.join(RUN_CONFIG_FILE))?;
     config.output_dir = run_dir.to_path_buf();
     Ok(config)
+}
+
+/// Whether `dir` already holds files that a new run would mix with or replace.
+pub fn output_dir_in_use(dir: &Path) -> bool {
+    fsutil::is_non_empty_dir(dir)
+}
+
+/// Checks, before anything is loaded, that the run directory can be used as `start` says.
+fn check_output_dir(config: &TrainConfig, start: RunStart) -> Result<()> {
+    let dir = &config.output_dir;
+    match start {
+        RunStart::Resume => {
+            if checkpoint::latest(dir).is_none() {
+                return Err(Error::invalid_file(dir, "no checkpoint to resume from in this run directory"));
+            }
+            Ok(())
+        }
+        RunStart::New if output_dir_in_use(dir) => Err(Error::invalid_file(
+            dir,
+            "already holds files (an earlier run?); resume it with --resume, choose another --output, or pass --overwrite to replace it",
+        )),
+        // --overwrite removes only what a run wrote (see `clear_run_files`), so it may share a folder.
+        RunStart::New | RunStart::Overwrite => fsutil::check_target(dir, &[], true, "--overwrite"),
+    }
+}
+
+/// Removes what an earlier run wrote into `dir`, and nothing else.
+fn clear_run_files(dir: &Path) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
+        let ours = [RUN_CONFIG_FILE, super::metrics::METRICS_FILE, SKIPPED_FILE, FINAL_DIR].contains(&name)
+            || name.starts_with("checkpoint-")
+            || fsutil::is_leftover(name);
+        if !ours {
+            continue;
+        }
+        let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+        removed.map_err(|e| Error::io(&path, e))?;
+    }
+    Ok(())
 }
 
 struct Run<'a> {
@@ -87,42 +157,67 @@ enum Control {
 }
 
 impl<'a> Run<'a> {
-    fn prepare(config: &'a TrainConfig, resume: bool, events: &'a EventSink) -> Result<Self> {
+    fn prepare(config: &'a TrainConfig, start: RunStart, events: &'a EventSink) -> Result<Self> {
         config.validate()?;
+        check_output_dir(config, start)?;
         events.send(TrainEvent::Preparing(format!("Reading {}", config.model.display())));
         let folder = ModelFolder::open(&config.model)?;
-        let tokenizer = TextTokenizer::from_folder(&config.model, &folder.config.eos_token_ids)?;
+        let tokenizer = folder.tokenizer()?;
+        if let Some(lora) = config.method.lora() {
+            lora.validate_for(&folder.config)?;
+        }
         events.send(TrainEvent::Preparing(format!("Tokenizing {}", config.data.train_file.display())));
         // The data is checked before any GPU work: a dataset with nothing to train on is an error now.
         let data = Dataset::load(&config.data, &tokenizer, config.seed)?;
-        if let Some(max_id) = data.train.iter().flat_map(|e| e.ids.iter()).max()
-            && *max_id as usize >= folder.config.vocab_size
+        let vocab_size = folder.config.vocab_size;
+        let examples = data.train.iter().chain(&data.validation);
+        if let Some((example, id)) = examples.flat_map(|e| e.ids.iter().map(move |id| (e, *id))).find(|(_, id)| *id as usize >= vocab_size)
         {
-            return Err(Error::setting(
-                "model",
-                format!("the tokenizer produced id {max_id}, outside the model's vocabulary of {}", folder.config.vocab_size),
-            ));
+            return Err(Error::InvalidRecord {
+                path: example.origin.file.to_path_buf(),
+                line: example.origin.line,
+                message: format!(
+                    "token id {id} is outside the model's vocabulary of {vocab_size}: the tokenizer and the model do not match"
+                ),
+            });
         }
 
         let device = ComputeDevice::open(config.device)?;
-        events.send(TrainEvent::Preparing(format!("Loading weights on {}", device.description)));
         device.check_precision(config.precision)?;
+        if let Some(limit) = device.memory_limit {
+            // The batches the data really makes: no longer than its longest example, no more
+            // sequences than it has.
+            let longest = data.report.max_tokens.next_multiple_of(crate::data::LENGTH_MULTIPLE);
+            let sized = TrainConfig { batch_size: config.batch_size.min(data.train.len()), ..config.clone() };
+            crate::inspect::check_fits(
+                &folder.config,
+                &sized,
+                crate::kernels::is_wgpu(&device.device),
+                longest,
+                limit,
+                &device.description,
+            )?;
+        }
+        events.send(TrainEvent::Preparing(format!("Loading weights on {}", device.description)));
         device.device.seed(config.seed);
         let model = folder.load_in(&device.autodiff(), config.method.storage_precision(config.precision))?;
         let model = config.method.apply(model)?;
 
         let run_dir = &config.output_dir;
+        if start == RunStart::Overwrite {
+            clear_run_files(run_dir)?;
+        }
         fsutil::create_dir(run_dir)?;
+        write_skipped(run_dir, &data.report.skipped)?;
         let mut optimizer = AdamW::new(&config.optim, config.fused_kernels);
         let mut state = TrainerState::default();
         let mut model = model;
         let mut last_checkpoint = None;
-        if resume {
+        if start == RunStart::Resume {
             let dir = checkpoint::latest(run_dir)
                 .ok_or_else(|| Error::invalid_file(run_dir, "no checkpoint to resume from in this run directory"))?;
             events.send(TrainEvent::Preparing(format!("Resuming from {}", dir.display())));
-            let (m, s) =
-                checkpoint::load(&dir, model, &config.method, &mut optimizer, &device.autodiff())?;
+            let (m, s) = checkpoint::load(&dir, model, &config.method, &mut optimizer, &device.autodiff())?;
             model = m;
             state = s;
             last_checkpoint = Some(dir);
@@ -132,7 +227,7 @@ impl<'a> Run<'a> {
 
         let batches_per_epoch = data.train.len().div_ceil(config.batch_size);
         let steps_per_epoch = batches_per_epoch.div_ceil(config.grad_accumulation).max(1);
-        let total_steps = config.max_steps.unwrap_or(config.epochs * steps_per_epoch);
+        let total_steps = config.max_steps.unwrap_or(config.epochs.saturating_mul(steps_per_epoch));
         let schedule = Schedule::new(&config.optim, total_steps);
         let chunk = chunk_rows(folder.config.vocab_size, device.max_buffer_bytes);
         let base_model = config.model.display().to_string();
@@ -170,13 +265,15 @@ impl<'a> Run<'a> {
             train_examples: self.data.train.len(),
             validation_examples: self.data.validation.len(),
             skipped_records: self.data.report.skipped.len(),
+            first_skipped: self.data.report.skipped.iter().take(SKIPPED_SHOWN).map(|s| format!("{}: {}", s.origin, s.reason)).collect(),
             truncated_records: self.data.report.truncated,
             total_steps: self.total_steps,
             start_step: self.state.step,
         }
     }
 
-    fn train(&mut self, commands: &Receiver<TrainCommand>) -> Result<RunSummary> {
+    /// Runs the steps; `current_step` follows the step in progress, for a panic's report.
+    fn train(&mut self, commands: &Receiver<TrainCommand>, current_step: &mut Option<usize>) -> Result<RunSummary> {
         let started = Instant::now();
         let mut recent: Vec<(usize, f64)> = Vec::new();
         let mut stopped_early = false;
@@ -192,6 +289,7 @@ impl<'a> Run<'a> {
                 break;
             }
             let step_started = Instant::now();
+            *current_step = Some(self.state.step + 1);
             let (loss, grad_norm, lr, tokens) = self.step()?;
             let skipped = grad_norm.is_none();
             self.state.step += 1;
@@ -234,9 +332,9 @@ impl<'a> Run<'a> {
             self.save()?;
         }
         let final_dir = self.config.output_dir.join(FINAL_DIR);
-        let staging = fsutil::staging_dir(&final_dir)?;
-        checkpoint::save_weights(&self.model, &self.config.method, &self.base_model, &staging)?;
-        fsutil::publish(&staging, &final_dir)?;
+        let staging = fsutil::Staging::new(&final_dir)?;
+        checkpoint::save_weights(&self.model, &self.config.method, &self.base_model, staging.path())?;
+        staging.publish()?;
 
         let summary = RunSummary {
             run_dir: self.config.output_dir.clone(),
@@ -408,4 +506,16 @@ impl<'a> Run<'a> {
 
 fn input_tensor(batch: &Batch, device: &Device) -> Tensor<2, Int> {
     Tensor::from_data(TensorData::new(batch.input_ids.clone(), [batch.batch_size, batch.len]), device)
+}
+
+/// Writes `RUN_DIR/skipped.jsonl`: every record left out, with its file, line and reason.
+fn write_skipped(run_dir: &Path, skipped: &[crate::data::Skipped]) -> Result<()> {
+    let path = run_dir.join(SKIPPED_FILE);
+    let mut text = String::new();
+    for s in skipped {
+        let line = serde_json::json!({ "file": s.origin.file.display().to_string(), "line": s.origin.line, "reason": s.reason });
+        text.push_str(&line.to_string());
+        text.push('\n');
+    }
+    fsutil::write_atomic(&path, text.as_bytes())
 }

@@ -4,5 +4,6 @@ mod bad_input;
 mod cli;
 mod common;
 mod e2e;
+mod gguf;
 mod kernels;
 mod parity;

@@ -46,7 +46,13 @@ const F16_LOSS_SCALE: f64 = 1024.0;
 
 /// The mean loss and its gradients, as a training step computes them, with or without gradient
 /// checkpointing, its matmuls in `compute` (in f16 the gradients are scaled by `F16_LOSS_SCALE`).
-fn loss_and_gradients(model: &CausalLm, batch: &Batch, device: &Device, gradient_checkpointing: bool, compute: Precision) -> (f64, GradientsParams) {
+fn loss_and_gradients(
+    model: &CausalLm,
+    batch: &Batch,
+    device: &Device,
+    gradient_checkpointing: bool,
+    compute: Precision,
+) -> (f64, GradientsParams) {
     let loss_scale = match compute {
         Precision::F32 => 1.0,
         Precision::F16 => F16_LOSS_SCALE,
@@ -344,8 +350,8 @@ fn merged_export_matches_peft_merge_and_unload() {
             wgtune::export::export_merged(&model, &folder, &merged_dir, None, |_, _| {}).unwrap();
 
             let merged = ModelFolder::open(&merged_dir).unwrap();
-            let mut source_names: Vec<&str> = folder.weights.names().collect();
-            let mut merged_names: Vec<&str> = merged.weights.names().collect();
+            let mut source_names = folder.weights.names();
+            let mut merged_names = merged.weights.names();
             source_names.sort();
             merged_names.sort();
             assert_eq!(source_names, merged_names, "{name}: the same tensor names");

@@ -25,6 +25,7 @@ impl FilePicker for Picker {
     fn pick(&self, kind: PickKind) -> Option<PathBuf> {
         Some(match kind {
             PickKind::ModelFolder => fixture("tiny-llama"),
+            PickKind::ModelFile => fixture("gguf/tiny-llama.gguf"),
             PickKind::DatasetFile => fixture("data/chat.jsonl"),
             PickKind::ValidationFile => fixture("data/text.jsonl"),
             PickKind::MergedExportFolder => self.out.join("merged"),
@@ -153,6 +154,46 @@ fn the_whole_journey_in_the_app() {
     wait_until(&mut harness, 60, "the adapter export", |app| matches!(&app.export.result, Some(Ok(p)) if p.ends_with("adapter")));
     let base = ModelFolder::open(&fixture("tiny-llama")).unwrap().load(&burn::tensor::Device::flex()).unwrap();
     wgtune::peft::load_adapter(base, &dir.path().join("adapter")).unwrap();
+
+    // Exporting into a folder that holds files asks first: cancelled, nothing changes; agreed,
+    // the folder is replaced.
+    let merged = dir.path().join("merged");
+    std::fs::write(merged.join("notes.txt"), "mine").unwrap();
+    harness.get_by_label("Export merged weights…").click();
+    wait_until(&mut harness, 30, "the question", |app| app.export.confirm_replace.is_some());
+    harness.get_by_label_contains("already holds files");
+    harness.get_by_label("Cancel").click();
+    harness.run_steps(2);
+    assert!(harness.state().export.confirm_replace.is_none() && merged.join("notes.txt").exists());
+    harness.get_by_label("Export merged weights…").click();
+    wait_until(&mut harness, 30, "the question", |app| app.export.confirm_replace.is_some());
+    harness.get_by_label("Replace it").click();
+    wait_until(&mut harness, 120, "the replacing export", |app| app.export.confirm_replace.is_none() && !app.export.busy);
+    assert_eq!(harness.state().export.result, Some(Ok(merged.clone())));
+    assert!(!merged.join("notes.txt").exists() && merged.join("model.safetensors").exists());
+
+    // A new run into the folder of the last one asks first too.
+    harness.get_by_role_and_label(eframe::egui::accesskit::Role::Button, "Training").click();
+    harness.run_steps(2);
+    harness.get_by_label("Start training").click();
+    wait_until(&mut harness, 30, "the question", |app| app.training.confirm_overwrite);
+    harness.get_by_label_contains("already holds a run");
+    harness.get_by_label("Cancel").click();
+    harness.run_steps(2);
+    assert!(!harness.state().training.confirm_overwrite && !harness.state().training.is_running());
+    assert!(wgtune::train::checkpoint::latest(&dir.path().join("run")).is_some(), "the earlier run is untouched");
+}
+
+#[test]
+fn a_gguf_model_opens_from_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let picker = Picker { out: dir.path().to_path_buf() };
+    let mut harness = Harness::builder().build_eframe(|cc| WgtuneApp::new(cc, Box::new(picker)));
+    harness.get_by_label("Open GGUF file…").click();
+    wait_until(&mut harness, 30, "the model summary", |app| app.model.summary.is_some() || app.model.error.is_some());
+    assert_eq!(harness.state().model.error, None);
+    harness.get_by_label_contains("llama (2 layers, hidden 64)");
+    assert_eq!(harness.state().settings.config.model, fixture("gguf/tiny-llama.gguf"));
 }
 
 /// A system where no file dialog can open (no XDG portal, no zenity): rfd answers "nothing".

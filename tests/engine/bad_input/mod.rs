@@ -1,4 +1,13 @@
-//! Every kind of bad input gives a clear error naming the file, line or field, and none panics.
+//! Every kind of bad input gives a clear error naming the file, line or field, none panics, and
+//! nothing the user had is changed. The library-level cases are here; the command-line corpus
+//! (datasets, model folders, settings, files and disk faults) is in the submodules, run against
+//! the built `wgtune` binary through [`harness`].
+
+mod data;
+mod files;
+pub mod harness;
+mod models;
+mod settings;
 
 use std::path::Path;
 use std::sync::mpsc::channel;
@@ -7,7 +16,7 @@ use wgtune::data::{BadRecords, DataConfig, Dataset, DatasetFormat, LongRecords};
 use wgtune::device::DeviceChoice;
 use wgtune::model::ModelFolder;
 use wgtune::tokenizer::TextTokenizer;
-use wgtune::train::{EventSink, TrainEvent, checkpoint, train};
+use wgtune::train::{EventSink, RunStart, TrainEvent, checkpoint, train};
 
 use crate::common::{fixture, one_run_at_a_time};
 use crate::e2e::tiny_config;
@@ -77,7 +86,7 @@ fn an_empty_dataset_is_an_error_before_any_gpu_work() {
     config.data.train_file = data.clone();
     let (events_tx, events_rx) = channel();
     let (_tx, rx) = channel();
-    let err = train(&config, false, &EventSink::new(events_tx), &rx).err().unwrap().to_string();
+    let err = train(&config, RunStart::New, &EventSink::new(events_tx), &rx).err().unwrap().to_string();
     assert!(err.contains(&data.display().to_string()) && err.contains("nothing to train on"), "{err}");
     assert!(err.contains(":2: invalid JSON"), "the skipped line is named: {err}");
     let events: Vec<TrainEvent> = events_rx.try_iter().collect();
@@ -138,8 +147,12 @@ fn missing_tensor_is_named() {
     let keep: Vec<(String, wgtune::model::HostTensor)> = source
         .weights
         .names()
-        .filter(|n| *n != "model.layers.1.mlp.up_proj.weight")
-        .map(|n| (n.to_string(), source.weights.read(n, &source.weights.shape(n).unwrap()).unwrap()))
+        .into_iter()
+        .filter(|n| n != "model.layers.1.mlp.up_proj.weight")
+        .map(|n| {
+            let tensor = source.weights.read(&n, &source.weights.shape(&n).unwrap()).unwrap();
+            (n, tensor)
+        })
         .collect();
     wgtune::model::weights::write_f32_tensors(&model.join("model.safetensors"), &keep).unwrap();
     let folder = ModelFolder::open(&model).unwrap();
@@ -173,7 +186,7 @@ fn non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
     config.max_steps = Some(20);
     let (events_tx, events_rx) = channel();
     let (_tx, rx) = channel();
-    let err = train(&config, false, &EventSink::new(events_tx), &rx).err().unwrap().to_string();
+    let err = train(&config, RunStart::New, &EventSink::new(events_tx), &rx).err().unwrap().to_string();
     assert!(err.contains("training stopped at step") && err.contains("became"), "{err}");
     let last_good = checkpoint::latest(&run).expect("a checkpoint from before the failure");
     assert!(err.contains(&last_good.display().to_string()), "{err}");

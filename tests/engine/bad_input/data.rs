@@ -1,0 +1,215 @@
+//! Hostile datasets: each bad record is named by file, line and reason, never trained on
+//! silently, and with `--bad-records skip` (the default) listed in `RUN_DIR/skipped.jsonl`.
+
+use super::harness::{Sandbox, refused, s, succeeds, train_args};
+
+const GOOD: &str = r#"{"prompt": "What is two and three? ", "completion": "Five."}"#;
+const CHAT_GOOD: &str = r#"{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}]}"#;
+
+/// (case, file name, contents, what the message says after `FILE:`)
+const BAD_RECORDS: &[(&str, &str, &str, &str)] = &[
+    ("invalid JSON line", "d.jsonl", "GOOD\n{\"prompt\": \"unterminated\nGOOD\n", ":2: invalid JSON"),
+    ("a JSON line that is not an object", "d.jsonl", "GOOD\n[1, 2]\n", ":2: expected a JSON object, found an array"),
+    (
+        "a number where text is expected",
+        "d.jsonl",
+        "GOOD\n{\"prompt\": \"Two and three?\", \"completion\": 5}\n",
+        ":2: field `completion` is a number, expected text",
+    ),
+    (
+        "a boolean where text is expected",
+        "d.jsonl",
+        "GOOD\n{\"prompt\": true, \"completion\": \"Yes.\"}\n",
+        ":2: field `prompt` is a boolean, expected text",
+    ),
+    ("an empty completion", "d.jsonl", "GOOD\n{\"prompt\": \"Say nothing.\", \"completion\": \"\"}\n", ":2: field `completion` is empty"),
+    (
+        "an alpaca output that is an object",
+        "d.jsonl",
+        "{\"instruction\": \"a\", \"output\": \"b\"}\n{\"instruction\": \"a\", \"output\": {\"x\": 1}}\n",
+        ":2: field `output` is an object, expected text",
+    ),
+    (
+        "an empty alpaca output",
+        "d.jsonl",
+        "{\"instruction\": \"a\", \"output\": \"b\"}\n{\"instruction\": \"a\", \"input\": \"\", \"output\": \" \"}\n",
+        ":2: field `output` is empty",
+    ),
+    (
+        "an empty assistant reply",
+        "d.jsonl",
+        "CHAT\n{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}, {\"role\": \"assistant\", \"content\": \"\"}]}\n",
+        ":2: messages[1]: empty assistant reply",
+    ),
+    (
+        "an unknown chat role",
+        "d.jsonl",
+        "CHAT\n{\"messages\": [{\"role\": \"narrator\", \"content\": \"Once\"}, {\"role\": \"assistant\", \"content\": \"Hi.\"}]}\n",
+        ":2: messages[0]: unknown role `narrator`",
+    ),
+    (
+        "an unknown ShareGPT speaker",
+        "d.jsonl",
+        "{\"conversations\": [{\"from\": \"human\", \"value\": \"Hi\"}, {\"from\": \"gpt\", \"value\": \"Yo.\"}]}\n{\"conversations\": [{\"from\": \"alien\", \"value\": \"Hi\"}, {\"from\": \"gpt\", \"value\": \"Yo.\"}]}\n",
+        ":2: conversations[0]: unknown from `alien`",
+    ),
+    ("messages that are not a list", "d.jsonl", "CHAT\n{\"messages\": \"hello\"}\n", ":2: field `messages` must be an array of messages"),
+    ("an empty conversation", "d.jsonl", "CHAT\n{\"messages\": []}\n", ":2: field `messages` is empty"),
+    ("a message without content", "d.jsonl", "CHAT\n{\"messages\": [{\"role\": \"user\"}]}\n", ":2: messages[0]: missing field `content`"),
+    (
+        "a conversation with no reply",
+        "d.jsonl",
+        "CHAT\n{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}]}\n",
+        ":2: no tokens to train on",
+    ),
+    ("invalid UTF-8 in one line", "d.jsonl", "GOOD\n{\"prompt\": \"\u{0}\", \"completion\": \"x\"}\nGOOD\n", ":2: invalid UTF-8 at byte"),
+    ("a text record of blanks", "d.jsonl", "{\"text\": \"Some text.\"}\n{\"text\": \"   \"}\n", ":2: field `text` is empty"),
+    ("a CSV row with a missing column", "d.csv", "prompt,completion\nHi ,Hello.\nonly one column\n", ":3: invalid CSV row"),
+    ("invalid UTF-8 in a CSV row", "d.csv", "prompt,completion\nHi ,Hello.\nHi ,\u{0}\n", ":3: invalid UTF-8 in field 2"),
+    ("a JSON array element that is a number", "d.json", "[\nGOOD,\n7\n]", ":3: expected a JSON object, found a number"),
+    ("a missing field", "d.jsonl", "GOOD\n{\"prompt\": \"no completion\"}\n", ":2: missing field `completion`"),
+];
+
+/// Writes a case's file, with `GOOD`/`CHAT` standing for good records and `\0` for a byte
+/// that is not UTF-8.
+fn write_case(sandbox: &Sandbox, name: &str, contents: &str) -> std::path::PathBuf {
+    let text = contents.replace("GOOD", GOOD).replace("CHAT", CHAT_GOOD);
+    let bytes: Vec<u8> = text.bytes().map(|b| if b == 0 { 0xFF } else { b }).collect();
+    sandbox.write(name, bytes)
+}
+
+#[test]
+fn each_bad_record_stops_the_run_with_its_file_line_and_reason() {
+    for (case, name, contents, expected) in BAD_RECORDS {
+        let sandbox = Sandbox::new();
+        let model = sandbox.model();
+        let data = write_case(&sandbox, name, contents);
+        let run = sandbox.path("run");
+        let at = format!("{}{expected}", s(&data));
+        refused(case, &sandbox, &train_args(&model, &data, &run), &[&at]);
+    }
+}
+
+#[test]
+fn skipped_records_are_listed_in_the_terminal_and_in_skipped_jsonl() {
+    let sandbox = Sandbox::new();
+    let model = sandbox.model();
+    // Every bad record of the corpus after one good one, in one file of the prompt/completion shape.
+    let bad: Vec<&str> =
+        BAD_RECORDS.iter().filter(|c| c.1 == "d.jsonl" && c.2.starts_with("GOOD")).map(|c| c.2.lines().nth(1).unwrap()).collect();
+    let contents = format!("GOOD\n{}\nGOOD\n", bad.join("\n"));
+    let data = write_case(&sandbox, "d.jsonl", &contents);
+    let run = sandbox.path("run");
+    let mut args = train_args(&model, &data, &run);
+    args.truncate(args.len() - 2);
+    let stdout = succeeds("skip", &args);
+    assert!(stdout.contains(&format!("skipped {}:2: invalid JSON", s(&data))), "{stdout}");
+    assert!(stdout.contains(&format!("{} records skipped", bad.len())), "{stdout}");
+    assert!(stdout.contains("skipped.jsonl"), "{stdout}");
+    let listed = std::fs::read_to_string(run.join("skipped.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = listed.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), bad.len());
+    for (i, line) in lines.iter().enumerate() {
+        assert_eq!(line["file"], s(&data));
+        assert_eq!(line["line"], i + 2);
+        assert!(!line["reason"].as_str().unwrap().is_empty());
+    }
+}
+
+#[test]
+fn a_byte_order_mark_keeps_the_first_record() {
+    let sandbox = Sandbox::new();
+    let model = sandbox.model();
+    for name in ["d.jsonl", "d.csv", "d.json"] {
+        let contents = match name {
+            "d.csv" => "prompt,completion\nHi ,Hello.\nBye ,Goodbye.\n".to_string(),
+            "d.json" => format!("[{GOOD},\n{GOOD}]"),
+            _ => format!("{GOOD}\n{GOOD}\n"),
+        };
+        let data = sandbox.write(name, [b"\xEF\xBB\xBF".as_slice(), contents.as_bytes()].concat());
+        let run = sandbox.path(&format!("run-{name}"));
+        let stdout = succeeds(name, &train_args(&model, &data, &run));
+        assert!(stdout.contains("2 training"), "{name}: {stdout}");
+    }
+}
+
+#[test]
+fn whole_file_problems_name_the_file_and_line() {
+    let cases: &[(&str, &str, &str, &str)] = &[
+        ("a truncated JSON array", "d.json", "[\nGOOD,\n{\"prompt\": ", ":3: invalid JSON"),
+        ("a JSON object with no records array", "d.json", "{\"rows\": []}", "expected a JSON array of records"),
+        (
+            "fields of no known shape",
+            "d.jsonl",
+            "{\"question\": \"a\", \"answer\": \"b\"}\n",
+            ":1: cannot tell the dataset format from the fields [answer, question]",
+        ),
+        ("an empty file", "d.jsonl", "", "nothing to train on: 0 records read"),
+        ("only bad lines", "d.jsonl", "{oops}\n[]\n", "nothing to train on"),
+    ];
+    for (case, name, contents, expected) in cases {
+        let sandbox = Sandbox::new();
+        let model = sandbox.model();
+        let data = write_case(&sandbox, name, contents);
+        let run = sandbox.path("run");
+        let mut args = train_args(&model, &data, &run);
+        args.truncate(args.len() - 2);
+        refused(case, &sandbox, &args, &[s(&data), expected]);
+    }
+}
+
+#[test]
+fn a_missing_or_unreadable_dataset_is_named() {
+    let sandbox = Sandbox::new();
+    let model = sandbox.model();
+    let run = sandbox.path("run");
+    let missing = sandbox.path("missing.jsonl");
+    refused("missing dataset", &sandbox, &train_args(&model, &missing, &run), &[s(&missing), "No such file"]);
+    let folder = sandbox.path("a-folder.jsonl");
+    std::fs::create_dir_all(&folder).unwrap();
+    refused("a folder as dataset", &sandbox, &train_args(&model, &folder, &run), &[s(&folder)]);
+}
+
+#[test]
+fn a_bad_validation_record_names_the_validation_file() {
+    let sandbox = Sandbox::new();
+    let model = sandbox.model();
+    let data = write_case(&sandbox, "train.jsonl", "GOOD\nGOOD\n");
+    let validation = write_case(&sandbox, "val.jsonl", "GOOD\n{\"prompt\": 3, \"completion\": \"x\"}\n");
+    let run = sandbox.path("run");
+    let mut args = train_args(&model, &data, &run);
+    args.extend(["--validation", s(&validation)]);
+    let at = format!("{}:2: field `prompt` is a number", s(&validation));
+    refused("bad validation record", &sandbox, &args, &[&at]);
+}
+
+#[test]
+fn a_record_over_the_size_limit_is_skipped_unread() {
+    let sandbox = Sandbox::new();
+    let model = sandbox.model();
+    // 1.9 MiB of completion: over the 1 MiB per-record limit at max_seq_len 512.
+    let huge = format!(r#"{{"prompt": "Hi ", "completion": "{}"}}"#, "word ".repeat(400_000));
+    let data = sandbox.write("d.jsonl", format!("{GOOD}\n{huge}\n{GOOD}\n"));
+    let run = sandbox.path("run");
+    let at = format!("{}:2: record of 1.9 MiB is over the per-record limit of 1.0 MiB", s(&data));
+    refused("huge record", &sandbox, &train_args(&model, &data, &run), &[&at]);
+}
+
+#[test]
+fn a_forced_format_that_does_not_fit_and_a_long_record_are_named() {
+    let sandbox = Sandbox::new();
+    let model = sandbox.model();
+    let data = write_case(&sandbox, "d.jsonl", "GOOD\n");
+    let run = sandbox.path("run");
+    let mut args = train_args(&model, &data, &run);
+    args.extend(["--format", "chat"]);
+    let at = format!("{}:1: missing field `messages`", s(&data));
+    refused("forced chat format", &sandbox, &args, &[&at]);
+
+    let long = format!(r#"{{"prompt": "Hi. ", "completion": "{}"}}"#, "fox jumps over the lazy dog. ".repeat(20));
+    let data = sandbox.write("long.jsonl", format!("{GOOD}\n{long}\n"));
+    let mut args = train_args(&model, &data, &run);
+    args.extend(["--max-seq-len", "32", "--long-records", "error"]);
+    let at = format!("{}:2:", s(&data));
+    refused("long record", &sandbox, &args, &[&at, "longer than max_seq_len 32"]);
+}

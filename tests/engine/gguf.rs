@@ -1,0 +1,193 @@
+//! GGUF against what llama.cpp's `gguf` package wrote and decoded (`tests/fixtures/make_gguf.py`):
+//! the reader and dequantizers bit for bit, every type; damaged files named; and a model opened
+//! from GGUF against the same model's Hugging Face folder.
+
+use wgtune::gguf::{GgmlType, GgufFile};
+use wgtune::model::{ForwardOptions, ModelFolder, ModelWeights};
+
+use crate::common::{Golden, fixture, values};
+
+#[test]
+fn every_type_decodes_bit_for_bit_as_gguf_does() {
+    let file = GgufFile::open(&fixture("gguf/quants.gguf")).unwrap();
+    assert_eq!(file.version, 3);
+    assert_eq!(file.get_str("general.architecture").unwrap(), "llama");
+    assert!(file.get_str("wgtune.fixture").unwrap().starts_with("quantized blocks"));
+    let types = [
+        ("f32", GgmlType::F32),
+        ("f16", GgmlType::F16),
+        ("bf16", GgmlType::Bf16),
+        ("q8_0", GgmlType::Q8_0),
+        ("q4_0", GgmlType::Q4_0),
+        ("q4_1", GgmlType::Q4_1),
+        ("q4_k", GgmlType::Q4K),
+        ("q5_k", GgmlType::Q5K),
+        ("q6_k", GgmlType::Q6K),
+    ];
+    assert_eq!(file.names().count(), 2 * types.len());
+    for (name, ggml_type) in types {
+        let info = file.info(name).unwrap();
+        assert_eq!((info.shape.as_slice(), info.ggml_type), ([3, 512].as_slice(), ggml_type), "{name}");
+        let ours = file.read(name).unwrap();
+        let reference = file.read(&format!("ref.{name}")).unwrap();
+        assert_eq!(ours.len(), 3 * 512, "{name}");
+        let differing = ours.iter().zip(&reference).position(|(a, b)| a.to_bits() != b.to_bits());
+        assert_eq!(differing, None, "{name}: first differing value at {differing:?}");
+        // The reference is not trivially zero (the fixture's scales are real).
+        assert!(reference.iter().filter(|v| **v != 0.0).count() > 1000, "{name}");
+    }
+}
+
+#[test]
+fn damaged_and_unsupported_files_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(fixture("gguf/quants.gguf")).unwrap();
+    let cases: [(&str, Vec<u8>, &str); 4] = [
+        ("truncated data", bytes[..bytes.len() - 100].to_vec(), "lies past the end of the file: is it truncated?"),
+        ("truncated header", bytes[..200].to_vec(), "the GGUF header ends early"),
+        ("not GGUF", b"PK\x03\x04 a zip file".to_vec(), "not a GGUF file"),
+        ("a damaged count", [&bytes[..8], &u64::MAX.to_le_bytes(), &bytes[16..]].concat(), "is not plausible"),
+    ];
+    for (case, bytes, expected) in cases {
+        let path = dir.path().join("model.gguf");
+        std::fs::write(&path, bytes).unwrap();
+        let err = GgufFile::open(&path).err().unwrap_or_else(|| panic!("{case}: opened")).to_string();
+        assert!(err.starts_with(&path.display().to_string()) && err.contains(expected), "{case}: {err}");
+    }
+    let unsupported = fixture("gguf/unsupported.gguf");
+    let err = GgufFile::open(&unsupported).err().unwrap().to_string();
+    assert!(err.contains("tensor `blk.0.attn_q.weight` is Q5_0, which wgtune does not read (F32, F16, BF16, Q8_0"), "{err}");
+}
+
+/// Logits of the golden inputs, flattened.
+fn logits(folder: &ModelFolder, device: &burn::tensor::Device) -> Vec<f32> {
+    let inputs = Golden::open(&fixture("tiny-llama").join("golden.safetensors"));
+    let model = folder.load(device).unwrap();
+    let hidden = model.hidden_states(inputs.ids("input_ids", device), None, ForwardOptions::default());
+    values(model.logits(hidden)).0
+}
+
+fn worst_difference(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+/// The tiny Llama converted as llama.cpp converts it gives the folder's logits: the same at F32,
+/// and within Q8_0's own error quantized.
+#[test]
+fn a_gguf_model_gives_the_logits_of_its_hugging_face_folder() {
+    let folder = ModelFolder::open(&fixture("tiny-llama")).unwrap();
+    let gguf = ModelFolder::open(&fixture("gguf/tiny-llama.gguf")).unwrap();
+    let q8 = ModelFolder::open(&fixture("gguf/tiny-llama-q8_0.gguf")).unwrap();
+    assert_eq!(gguf.config.num_parameters(), folder.config.num_parameters());
+    assert_eq!((gguf.config.head_dim, gguf.config.tie_word_embeddings, gguf.config.eos_token_ids.clone()), (16, true, vec![2]));
+    // llama.cpp kept only the rope factors; the Llama 3 parameters behind them are recovered.
+    assert_eq!(gguf.config.rope_scaling, folder.config.rope_scaling);
+    for dev in crate::common::devices() {
+        let reference = logits(&folder, &dev.device);
+        let worst = worst_difference(&logits(&gguf, &dev.device), &reference);
+        assert_eq!(worst, 0.0, "F32 GGUF on {}: logits differ by {worst}", dev.choice);
+        // Q8_0 moves each weight by up to half a step; through two random layers the logits
+        // move by a few percent of their range.
+        let worst = worst_difference(&logits(&q8, &dev.device), &reference);
+        let scale = reference.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        assert!(worst > 1e-4 && worst < 0.05 * scale, "Q8_0 GGUF on {}: logits differ by {worst} (largest {scale})", dev.choice);
+    }
+    // Every Q8_0 weight is within half a quantization step (its block's largest |w| / 127 / 2) of
+    // the folder's, plus what rounding the step to f16 moves the largest value (127 × 2⁻¹¹ steps).
+    for name in folder.weights.names().into_iter().filter(|n| n.ends_with("proj.weight")) {
+        let shape = folder.weights.shape(&name).unwrap();
+        let (exact, quantized) = (folder.weights.read(&name, &shape).unwrap().values, q8.weights.read(&name, &shape).unwrap().values);
+        for (block, (e, q)) in exact.chunks(32).zip(quantized.chunks(32)).enumerate() {
+            let step = e.iter().fold(0.0f32, |m, v| m.max(v.abs())) / 127.0;
+            let worst = worst_difference(e, q);
+            let bound = step * (0.5 + 127.0 / 2048.0);
+            assert!(worst <= bound, "{name} block {block}: off by {worst}, more than {bound}");
+        }
+    }
+    // Q and K really were permuted in the file, and unpermuted on reading.
+    let name = "model.layers.0.self_attn.q_proj.weight";
+    let ModelWeights::Gguf(model) = &gguf.weights else { panic!("a GGUF model") };
+    let stored = model.file.read("blk.0.attn_q.weight").unwrap();
+    let read = gguf.weights.read(name, &[64, 64]).unwrap().values;
+    assert_ne!(stored, read);
+    assert_eq!(read, folder.weights.read(name, &[64, 64]).unwrap().values);
+}
+
+#[test]
+fn a_gguf_tokenizer_tokenizes_as_the_folder_tokenizer_does() {
+    let folder = ModelFolder::open(&fixture("tiny-llama")).unwrap().tokenizer().unwrap();
+    let gguf = ModelFolder::open(&fixture("gguf/tiny-llama.gguf")).unwrap().tokenizer().unwrap();
+    let texts = ["What is the capital of France?", "  two  spaces, digits 12345 and ünïcödé\nnew line", "<|im_start|>user\nHi<|im_end|>"];
+    for text in texts {
+        assert_eq!(gguf.encode(text, true).unwrap(), folder.encode(text, true).unwrap(), "{text:?}");
+        let ids = folder.encode(text, true).unwrap();
+        assert_eq!(gguf.decode(&ids).unwrap(), folder.decode(&ids).unwrap(), "{text:?}");
+    }
+    assert_eq!((gguf.eos_token_ids.clone(), gguf.pad_token_id), (folder.eos_token_ids.clone(), folder.pad_token_id));
+    let chat = [wgtune::tokenizer::Message::new("user", "Hi"), wgtune::tokenizer::Message::new("assistant", "Hello.")];
+    assert_eq!(gguf.apply_chat_template(&chat, false).unwrap(), folder.apply_chat_template(&chat, false).unwrap());
+}
+
+/// From the command line: LoRA over a GGUF model, generation with the result, and a merged
+/// export that transformers' layout reloads with the same logits as the adapter gives.
+#[test]
+fn lora_trains_over_a_gguf_model_and_exports_a_hugging_face_folder() {
+    let _turn = crate::common::one_run_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let (model, data, run) = (fixture("gguf/tiny-llama.gguf"), fixture("data/chat.jsonl"), dir.path().join("run"));
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let wgtune = |args: &[String]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_wgtune")).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    #[rustfmt::skip]
+    wgtune(&["train", "--model", &s(&model), "--data", &s(&data), "--output", &s(&run), "--device", "cpu", "--max-steps", "3", "--lr", "1e-2", "--plain"].map(String::from));
+    wgtune(
+        &["generate", "--model", &s(&model), "--trained", &s(&run), "--prompt", "Hi", "--max-new-tokens", "3", "--device", "cpu"]
+            .map(String::from),
+    );
+    let merged = dir.path().join("merged");
+    wgtune(&["export", "--model", &s(&model), "--trained", &s(&run), "--merged", &s(&merged)].map(String::from));
+
+    let exported = ModelFolder::open(&merged).unwrap();
+    assert_eq!(exported.dtype(), wgtune::model::WeightDtype::F32);
+    let device = burn::tensor::Device::flex();
+    let tuned = wgtune::session::LoadedModel::load(&model, wgtune::device::DeviceChoice::Cpu).unwrap().with_trained(&run).unwrap();
+    let inputs = Golden::open(&fixture("tiny-llama").join("golden.safetensors"));
+    let hidden = tuned.model.hidden_states(inputs.ids("input_ids", &device), None, ForwardOptions::default());
+    let adapted = values(tuned.model.logits(hidden)).0;
+    let worst = worst_difference(&logits(&exported, &device), &adapted);
+    assert!(worst < 1e-4, "the merged export's logits differ from the adapter's by {worst}");
+    assert!(worst_difference(&adapted, &logits(&ModelFolder::open(&model).unwrap(), &device)) > 1e-3, "training changed the model");
+}
+
+/// `ollama:NAME[:TAG]` finds the model's GGUF blob through Ollama's manifest; a model that is not
+/// installed is named with the command that installs it.
+#[test]
+fn an_ollama_model_opens_by_name() {
+    let store = tempfile::tempdir().unwrap();
+    let digest = "sha256:0123abcd";
+    let manifest = store.path().join("manifests/registry.ollama.ai/library/tiny/q8");
+    std::fs::create_dir_all(manifest.parent().unwrap()).unwrap();
+    let layers = serde_json::json!({"schemaVersion": 2, "layers": [
+        {"mediaType": "application/vnd.ollama.image.template", "digest": "sha256:ffff", "size": 10},
+        {"mediaType": "application/vnd.ollama.image.model", "digest": digest, "size": 109152},
+    ]});
+    std::fs::write(&manifest, layers.to_string()).unwrap();
+    std::fs::create_dir_all(store.path().join("blobs")).unwrap();
+    let blob = store.path().join("blobs/sha256-0123abcd");
+    std::fs::copy(fixture("gguf/tiny-llama-q8_0.gguf"), &blob).unwrap();
+
+    assert_eq!(wgtune::hub::ollama_model("tiny:q8", store.path()).unwrap(), blob);
+    let err = wgtune::hub::ollama_model("tiny", store.path()).unwrap_err().to_string();
+    assert!(err.contains("Ollama model `tiny:latest` is not installed (run `ollama pull tiny:latest`)"), "{err}");
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wgtune"))
+        .args(["generate", "--model", "ollama:tiny:q8", "--prompt", "Hi", "--max-new-tokens", "2", "--device", "cpu"])
+        .env("OLLAMA_MODELS", store.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
