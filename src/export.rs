@@ -32,12 +32,7 @@ pub fn export_merged(
     progress: impl FnMut(usize, usize),
 ) -> Result<()> {
     let staging = fsutil::Staging::new(out)?;
-    let changed: HashMap<String, NamedParam> = named_parameters(model)
-        .into_iter()
-        .filter(|p| !p.is_adapter_factor() && (p.has_adapter() || p.trainable))
-        .map(|p| (hf_name(&p.path), p))
-        .collect();
-    let merged = Merged { changed, source: &source.weights };
+    let merged = Merged::new(model, &source.weights);
     match &source.weights {
         ModelWeights::Safetensors(files) => {
             write_like_files(files, &merged, staging.path(), dtype, progress)?;
@@ -62,13 +57,31 @@ pub fn export_merged(
 }
 
 /// The values an export writes: the source's, with the fine-tuning's changes merged in.
-struct Merged<'a> {
+pub(crate) struct Merged<'a> {
     /// Parameters the fine-tuning changed (adapted or trained), by transformers name.
     changed: HashMap<String, NamedParam>,
     source: &'a ModelWeights,
 }
 
-impl Merged<'_> {
+impl<'a> Merged<'a> {
+    pub(crate) fn new(model: &CausalLm, source: &'a ModelWeights) -> Self {
+        let changed = named_parameters(model)
+            .into_iter()
+            .filter(|p| !p.is_adapter_factor() && (p.has_adapter() || p.trainable))
+            .map(|p| (hf_name(&p.path), p))
+            .collect();
+        Self { changed, source }
+    }
+
+    /// The tensor transformers calls `name`, as the export writes it.
+    pub(crate) fn values(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let spec = TensorSpec { name: name.to_string(), dtype: WeightDtype::F32, shape: shape.to_vec() };
+        match self.changed_values(&spec)? {
+            Some(values) => Ok(values),
+            None => Ok(self.source.read(name, shape)?.values),
+        }
+    }
+
     /// The tensor's values, or `None` when the fine-tuning left it as it is.
     fn changed_values(&self, spec: &TensorSpec) -> Result<Option<Vec<f32>>> {
         let Some(param) = self.changed.get(&spec.name) else { return Ok(None) };

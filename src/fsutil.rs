@@ -105,6 +105,27 @@ pub fn check_target(target: &Path, sources: &[&Path], overwrite: bool, flag: &st
     Ok(())
 }
 
+/// [`check_target`] for an output that is one file: refuses a folder, an existing file unless
+/// `overwrite`, and any of the `sources` being read or a folder that holds them.
+pub fn check_file_target(target: &Path, sources: &[&Path], overwrite: bool, flag: &str) -> Result<()> {
+    let resolved = absolute(target);
+    for source in sources {
+        if absolute(source) == resolved {
+            return Err(Error::invalid_file(
+                target,
+                format!("is {}, which this command reads from; choose another file", source.display()),
+            ));
+        }
+    }
+    if target.is_dir() {
+        return Err(Error::invalid_file(target, "is a folder; give the file to write"));
+    }
+    if !overwrite && target.exists() {
+        return Err(Error::invalid_file(target, format!("exists; choose another name, or pass {flag} to replace it")));
+    }
+    Ok(())
+}
+
 /// `path` made absolute and free of `.`, `..` and symbolic links as far as it exists.
 fn absolute(path: &Path) -> PathBuf {
     let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());

@@ -6,6 +6,7 @@ use crate::device::{ComputeDevice, DeviceChoice};
 use crate::error::{Error, Result};
 use crate::export::export_merged;
 use crate::generate::{GenerationSettings, generate_text};
+use crate::gguf::GgmlType;
 use crate::method::{LoraSettings, Method};
 use crate::model::{CausalLm, ModelFolder, WeightDtype};
 use crate::peft;
@@ -70,6 +71,41 @@ impl LoadedModel {
         let staging = crate::fsutil::Staging::new(out)?;
         peft::save_adapter(&self.model, settings, &self.folder.path.display().to_string(), staging.path())?;
         staging.publish()
+    }
+
+    /// Writes merged weights as a GGUF file for llama.cpp (the same rules as
+    /// [`Self::export_merged`], for a file).
+    pub fn export_gguf(&self, out: &Path, ggml_type: GgmlType, overwrite: bool, progress: impl FnMut(usize, usize)) -> Result<()> {
+        self.check_file_target(out, overwrite)?;
+        crate::gguf::export_gguf(&self.model, &self.folder, out, ggml_type, progress)
+    }
+
+    /// Writes the attached adapter as llama.cpp's LoRA adapter GGUF.
+    pub fn export_gguf_adapter(&self, out: &Path, overwrite: bool) -> Result<()> {
+        self.check_file_target(out, overwrite)?;
+        let settings = self
+            .lora
+            .as_ref()
+            .ok_or_else(|| Error::setting("adapter", "no LoRA adapter is attached (full and partial runs export merged weights)"))?;
+        crate::gguf::export_gguf_adapter(&self.model, settings, &self.folder, out)
+    }
+
+    /// Writes `out/model.gguf` (merged, in `ggml_type`) and an Ollama `Modelfile` for it, ready
+    /// for `ollama create NAME -f out/Modelfile`.
+    pub fn export_ollama(&self, out: &Path, ggml_type: GgmlType, overwrite: bool, progress: impl FnMut(usize, usize)) -> Result<()> {
+        self.check_export_target(out, overwrite)?;
+        let staging = crate::fsutil::Staging::new(out)?;
+        crate::gguf::export_gguf(&self.model, &self.folder, &staging.join("model.gguf"), ggml_type, progress)?;
+        let stops: Vec<String> = self.tokenizer.eos_token_ids.iter().filter_map(|id| self.tokenizer.token_text(*id)).collect();
+        let text = crate::gguf::modelfile("./model.gguf", None, self.tokenizer.chat_template(), &stops);
+        crate::fsutil::write_atomic(&staging.join("Modelfile"), text.as_bytes())?;
+        staging.publish()
+    }
+
+    fn check_file_target(&self, out: &Path, overwrite: bool) -> Result<()> {
+        let mut sources = vec![self.folder.path.as_path()];
+        sources.extend(self.trained_from.as_deref());
+        crate::fsutil::check_file_target(out, &sources, overwrite, "--overwrite")
     }
 
     /// Refuses an export target that would replace the user's files or what this model reads.

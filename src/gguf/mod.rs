@@ -2,9 +2,11 @@
 //! the tensors, read from a memory map. Tensors are decoded to f32 one at a time, so reading
 //! never holds a second copy of the model.
 
+mod export;
 mod model;
 mod quants;
 mod tokenizer;
+mod writer;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -12,9 +14,11 @@ use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 
+pub use export::{EXPORT_TYPES, export_gguf, export_gguf_adapter, modelfile};
 pub use model::{GgufModel, gguf_name, transformers_name};
 pub use quants::GgmlType;
 pub use tokenizer::tokenizer_files;
+pub use writer::{MetaValue, TensorPlan, write_gguf};
 
 use crate::error::{Error, Result};
 

@@ -40,6 +40,21 @@ impl GgmlType {
         })
     }
 
+    /// ggml's number for the type.
+    pub fn id(self) -> u32 {
+        match self {
+            Self::F32 => 0,
+            Self::F16 => 1,
+            Self::Q4_0 => 2,
+            Self::Q4_1 => 3,
+            Self::Q8_0 => 8,
+            Self::Q4K => 12,
+            Self::Q5K => 13,
+            Self::Q6K => 14,
+            Self::Bf16 => 30,
+        }
+    }
+
     /// ggml's name for a type number, for messages about types wgtune does not read.
     pub fn name_of(id: u32) -> String {
         const NAMES: [&str; 31] = [
@@ -103,6 +118,41 @@ impl GgmlType {
         }
         out
     }
+}
+
+/// The types wgtune writes, and how: `None` for the ones it only reads.
+impl GgmlType {
+    /// Encodes `values` (a whole number of blocks) as llama.cpp's reference quantizers do
+    /// (`quantize_row_*_ref`), bit for bit with the `gguf` package.
+    pub fn quantize(self, values: &[f32]) -> Option<Vec<u8>> {
+        Some(match self {
+            Self::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            Self::F16 => values.iter().flat_map(|v| f16::from_f32(*v).to_le_bytes()).collect(),
+            Self::Q8_0 => values.chunks_exact(32).flat_map(quantize_q8_0).collect(),
+            Self::Q4_0 => values.chunks_exact(32).flat_map(quantize_q4_0).collect(),
+            _ => return None,
+        })
+    }
+}
+
+/// `d = max|x| / 127`, `q = round(x / d)` (half away from zero).
+fn quantize_q8_0(block: &[f32]) -> Vec<u8> {
+    let d = block.iter().fold(0.0f32, |m, v| m.max(v.abs())) / 127.0;
+    let id = if d == 0.0 { 0.0 } else { 1.0 / d };
+    let mut out = f16::from_f32(d).to_le_bytes().to_vec();
+    out.extend(block.iter().map(|v| (v * id).round() as i8 as u8));
+    out
+}
+
+/// `d = x_max / −8` for the value of largest magnitude, `q = min(15, trunc(x / d + 8.5))`.
+fn quantize_q4_0(block: &[f32]) -> Vec<u8> {
+    let max = block.iter().copied().fold(0.0f32, |m, v| if v.abs() > m.abs() { v } else { m });
+    let d = max / -8.0;
+    let id = if d == 0.0 { 0.0 } else { 1.0 / d };
+    let q = |v: f32| ((v * id + 8.5).trunc() as u8).min(15);
+    let mut out = f16::from_f32(d).to_le_bytes().to_vec();
+    out.extend((0..16).map(|j| q(block[j]) | (q(block[j + 16]) << 4)));
+    out
 }
 
 fn half_at(bytes: &[u8], at: usize) -> f32 {

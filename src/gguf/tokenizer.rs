@@ -17,7 +17,7 @@ fn pre_tokenizer(pre: &str) -> Option<Json> {
         |use_regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex});
     let split = |pattern: &str| json!({"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated", "invert": false});
     Some(match pre {
-        "default" | "gpt2" => byte_level(true),
+        "gpt-2" => byte_level(true),
         "smollm" => json!({"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": true}, byte_level(true)]}),
         "qwen2" => json!({"type": "Sequence", "pretokenizers": [
             split(r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"),
@@ -31,7 +31,7 @@ fn pre_tokenizer(pre: &str) -> Option<Json> {
     })
 }
 
-const SUPPORTED_PRE: &str = "gpt2, default, smollm, qwen2, llama-bpe";
+const SUPPORTED_PRE: &str = "gpt-2, smollm, qwen2, llama-bpe";
 
 /// `(tokenizer.json, tokenizer_config.json)` for the tokenizer in `file`.
 pub fn tokenizer_files(file: &GgufFile) -> Result<(Json, Json)> {
@@ -40,6 +40,7 @@ pub fn tokenizer_files(file: &GgufFile) -> Result<(Json, Json)> {
     if model != "gpt2" {
         return Err(bad(format!("tokenizer.ggml.model `{model}` is not supported yet (gpt2, byte-level BPE)")));
     }
+    // llama.cpp falls back to its "default" splitting when the key is missing: not one we match.
     let pre_name = file.metadata.get("tokenizer.ggml.pre").and_then(Value::as_str).unwrap_or("default");
     let pre = pre_tokenizer(pre_name).ok_or_else(|| bad(format!("tokenizer.ggml.pre `{pre_name}` is not supported ({SUPPORTED_PRE})")))?;
     let strings = |key: &str| -> Result<Vec<String>> {

@@ -191,3 +191,113 @@ fn an_ollama_model_opens_by_name() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// Our Q8_0, Q4_0 and F16 encoders give the bytes `gguf` gave for the same values.
+#[test]
+fn quantizing_matches_gguf_byte_for_byte() {
+    let file = GgufFile::open(&fixture("gguf/quants.gguf")).unwrap();
+    let values = file.read("f32").unwrap();
+    for (name, ggml_type) in [("f16", GgmlType::F16), ("q8_0", GgmlType::Q8_0), ("q4_0", GgmlType::Q4_0)] {
+        let ours = ggml_type.quantize(&values).unwrap();
+        assert!(ours == file.raw(name).unwrap(), "{name}: our encoding differs from gguf's");
+    }
+}
+
+/// The tiny Llama with the fixture's PEFT adapter, merged on the CPU.
+fn tuned_tiny_llama() -> wgtune::session::LoadedModel {
+    wgtune::session::LoadedModel::load(&fixture("tiny-llama"), wgtune::device::DeviceChoice::Cpu)
+        .unwrap()
+        .with_trained(&fixture("tiny-llama/adapter"))
+        .unwrap()
+}
+
+fn model_logits(model: &wgtune::model::CausalLm, device: &burn::tensor::Device) -> Vec<f32> {
+    let inputs = Golden::open(&fixture("tiny-llama").join("golden.safetensors"));
+    let hidden = model.hidden_states(inputs.ids("input_ids", device), None, ForwardOptions::default());
+    values(model.logits(hidden)).0
+}
+
+/// A merged GGUF export reads back (by our reader, as llama.cpp's converter would have written
+/// it) with the adapted model's logits and the folder's tokenizer; Q8_0 within its error.
+#[test]
+fn a_merged_gguf_export_reads_back_as_the_adapted_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let tuned = tuned_tiny_llama();
+    let device = burn::tensor::Device::flex();
+    let adapted = model_logits(&tuned.model, &device);
+    let (f32_file, q8_file) = (dir.path().join("tiny-f32.gguf"), dir.path().join("tiny-q8_0.gguf"));
+    tuned.export_gguf(&f32_file, GgmlType::F32, false, |_, _| {}).unwrap();
+    tuned.export_gguf(&q8_file, GgmlType::Q8_0, false, |_, _| {}).unwrap();
+
+    let exported = ModelFolder::open(&f32_file).unwrap();
+    assert_eq!(exported.config.rope_scaling, tuned.folder.config.rope_scaling);
+    let worst = worst_difference(&logits(&exported, &device), &adapted);
+    assert!(worst < 1e-5, "F32 GGUF export: logits differ from the adapted model's by {worst}");
+    let q8 = ModelFolder::open(&q8_file).unwrap();
+    let ModelWeights::Gguf(q8_model) = &q8.weights else { panic!("a GGUF model") };
+    assert_eq!(q8_model.file.info("blk.0.attn_q.weight").unwrap().ggml_type, GgmlType::Q8_0);
+    assert_eq!(q8_model.file.info("blk.0.attn_norm.weight").unwrap().ggml_type, GgmlType::F32);
+    let worst = worst_difference(&logits(&q8, &device), &adapted);
+    assert!(worst > 1e-4 && worst < 0.2, "Q8_0 GGUF export: logits differ by {worst}");
+
+    // The tokenizer written from tokenizer.json tokenizes as the folder's does.
+    let (ours, theirs) = (exported.tokenizer().unwrap(), tuned.folder.tokenizer().unwrap());
+    for text in ["What is the capital of France?", "<|im_start|>user\n12 apples<|im_end|>"] {
+        assert_eq!(ours.encode(text, true).unwrap(), theirs.encode(text, true).unwrap(), "{text:?}");
+    }
+    assert_eq!(
+        (ours.eos_token_ids.clone(), ours.pad_token_id, ours.chat_template()),
+        (theirs.eos_token_ids.clone(), theirs.pad_token_id, theirs.chat_template())
+    );
+}
+
+/// The adapter GGUF holds llama.cpp's names, layout and alpha: A as PEFT's, B with the rows of
+/// Q and K in llama.cpp's order.
+#[test]
+fn a_gguf_adapter_holds_peft_factors_in_llama_cpp_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let tuned = tuned_tiny_llama();
+    let out = dir.path().join("lora.gguf");
+    tuned.export_gguf_adapter(&out, false).unwrap();
+    let file = GgufFile::open(&out).unwrap();
+    assert_eq!(file.get_str("general.type").unwrap(), "adapter");
+    assert_eq!(file.get_str("adapter.type").unwrap(), "lora");
+    assert_eq!(file.get_str("general.architecture").unwrap(), "llama");
+    assert_eq!(file.get("adapter.lora.alpha").unwrap().as_f64(), Some(8.0));
+    assert_eq!(file.names().count(), 2 * 7 * 2, "A and B of 7 modules in 2 layers");
+
+    let peft =
+        wgtune::model::WeightFiles::open_files(&[fixture("tiny-llama/adapter/adapter_model.safetensors")], &fixture("tiny-llama/adapter"))
+            .unwrap();
+    let peft_name = |module: &str, factor: &str| format!("base_model.model.model.layers.0.{module}.lora_{factor}.weight");
+    for (module, gguf) in [("mlp.up_proj", "ffn_up"), ("self_attn.v_proj", "attn_v")] {
+        for factor in ["A", "B"] {
+            let name = format!("blk.0.{gguf}.weight.lora_{}", factor.to_lowercase());
+            let shape = file.info(&name).unwrap().shape.clone();
+            assert_eq!(file.read(&name).unwrap(), peft.read(&peft_name(module, factor), &shape).unwrap().values, "{name}");
+        }
+    }
+    // q_proj's B: 4 heads of 16 rows, each head's rotary halves interleaved.
+    let b = peft.read(&peft_name("self_attn.q_proj", "B"), &[64, 4]).unwrap().values;
+    let ours = file.read("blk.0.attn_q.weight.lora_b").unwrap();
+    assert_ne!(ours, b);
+    for (row_gguf, row_hf) in [(0, 0), (1, 8), (2, 1), (17, 24)] {
+        assert_eq!(ours[row_gguf * 4..row_gguf * 4 + 4], b[row_hf * 4..row_hf * 4 + 4], "row {row_gguf}");
+    }
+}
+
+#[test]
+fn an_ollama_export_is_a_gguf_and_a_modelfile() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("ollama");
+    tuned_tiny_llama().export_ollama(&out, GgmlType::Q8_0, false, |_, _| {}).unwrap();
+    let modelfile = std::fs::read_to_string(out.join("Modelfile")).unwrap();
+    assert!(modelfile.starts_with("FROM ./model.gguf\nTEMPLATE \"\"\""), "{modelfile}");
+    assert!(modelfile.contains("PARAMETER stop \"<|im_end|>\""), "{modelfile}");
+    assert!(ModelFolder::open(&out.join("model.gguf")).is_ok());
+    // The folder exists now: a second export is refused, and a GGUF file target too.
+    let err = tuned_tiny_llama().export_ollama(&out, GgmlType::Q8_0, false, |_, _| {}).unwrap_err().to_string();
+    assert!(err.contains("exists and is not empty"), "{err}");
+    let err = tuned_tiny_llama().export_gguf(&out.join("model.gguf"), GgmlType::F16, false, |_, _| {}).unwrap_err().to_string();
+    assert!(err.contains("exists; choose another name, or pass --overwrite"), "{err}");
+}
