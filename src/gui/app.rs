@@ -10,7 +10,7 @@ use eframe::egui;
 
 use super::dataset_panel::DatasetPanel;
 use super::export_panel::ExportPanel;
-use super::jobs::{ExportTarget, Jobs, ModelSummary, Reply};
+use super::jobs::{ExportKind, ExportTarget, Jobs, ModelSummary, Reply};
 use super::model_panel::ModelPanel;
 use super::picker::{FilePicker, PathPrompt, PickKind, PromptOutcome, path_prompt_ui};
 use super::playground::Playground;
@@ -201,8 +201,11 @@ impl WgtuneApp {
                 };
                 self.hyperparameters_message(message);
             }
-            PickKind::MergedExportFolder => self.start_export(ExportTarget { path, merged: true, overwrite: false }),
-            PickKind::AdapterExportFolder => self.start_export(ExportTarget { path, merged: false, overwrite: false }),
+            PickKind::MergedExportFolder => self.start_export(ExportTarget { path, kind: ExportKind::Merged, overwrite: false }),
+            PickKind::AdapterExportFolder => self.start_export(ExportTarget { path, kind: ExportKind::Adapter, overwrite: false }),
+            PickKind::GgufExportFile => self.start_export(ExportTarget { path, kind: ExportKind::Gguf, overwrite: false }),
+            PickKind::GgufAdapterExportFile => self.start_export(ExportTarget { path, kind: ExportKind::GgufAdapter, overwrite: false }),
+            PickKind::OllamaExportFolder => self.start_export(ExportTarget { path, kind: ExportKind::Ollama, overwrite: false }),
         }
     }
 
@@ -245,12 +248,13 @@ impl WgtuneApp {
             self.export.finished(Err("Train first, or resume a run: there are no trained weights to export.".into()));
             return;
         };
-        if !target.overwrite && crate::fsutil::is_non_empty_dir(&target.path) {
+        let in_use = if target.kind.is_file() { target.path.is_file() } else { crate::fsutil::is_non_empty_dir(&target.path) };
+        if !target.overwrite && in_use {
             self.export.confirm_replace = Some(target);
             return;
         }
-        self.export.begin(target.merged);
-        self.jobs.export(self.settings.config.model.clone(), trained, target, self.export.dtype);
+        self.export.begin(target.kind);
+        self.jobs.export(self.settings.config.model.clone(), trained, target, self.export.dtype, self.export.gguf_type);
     }
 
     /// The trained weights of the current (or last) run, if it has produced any.

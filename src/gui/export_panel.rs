@@ -1,32 +1,40 @@
-//! The export panel: merged weights as a Hugging Face folder (dtype of choice) and the PEFT
-//! adapter, each to a folder chosen by dialog.
+//! The export panel: merged weights as a Hugging Face folder (dtype of choice), the PEFT adapter,
+//! and for llama.cpp and Ollama a GGUF model, a GGUF adapter or an Ollama folder.
 
 use std::path::PathBuf;
 
+use crate::gguf::GgmlType;
 use crate::model::WeightDtype;
 use eframe::egui;
 
 use super::app::WgtuneApp;
-use super::jobs::ExportTarget;
+use super::jobs::{ExportKind, ExportTarget};
 use super::model_panel::{display_path, error_ui};
 use super::picker::PickKind;
 
-#[derive(Default)]
 pub struct ExportPanel {
     /// `None` keeps the source model's dtype.
     pub dtype: Option<WeightDtype>,
+    /// The GGUF weight matrices' type.
+    pub gguf_type: GgmlType,
     pub busy: bool,
-    pub merged: bool,
+    pub kind: ExportKind,
     pub progress: Option<(usize, usize)>,
     pub result: Option<Result<PathBuf, String>>,
     /// A chosen folder that holds files: replaced only once the user says so.
     pub confirm_replace: Option<ExportTarget>,
 }
 
+impl Default for ExportPanel {
+    fn default() -> Self {
+        Self { dtype: None, gguf_type: GgmlType::Q8_0, busy: false, kind: ExportKind::Merged, progress: None, result: None, confirm_replace: None }
+    }
+}
+
 impl ExportPanel {
-    pub fn begin(&mut self, merged: bool) {
+    pub fn begin(&mut self, kind: ExportKind) {
         self.busy = true;
-        self.merged = merged;
+        self.kind = kind;
         self.progress = None;
         self.result = None;
     }
@@ -71,6 +79,27 @@ impl WgtuneApp {
                 self.jobs.pick(PickKind::AdapterExportFolder);
             }
         });
+        egui::Frame::group(ui.style()).show(ui, |ui| {
+            ui.label(egui::RichText::new("llama.cpp, LM Studio and Ollama").strong());
+            ui.label("Merged weights as one GGUF file, the adapter as llama.cpp's LoRA GGUF, or a folder for `ollama create NAME -f Modelfile`.");
+            ui.horizontal(|ui| {
+                ui.label("type");
+                egui::ComboBox::from_id_salt("gguf-type").selected_text(self.export.gguf_type.name()).show_ui(ui, |ui| {
+                    for (_, t) in crate::gguf::EXPORT_TYPES {
+                        ui.selectable_value(&mut self.export.gguf_type, t, t.name());
+                    }
+                });
+                if ui.add_enabled(ready, egui::Button::new("Export GGUF…")).clicked() {
+                    self.jobs.pick(PickKind::GgufExportFile);
+                }
+                if ui.add_enabled(ready && is_lora, egui::Button::new("Export adapter GGUF…")).clicked() {
+                    self.jobs.pick(PickKind::GgufAdapterExportFile);
+                }
+                if ui.add_enabled(ready, egui::Button::new("Export for Ollama…")).clicked() {
+                    self.jobs.pick(PickKind::OllamaExportFolder);
+                }
+            });
+        });
         if self.export.busy {
             let (done, total) = self.export.progress.unwrap_or((0, 1));
             ui.add(egui::ProgressBar::new(done as f32 / total.max(1) as f32).text(format!("{done} / {total} tensors")));
@@ -80,7 +109,7 @@ impl WgtuneApp {
             Some(Ok(path)) => {
                 ui.colored_label(
                     egui::Color32::from_rgb(60, 170, 90),
-                    format!("Exported {} to {}", if self.export.merged { "merged weights" } else { "the adapter" }, display_path(path)),
+                    format!("Exported {} to {}", self.export.kind.description(), display_path(path)),
                 );
             }
             Some(Err(error)) => error_ui(ui, error),

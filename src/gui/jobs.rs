@@ -7,6 +7,7 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 use crate::data::{DataConfig, DataReport, Dataset, Segment, segments};
 use crate::device::{ComputeDevice, DeviceChoice};
 use crate::error::catch_panic;
+use crate::gguf::GgmlType;
 use crate::model::{ModelConfig, ModelFolder, WeightDtype};
 use crate::session::LoadedModel;
 
@@ -56,12 +57,44 @@ impl DatasetPreview {
     }
 }
 
+/// What an export writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportKind {
+    /// Merged weights as a Hugging Face folder.
+    Merged,
+    /// The LoRA adapter in PEFT's format.
+    Adapter,
+    /// Merged weights as one GGUF file.
+    Gguf,
+    /// The LoRA adapter as llama.cpp's adapter GGUF.
+    GgufAdapter,
+    /// A folder with `model.gguf` and a `Modelfile` for `ollama create`.
+    Ollama,
+}
+
+impl ExportKind {
+    /// What the app says it exported.
+    pub fn description(self) -> &'static str {
+        match self {
+            Self::Merged => "merged weights",
+            Self::Adapter => "the adapter",
+            Self::Gguf => "the GGUF model",
+            Self::GgufAdapter => "the GGUF adapter",
+            Self::Ollama => "the Ollama model",
+        }
+    }
+
+    /// Whether the target is one file rather than a folder.
+    pub fn is_file(self) -> bool {
+        matches!(self, Self::Gguf | Self::GgufAdapter)
+    }
+}
+
 /// Where an export goes, and whether the user agreed to replace what is there.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ExportTarget {
     pub path: PathBuf,
-    /// Merged weights; otherwise the adapter.
-    pub merged: bool,
+    pub kind: ExportKind,
     pub overwrite: bool,
 }
 
@@ -138,17 +171,21 @@ impl Jobs {
         });
     }
 
-    /// Loads the base model with the trained weights in `trained` and exports merged weights
-    /// (`merged`) or the adapter; `overwrite` once the user agreed to replace `out`.
-    pub fn export(&self, model: PathBuf, trained: PathBuf, target: ExportTarget, dtype: Option<WeightDtype>) {
-        let ExportTarget { path: out, merged, overwrite } = target;
+    /// Loads the base model with the trained weights in `trained` and writes `target`;
+    /// `overwrite` once the user agreed to replace what is there. `dtype` is the merged folder's,
+    /// `gguf_type` the GGUF weight matrices'.
+    pub fn export(&self, model: PathBuf, trained: PathBuf, target: ExportTarget, dtype: Option<WeightDtype>, gguf_type: GgmlType) {
+        let ExportTarget { path: out, kind, overwrite } = target;
         self.spawn(move |reply| {
             let result = catch_panic("while exporting", || {
                 let model = LoadedModel::load(&model, DeviceChoice::Cpu)?.with_trained(&trained)?;
-                if merged {
-                    model.export_merged(&out, dtype, overwrite, |done, total| reply.send(Reply::ExportProgress { done, total }))
-                } else {
-                    model.export_adapter(&out, overwrite)
+                let progress = |done, total| reply.send(Reply::ExportProgress { done, total });
+                match kind {
+                    ExportKind::Merged => model.export_merged(&out, dtype, overwrite, progress),
+                    ExportKind::Adapter => model.export_adapter(&out, overwrite),
+                    ExportKind::Gguf => model.export_gguf(&out, gguf_type, overwrite, progress),
+                    ExportKind::GgufAdapter => model.export_gguf_adapter(&out, overwrite),
+                    ExportKind::Ollama => model.export_ollama(&out, gguf_type, overwrite, progress),
                 }
             })
             .map(|_| out)

@@ -18,6 +18,9 @@ pub enum PickKind {
     SaveSettingsFile,
     MergedExportFolder,
     AdapterExportFolder,
+    GgufExportFile,
+    GgufAdapterExportFile,
+    OllamaExportFolder,
 }
 
 impl PickKind {
@@ -33,6 +36,9 @@ impl PickKind {
             PickKind::SaveSettingsFile => "Save settings",
             PickKind::MergedExportFolder => "Export merged weights to",
             PickKind::AdapterExportFolder => "Export adapter to",
+            PickKind::GgufExportFile => "Export GGUF model as",
+            PickKind::GgufAdapterExportFile => "Export GGUF adapter as",
+            PickKind::OllamaExportFolder => "Export for Ollama to",
         }
     }
 }
@@ -54,11 +60,14 @@ impl FilePicker for DialogPicker {
             PickKind::ModelFile => dialog.add_filter("GGUF models", &["gguf"]).pick_file(),
             PickKind::SettingsFile => dialog.add_filter("TOML", &["toml"]).pick_file(),
             PickKind::SaveSettingsFile => dialog.set_file_name("run.toml").add_filter("TOML", &["toml"]).save_file(),
+            PickKind::GgufExportFile => dialog.set_file_name("model.gguf").add_filter("GGUF", &["gguf"]).save_file(),
+            PickKind::GgufAdapterExportFile => dialog.set_file_name("adapter.gguf").add_filter("GGUF", &["gguf"]).save_file(),
             PickKind::ModelFolder
             | PickKind::OutputFolder
             | PickKind::RunFolder
             | PickKind::MergedExportFolder
-            | PickKind::AdapterExportFolder => dialog.pick_folder(),
+            | PickKind::AdapterExportFolder
+            | PickKind::OllamaExportFolder => dialog.pick_folder(),
         }
     }
 }

@@ -30,6 +30,9 @@ impl FilePicker for Picker {
             PickKind::ValidationFile => fixture("data/text.jsonl"),
             PickKind::MergedExportFolder => self.out.join("merged"),
             PickKind::AdapterExportFolder => self.out.join("adapter"),
+            PickKind::GgufExportFile => self.out.join("model.gguf"),
+            PickKind::GgufAdapterExportFile => self.out.join("adapter.gguf"),
+            PickKind::OllamaExportFolder => self.out.join("ollama"),
             PickKind::OutputFolder | PickKind::RunFolder => self.out.join("run"),
             PickKind::SettingsFile | PickKind::SaveSettingsFile => self.out.join("run.toml"),
         })
@@ -154,6 +157,15 @@ fn the_whole_journey_in_the_app() {
     wait_until(&mut harness, 60, "the adapter export", |app| matches!(&app.export.result, Some(Ok(p)) if p.ends_with("adapter")));
     let base = ModelFolder::open(&fixture("tiny-llama")).unwrap().load(&burn::tensor::Device::flex()).unwrap();
     wgtune::peft::load_adapter(base, &dir.path().join("adapter")).unwrap();
+
+    // For llama.cpp and Ollama: a GGUF model, a GGUF adapter and an Ollama folder.
+    for (button, file) in [("Export GGUF…", "model.gguf"), ("Export adapter GGUF…", "adapter.gguf"), ("Export for Ollama…", "ollama")] {
+        harness.get_by_label(button).click();
+        let out = dir.path().join(file);
+        wait_until(&mut harness, 120, button, |app| matches!(&app.export.result, Some(Ok(p)) if *p == out) && !app.export.busy);
+    }
+    assert!(ModelFolder::open(&dir.path().join("model.gguf")).is_ok());
+    assert!(dir.path().join("ollama/Modelfile").exists() && dir.path().join("adapter.gguf").exists());
 
     // Exporting into a folder that holds files asks first: cancelled, nothing changes; agreed,
     // the folder is replaced.
