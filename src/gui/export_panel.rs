@@ -27,7 +27,15 @@ pub struct ExportPanel {
 
 impl Default for ExportPanel {
     fn default() -> Self {
-        Self { dtype: None, gguf_type: GgmlType::Q8_0, busy: false, kind: ExportKind::Merged, progress: None, result: None, confirm_replace: None }
+        Self {
+            dtype: None,
+            gguf_type: GgmlType::Q8_0,
+            busy: false,
+            kind: ExportKind::Merged,
+            progress: None,
+            result: None,
+            confirm_replace: None,
+        }
     }
 }
 
@@ -81,7 +89,9 @@ impl WgtuneApp {
         });
         egui::Frame::group(ui.style()).show(ui, |ui| {
             ui.label(egui::RichText::new("llama.cpp, LM Studio and Ollama").strong());
-            ui.label("Merged weights as one GGUF file, the adapter as llama.cpp's LoRA GGUF, or a folder for `ollama create NAME -f Modelfile`.");
+            ui.label(
+                "Merged weights as one GGUF file, the adapter as llama.cpp's LoRA GGUF, or a folder for `ollama create NAME -f Modelfile`.",
+            );
             ui.horizontal(|ui| {
                 ui.label("type");
                 egui::ComboBox::from_id_salt("gguf-type").selected_text(self.export.gguf_type.name()).show_ui(ui, |ui| {

@@ -5,7 +5,8 @@ use std::thread::JoinHandle;
 
 use super::config::TrainConfig;
 use super::events::{EventSink, RunSummary, TrainCommand, TrainEvent};
-use super::trainer::{RunStart, train};
+use super::run_dir::RunStart;
+use super::trainer::train;
 use crate::error::{Error, Result};
 
 pub struct TrainingHandle {

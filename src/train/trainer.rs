@@ -14,6 +14,7 @@ use super::loss::{Targets, chunk_rows, cross_entropy_sum};
 use super::loss_scale::LossScale;
 use super::metrics::MetricsLog;
 use super::optimizer::AdamW;
+use super::run_dir::{self, RunStart};
 use super::schedule::Schedule;
 use super::step::{StepInputs, optimizer_step};
 use crate::data::{Batch, Dataset, Example, epoch_order};
@@ -27,22 +28,8 @@ use crate::tokenizer::TextTokenizer;
 
 pub const RUN_CONFIG_FILE: &str = "run.toml";
 pub const FINAL_DIR: &str = "final";
-/// Every record the run left out, one JSON object per line: file, line, reason.
-pub const SKIPPED_FILE: &str = "skipped.jsonl";
-/// How many skipped records the fronts show; the rest are in [`SKIPPED_FILE`].
+/// How many skipped records the fronts show; all of them are in `RUN_DIR/skipped.jsonl`.
 const SKIPPED_SHOWN: usize = 5;
-
-/// How a run starts in its output directory.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RunStart {
-    /// A new run; the output directory must not exist or be empty.
-    New,
-    /// A new run replacing the one in the output directory (wgtune's own files there are
-    /// removed once the model and data have loaded; anything else is left alone).
-    Overwrite,
-    /// Continue from the newest checkpoint in the output directory.
-    Resume,
-}
 
 /// Trains as `config` says, reporting on `events` and obeying `commands`.
 pub fn train(config: &TrainConfig, start: RunStart, events: &EventSink, commands: &Receiver<TrainCommand>) -> Result<RunSummary> {
@@ -88,48 +75,6 @@ pub fn resume_config(run_dir: &Path) -> Result<TrainConfig> {
     Ok(config)
 }
 
-/// Whether `dir` already holds files that a new run would mix with or replace.
-pub fn output_dir_in_use(dir: &Path) -> bool {
-    fsutil::is_non_empty_dir(dir)
-}
-
-/// Checks, before anything is loaded, that the run directory can be used as `start` says.
-fn check_output_dir(config: &TrainConfig, start: RunStart) -> Result<()> {
-    let dir = &config.output_dir;
-    match start {
-        RunStart::Resume => {
-            if checkpoint::latest(dir).is_none() {
-                return Err(Error::invalid_file(dir, "no checkpoint to resume from in this run directory"));
-            }
-            Ok(())
-        }
-        RunStart::New if output_dir_in_use(dir) => Err(Error::invalid_file(
-            dir,
-            "already holds files (an earlier run?); resume it with --resume, choose another --output, or pass --overwrite to replace it",
-        )),
-        // --overwrite removes only what a run wrote (see `clear_run_files`), so it may share a folder.
-        RunStart::New | RunStart::Overwrite => fsutil::check_target(dir, &[], true, "--overwrite"),
-    }
-}
-
-/// Removes what an earlier run wrote into `dir`, and nothing else.
-fn clear_run_files(dir: &Path) -> Result<()> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
-        let ours = [RUN_CONFIG_FILE, super::metrics::METRICS_FILE, SKIPPED_FILE, FINAL_DIR].contains(&name)
-            || name.starts_with("checkpoint-")
-            || fsutil::is_leftover(name);
-        if !ours {
-            continue;
-        }
-        let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
-        removed.map_err(|e| Error::io(&path, e))?;
-    }
-    Ok(())
-}
-
 struct Run<'a> {
     config: &'a TrainConfig,
     events: &'a EventSink,
@@ -159,7 +104,7 @@ enum Control {
 impl<'a> Run<'a> {
     fn prepare(config: &'a TrainConfig, start: RunStart, events: &'a EventSink) -> Result<Self> {
         config.validate()?;
-        check_output_dir(config, start)?;
+        run_dir::check(config, start)?;
         events.send(TrainEvent::Preparing(format!("Reading {}", config.model.display())));
         let folder = ModelFolder::open(&config.model)?;
         let tokenizer = folder.tokenizer()?;
@@ -205,10 +150,10 @@ impl<'a> Run<'a> {
 
         let run_dir = &config.output_dir;
         if start == RunStart::Overwrite {
-            clear_run_files(run_dir)?;
+            run_dir::clear(run_dir)?;
         }
         fsutil::create_dir(run_dir)?;
-        write_skipped(run_dir, &data.report.skipped)?;
+        run_dir::write_skipped(run_dir, &data.report.skipped)?;
         let mut optimizer = AdamW::new(&config.optim, config.fused_kernels);
         let mut state = TrainerState::default();
         let mut model = model;
@@ -506,16 +451,4 @@ impl<'a> Run<'a> {
 
 fn input_tensor(batch: &Batch, device: &Device) -> Tensor<2, Int> {
     Tensor::from_data(TensorData::new(batch.input_ids.clone(), [batch.batch_size, batch.len]), device)
-}
-
-/// Writes `RUN_DIR/skipped.jsonl`: every record left out, with its file, line and reason.
-fn write_skipped(run_dir: &Path, skipped: &[crate::data::Skipped]) -> Result<()> {
-    let path = run_dir.join(SKIPPED_FILE);
-    let mut text = String::new();
-    for s in skipped {
-        let line = serde_json::json!({ "file": s.origin.file.display().to_string(), "line": s.origin.line, "reason": s.reason });
-        text.push_str(&line.to_string());
-        text.push('\n');
-    }
-    fsutil::write_atomic(&path, text.as_bytes())
 }

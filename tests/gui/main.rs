@@ -159,7 +159,8 @@ fn the_whole_journey_in_the_app() {
     wgtune::peft::load_adapter(base, &dir.path().join("adapter")).unwrap();
 
     // For llama.cpp and Ollama: a GGUF model, a GGUF adapter and an Ollama folder.
-    for (button, file) in [("Export GGUF…", "model.gguf"), ("Export adapter GGUF…", "adapter.gguf"), ("Export for Ollama…", "ollama")] {
+    for (button, file) in [("Export GGUF…", "model.gguf"), ("Export adapter GGUF…", "adapter.gguf"), ("Export for Ollama…", "ollama")]
+    {
         harness.get_by_label(button).click();
         let out = dir.path().join(file);
         wait_until(&mut harness, 120, button, |app| matches!(&app.export.result, Some(Ok(p)) if *p == out) && !app.export.busy);
