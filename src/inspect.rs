@@ -33,6 +33,10 @@ pub fn parameter_shapes(c: &ModelConfig) -> Vec<(String, Vec<usize>)> {
                 out.push((p(&format!("{name}.bias")), vec![d_out]));
             }
         }
+        if c.qk_norm {
+            out.push((p("self_attn.q_norm.weight"), vec![c.head_dim]));
+            out.push((p("self_attn.k_norm.weight"), vec![c.head_dim]));
+        }
         out.push((p("post_attention_layernorm.weight"), vec![h]));
     }
     out.push(("norm.weight".to_string(), vec![h]));

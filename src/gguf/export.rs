@@ -36,6 +36,7 @@ fn file_type(t: GgmlType) -> u32 {
 fn architecture(config: &ModelConfig) -> &'static str {
     match config.architecture {
         Architecture::Qwen2 => "qwen2",
+        Architecture::Qwen3 => "qwen3",
         Architecture::Llama | Architecture::Mistral => "llama",
     }
 }

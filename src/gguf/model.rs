@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::model::{HostTensor, ModelConfig, RopeScaling};
 
 /// The GGUF architectures wgtune reads, and the `model_type` each one is.
-const ARCHITECTURES: [(&str, &str); 2] = [("llama", "llama"), ("qwen2", "qwen2")];
+const ARCHITECTURES: [(&str, &str); 3] = [("llama", "llama"), ("qwen2", "qwen2"), ("qwen3", "qwen3")];
 
 /// A GGUF model: the file, its architecture, and what unpermuting Q and K needs.
 pub struct GgufModel {
@@ -182,8 +182,10 @@ fn fit_llama3(factors: &[f64], theta: f64, head_dim: usize) -> Option<RopeScalin
 }
 
 /// llama.cpp's module names in a block, and transformers' for the same module.
-const BLOCK_MODULES: [(&str, &str); 9] = [
+const BLOCK_MODULES: [(&str, &str); 11] = [
     ("input_layernorm", "attn_norm"),
+    ("self_attn.q_norm", "attn_q_norm"),
+    ("self_attn.k_norm", "attn_k_norm"),
     ("self_attn.q_proj", "attn_q"),
     ("self_attn.k_proj", "attn_k"),
     ("self_attn.v_proj", "attn_v"),

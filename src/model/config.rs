@@ -14,16 +14,19 @@ pub enum Architecture {
     Llama,
     Mistral,
     Qwen2,
+    /// Qwen2 without q/k/v bias, with an RMSNorm over each head of the queries and keys.
+    Qwen3,
 }
 
 impl Architecture {
-    pub const SUPPORTED: &'static [&'static str] = &["llama", "mistral", "qwen2"];
+    pub const SUPPORTED: &'static [&'static str] = &["llama", "mistral", "qwen2", "qwen3"];
 
     fn from_model_type(model_type: &str) -> Option<Self> {
         match model_type {
             "llama" => Some(Self::Llama),
             "mistral" => Some(Self::Mistral),
             "qwen2" => Some(Self::Qwen2),
+            "qwen3" => Some(Self::Qwen3),
             _ => None,
         }
     }
@@ -33,6 +36,7 @@ impl Architecture {
             Self::Llama => "llama",
             Self::Mistral => "mistral",
             Self::Qwen2 => "qwen2",
+            Self::Qwen3 => "qwen3",
         }
     }
 }
@@ -77,6 +81,8 @@ pub struct ModelConfig {
     pub qkv_bias: bool,
     /// Bias on the output projection.
     pub o_bias: bool,
+    /// An RMSNorm over each head of the queries and keys (Qwen3).
+    pub qk_norm: bool,
     pub mlp_bias: bool,
     /// Tokens attend at most this far back (Mistral); `None` is full causal attention.
     pub sliding_window: Option<usize>,
@@ -195,11 +201,12 @@ impl ModelConfig {
         let (qkv_bias, o_bias) = match architecture {
             Architecture::Qwen2 => (true, false),
             Architecture::Llama => (raw.attention_bias, raw.attention_bias),
+            Architecture::Qwen3 => (raw.attention_bias, raw.attention_bias),
             Architecture::Mistral => (false, false),
         };
         let sliding_window = match architecture {
             Architecture::Mistral => raw.sliding_window,
-            Architecture::Qwen2 if raw.use_sliding_window == Some(true) => raw.sliding_window,
+            Architecture::Qwen2 | Architecture::Qwen3 if raw.use_sliding_window == Some(true) => raw.sliding_window,
             _ => None,
         };
 
@@ -219,6 +226,7 @@ impl ModelConfig {
             tie_word_embeddings: raw.tie_word_embeddings,
             qkv_bias,
             o_bias,
+            qk_norm: architecture == Architecture::Qwen3,
             mlp_bias: raw.mlp_bias,
             sliding_window,
             torch_dtype: raw.torch_dtype.or(raw.dtype),
@@ -234,7 +242,8 @@ impl ModelConfig {
         let kv = self.num_key_value_heads * self.head_dim;
         let attn = h * q + 2 * h * kv + q * h + if self.qkv_bias { q + 2 * kv } else { 0 } + if self.o_bias { h } else { 0 };
         let mlp = 3 * h * self.intermediate_size + if self.mlp_bias { 2 * self.intermediate_size + h } else { 0 };
-        let layer = attn + mlp + 2 * h;
+        let qk_norm = if self.qk_norm { 2 * self.head_dim } else { 0 };
+        let layer = attn + mlp + 2 * h + qk_norm;
         let embed = self.vocab_size * h;
         let head = if self.tie_word_embeddings { 0 } else { embed };
         embed + head + h + self.num_hidden_layers * layer

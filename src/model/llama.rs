@@ -25,9 +25,10 @@ impl RmsNorm {
         Self { weight, eps }
     }
 
-    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let rms = x.clone().square().mean_dim(2).add_scalar(self.eps).sqrt();
-        x / rms * self.weight.val().unsqueeze::<3>()
+    /// Normalises the last dimension.
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let rms = x.clone().square().mean_dim(D - 1).add_scalar(self.eps).sqrt();
+        x / rms * self.weight.val().unsqueeze::<D>()
     }
 }
 
@@ -37,6 +38,9 @@ pub struct Attention {
     pub k_proj: Linear,
     pub v_proj: Linear,
     pub o_proj: Linear,
+    /// Qwen3's RMSNorm over each head of the queries and keys, before the rotation.
+    pub q_norm: Option<RmsNorm>,
+    pub k_norm: Option<RmsNorm>,
     num_heads: usize,
     num_kv_heads: usize,
     head_dim: usize,
@@ -141,12 +145,23 @@ impl Mlp {
 }
 
 impl Attention {
-    pub fn new(q_proj: Linear, k_proj: Linear, v_proj: Linear, o_proj: Linear, config: &ModelConfig) -> Self {
+    /// `qk_norm`: Qwen3's per-head norms of the queries and keys.
+    pub fn new(
+        q_proj: Linear,
+        k_proj: Linear,
+        v_proj: Linear,
+        o_proj: Linear,
+        qk_norm: Option<(RmsNorm, RmsNorm)>,
+        config: &ModelConfig,
+    ) -> Self {
+        let (q_norm, k_norm) = qk_norm.unzip();
         Self {
             q_proj,
             k_proj,
             v_proj,
             o_proj,
+            q_norm,
+            k_norm,
             num_heads: config.num_attention_heads,
             num_kv_heads: config.num_key_value_heads,
             head_dim: config.head_dim,
@@ -164,9 +179,13 @@ impl Attention {
         let (heads, kv_heads, head_dim) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let split = |t: Tensor<3>, n: usize| t.reshape([batch, len, n, head_dim]).swap_dims(1, 2);
 
+        let norm = |t: Tensor<4>, norm: &Option<RmsNorm>| match norm {
+            Some(norm) => norm.forward(t),
+            None => t,
+        };
         let (cos, sin) = &context.rope;
-        let q = apply_rotary(split(self.q_proj.forward(x.clone(), options), heads), cos, sin);
-        let mut k = apply_rotary(split(self.k_proj.forward(x.clone(), options), kv_heads), cos, sin);
+        let q = apply_rotary(norm(split(self.q_proj.forward(x.clone(), options), heads), &self.q_norm), cos, sin);
+        let mut k = apply_rotary(norm(split(self.k_proj.forward(x.clone(), options), kv_heads), &self.k_norm), cos, sin);
         let mut v = split(self.v_proj.forward(x, options), kv_heads);
         if let Some(cache) = cache {
             if let Some((past_k, past_v)) = cache.take() {

@@ -186,6 +186,7 @@ impl Loader<'_> {
                 self.linear(&attn("k_proj"), h, kv, c.qkv_bias)?,
                 self.linear(&attn("v_proj"), h, kv, c.qkv_bias)?,
                 self.linear(&attn("o_proj"), q, h, c.o_bias)?,
+                if c.qk_norm { Some((self.head_norm(c, &attn("q_norm"))?, self.head_norm(c, &attn("k_norm"))?)) } else { None },
                 c,
             ),
             post_attention_layernorm: self.norm(c, &format!("{prefix}.post_attention_layernorm"))?,
@@ -199,6 +200,11 @@ impl Loader<'_> {
 
     fn norm(&self, c: &ModelConfig, prefix: &str) -> Result<RmsNorm> {
         Ok(RmsNorm::new(self.vector(&format!("{prefix}.weight"), c.hidden_size, 1.0)?, c.rms_norm_eps))
+    }
+
+    /// A norm over one attention head (Qwen3's queries and keys).
+    fn head_norm(&self, c: &ModelConfig, prefix: &str) -> Result<RmsNorm> {
+        Ok(RmsNorm::new(self.vector(&format!("{prefix}.weight"), c.head_dim, 1.0)?, c.rms_norm_eps))
     }
 
     /// Reads `[out, in]` from the checkpoint and stores it transposed, `[in, out]`.
