@@ -27,7 +27,8 @@ const { getLlama, LlamaChatSession, LlamaCompletion } = await import(pathToFileU
 
 const llama = await getLlama({ gpu: false, build: "never" });
 const model = await llama.loadModel({ modelPath });
-const context = await model.createContext(lora ? { lora: { adapters: [{ filePath: lora }] } } : {});
+// One sequence per prompt: each answer starts from an empty history.
+const context = await model.createContext({ sequences: prompts.length, ...(lora ? { lora: { adapters: [{ filePath: lora }] } } : {}) });
 console.log(`loaded ${modelPath}${lora ? ` with adapter ${lora}` : ""}: ${model.fileInfo.metadata.general.architecture}, ${model.trainContextSize} tokens of context`);
 for (const prompt of prompts) {
     if (raw) {

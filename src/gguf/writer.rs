@@ -115,6 +115,9 @@ pub fn write_gguf(
     }
     header.resize(header.len().next_multiple_of(ALIGNMENT), 0);
 
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        crate::fsutil::create_dir(parent)?;
+    }
     let tmp = path.with_extension("gguf.partial");
     let written = (|| {
         let io = |e| Error::io(&tmp, e);

@@ -205,6 +205,8 @@ fn quantizing_matches_gguf_byte_for_byte() {
 
 /// The tiny Llama with the fixture's PEFT adapter, merged on the CPU.
 fn tuned_tiny_llama() -> wgtune::session::LoadedModel {
+    // Attaching the adapter draws its initial values from the process-wide generator.
+    let _turn = crate::common::one_run_at_a_time();
     wgtune::session::LoadedModel::load(&fixture("tiny-llama"), wgtune::device::DeviceChoice::Cpu)
         .unwrap()
         .with_trained(&fixture("tiny-llama/adapter"))
