@@ -38,6 +38,7 @@ fn architecture(config: &ModelConfig) -> &'static str {
         Architecture::Qwen2 => "qwen2",
         Architecture::Qwen3 => "qwen3",
         Architecture::Llama | Architecture::Mistral => "llama",
+        Architecture::SmolLm3 => "smollm3",
     }
 }
 

@@ -16,10 +16,12 @@ pub enum Architecture {
     Qwen2,
     /// Qwen2 without q/k/v bias, with an RMSNorm over each head of the queries and keys.
     Qwen3,
+    /// Llama with some layers that apply no RoPE (`no_rope_layers`).
+    SmolLm3,
 }
 
 impl Architecture {
-    pub const SUPPORTED: &'static [&'static str] = &["llama", "mistral", "qwen2", "qwen3"];
+    pub const SUPPORTED: &'static [&'static str] = &["llama", "mistral", "qwen2", "qwen3", "smollm3"];
 
     fn from_model_type(model_type: &str) -> Option<Self> {
         match model_type {
@@ -27,6 +29,7 @@ impl Architecture {
             "mistral" => Some(Self::Mistral),
             "qwen2" => Some(Self::Qwen2),
             "qwen3" => Some(Self::Qwen3),
+            "smollm3" => Some(Self::SmolLm3),
             _ => None,
         }
     }
@@ -37,6 +40,7 @@ impl Architecture {
             Self::Mistral => "mistral",
             Self::Qwen2 => "qwen2",
             Self::Qwen3 => "qwen3",
+            Self::SmolLm3 => "smollm3",
         }
     }
 }
@@ -83,6 +87,8 @@ pub struct ModelConfig {
     pub o_bias: bool,
     /// An RMSNorm over each head of the queries and keys (Qwen3).
     pub qk_norm: bool,
+    /// Per decoder layer, whether it applies RoPE (all but SmolLM3's NoPE layers).
+    pub rotary_layers: Vec<bool>,
     pub mlp_bias: bool,
     /// Tokens attend at most this far back (Mistral); `None` is full causal attention.
     pub sliding_window: Option<usize>,
@@ -118,6 +124,9 @@ struct RawConfig {
     mlp_bias: bool,
     sliding_window: Option<usize>,
     use_sliding_window: Option<bool>,
+    /// SmolLM3: per layer, 1 where it applies RoPE and 0 where it does not.
+    no_rope_layers: Option<Vec<u8>>,
+    no_rope_layer_interval: Option<usize>,
     hidden_act: Option<String>,
     torch_dtype: Option<String>,
     dtype: Option<String>,
@@ -201,9 +210,10 @@ impl ModelConfig {
         let (qkv_bias, o_bias) = match architecture {
             Architecture::Qwen2 => (true, false),
             Architecture::Llama => (raw.attention_bias, raw.attention_bias),
-            Architecture::Qwen3 => (raw.attention_bias, raw.attention_bias),
+            Architecture::Qwen3 | Architecture::SmolLm3 => (raw.attention_bias, raw.attention_bias),
             Architecture::Mistral => (false, false),
         };
+        let rotary_layers = rotary_layers(&raw, architecture, path)?;
         let sliding_window = match architecture {
             Architecture::Mistral => raw.sliding_window,
             Architecture::Qwen2 | Architecture::Qwen3 if raw.use_sliding_window == Some(true) => raw.sliding_window,
@@ -227,6 +237,7 @@ impl ModelConfig {
             qkv_bias,
             o_bias,
             qk_norm: architecture == Architecture::Qwen3,
+            rotary_layers,
             mlp_bias: raw.mlp_bias,
             sliding_window,
             torch_dtype: raw.torch_dtype.or(raw.dtype),
@@ -247,6 +258,28 @@ impl ModelConfig {
         let embed = self.vocab_size * h;
         let head = if self.tie_word_embeddings { 0 } else { embed };
         embed + head + h + self.num_hidden_layers * layer
+    }
+}
+
+/// Which layers apply RoPE: every one, except SmolLM3's NoPE layers (`no_rope_layers`, or one in
+/// every `no_rope_layer_interval`, 4 by default, as transformers builds the list).
+fn rotary_layers(raw: &RawConfig, architecture: Architecture, path: &Path) -> Result<Vec<bool>> {
+    let layers = raw.num_hidden_layers;
+    if architecture != Architecture::SmolLm3 {
+        return Ok(vec![true; layers]);
+    }
+    if raw.use_sliding_window == Some(true) {
+        return Err(Error::invalid_file(path, "SmolLM3 with `use_sliding_window` is not supported"));
+    }
+    match &raw.no_rope_layers {
+        Some(list) if list.len() != layers => {
+            Err(Error::invalid_file(path, format!("field `no_rope_layers` has {} entries for {layers} layers", list.len())))
+        }
+        Some(list) => Ok(list.iter().map(|&r| r != 0).collect()),
+        None => {
+            let interval = raw.no_rope_layer_interval.unwrap_or(4).max(1);
+            Ok((0..layers).map(|i| !(i + 1).is_multiple_of(interval)).collect())
+        }
     }
 }
 

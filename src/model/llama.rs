@@ -41,6 +41,8 @@ pub struct Attention {
     /// Qwen3's RMSNorm over each head of the queries and keys, before the rotation.
     pub q_norm: Option<RmsNorm>,
     pub k_norm: Option<RmsNorm>,
+    /// Whether the layer rotates queries and keys (SmolLM3 leaves some layers without RoPE).
+    rotary: bool,
     num_heads: usize,
     num_kv_heads: usize,
     head_dim: usize,
@@ -145,13 +147,15 @@ impl Mlp {
 }
 
 impl Attention {
-    /// `qk_norm`: Qwen3's per-head norms of the queries and keys.
+    /// `qk_norm`: Qwen3's per-head norms of the queries and keys; `rotary`: whether this layer
+    /// applies RoPE.
     pub fn new(
         q_proj: Linear,
         k_proj: Linear,
         v_proj: Linear,
         o_proj: Linear,
         qk_norm: Option<(RmsNorm, RmsNorm)>,
+        rotary: bool,
         config: &ModelConfig,
     ) -> Self {
         let (q_norm, k_norm) = qk_norm.unzip();
@@ -162,6 +166,7 @@ impl Attention {
             o_proj,
             q_norm,
             k_norm,
+            rotary,
             num_heads: config.num_attention_heads,
             num_kv_heads: config.num_key_value_heads,
             head_dim: config.head_dim,
@@ -184,8 +189,9 @@ impl Attention {
             None => t,
         };
         let (cos, sin) = &context.rope;
-        let q = apply_rotary(norm(split(self.q_proj.forward(x.clone(), options), heads), &self.q_norm), cos, sin);
-        let mut k = apply_rotary(norm(split(self.k_proj.forward(x.clone(), options), kv_heads), &self.k_norm), cos, sin);
+        let rotate = |t: Tensor<4>| if self.rotary { apply_rotary(t, cos, sin) } else { t };
+        let q = rotate(norm(split(self.q_proj.forward(x.clone(), options), heads), &self.q_norm));
+        let mut k = rotate(norm(split(self.k_proj.forward(x.clone(), options), kv_heads), &self.k_norm));
         let mut v = split(self.v_proj.forward(x, options), kv_heads);
         if let Some(cache) = cache {
             if let Some((past_k, past_v)) = cache.take() {

@@ -162,7 +162,7 @@ struct Loader<'a> {
 impl Loader<'_> {
     fn model(&self, c: &ModelConfig) -> Result<CausalLm> {
         let embed_tokens = Embedding { weight: self.matrix("model.embed_tokens.weight", c.vocab_size, c.hidden_size, false)? };
-        let layers = (0..c.num_hidden_layers).map(|i| self.layer(c, &format!("model.layers.{i}"))).collect::<Result<Vec<_>>>()?;
+        let layers = (0..c.num_hidden_layers).map(|i| self.layer(c, i)).collect::<Result<Vec<_>>>()?;
         let norm = self.norm(c, "model.norm")?;
         let has_head = match self.source {
             Source::Files(files) => files.contains("lm_head.weight"),
@@ -173,7 +173,8 @@ impl Loader<'_> {
         Ok(CausalLm::new(embed_tokens, layers, norm, lm_head, c.clone()))
     }
 
-    fn layer(&self, c: &ModelConfig, prefix: &str) -> Result<DecoderLayer> {
+    fn layer(&self, c: &ModelConfig, index: usize) -> Result<DecoderLayer> {
+        let prefix = &format!("model.layers.{index}");
         let h = c.hidden_size;
         let q = c.num_attention_heads * c.head_dim;
         let kv = c.num_key_value_heads * c.head_dim;
@@ -187,6 +188,7 @@ impl Loader<'_> {
                 self.linear(&attn("v_proj"), h, kv, c.qkv_bias)?,
                 self.linear(&attn("o_proj"), q, h, c.o_bias)?,
                 if c.qk_norm { Some((self.head_norm(c, &attn("q_norm"))?, self.head_norm(c, &attn("k_norm"))?)) } else { None },
+                c.rotary_layers[index],
                 c,
             ),
             post_attention_layernorm: self.norm(c, &format!("{prefix}.post_attention_layernorm"))?,
