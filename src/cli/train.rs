@@ -42,6 +42,9 @@ pub struct TrainArgs {
     /// Record shape: alpaca, chat, sharegpt, prompt_completion, text [default: detected].
     #[arg(long)]
     pub format: Option<DatasetFormat>,
+    /// Read columns of other names as the fields a shape needs, e.g. prompt=question,completion=answer or messages=conversation.
+    #[arg(long, value_name = "FIELD=COLUMN,...")]
+    pub columns: Option<String>,
     /// Longest sequence in tokens [default: 512].
     #[arg(long)]
     pub max_seq_len: Option<usize>,
@@ -218,6 +221,9 @@ impl TrainArgs {
         }
         if self.format.is_some() {
             c.data.format = self.format;
+        }
+        if let Some(columns) = &self.columns {
+            c.data.columns = wgtune::data::columns::parse(columns)?;
         }
         c.data.train_on_prompt |= self.train_on_prompt;
         c.data.packing |= self.packing;

@@ -1,6 +1,7 @@
 //! From dataset files to tokenized training and validation examples, with a report of what was
 //! skipped or truncated and where.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -8,6 +9,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
+use super::columns;
 use super::format::DatasetFormat;
 use super::records::{SourceRecord, for_each_record};
 use super::render::render;
@@ -56,6 +58,10 @@ pub struct DataConfig {
     pub packing: bool,
     pub bad_records: BadRecords,
     pub long_records: LongRecords,
+    /// Fields read from columns of other names: `{"completion": "answer"}` reads the `answer`
+    /// column as `completion` (see [`super::columns`]).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub columns: BTreeMap<String, String>,
 }
 
 /// Bytes a record may take per token of `max_seq_len` before it is left out unread: far more
@@ -84,6 +90,7 @@ impl Default for DataConfig {
             packing: false,
             bad_records: BadRecords::Skip,
             long_records: LongRecords::Truncate,
+            columns: BTreeMap::new(),
         }
     }
 }
@@ -147,6 +154,7 @@ impl Dataset {
         if !(0.0..1.0).contains(&config.validation_fraction) {
             return Err(Error::setting("validation_fraction", "must be in [0, 1)"));
         }
+        columns::check(&config.columns)?;
         let mut report = DataReport::default();
         let mut train = examples_from(&config.train_file, config, tokenizer, &mut report)?;
         let mut validation = match &config.validation_file {
@@ -203,10 +211,11 @@ fn examples_from(path: &Path, config: &DataConfig, tokenizer: &TextTokenizer, re
     let mut format = config.format;
     let mut examples = Vec::new();
     for_each_record(path, config.max_record_bytes(), |item| {
-        let record = match item {
+        let mut record = match item {
             Ok(record) => record,
             Err(problem) => return skip(problem.line, problem.message, report),
         };
+        record.fields = columns::apply(&config.columns, record.fields);
         report.records += 1;
         let format = match format {
             Some(f) => f,
@@ -215,6 +224,7 @@ fn examples_from(path: &Path, config: &DataConfig, tokenizer: &TextTokenizer, re
         report.format.get_or_insert(format);
         let example = format
             .sample(&record.fields)
+            .map_err(|e| columns::explain(&config.columns, e))
             .and_then(|sample| render(&sample, tokenizer, config.train_on_prompt).map_err(|e| e.to_string()))
             .and_then(|text| tokenizer.tokenize(&text).map_err(|e| e.to_string()));
         let mut tokens = match example {

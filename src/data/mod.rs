@@ -2,6 +2,7 @@
 //! tokenizing with loss masks, and batching.
 
 mod batch;
+pub mod columns;
 mod dataset;
 mod format;
 mod preview;

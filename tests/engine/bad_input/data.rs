@@ -213,3 +213,28 @@ fn a_forced_format_that_does_not_fit_and_a_long_record_are_named() {
     let at = format!("{}:2:", s(&data));
     refused("long record", &sandbox, &args, &[&at, "longer than max_seq_len 32"]);
 }
+
+/// A dataset with columns of its own names trains through `--columns`; a mapped column a record
+/// lacks, and a field no shape reads, are named in the user's terms.
+#[test]
+fn columns_of_other_names_are_mapped_and_named_in_errors() {
+    let sandbox = Sandbox::new();
+    let model = sandbox.model();
+    let data = sandbox.write("qa.csv", "id,question,answer\n1,What is two and three? ,Five.\n2,Say hi. ,Hi.\n");
+    let run = sandbox.path("run");
+    let mut args = train_args(&model, &data, &run);
+    args.extend(["--columns", "prompt=question,completion=answer"]);
+    let stdout = succeeds("mapped columns", &args);
+    assert!(stdout.contains("2 training"), "{stdout}");
+    assert!(std::fs::read_to_string(run.join("run.toml")).unwrap().contains("completion = \"answer\""));
+
+    let data = sandbox.write("qa.jsonl", "{\"question\": \"Hi\", \"answer\": \"Hello.\"}\n{\"question\": \"Bye\", \"reply\": \"Bye.\"}\n");
+    let run = sandbox.path("run2");
+    let mut args = train_args(&model, &data, &run);
+    args.extend(["--columns", "prompt=question,completion=answer"]);
+    let at = format!("{}:2: missing column `answer` (mapped to `completion`)", s(&data));
+    refused("a mapped column missing", &sandbox, &args, &[&at]);
+    let mut args = train_args(&model, &data, &run);
+    args.extend(["--columns", "question=prompt"]);
+    refused("an unknown field", &sandbox, &args, &["`question` is not a field wgtune reads (instruction, input, output"]);
+}
