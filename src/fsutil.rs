@@ -1,17 +1,30 @@
 //! Writing files and folders so that a crash never leaves a half-written one in place, a failed
 //! write leaves nothing behind, and nothing the user has is replaced without being asked.
 
+use std::fs::File;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
-/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`. On failure
-/// (a full disk, say) the temporary file is removed.
+/// Writes `bytes` to a temporary file beside `path`, then renames it over `path` (see
+/// [`write_file_with`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_file_with(path, |out, tmp| out.write_all(bytes).map_err(|e| Error::io(tmp, e)))
+}
+
+/// Writes the file `path` through `fill` (given the writer and the temporary file's path, for its
+/// errors) into a temporary file beside it, then syncs it and renames it into place. A failure (a
+/// full disk, a tensor that cannot be encoded) removes the temporary file.
+pub fn write_file_with(path: &Path, fill: impl FnOnce(&mut BufWriter<File>, &Path) -> Result<()>) -> Result<()> {
     let tmp = partial_path(path);
-    let written = std::fs::write(&tmp, bytes)
-        .map_err(|e| Error::io(&tmp, e))
-        .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e)));
+    let written = (|| {
+        let mut out = BufWriter::new(File::create(&tmp).map_err(|e| Error::io(&tmp, e))?);
+        fill(&mut out, &tmp)?;
+        let file = out.into_inner().map_err(|e| Error::io(&tmp, e.into_error()))?;
+        file.sync_all().map_err(|e| Error::io(&tmp, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    })();
     if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }

@@ -127,6 +127,8 @@ pub struct Skipped {
 #[derive(Clone, Debug, Default)]
 pub struct DataReport {
     pub format: Option<DatasetFormat>,
+    /// The columns of the training file's first readable record, as the file names them.
+    pub columns: Vec<String>,
     pub records: usize,
     pub skipped: Vec<Skipped>,
     pub truncated: usize,
@@ -215,6 +217,9 @@ fn examples_from(path: &Path, config: &DataConfig, tokenizer: &TextTokenizer, re
             Ok(record) => record,
             Err(problem) => return skip(problem.line, problem.message, report),
         };
+        if report.columns.is_empty() {
+            report.columns = record.fields.keys().cloned().collect();
+        }
         record.fields = columns::apply(&config.columns, record.fields);
         report.records += 1;
         let format = match format {

@@ -1,5 +1,5 @@
-//! Reading dataset files (JSONL, JSON arrays, CSV) one record at a time, each with the line it
-//! starts on. Records are handed out as they are read, so memory follows the longest record,
+//! Reading dataset files (JSONL, JSON arrays, CSV, Parquet) one record at a time, each with the
+//! line it starts on (for Parquet, its row number). Records are handed out as they are read, so memory follows the longest record,
 //! not the file; a record over the size limit is reported without being held in memory whole.
 
 use std::fs::File;
@@ -41,6 +41,7 @@ pub fn for_each_record(path: &Path, max_record_bytes: usize, mut each: impl FnMu
     skip_bom(&mut reader).map_err(|e| Error::io(path, e))?;
     let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).unwrap_or_default();
     match ext.as_str() {
+        "parquet" => read_parquet(path, max_record_bytes, each),
         "csv" => read_csv(reader, path, max_record_bytes, each),
         "json" => read_json(path, max_record_bytes, &mut each),
         "jsonl" | "ndjson" => read_jsonl(reader, path, max_record_bytes, each),
@@ -314,7 +315,30 @@ fn read_csv(reader: impl Read, path: &Path, limit: usize, mut each: impl FnMut(R
     Ok(())
 }
 
-fn kind(v: &Value) -> &'static str {
+/// A Parquet file (a Hugging Face dataset's storage), row by row: each row a JSON object of its
+/// columns (lists and structs as JSON arrays and objects), numbered from 1.
+fn read_parquet(path: &Path, limit: usize, mut each: impl FnMut(RecordItem) -> Result<()>) -> Result<()> {
+    use parquet::file::reader::SerializedFileReader;
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let reader = SerializedFileReader::new(file).map_err(|e| Error::invalid_file(path, format!("not a readable Parquet file: {e}")))?;
+    for (index, row) in reader.into_iter().enumerate() {
+        let line = index + 1;
+        let row =
+            row.map_err(|e| Error::InvalidRecord { path: path.to_path_buf(), line, message: format!("unreadable Parquet row: {e}") })?;
+        let item = match row.to_json_value() {
+            Value::Object(fields) => {
+                let bytes = fields.values().map(|v| v.as_str().map_or(0, str::len)).sum::<usize>();
+                if bytes > limit { Err(RecordProblem { line, message: too_long(bytes, limit) }) } else { Ok(SourceRecord { line, fields }) }
+            }
+            other => Err(RecordProblem { line, message: format!("expected a row of columns, found {}", kind(&other)) }),
+        };
+        each(item)?;
+    }
+    Ok(())
+}
+
+/// What a JSON value is, for messages ("a number", "an array").
+pub(super) fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use serde_json::Value as Json;
 
+use super::model::{RowOrder, reorder_rows};
 use super::writer::{MetaValue, TensorPlan, write_gguf};
 use super::{GgmlType, Value, gguf_name};
 use crate::error::{Error, Result};
@@ -86,8 +87,12 @@ pub fn export_gguf(
             Some(name) => {
                 let values = merged.values(name, &plan.shape)?;
                 match (arch, plan.name.as_str()) {
-                    ("llama", n) if n.ends_with("attn_q.weight") => permute_rows(&values, &plan.shape, config.num_attention_heads),
-                    ("llama", n) if n.ends_with("attn_k.weight") => permute_rows(&values, &plan.shape, config.num_key_value_heads),
+                    ("llama", n) if n.ends_with("attn_q.weight") => {
+                        reorder_rows(&values, &plan.shape, config.num_attention_heads, RowOrder::ToGguf)
+                    }
+                    ("llama", n) if n.ends_with("attn_k.weight") => {
+                        reorder_rows(&values, &plan.shape, config.num_key_value_heads, RowOrder::ToGguf)
+                    }
                     _ => values,
                 }
             }
@@ -128,7 +133,7 @@ pub fn export_gguf_adapter(model: &CausalLm, settings: &LoraSettings, source: &M
                 _ => None,
             };
             if let Some(heads) = heads {
-                host.values = permute_rows(&host.values, &host.shape, heads);
+                host.values = reorder_rows(&host.values, &host.shape, heads, RowOrder::ToGguf);
             }
         }
         let name = format!("{gguf}.lora_{factor}");
@@ -343,25 +348,6 @@ fn pre_name(pre: &Json) -> Option<&'static str> {
     }
 }
 
-/// llama.cpp's `permute`: within each head, the two rotary halves interleaved (row `p · half + i`
-/// goes to row `2i + p`).
-fn permute_rows(values: &[f32], shape: &[usize], heads: usize) -> Vec<f32> {
-    let (rows, cols) = (shape[0], shape.get(1).copied().unwrap_or(1));
-    let head_dim = rows / heads;
-    let half = head_dim / 2;
-    let mut out = vec![0.0; values.len()];
-    for h in 0..heads {
-        for i in 0..half {
-            for p in 0..2 {
-                let from = (h * head_dim + p * half + i) * cols;
-                let to = (h * head_dim + 2 * i + p) * cols;
-                out[to..to + cols].copy_from_slice(&values[from..from + cols]);
-            }
-        }
-    }
-    out
-}
-
 /// convert_hf_to_gguf.py's `rope_freqs` for Llama 3 rope scaling: one divisor per frequency.
 fn llama3_rope_factors(config: &ModelConfig) -> Vec<f32> {
     let RopeScaling::Llama3 { factor, low_freq_factor: low, high_freq_factor: high, original_max_position_embeddings: original } =
@@ -390,12 +376,6 @@ fn llama3_rope_factors(config: &ModelConfig) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn permuting_is_the_inverse_of_reading() {
-        let values: Vec<f32> = (0..8).map(|v| v as f32).collect();
-        assert_eq!(permute_rows(&values, &[8, 1], 2), [0.0, 2.0, 1.0, 3.0, 4.0, 6.0, 5.0, 7.0]);
-    }
 
     #[test]
     fn the_modelfile_names_the_files_the_template_and_the_stops() {

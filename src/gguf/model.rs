@@ -141,9 +141,9 @@ impl GgufModel {
         let mut values = self.file.read(&name)?;
         if self.architecture == "llama" {
             if name.ends_with("attn_q.weight") {
-                values = unpermute_rows(&values, expected, self.heads);
+                values = reorder_rows(&values, expected, self.heads, RowOrder::FromGguf);
             } else if name.ends_with("attn_k.weight") {
-                values = unpermute_rows(&values, expected, self.kv_heads);
+                values = reorder_rows(&values, expected, self.kv_heads, RowOrder::FromGguf);
             }
         }
         Ok(HostTensor { shape: expected.to_vec(), values })
@@ -222,18 +222,27 @@ pub fn gguf_name(hf_name: &str) -> Option<String> {
     Some(format!("blk.{layer}.{gguf}.{kind}"))
 }
 
-/// Undoes llama.cpp's `permute`: within each head, GGUF interleaves the two rotary halves
-/// (row `2i + p`), transformers keeps them apart (row `p · half + i`).
-fn unpermute_rows(values: &[f32], shape: &[usize], heads: usize) -> Vec<f32> {
-    let (rows, cols) = (shape[0], shape[1]);
+/// Which way [`reorder_rows`] goes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum RowOrder {
+    /// transformers' order to llama.cpp's (its converter's `permute`).
+    ToGguf,
+    /// llama.cpp's order back to transformers'.
+    FromGguf,
+}
+
+/// llama.cpp's `permute` of Q and K rows, or its inverse: within each head, transformers keeps
+/// the two rotary halves apart (row `p · half + i`), GGUF interleaves them (row `2i + p`).
+pub(super) fn reorder_rows(values: &[f32], shape: &[usize], heads: usize, order: RowOrder) -> Vec<f32> {
+    let (rows, cols) = (shape[0], shape.get(1).copied().unwrap_or(1));
     let head_dim = rows / heads;
     let half = head_dim / 2;
     let mut out = vec![0.0; values.len()];
     for h in 0..heads {
         for i in 0..half {
             for p in 0..2 {
-                let from = (h * head_dim + 2 * i + p) * cols;
-                let to = (h * head_dim + p * half + i) * cols;
+                let (hf, gguf) = ((h * head_dim + p * half + i) * cols, (h * head_dim + 2 * i + p) * cols);
+                let (from, to) = if order == RowOrder::ToGguf { (hf, gguf) } else { (gguf, hf) };
                 out[to..to + cols].copy_from_slice(&values[from..from + cols]);
             }
         }
@@ -262,6 +271,7 @@ mod tests {
         // Two heads of dim 4, one column: transformers' rows 0..8; llama.cpp's permute
         // reshape(2, 2, 2).swapaxes(1, 2) gives, per head, rows [0, 2, 1, 3].
         let permuted = [0.0, 2.0, 1.0, 3.0, 4.0, 6.0, 5.0, 7.0];
-        assert_eq!(unpermute_rows(&permuted, &[8, 1], 2), [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]);
+        assert_eq!(reorder_rows(&permuted, &[8, 1], 2, RowOrder::FromGguf), [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]);
+        assert_eq!(reorder_rows(&[0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0], &[8, 1], 2, RowOrder::ToGguf), permuted);
     }
 }

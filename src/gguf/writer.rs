@@ -118,10 +118,8 @@ pub fn write_gguf(
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         crate::fsutil::create_dir(parent)?;
     }
-    let tmp = path.with_extension("gguf.partial");
-    let written = (|| {
-        let io = |e| Error::io(&tmp, e);
-        let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io)?);
+    crate::fsutil::write_file_with(path, |out, tmp| {
+        let io = |e| Error::io(tmp, e);
         out.write_all(&header).map_err(io)?;
         for t in tensors {
             let bytes = bytes_of(t)?;
@@ -134,12 +132,6 @@ pub fn write_gguf(
             out.write_all(&bytes).map_err(io)?;
             out.write_all(&vec![0u8; bytes.len().next_multiple_of(ALIGNMENT) - bytes.len()]).map_err(io)?;
         }
-        let file = out.into_inner().map_err(|e| io(e.into_error()))?;
-        file.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
+        Ok(())
+    })
 }

@@ -16,12 +16,17 @@ pub struct DatasetPanel {
     pub loading: bool,
     pub typed_path: String,
     pub typed_validation_path: String,
+    /// The column mapping as typed, `prompt=question, completion=answer`.
+    pub typed_columns: String,
 }
 
 impl WgtuneApp {
     pub fn dataset_ui(&mut self, ui: &mut egui::Ui) {
         ui.heading("Dataset");
-        ui.label("JSONL, JSON or CSV records: alpaca (instruction/input/output), chat (messages), ShareGPT (conversations), prompt/completion, or text.");
+        ui.label(
+            "JSONL, JSON, CSV or Parquet records: alpaca (instruction/input/output), chat (messages), ShareGPT (conversations), \
+             prompt/completion, or text; columns of other names through the mapping below.",
+        );
         let mut changed = false;
         ui.horizontal(|ui| {
             if ui.button("Open dataset…").clicked() {
@@ -75,6 +80,15 @@ impl WgtuneApp {
                 }
             }
         });
+        if let Some(mapping) = columns_ui(ui, &mut self.dataset.typed_columns) {
+            match crate::data::columns::parse(&mapping) {
+                Ok(columns) => {
+                    data.columns = columns;
+                    changed = true;
+                }
+                Err(e) => self.dataset.error = Some(e.to_string()),
+            }
+        }
         let typed_validation = if data.validation_file.is_none() {
             typed_path_ui(ui, "Validation file path", "Open validation file", &mut self.dataset.typed_validation_path)
         } else {
@@ -102,6 +116,20 @@ impl WgtuneApp {
     }
 }
 
+/// The column mapping field; returns the text when applied (Enter or the button).
+fn columns_ui(ui: &mut egui::Ui, text: &mut String) -> Option<String> {
+    ui.horizontal(|ui| {
+        let label = ui.label("Columns");
+        let field = ui
+            .add(egui::TextEdit::singleline(text).hint_text("prompt=question, completion=answer").desired_width(320.0))
+            .labelled_by(label.id);
+        let entered = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+        let applied = ui.button("Apply mapping").clicked();
+        (entered || applied).then(|| text.clone())
+    })
+    .inner
+}
+
 fn preview_ui(ui: &mut egui::Ui, preview: &DatasetPreview, max_seq_len: usize) {
     let r = &preview.report;
     egui::Grid::new("dataset-facts").num_columns(2).striped(true).show(ui, |ui| {
@@ -111,6 +139,7 @@ fn preview_ui(ui: &mut egui::Ui, preview: &DatasetPreview, max_seq_len: usize) {
             ui.end_row();
         };
         row("Format", r.format.map_or("?".into(), |f| f.name().to_string()));
+        row("Columns in the file", r.columns.join(", "));
         row("Records", r.records.to_string());
         row("Training examples", r.train_examples.to_string());
         row("Validation examples", r.validation_examples.to_string());

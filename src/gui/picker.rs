@@ -55,7 +55,7 @@ impl FilePicker for DialogPicker {
         let dialog = rfd::FileDialog::new().set_title(kind.title());
         match kind {
             PickKind::DatasetFile | PickKind::ValidationFile => {
-                dialog.add_filter("Datasets", &["jsonl", "json", "csv", "ndjson"]).pick_file()
+                dialog.add_filter("Datasets", &["jsonl", "json", "csv", "ndjson", "parquet"]).pick_file()
             }
             PickKind::ModelFile => dialog.add_filter("GGUF models", &["gguf"]).pick_file(),
             PickKind::SettingsFile => dialog.add_filter("TOML", &["toml"]).pick_file(),

@@ -298,11 +298,8 @@ pub fn write_safetensors(
         header_bytes.push(b' ');
     }
 
-    let tmp = path.with_extension("safetensors.partial");
-    let written = (|| {
-        let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        let mut out = std::io::BufWriter::new(file);
-        let io = |e| Error::io(&tmp, e);
+    crate::fsutil::write_file_with(path, |out, tmp| {
+        let io = |e| Error::io(tmp, e);
         out.write_all(&(header_bytes.len() as u64).to_le_bytes()).map_err(io)?;
         out.write_all(&header_bytes).map_err(io)?;
         for t in tensors {
@@ -315,15 +312,8 @@ pub fn write_safetensors(
             }
             out.write_all(&bytes).map_err(io)?;
         }
-        let file = out.into_inner().map_err(|e| io(e.into_error()))?;
-        file.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
-    })();
-    // A failed write (a full disk, say) leaves nothing half-written behind.
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
+        Ok(())
+    })
 }
 
 /// Writes named f32 tensors, as checkpoints and adapters store them.

@@ -274,6 +274,29 @@ fn without_a_file_dialog_paths_are_typed_and_a_folder_that_is_not_a_model_shows_
     let report = &state.dataset.preview.as_ref().expect("a preview").report;
     assert!(report.validation_examples > 0, "{report:?}");
     assert_eq!(harness.state().settings.config.data.train_file, train);
+
+    // A Parquet file whose columns have names of their own: the preview lists them, and the
+    // mapping typed beside them makes it a prompt/completion dataset.
+    let parquet = fixture("data/qa.parquet");
+    harness.state_mut().settings.config.data.validation_file = None;
+    harness.state_mut().dataset.typed_path.clear();
+    type_into(&mut harness, "Dataset file path", &parquet.display().to_string());
+    harness.get_by_label("Open dataset").click();
+    wait_until(&mut harness, 30, "the Parquet dataset read", |app| {
+        !app.dataset.loading && app.settings.config.data.train_file.ends_with("qa.parquet")
+    });
+    assert!(
+        harness.state().dataset.error.as_deref().is_some_and(|e| e.contains("cannot tell the dataset format")),
+        "{:?}",
+        harness.state().dataset.error
+    );
+    type_into(&mut harness, "Columns", "prompt=question, completion=answer");
+    harness.get_by_label("Apply mapping").click();
+    harness.run_steps(1);
+    wait_until(&mut harness, 30, "the mapped preview", |app| !app.dataset.loading && app.dataset.preview.is_some());
+    let report = &harness.state().dataset.preview.as_ref().unwrap().report;
+    assert_eq!((report.train_examples, report.columns.clone()), (3, vec!["answer".to_string(), "conversation".into(), "question".into()]));
+    harness.get_by_label_contains("answer, conversation, question");
 }
 
 #[test]

@@ -238,3 +238,22 @@ fn columns_of_other_names_are_mapped_and_named_in_errors() {
     args.extend(["--columns", "question=prompt"]);
     refused("an unknown field", &sandbox, &args, &["`question` is not a field wgtune reads (instruction, input, output"]);
 }
+
+/// A Parquet dataset (how Hugging Face stores datasets) trains through a column mapping, flat or
+/// a list-of-struct conversation; a file that is not Parquet is named.
+#[test]
+fn a_parquet_dataset_trains_through_its_columns() {
+    let sandbox = Sandbox::new();
+    let model = sandbox.model();
+    let data = crate::common::fixture("data/qa.parquet");
+    for (i, mapping) in ["prompt=question,completion=answer", "messages=conversation"].into_iter().enumerate() {
+        let run = sandbox.path(&format!("run-{i}"));
+        let mut args = train_args(&model, &data, &run);
+        args.extend(["--columns", mapping]);
+        let stdout = succeeds(mapping, &args);
+        assert!(stdout.contains("3 training"), "{mapping}: {stdout}");
+    }
+    let broken = sandbox.write("broken.parquet", "PAR1 not really");
+    let run = sandbox.path("run-broken");
+    refused("a broken Parquet file", &sandbox, &train_args(&model, &broken, &run), &[s(&broken), "not a readable Parquet file"]);
+}
