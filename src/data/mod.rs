@@ -13,5 +13,5 @@ pub use batch::{Batch, IGNORE, LENGTH_MULTIPLE, epoch_order};
 pub use dataset::{BadRecords, DataConfig, DataReport, Dataset, Example, LongRecords, Origin, Skipped};
 pub use format::{DatasetFormat, Sample};
 pub use preview::{Segment, segments};
-pub use records::{RecordItem, RecordProblem, SourceRecord, for_each_record, read_all};
+pub use records::{RecordItem, RecordProblem, SourceRecord, for_each_record};
 pub use render::{alpaca_prompt, generation_prompt, render};

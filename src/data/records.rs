@@ -50,16 +50,6 @@ pub fn for_each_record(path: &Path, max_record_bytes: usize, mut each: impl FnMu
     }
 }
 
-/// Every record of a file at once; for small files and tests.
-pub fn read_all(path: &Path, max_record_bytes: usize) -> Result<Vec<RecordItem>> {
-    let mut items = Vec::new();
-    for_each_record(path, max_record_bytes, |item| {
-        items.push(item);
-        Ok(())
-    })?;
-    Ok(items)
-}
-
 /// Drops a UTF-8 byte-order mark, which editors on Windows put at the start of text files.
 fn skip_bom(reader: &mut impl BufRead) -> std::io::Result<()> {
     if reader.fill_buf()?.starts_with(b"\xEF\xBB\xBF") {
@@ -354,6 +344,15 @@ mod tests {
     use super::*;
 
     const LIMIT: usize = 1 << 20;
+
+    fn read_all(path: &Path, max_record_bytes: usize) -> Result<Vec<RecordItem>> {
+        let mut items = Vec::new();
+        for_each_record(path, max_record_bytes, |item| {
+            items.push(item);
+            Ok(())
+        })?;
+        Ok(items)
+    }
 
     fn read(name: &str, text: &[u8]) -> (Vec<usize>, Vec<RecordProblem>) {
         let dir = tempfile::tempdir().unwrap();

@@ -62,6 +62,15 @@ impl WgtuneApp {
             changed |= ui.checkbox(&mut data.train_on_prompt, "Train on prompts too").changed();
             changed |= ui.checkbox(&mut data.packing, "Pack short examples").changed();
         });
+        if let Some(mapping) = columns_ui(ui, &mut self.dataset.typed_columns) {
+            match crate::data::columns::parse(&mapping) {
+                Ok(columns) => {
+                    data.columns = columns;
+                    changed = true;
+                }
+                Err(e) => self.dataset.error = Some(e.to_string()),
+            }
+        }
         ui.horizontal(|ui| {
             ui.label("Validation");
             match &data.validation_file {
@@ -80,15 +89,6 @@ impl WgtuneApp {
                 }
             }
         });
-        if let Some(mapping) = columns_ui(ui, &mut self.dataset.typed_columns) {
-            match crate::data::columns::parse(&mapping) {
-                Ok(columns) => {
-                    data.columns = columns;
-                    changed = true;
-                }
-                Err(e) => self.dataset.error = Some(e.to_string()),
-            }
-        }
         let typed_validation = if data.validation_file.is_none() {
             typed_path_ui(ui, "Validation file path", "Open validation file", &mut self.dataset.typed_validation_path)
         } else {

@@ -67,14 +67,18 @@ impl WgtuneApp {
             ui.label(egui::RichText::new("Merged weights").strong());
             ui.label("A Hugging Face folder with the base model's tensor names, shapes and shards; transformers loads it as is.");
             ui.horizontal(|ui| {
-                ui.label("dtype");
+                let dtype_label = ui.label("dtype");
                 let label = self.export.dtype.map_or("same as the model".to_string(), |d| d.torch_name().to_string());
-                egui::ComboBox::from_id_salt("export-dtype").selected_text(label).show_ui(ui, |ui| {
-                    ui.selectable_value(&mut self.export.dtype, None, "same as the model");
-                    for d in [WeightDtype::F32, WeightDtype::F16, WeightDtype::Bf16] {
-                        ui.selectable_value(&mut self.export.dtype, Some(d), d.torch_name());
-                    }
-                });
+                egui::ComboBox::from_id_salt("export-dtype")
+                    .selected_text(label)
+                    .show_ui(ui, |ui| {
+                        ui.selectable_value(&mut self.export.dtype, None, "same as the model");
+                        for d in [WeightDtype::F32, WeightDtype::F16, WeightDtype::Bf16] {
+                            ui.selectable_value(&mut self.export.dtype, Some(d), d.torch_name());
+                        }
+                    })
+                    .response
+                    .labelled_by(dtype_label.id);
                 if ui.add_enabled(ready, egui::Button::new("Export merged weights…")).clicked() {
                     self.jobs.pick(PickKind::MergedExportFolder);
                 }
@@ -93,12 +97,16 @@ impl WgtuneApp {
                 "Merged weights as one GGUF file, the adapter as llama.cpp's LoRA GGUF, or a folder for `ollama create NAME -f Modelfile`.",
             );
             ui.horizontal(|ui| {
-                ui.label("type");
-                egui::ComboBox::from_id_salt("gguf-type").selected_text(self.export.gguf_type.name()).show_ui(ui, |ui| {
-                    for (_, t) in crate::gguf::EXPORT_TYPES {
-                        ui.selectable_value(&mut self.export.gguf_type, t, t.name());
-                    }
-                });
+                let type_label = ui.label("GGUF type");
+                egui::ComboBox::from_id_salt("gguf-type")
+                    .selected_text(self.export.gguf_type.name())
+                    .show_ui(ui, |ui| {
+                        for (_, t) in crate::gguf::EXPORT_TYPES {
+                            ui.selectable_value(&mut self.export.gguf_type, t, t.name());
+                        }
+                    })
+                    .response
+                    .labelled_by(type_label.id);
                 if ui.add_enabled(ready, egui::Button::new("Export GGUF…")).clicked() {
                     self.jobs.pick(PickKind::GgufExportFile);
                 }
