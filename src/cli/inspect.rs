@@ -42,7 +42,7 @@ pub fn run(args: InspectArgs) -> Result<()> {
     );
     println!("vocabulary     {}", c.vocab_size);
     println!("context        {} tokens", c.max_position_embeddings);
-    println!("stored dtype   {}", folder.dtype().torch_name());
+    println!("stored as      {}", folder.storage());
     println!("parameters     {} ({total})", human_count(total));
     println!("method         {}", config.method.name());
     println!("trainable      {} ({trainable}, {:.3}%)", human_count(trainable), 100.0 * trainable as f64 / total as f64);

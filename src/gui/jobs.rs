@@ -19,7 +19,8 @@ use super::playground::Slot;
 pub struct ModelSummary {
     pub path: PathBuf,
     pub config: ModelConfig,
-    pub dtype: WeightDtype,
+    /// How the weights are stored: a dtype, or a GGUF type.
+    pub storage: String,
     pub parameters: usize,
     pub has_chat_template: bool,
 }
@@ -33,7 +34,7 @@ impl ModelSummary {
         Ok(Self {
             path: path.to_path_buf(),
             parameters: folder.config.num_parameters(),
-            dtype: folder.dtype(),
+            storage: folder.storage(),
             has_chat_template: tokenizer.has_chat_template(),
             config: folder.config,
         })

@@ -83,7 +83,7 @@ impl WgtuneApp {
                     format!("{} heads, {} key/value heads, head dim {}", c.num_attention_heads, c.num_key_value_heads, c.head_dim),
                 );
                 row("Parameters", format!("{} ({})", human_count(m.parameters), m.parameters));
-                row("Stored dtype", m.dtype.torch_name().to_string());
+                row("Stored as", m.storage.clone());
                 row("Context length", format!("{} tokens", c.max_position_embeddings));
                 row("Vocabulary", c.vocab_size.to_string());
                 row("Chat template", if m.has_chat_template { "yes".into() } else { "no (alpaca prompts are used)".into() });

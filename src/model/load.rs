@@ -79,6 +79,14 @@ impl ModelFolder {
         }
     }
 
+    /// How the weights are stored, for people: `bfloat16`, or `Q4_1 (GGUF)`.
+    pub fn storage(&self) -> String {
+        match &self.weights {
+            ModelWeights::Safetensors(_) => self.dtype().torch_name().to_string(),
+            ModelWeights::Gguf(gguf) => format!("{} (GGUF)", gguf.dominant_type().map_or("?", GgmlType::name)),
+        }
+    }
+
     /// Loads every weight onto `device`, in f32.
     pub fn load(&self, device: &Device) -> Result<CausalLm> {
         self.load_in(device, Precision::F32)

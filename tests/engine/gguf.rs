@@ -80,6 +80,7 @@ fn a_gguf_model_gives_the_logits_of_its_hugging_face_folder() {
     let gguf = ModelFolder::open(&fixture("gguf/tiny-llama.gguf")).unwrap();
     let q8 = ModelFolder::open(&fixture("gguf/tiny-llama-q8_0.gguf")).unwrap();
     assert_eq!(gguf.config.num_parameters(), folder.config.num_parameters());
+    assert_eq!((folder.storage(), gguf.storage(), q8.storage()), ("float32".into(), "F32 (GGUF)".into(), "Q8_0 (GGUF)".into()));
     assert_eq!((gguf.config.head_dim, gguf.config.tie_word_embeddings, gguf.config.eos_token_ids.clone()), (16, true, vec![2]));
     // llama.cpp kept only the rope factors; the Llama 3 parameters behind them are recovered.
     assert_eq!(gguf.config.rope_scaling, folder.config.rope_scaling);

@@ -206,6 +206,7 @@ fn a_gguf_model_opens_from_its_file() {
     wait_until(&mut harness, 30, "the model summary", |app| app.model.summary.is_some() || app.model.error.is_some());
     assert_eq!(harness.state().model.error, None);
     harness.get_by_label_contains("llama (2 layers, hidden 64)");
+    harness.get_by_label("F32 (GGUF)");
     assert_eq!(harness.state().settings.config.model, fixture("gguf/tiny-llama.gguf"));
 }
 
