@@ -201,24 +201,19 @@ pub fn check_fits(c: &ModelConfig, config: &TrainConfig, on_wgpu: bool, seq_len:
     let fitting = loop {
         if !smaller.gradient_checkpointing {
             smaller.gradient_checkpointing = true;
-            flags.retain(|f: &String| !f.starts_with("--gradient"));
-            flags.push("--gradient-checkpointing".to_string());
+            set_flag(&mut flags, "--gradient-checkpointing", None);
         } else if smaller.batch_size > 1 {
             smaller.batch_size /= 2;
-            flags.retain(|f| !f.starts_with("--batch-size"));
-            flags.push(format!("--batch-size {}", smaller.batch_size));
+            set_flag(&mut flags, "--batch-size", Some(smaller.batch_size));
         } else if seq > 256 {
             seq /= 2;
             smaller.data.max_seq_len = seq;
-            flags.retain(|f| !f.starts_with("--max-seq-len"));
-            flags.push(format!("--max-seq-len {seq}"));
+            set_flag(&mut flags, "--max-seq-len", Some(seq));
         } else if let crate::method::Method::Lora(lora) = &mut smaller.method
             && lora.rank > 8
         {
             lora.rank = (lora.rank / 2).max(8);
-            let rank = lora.rank;
-            flags.retain(|f| !f.starts_with("--rank"));
-            flags.push(format!("--rank {rank}"));
+            set_flag(&mut flags, "--rank", Some(lora.rank));
         } else {
             break None;
         }
@@ -241,6 +236,12 @@ pub fn check_fits(c: &ModelConfig, config: &TrainConfig, on_wgpu: bool, seq_len:
         human_bytes(needed.logits),
         human_bytes(limit),
     )))
+}
+
+/// Sets `flag` (with its value, if any) in a suggested command line, replacing an earlier value.
+fn set_flag(flags: &mut Vec<String>, flag: &str, value: Option<usize>) {
+    flags.retain(|f| f.split(' ').next() != Some(flag));
+    flags.push(value.map_or(flag.to_string(), |v| format!("{flag} {v}")));
 }
 
 /// Formats a byte count as MiB or GiB.

@@ -64,10 +64,7 @@ impl LoadedModel {
     /// [`Self::export_merged`]).
     pub fn export_adapter(&self, out: &Path, overwrite: bool) -> Result<()> {
         self.check_export_target(out, overwrite)?;
-        let settings = self
-            .lora
-            .as_ref()
-            .ok_or_else(|| Error::setting("adapter", "no LoRA adapter is attached (full and partial runs export merged weights)"))?;
+        let settings = self.adapter_settings()?;
         let staging = crate::fsutil::Staging::new(out)?;
         peft::save_adapter(&self.model, settings, &self.folder.path.display().to_string(), staging.path())?;
         staging.publish()
@@ -83,10 +80,7 @@ impl LoadedModel {
     /// Writes the attached adapter as llama.cpp's LoRA adapter GGUF.
     pub fn export_gguf_adapter(&self, out: &Path, overwrite: bool) -> Result<()> {
         self.check_file_target(out, overwrite)?;
-        let settings = self
-            .lora
-            .as_ref()
-            .ok_or_else(|| Error::setting("adapter", "no LoRA adapter is attached (full and partial runs export merged weights)"))?;
+        let settings = self.adapter_settings()?;
         crate::gguf::export_gguf_adapter(&self.model, settings, &self.folder, out)
     }
 
@@ -102,17 +96,26 @@ impl LoadedModel {
         staging.publish()
     }
 
+    /// The attached adapter's settings, or an error saying there is none.
+    fn adapter_settings(&self) -> Result<&LoraSettings> {
+        self.lora
+            .as_ref()
+            .ok_or_else(|| Error::setting("adapter", "no LoRA adapter is attached (full and partial runs export merged weights)"))
+    }
+
+    /// What an export reads from and must never write into: the model and the trained weights.
+    fn sources(&self) -> Vec<&Path> {
+        std::iter::once(self.folder.path.as_path()).chain(self.trained_from.as_deref()).collect()
+    }
+
+    /// Refuses a file target that would replace the user's file or what this model reads.
     fn check_file_target(&self, out: &Path, overwrite: bool) -> Result<()> {
-        let mut sources = vec![self.folder.path.as_path()];
-        sources.extend(self.trained_from.as_deref());
-        crate::fsutil::check_file_target(out, &sources, overwrite, "--overwrite")
+        crate::fsutil::check_file_target(out, &self.sources(), overwrite, "--overwrite")
     }
 
     /// Refuses an export target that would replace the user's files or what this model reads.
     fn check_export_target(&self, out: &Path, overwrite: bool) -> Result<()> {
-        let mut sources = vec![self.folder.path.as_path()];
-        sources.extend(self.trained_from.as_deref());
-        crate::fsutil::check_target(out, &sources, overwrite, "--overwrite")
+        crate::fsutil::check_target(out, &self.sources(), overwrite, "--overwrite")
     }
 }
 

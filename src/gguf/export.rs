@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde_json::Value as Json;
 
-use super::model::{RowOrder, reorder_rows};
+use super::model::{RowOrder, llama3_divisor, reorder_rows};
 use super::writer::{MetaValue, TensorPlan, write_gguf};
 use super::{GgmlType, Value, gguf_name};
 use crate::error::{Error, Result};
@@ -358,17 +358,9 @@ fn llama3_rope_factors(config: &ModelConfig) -> Vec<f32> {
     let dim = config.head_dim;
     (0..dim / 2)
         .map(|i| {
+            // The converter computes the frequencies in f32.
             let freq = 1.0 / (config.rope_theta as f32).powf((2 * i) as f32 / dim as f32) as f64;
-            let wavelen = 2.0 * std::f64::consts::PI / freq;
-            let f = if wavelen < original / high {
-                1.0
-            } else if wavelen > original / low {
-                factor
-            } else {
-                let smooth = (original / wavelen - low) / (high - low);
-                1.0 / ((1.0 - smooth) / factor + smooth)
-            };
-            f as f32
+            llama3_divisor(freq, factor, low, high, original) as f32
         })
         .collect()
 }

@@ -161,15 +161,7 @@ fn fit_llama3(factors: &[f64], theta: f64, head_dim: usize) -> Option<RopeScalin
     });
     candidates.filter(|(_, low, high)| high > low).find_map(|(original, low, high)| {
         let fits = freqs.iter().zip(factors).all(|(freq, stored)| {
-            let wavelen = 2.0 * std::f64::consts::PI / freq;
-            let expected = if wavelen < original / high {
-                1.0
-            } else if wavelen > original / low {
-                factor
-            } else {
-                let smooth = (original / wavelen - low) / (high - low);
-                1.0 / ((1.0 - smooth) / factor + smooth)
-            };
+            let expected = llama3_divisor(*freq, factor, low, high, original);
             (expected - stored).abs() <= 1e-6 * expected
         });
         fits.then_some(RopeScaling::Llama3 {
@@ -179,6 +171,20 @@ fn fit_llama3(factors: &[f64], theta: f64, head_dim: usize) -> Option<RopeScalin
             original_max_position_embeddings: original,
         })
     })
+}
+
+/// What llama.cpp's converter divides frequency `freq` by for Llama 3 rope scaling: 1 for short
+/// wavelengths, `factor` for long ones, and a smooth blend between.
+pub(super) fn llama3_divisor(freq: f64, factor: f64, low: f64, high: f64, original: f64) -> f64 {
+    let wavelen = 2.0 * std::f64::consts::PI / freq;
+    if wavelen < original / high {
+        1.0
+    } else if wavelen > original / low {
+        factor
+    } else {
+        let smooth = (original / wavelen - low) / (high - low);
+        1.0 / ((1.0 - smooth) / factor + smooth)
+    }
 }
 
 /// llama.cpp's module names in a block, and transformers' for the same module.
