@@ -7,7 +7,7 @@
 // arrays in memory: the same kernel over arrays ran at half the speed. On GPUs CubeCL's tiled
 // matmul is the faster one (see `kernels::matmul`).
 //
-// Preceded by matmul_common.wgsl: bindings, B in f32 or f16, the helpers.
+// Preceded by matmul_common.wgsl (bindings, B in f32 or f16) and matmul_tiles.wgsl (the tiling).
 
 @compute @workgroup_size({{ block }}, 1, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {

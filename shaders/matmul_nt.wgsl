@@ -2,7 +2,7 @@
 // The layout of matmul.wgsl (which see), with B's rows as C's columns: a transposed operand (a
 // weight in the backward pass, the tied embedding as output projection) is read where it lies.
 //
-// Preceded by matmul_common.wgsl.
+// Preceded by matmul_common.wgsl and matmul_tiles.wgsl.
 
 @compute @workgroup_size({{ block }}, 1, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {

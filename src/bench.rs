@@ -19,11 +19,11 @@ use crate::device::{ComputeDevice, DeviceChoice};
 use crate::error::{Error, Result};
 use crate::inspect::{StepPlan, estimate_memory};
 use crate::method::{Method, trainable_parameters};
-use crate::model::{CausalLm, ForwardOptions, LoraForward, ModelConfig, ModelFolder, Precision, random_model};
+use crate::model::{BaseQuant, CausalLm, ForwardOptions, LoraForward, ModelConfig, ModelFolder, Precision, random_model};
 use crate::train::{AdamW, LossScale, OptimizerConfig, StepInputs, StepTimings, chunk_rows, optimizer_step};
 
 /// Model shapes known by name, so a benchmark needs no download.
-pub const SHAPES: &[&str] = &["smollm2-135m", "llama-1b"];
+pub const SHAPES: &[&str] = &["smollm2-135m", "llama-1b", "llama-3b", "llama-8b"];
 
 pub fn shape_config(name: &str) -> Result<ModelConfig> {
     let json = match name {
@@ -37,6 +37,20 @@ pub fn shape_config(name: &str) -> Result<ModelConfig> {
             "num_hidden_layers": 16, "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 64,
             "rms_norm_eps": 1e-5, "rope_theta": 500000.0, "max_position_embeddings": 131072, "tie_word_embeddings": true,
             "rope_scaling": {"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 8192}}"#
+        }
+        "llama-3b" => {
+            r#"{"model_type": "llama", "vocab_size": 128256, "hidden_size": 3072, "intermediate_size": 8192,
+            "num_hidden_layers": 28, "num_attention_heads": 24, "num_key_value_heads": 8, "head_dim": 128,
+            "rms_norm_eps": 1e-5, "rope_theta": 500000.0, "max_position_embeddings": 131072, "tie_word_embeddings": true,
+            "rope_scaling": {"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 8192}}"#
+        }
+        "llama-8b" => {
+            r#"{"model_type": "llama", "vocab_size": 128256, "hidden_size": 4096, "intermediate_size": 14336,
+            "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128,
+            "rms_norm_eps": 1e-5, "rope_theta": 500000.0, "max_position_embeddings": 131072, "tie_word_embeddings": false,
+            "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
             "original_max_position_embeddings": 8192}}"#
         }
         other => {
@@ -71,6 +85,8 @@ pub struct BenchConfig {
     pub fused: bool,
     pub gradient_checkpointing: bool,
     pub precision: Precision,
+    /// LoRA over a base packed in blocks (`--base-quant`).
+    pub base_quant: BaseQuant,
     /// Time every kernel launch with CubeCL's profiler and sum by op family (slows the step).
     pub profile_kernels: bool,
 }
@@ -84,6 +100,7 @@ pub struct BenchReport {
     pub kernels: &'static str,
     pub gradient_checkpointing: bool,
     pub precision: Precision,
+    pub base_quant: BaseQuant,
     pub batch_size: usize,
     pub seq_len: usize,
     pub steps: usize,
@@ -117,7 +134,7 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
     let (name, model_config, model) = match &config.model {
         BenchModel::Folder(path) => {
             let folder = ModelFolder::open(path)?;
-            let model = folder.load_in(&train_device, config.method.storage_precision(config.precision))?;
+            let model = folder.load_in(&train_device, config.method.storage_precision(config.precision), config.base_quant)?;
             (path.display().to_string(), folder.config.clone(), model)
         }
         BenchModel::Shape { name, layers } => {
@@ -130,7 +147,7 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
                 }
                 None => name.clone(),
             };
-            let model = random_model(&c, &train_device, config.method.storage_precision(config.precision));
+            let model = random_model(&c, &train_device, config.method.storage_precision(config.precision), config.base_quant);
             (label, c, model)
         }
     };
@@ -192,6 +209,7 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
         kernels: if config.fused { "fused" } else { "generic" },
         gradient_checkpointing: config.gradient_checkpointing,
         precision: config.precision,
+        base_quant: config.base_quant,
         batch_size: config.batch_size,
         seq_len: config.seq_len,
         steps: timed_steps,
@@ -210,7 +228,7 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
             &config.method,
             config.batch_size,
             config.seq_len,
-            StepPlan::new(config.fused, on_wgpu, config.gradient_checkpointing, config.precision),
+            StepPlan { base_quant: config.base_quant, ..StepPlan::new(config.fused, on_wgpu, config.gradient_checkpointing, config.precision) },
         )
         .total,
         kernel_families,

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::method::{LORA_TARGETS, Method};
-use crate::model::{ModelConfig, Precision};
+use crate::model::{BaseQuant, ModelConfig, Precision};
 use crate::train::TrainConfig;
 
 /// Every parameter of the model: module path and shape `[in, out]` for linears.
@@ -119,6 +119,8 @@ pub struct StepPlan {
     /// Matmuls in f16 (`Precision::F16`): frozen weight matrices stored in f16, trained ones as
     /// f32 masters plus the f16 copies the step's matmuls keep for the backward pass.
     pub f16_matmuls: bool,
+    /// LoRA over a base whose decoder projections are packed in blocks.
+    pub base_quant: BaseQuant,
 }
 
 impl StepPlan {
@@ -129,8 +131,28 @@ impl StepPlan {
             fused_loss: fused_kernels,
             recompute_layers: gradient_checkpointing,
             f16_matmuls: precision == Precision::F16,
+            base_quant: BaseQuant::None,
         }
     }
+
+    /// The plan of a run's settings (`config`) on a device.
+    pub fn of(config: &TrainConfig, on_wgpu: bool) -> Self {
+        Self {
+            base_quant: config.base_quant,
+            ..Self::new(config.fused_kernels, on_wgpu, config.gradient_checkpointing, config.precision)
+        }
+    }
+}
+
+/// Bytes and parameters of the decoder layers' projections packed as `quant` (those whose sides
+/// allow it, as the loader packs them); `None` for a dense base.
+fn packed_projections(c: &ModelConfig, quant: BaseQuant) -> Option<(u64, u64)> {
+    quant.bits()?;
+    let packed = parameter_shapes(c)
+        .into_iter()
+        .filter(|(path, shape)| path.starts_with("layers.") && path.ends_with("_proj.weight") && BaseQuant::can_pack(shape[1], shape[0]))
+        .map(|(_, shape)| (quant.packed_bytes(shape[1], shape[0]).unwrap_or(0) as u64, (shape[0] * shape[1]) as u64));
+    Some(packed.fold((0, 0), |(bytes, params), (b, p)| (bytes + b, params + p)))
 }
 
 /// Estimates training memory for `batch` sequences of `seq_len` tokens. Checked against measured
@@ -160,7 +182,14 @@ pub fn estimate_memory(c: &ModelConfig, method: &Method, batch: usize, seq_len: 
     };
     let logits = if plan.fused_loss { 0 } else { tokens * c.vocab_size as u64 * F32 * 2 };
     let vectors = (c.hidden_size * (2 * c.num_hidden_layers + 1)) as u64;
+    let packed = packed_projections(c, plan.base_quant).filter(|_| method.lora().is_some());
     let weights = match (plan.f16_matmuls, method.storage_precision(Precision::F16)) {
+        // The projections in blocks; the embedding and head in the run's precision.
+        _ if packed.is_some() => {
+            let (packed_bytes, packed_params) = packed.unwrap_or_default();
+            let matrix_bytes = if plan.f16_matmuls { 2 } else { F32 };
+            packed_bytes + (total_params - packed_params - vectors) * matrix_bytes + vectors * F32
+        }
         // Matrices in f16, norms in f32. (The loss's f32 copy of the output projection is gone
         // by the time the step is fullest, in the measurements.)
         (true, Precision::F16) => (total_params - vectors) * 2 + vectors * F32,
@@ -186,8 +215,7 @@ pub fn estimate_memory(c: &ModelConfig, method: &Method, batch: usize, seq_len: 
 /// `seq_len` is the longest batch the data makes.
 pub fn check_fits(c: &ModelConfig, config: &TrainConfig, on_wgpu: bool, seq_len: usize, limit: u64, device: &str) -> Result<()> {
     let estimate = |config: &TrainConfig, seq_len: usize| {
-        let plan = StepPlan::new(config.fused_kernels, on_wgpu, config.gradient_checkpointing, config.precision);
-        estimate_memory(c, &config.method, config.batch_size, seq_len, plan)
+        estimate_memory(c, &config.method, config.batch_size, seq_len, StepPlan::of(config, on_wgpu))
     };
     let needed = estimate(config, seq_len);
     if needed.total <= limit {

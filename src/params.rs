@@ -17,8 +17,9 @@ pub struct NamedParam {
     pub path: String,
     pub shape: Vec<usize>,
     pub trainable: bool,
-    /// The value as stored (for an adapted weight, the frozen base), flattened.
-    stored: Tensor<1>,
+    /// The value as stored (for an adapted weight, the frozen base). Kept in its own shape: a
+    /// packed layer's placeholder is a zero-strided view that flattening would make dense.
+    stored: Stored,
     /// `(a, b, scale)` of the adapter attached to this weight.
     adapter: Option<(Tensor<2>, Tensor<2>, f64)>,
 }
@@ -34,7 +35,10 @@ impl NamedParam {
 
     /// The effective value: the stored one plus the adapter's update, in f32.
     pub fn to_host(&self) -> HostTensor {
-        let mut value = host(&self.shape, &self.stored);
+        let mut value = match &self.stored {
+            Stored::Vector(t) => host(&self.shape, t),
+            Stored::Matrix(t) => host(&self.shape, t),
+        };
         if let Some(delta) = self.adapter_delta_to_host() {
             value.values.iter_mut().zip(delta.values).for_each(|(v, d)| *v += d);
         }
@@ -50,7 +54,13 @@ impl NamedParam {
     }
 }
 
-fn host(shape: &[usize], values: &Tensor<1>) -> HostTensor {
+#[derive(Clone, Debug)]
+enum Stored {
+    Vector(Tensor<1>),
+    Matrix(Tensor<2>),
+}
+
+fn host<const D: usize>(shape: &[usize], values: &Tensor<D>) -> HostTensor {
     HostTensor { shape: shape.to_vec(), values: values.to_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default() }
 }
 
@@ -75,24 +85,23 @@ impl PathStack {
 /// Every parameter of the model, then every LoRA factor; an adapted weight's effective value has
 /// its adapter merged in (see [`NamedParam::to_host`]).
 pub fn named_parameters(model: &CausalLm) -> Vec<NamedParam> {
-    fn named<const D: usize>(path: String, param: &Param<Tensor<D>>) -> NamedParam {
+    fn named<const D: usize>(path: String, param: &Param<Tensor<D>>, stored: impl Fn(Tensor<D>) -> Stored) -> NamedParam {
         let adapter = param.adapter().map(|a| (a.a.val(), a.b.val(), a.scale));
-        let stored = if adapter.is_some() { param.base() } else { param.val() };
-        let shape = stored.dims().to_vec();
-        let numel = shape.iter().product::<usize>();
-        NamedParam { path, shape, trainable: param.is_require_grad(), stored: stored.reshape([numel]), adapter }
+        let value = if adapter.is_some() { param.base() } else { param.val() };
+        let shape = value.dims().to_vec();
+        NamedParam { path, shape, trainable: param.is_require_grad(), stored: stored(value), adapter }
     }
     let mut out = Vec::new();
     let mut factors = Vec::new();
     for (path, param) in model.parameters() {
         match param {
-            ParamRef::Vector(p) => out.push(named(path, p)),
+            ParamRef::Vector(p) => out.push(named(path, p, Stored::Vector)),
             ParamRef::Matrix(p) => {
                 if let Some(adapter) = p.adapter() {
-                    factors.push(named(format!("{path}.lora.a"), &adapter.a));
-                    factors.push(named(format!("{path}.lora.b"), &adapter.b));
+                    factors.push(named(format!("{path}.lora.a"), &adapter.a, Stored::Matrix));
+                    factors.push(named(format!("{path}.lora.b"), &adapter.b, Stored::Matrix));
                 }
-                out.push(named(path, p));
+                out.push(named(path, p, Stored::Matrix));
             }
         }
     }

@@ -8,7 +8,7 @@ use wgtune::bench::{BenchConfig, BenchModel, run};
 use wgtune::device::DeviceChoice;
 use wgtune::inspect::human_bytes;
 use wgtune::method::{LoraSettings, Method};
-use wgtune::model::Precision;
+use wgtune::model::{BaseQuant, Precision};
 
 #[derive(Args, Debug)]
 #[command(group(clap::ArgGroup::new("what").required(true).args(["model", "shape"])))]
@@ -55,6 +55,9 @@ pub struct BenchArgs {
     /// f16: run the weight matrices' matmuls in half precision (LoRA: frozen weights stored in f16, trained weights f32 masters).
     #[arg(long, default_value = "f32")]
     pub precision: Precision,
+    /// LoRA over a base packed in blocks of 32: none, int8 or int4.
+    #[arg(long, default_value = "none")]
+    pub base_quant: BaseQuant,
     /// Time every kernel with CubeCL's profiler and print device time by op family (matmul,
     /// element-wise, ...). Each launch is waited for, so the step itself runs slower.
     #[arg(long)]
@@ -100,6 +103,7 @@ pub fn run_bench(args: BenchArgs) -> Result<()> {
         fused,
         gradient_checkpointing: args.gradient_checkpointing,
         precision: args.precision,
+        base_quant: args.base_quant,
         profile_kernels: args.profile_kernels,
     })?;
     println!("model        {}", report.model);
@@ -107,8 +111,8 @@ pub fn run_bench(args: BenchArgs) -> Result<()> {
     let checkpointing = if report.gradient_checkpointing { ", gradient checkpointing" } else { "" };
     let lora = if report.method == "lora" { format!("{} LoRA, ", report.lora) } else { String::new() };
     println!(
-        "method       {} ({lora}{} kernels, {}{checkpointing}), {} of {} parameters trainable",
-        report.method, report.kernels, report.precision, report.trainable_parameters, report.total_parameters
+        "method       {} ({lora}{} kernels, {}, {} base{checkpointing}), {} of {} parameters trainable",
+        report.method, report.kernels, report.precision, report.base_quant, report.trainable_parameters, report.total_parameters
     );
     println!("batch        {} x {} tokens, {} timed steps", report.batch_size, report.seq_len, report.steps);
     println!("throughput   {:.1} tokens/s, {:.0} ms/step", report.tokens_per_second, report.ms_per_step);

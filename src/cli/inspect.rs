@@ -5,7 +5,7 @@ use clap::Args;
 use wgtune::device::ComputeDevice;
 use wgtune::inspect::{StepPlan, check_fits, estimate_memory, human_bytes, human_count, trainable_count};
 use wgtune::kernels::is_wgpu;
-use wgtune::model::ModelFolder;
+use wgtune::model::{BaseQuant, ModelFolder};
 
 use super::train::TrainArgs;
 
@@ -48,12 +48,16 @@ pub fn run(args: InspectArgs) -> Result<()> {
     println!("trainable      {} ({trainable}, {:.3}%)", human_count(trainable), 100.0 * trainable as f64 / total as f64);
     // What is kept for the backward pass depends on the device's kernels.
     let device = ComputeDevice::open(config.device)?;
-    let plan = StepPlan::new(config.fused_kernels, is_wgpu(&device.device), config.gradient_checkpointing, config.precision);
+    let plan = StepPlan::of(&config, is_wgpu(&device.device));
     let m = estimate_memory(c, &config.method, config.batch_size, config.data.max_seq_len, plan);
     let precision = if plan.f16_matmuls { ", f16 matmuls" } else { "" };
+    let packed = match plan.base_quant.bits() {
+        Some(_) => format!(", {} base", plan.base_quant),
+        None => String::new(),
+    };
     let checkpointing = if plan.recompute_layers { ", gradient checkpointing" } else { "" };
     println!(
-        "memory for batch {} x {} tokens on {}{precision}{checkpointing} (estimate):",
+        "memory for batch {} x {} tokens on {}{precision}{packed}{checkpointing} (estimate):",
         config.batch_size, config.data.max_seq_len, device.description
     );
     println!("  weights      {}", human_bytes(m.weights));
@@ -66,6 +70,29 @@ pub fn run(args: InspectArgs) -> Result<()> {
         && let Err(too_big) = check_fits(c, &config, is_wgpu(&device.device), config.data.max_seq_len, limit, &device.description)
     {
         println!("  does not fit: {too_big}");
+    }
+    if config.method.lora().is_some() {
+        laptop_shapes_ui(&config, plan)?;
+    }
+    Ok(())
+}
+
+/// What the same LoRA settings need on Llama-shaped models of 1, 3 and 8 billion parameters, for
+/// each way of storing the frozen base: the sizes people pick a laptop for.
+fn laptop_shapes_ui(config: &wgtune::train::TrainConfig, plan: StepPlan) -> Result<()> {
+    println!("the same settings on Llama 3 shapes (estimate; base stored as):");
+    let header: String = BaseQuant::ALL.iter().map(|q| format!("{:>12}", q.to_string())).collect();
+    println!("  {:<10}{header}", "");
+    for shape in ["llama-1b", "llama-3b", "llama-8b"] {
+        let c = wgtune::bench::shape_config(shape)?;
+        let cells: String = BaseQuant::ALL
+            .iter()
+            .map(|&base_quant| {
+                let m = estimate_memory(&c, &config.method, config.batch_size, config.data.max_seq_len, StepPlan { base_quant, ..plan });
+                format!("{:>12}", human_bytes(m.total))
+            })
+            .collect();
+        println!("  {shape:<10}{cells}");
     }
     Ok(())
 }

@@ -9,7 +9,7 @@ use clap::Args;
 use wgtune::data::{BadRecords, DatasetFormat, LongRecords};
 use wgtune::device::DeviceChoice;
 use wgtune::method::{LORA_TARGETS, LoraSettings, Method};
-use wgtune::model::Precision;
+use wgtune::model::{BaseQuant, Precision};
 use wgtune::train::{EventSink, RunStart, ScheduleKind, TrainConfig, resume_config, train};
 
 use super::progress::TrainProgress;
@@ -147,6 +147,9 @@ pub struct TrainArgs {
     /// f16 runs the weight matrices' matmuls in half precision with a dynamic loss scale; LoRA also stores its frozen weights in f16, weights that train stay f32 masters. Needs a device with shader-f16 [default: f32].
     #[arg(long)]
     pub precision: Option<Precision>,
+    /// LoRA over a frozen base packed in blocks of 32: int8 (about half the f16 memory of the decoder's projections) or int4 (a third, 4-bit numbers with a scale and minimum per block). The embedding and head stay dense [default: none].
+    #[arg(long)]
+    pub base_quant: Option<BaseQuant>,
     /// Where to train: auto (a hardware GPU through wgpu, else the CPU), wgpu (any adapter: Vulkan, Metal, DX12, GL) or cpu [default: auto].
     #[arg(long)]
     pub device: Option<DeviceChoice>,
@@ -192,6 +195,7 @@ impl TrainArgs {
             output => c.output_dir,
             device => c.device,
             precision => c.precision,
+            base_quant => c.base_quant,
             seed => c.seed,
             batch_size => c.batch_size,
             grad_accumulation => c.grad_accumulation,

@@ -16,7 +16,7 @@ use memmap2::Mmap;
 
 pub use export::{EXPORT_TYPES, export_gguf, export_gguf_adapter, modelfile};
 pub use model::{GgufModel, gguf_name};
-pub use quants::GgmlType;
+pub use quants::{GgmlType, repack};
 pub use tokenizer::tokenizer_files;
 pub use writer::{MetaValue, TensorPlan, write_gguf};
 

@@ -6,8 +6,10 @@ use std::path::Path;
 
 use serde_json::{Value as Json, json};
 
+use super::quants::repack;
 use super::{GgufFile, Value};
 use crate::error::{Error, Result};
+use crate::model::packed::HostPacked;
 use crate::model::{HostTensor, ModelConfig, RopeScaling};
 
 /// The GGUF architectures wgtune reads, and the `model_type` each one is.
@@ -138,15 +140,49 @@ impl GgufModel {
         if info.shape != expected {
             return Err(Error::TensorShape { path: self.file.path.clone(), name, found: info.shape.clone(), expected: expected.to_vec() });
         }
-        let mut values = self.file.read(&name)?;
-        if self.architecture == "llama" {
-            if name.ends_with("attn_q.weight") {
-                values = reorder_rows(&values, expected, self.heads, RowOrder::FromGguf);
-            } else if name.ends_with("attn_k.weight") {
-                values = reorder_rows(&values, expected, self.kv_heads, RowOrder::FromGguf);
-            }
-        }
+        let values = self.file.read(&name)?;
+        let values = match self.permuted_heads(&name) {
+            Some(heads) => reorder_rows(&values, expected, heads, RowOrder::FromGguf),
+            None => values,
+        };
         Ok(HostTensor { shape: expected.to_vec(), values })
+    }
+
+    /// A `[rows, cols]` matrix's blocks as they are in the file, repacked for a LoRA base of
+    /// `bits`-bit numbers without a rounding of their own: Q8_0 for int8, Q4_0 and Q4_1 for int4.
+    /// `None` when the tensor is stored otherwise (the loader quantizes its values instead).
+    pub fn read_packed(&self, hf_name: &str, expected: &[usize], bits: usize) -> Result<Option<HostPacked>> {
+        let Some(info) = gguf_name(hf_name).and_then(|name| self.file.info(&name)) else { return Ok(None) };
+        if info.shape != expected {
+            return Ok(None);
+        }
+        let name = gguf_name(hf_name).unwrap_or_default();
+        let Some(packed) = repack(info.ggml_type, self.file.raw(&name)?, expected[0], expected[1], bits) else { return Ok(None) };
+        Ok(Some(match self.permuted_heads(&name) {
+            Some(heads) => {
+                let rows = packed.layout.rows;
+                let (values_per_row, params_per_row) = (packed.values.len() / rows, packed.params.len() / rows);
+                HostPacked {
+                    values: reorder_rows(&packed.values, &[rows, values_per_row], heads, RowOrder::FromGguf),
+                    params: reorder_rows(&packed.params, &[rows, params_per_row], heads, RowOrder::FromGguf),
+                    layout: packed.layout,
+                }
+            }
+            None => packed,
+        }))
+    }
+
+    /// The heads whose rows llama.cpp's converter interleaved in this tensor (Llama's Q and K).
+    fn permuted_heads(&self, gguf_name: &str) -> Option<usize> {
+        if self.architecture != "llama" {
+            None
+        } else if gguf_name.ends_with("attn_q.weight") {
+            Some(self.heads)
+        } else if gguf_name.ends_with("attn_k.weight") {
+            Some(self.kv_heads)
+        } else {
+            None
+        }
     }
 }
 
@@ -239,11 +275,12 @@ pub(super) enum RowOrder {
 
 /// llama.cpp's `permute` of Q and K rows, or its inverse: within each head, transformers keeps
 /// the two rotary halves apart (row `p · half + i`), GGUF interleaves them (row `2i + p`).
-pub(super) fn reorder_rows(values: &[f32], shape: &[usize], heads: usize, order: RowOrder) -> Vec<f32> {
+/// `shape[1]` counts the items of a row, whatever they are (values, or a packed row's words).
+pub(super) fn reorder_rows<T: Copy + Default>(values: &[T], shape: &[usize], heads: usize, order: RowOrder) -> Vec<T> {
     let (rows, cols) = (shape[0], shape.get(1).copied().unwrap_or(1));
     let head_dim = rows / heads;
     let half = head_dim / 2;
-    let mut out = vec![0.0; values.len()];
+    let mut out = vec![T::default(); values.len()];
     for h in 0..heads {
         for i in 0..half {
             for p in 0..2 {

@@ -4,6 +4,8 @@
 
 use half::f16;
 
+use crate::model::packed::{BLOCK, HostPacked, PackedLayout};
+
 /// The ggml tensor types wgtune reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum GgmlType {
@@ -153,6 +155,37 @@ fn quantize_q4_0(block: &[f32]) -> Vec<u8> {
     let mut out = f16::from_f32(d).to_le_bytes().to_vec();
     out.extend((0..16).map(|j| q(block[j]) | (q(block[j + 16]) << 4)));
     out
+}
+
+/// A `[rows, cols]` matrix of GGUF blocks as a LoRA base of `bits`-bit numbers, block for block:
+/// Q8_0 is int8 (its scale, minimum zero), Q4_0 is int4 with minimum `−8d`, Q4_1 is int4 as it
+/// is. `None` for other types, or when the bytes are not whole rows of blocks.
+pub fn repack(ggml_type: GgmlType, bytes: &[u8], rows: usize, cols: usize, bits: usize) -> Option<HostPacked> {
+    let (per_block, size) = ggml_type.block();
+    let fits = matches!((ggml_type, bits), (GgmlType::Q8_0, 8) | (GgmlType::Q4_0 | GgmlType::Q4_1, 4));
+    if !fits || per_block != BLOCK || !cols.is_multiple_of(BLOCK) || bytes.len() != rows * cols / BLOCK * size {
+        return None;
+    }
+    let mut packed = HostPacked { layout: PackedLayout { rows, cols, bits }, values: Vec::new(), params: Vec::new() };
+    let word = |lo: u16, hi: u16| lo as u32 | (hi as u32) << 16;
+    let bits_at = |block: &[u8], at: usize| u16::from_le_bytes([block[at], block[at + 1]]);
+    for block in bytes.chunks_exact(size) {
+        match ggml_type {
+            GgmlType::Q8_0 => packed.push_block(word(bits_at(block, 0), 0), &block[2..34]),
+            GgmlType::Q4_0 => {
+                let min = f16::from_f32(-8.0 * half_at(block, 0));
+                packed.push_block(word(bits_at(block, 0), min.to_bits()), &nibbles(&block[2..18]));
+            }
+            _ => packed.push_block(word(bits_at(block, 0), bits_at(block, 2)), &nibbles(&block[4..20])),
+        }
+    }
+    Some(packed)
+}
+
+/// A 32-value block's 16 bytes of nibbles in value order: low nibbles are values 0–15, high
+/// ones 16–31.
+fn nibbles(qs: &[u8]) -> Vec<u8> {
+    qs.iter().map(|q| q & 0x0F).chain(qs.iter().map(|q| q >> 4)).collect()
 }
 
 fn half_at(bytes: &[u8], at: usize) -> f32 {

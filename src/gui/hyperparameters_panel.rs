@@ -88,7 +88,7 @@ impl WgtuneApp {
         };
         let config = &self.settings.config;
         let trainable = trainable_count(&model.config, &config.method);
-        let plan = StepPlan::new(config.fused_kernels, self.device_on_wgpu, config.gradient_checkpointing, config.precision);
+        let plan = StepPlan::of(config, self.device_on_wgpu);
         let memory = estimate_memory(&model.config, &config.method, config.batch_size, config.data.max_seq_len, plan);
         ui.horizontal(|ui| {
             ui.label(

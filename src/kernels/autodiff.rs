@@ -3,13 +3,14 @@
 
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::ops::{Backward, OpsKind};
-use burn::backend::tensor::FloatTensor;
+use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Autodiff, AutodiffBackend, DispatchKindConversion, DispatchTensor};
 
 use super::attention::AttentionBackward;
 use super::cross_entropy::autodiff_loss;
 use super::extension::FusedKernels;
 use super::matmul::MatmulBackward;
+use super::packed::PackedMatmulBackward;
 use super::swiglu::SwigluBackward;
 
 impl<B, C> FusedKernels for Autodiff<B, C>
@@ -71,6 +72,33 @@ where
             OpsKind::Tracked(prep) => prep.finish((keep_a.then_some(a), keep_b.then_some(b)), output),
             OpsKind::UnTracked(prep) => prep.finish(output),
         }
+    }
+
+    fn packed_matmul(
+        x: FloatTensor<Self>,
+        values: IntTensor<Self>,
+        params: IntTensor<Self>,
+        rows: usize,
+        cols: usize,
+        bits: usize,
+    ) -> FloatTensor<Self> {
+        let (x, x_node) = x.into_parts();
+        let output = B::packed_matmul(x, values.clone(), params.clone(), rows, cols, bits);
+        match PackedMatmulBackward.prepare::<C>([x_node]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish((values, params, rows, cols, bits), output),
+            OpsKind::UnTracked(prep) => prep.finish(output),
+        }
+    }
+
+    fn packed_matmul_input_grad(
+        grad: FloatTensor<Self>,
+        values: IntTensor<Self>,
+        params: IntTensor<Self>,
+        rows: usize,
+        cols: usize,
+        bits: usize,
+    ) -> FloatTensor<Self> {
+        Self::from_inner(B::packed_matmul_input_grad(grad.into_primitive(), values, params, rows, cols, bits))
     }
 
     fn cross_entropy_rows(logits: FloatTensor<Self>, targets: Vec<u32>) -> (FloatTensor<Self>, FloatTensor<Self>) {

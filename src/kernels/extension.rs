@@ -3,7 +3,7 @@
 //! (`fallback.rs`), and for autodiff with hand-written backward passes (`autodiff.rs`).
 
 use burn::backend::backend_extension;
-use burn::backend::tensor::FloatTensor;
+use burn::backend::tensor::{FloatTensor, IntTensor};
 
 #[backend_extension(Cube, Flex, Autodiff)]
 pub trait FusedKernels: burn::backend::Backend {
@@ -47,6 +47,28 @@ pub trait FusedKernels: burn::backend::Backend {
     /// `a · b` for `a` `[m, k]` and `b` `[k, n]` (either may be a transposed view); `b` may be
     /// f16, the result is f32 like `a`.
     fn fused_matmul(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// `x · Wᵀ` for `x` `[m, cols]` (f32) and a frozen `W` `[rows, cols]` packed in blocks of
+    /// `bits`-bit numbers (`values`, `params`: see `model::packed`). Returns `[m, rows]`, f32.
+    fn packed_matmul(
+        x: FloatTensor<Self>,
+        values: IntTensor<Self>,
+        params: IntTensor<Self>,
+        rows: usize,
+        cols: usize,
+        bits: usize,
+    ) -> FloatTensor<Self>;
+
+    /// `grad · W` for `grad` `[m, rows]`: the gradient of [`packed_matmul`](Self::packed_matmul)
+    /// for `x`. Returns `[m, cols]`.
+    fn packed_matmul_input_grad(
+        grad: FloatTensor<Self>,
+        values: IntTensor<Self>,
+        params: IntTensor<Self>,
+        rows: usize,
+        cols: usize,
+        bits: usize,
+    ) -> FloatTensor<Self>;
 
     /// `silu(gate) · up` of two flat tensors `[n]`.
     fn fused_swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self>;

@@ -2,13 +2,15 @@
 //! kernels compute, without their memory savings in attention.
 
 use burn::backend::Flex;
-use burn::backend::tensor::FloatTensor;
-use burn::tensor::Tensor;
+use burn::backend::tensor::{FloatTensor, IntTensor};
+use burn::tensor::{Int, Tensor};
 
 use super::adamw::{AdamWStep, adamw_reference};
 use super::attention::attention_reference;
 use super::cross_entropy::{grad_reference, loss_only, rows_reference};
 use super::extension::FusedKernels;
+use super::packed::dense;
+use crate::model::packed::{HostPacked, PackedLayout};
 use super::swiglu::swiglu_backward_reference;
 
 fn tensor<const D: usize>(t: FloatTensor<Flex>) -> Tensor<D> {
@@ -19,7 +21,42 @@ fn primitive<const D: usize>(t: Tensor<D>) -> FloatTensor<Flex> {
     t.try_into_primitive::<Flex>().expect("results stay on the CPU backend")
 }
 
+/// The packed weight's words, back on the host.
+fn host_packed(values: IntTensor<Flex>, params: IntTensor<Flex>, rows: usize, cols: usize, bits: usize) -> HostPacked {
+    let words = |t: IntTensor<Flex>| {
+        let data = Tensor::<1, Int>::from_primitive::<Flex>(t).into_data().convert::<i32>();
+        data.try_into_vec::<i32>().unwrap_or_default().into_iter().map(|w| w as u32).collect()
+    };
+    HostPacked { layout: PackedLayout { rows, cols, bits }, values: words(values), params: words(params) }
+}
+
 impl FusedKernels for Flex {
+    fn packed_matmul(
+        x: FloatTensor<Self>,
+        values: IntTensor<Self>,
+        params: IntTensor<Self>,
+        rows: usize,
+        cols: usize,
+        bits: usize,
+    ) -> FloatTensor<Self> {
+        let x = tensor::<2>(x);
+        let w = dense(&host_packed(values, params, rows, cols, bits), &x.device());
+        primitive(x.matmul(w.transpose()))
+    }
+
+    fn packed_matmul_input_grad(
+        grad: FloatTensor<Self>,
+        values: IntTensor<Self>,
+        params: IntTensor<Self>,
+        rows: usize,
+        cols: usize,
+        bits: usize,
+    ) -> FloatTensor<Self> {
+        let grad = tensor::<2>(grad);
+        let w = dense(&host_packed(values, params, rows, cols, bits), &grad.device());
+        primitive(grad.matmul(w))
+    }
+
     fn fused_matmul(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self> {
         let a = tensor::<2>(a);
         primitive::<2>(a.clone().matmul(tensor::<2>(b).cast(a.dtype())))

@@ -1,7 +1,7 @@
 //! Launching the WGSL kernels of `shaders/` on Burn's CubeCL backend (wgpu runtime).
 
 use burn::backend::ops::FloatTensorOps;
-use burn::backend::tensor::FloatTensor;
+use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::wgpu::{CubeBackend, CubeTensor, KernelSource, SourceKernel, SourceTemplate, into_contiguous};
 use burn::cubecl::prelude::KernelId;
 use burn::cubecl::server::KernelArguments;
@@ -58,8 +58,26 @@ const CROSS_ENTROPY_GRAD: &str = include_str!("../../shaders/cross_entropy_grad.
 const ADAMW: &str = include_str!("../../shaders/adamw.wgsl");
 const SWIGLU_FORWARD: &str = include_str!("../../shaders/swiglu_forward.wgsl");
 const SWIGLU_BACKWARD: &str = include_str!("../../shaders/swiglu_backward.wgsl");
-const MATMUL: &str = concat!(include_str!("../../shaders/matmul_common.wgsl"), include_str!("../../shaders/matmul.wgsl"));
-const MATMUL_NT: &str = concat!(include_str!("../../shaders/matmul_common.wgsl"), include_str!("../../shaders/matmul_nt.wgsl"));
+const MATMUL: &str = concat!(
+    include_str!("../../shaders/matmul_common.wgsl"),
+    include_str!("../../shaders/matmul_tiles.wgsl"),
+    include_str!("../../shaders/matmul.wgsl")
+);
+const MATMUL_NT: &str = concat!(
+    include_str!("../../shaders/matmul_common.wgsl"),
+    include_str!("../../shaders/matmul_tiles.wgsl"),
+    include_str!("../../shaders/matmul_nt.wgsl")
+);
+const PACKED_MATMUL: &str = concat!(
+    include_str!("../../shaders/packed_common.wgsl"),
+    include_str!("../../shaders/matmul_tiles.wgsl"),
+    include_str!("../../shaders/packed_matmul.wgsl")
+);
+const PACKED_MATMUL_GRAD: &str = concat!(
+    include_str!("../../shaders/packed_common.wgsl"),
+    include_str!("../../shaders/matmul_tiles.wgsl"),
+    include_str!("../../shaders/packed_matmul_grad.wgsl")
+);
 
 /// Invocations per workgroup of the matmul kernels.
 const MATMUL_BLOCK: usize = 64;
@@ -146,6 +164,37 @@ fn elementwise<const INPUTS: usize, const OUTPUTS: usize>(
         inputs.iter().chain(&outputs).map(|t| t.handle.clone().binding()).chain(extra.map(|h| h.binding())).chain([info.binding()]);
     first.client.launch(row_kernel(name, source), count, KernelArguments::new().with_buffers(buffers.collect()));
     outputs
+}
+
+/// `a · Wᵀ` (`transposed`) or `a · W` for a packed `W` `[rows, cols]`: `a` is `[m, cols]` or
+/// `[m, rows]` and the result `[m, rows]` or `[m, cols]`. One invocation per 16 × 16 block of the
+/// result, as in the dense matmuls.
+fn packed_product(a: CubeTensor, values: CubeTensor, params: CubeTensor, (rows, cols, bits): (usize, usize, usize), transposed: bool) -> CubeTensor {
+    let (a, values, params) = (into_contiguous(a), into_contiguous(values), into_contiguous(params));
+    check_f32(&[&a]);
+    let m = a.meta.shape().dims::<2>()[0];
+    let (k, n, name, source) =
+        if transposed { (cols, rows, "packed_matmul", PACKED_MATMUL) } else { (rows, cols, "packed_matmul_grad", PACKED_MATMUL_GRAD) };
+    assert!(k.is_multiple_of(4) && n.is_multiple_of(4), "a packed weight has sides in multiples of 4");
+    assert_eq!(a.meta.shape().dims::<2>()[1], k, "the input's columns match the weight");
+    let output = empty_like(&a, Shape::new([m, n]));
+    let info: Vec<u8> = [m, k, n, cols.div_ceil(crate::model::packed::BLOCK)].iter().flat_map(|&v| (v as u32).to_le_bytes()).collect();
+    let info = a.client.create_from_slice(&info);
+    let groups = (m.div_ceil(16) * n.div_ceil(16)).div_ceil(MATMUL_BLOCK);
+    let values_template = vec![("block", MATMUL_BLOCK.to_string()), ("bits", bits.to_string())];
+    let kernel = WgslMatmul(Wgsl { name, source, values: values_template });
+    a.client.launch(
+        Box::new(SourceKernel::new(kernel, CubeDim::new_1d(MATMUL_BLOCK as u32))),
+        CubeCount::Static(groups.min(65535) as u32, groups.div_ceil(65535) as u32, 1),
+        KernelArguments::new().with_buffers(vec![
+            a.handle.clone().binding(),
+            values.handle.clone().binding(),
+            params.handle.clone().binding(),
+            output.handle.clone().binding(),
+            info.binding(),
+        ]),
+    );
+    output
 }
 
 fn empty_like(reference: &CubeTensor, shape: Shape) -> CubeTensor {
@@ -278,6 +327,28 @@ impl FusedKernels for CubeBackend {
             ]),
         );
         output
+    }
+
+    fn packed_matmul(
+        x: FloatTensor<Self>,
+        values: IntTensor<Self>,
+        params: IntTensor<Self>,
+        rows: usize,
+        cols: usize,
+        bits: usize,
+    ) -> FloatTensor<Self> {
+        packed_product(x, values, params, (rows, cols, bits), true)
+    }
+
+    fn packed_matmul_input_grad(
+        grad: FloatTensor<Self>,
+        values: IntTensor<Self>,
+        params: IntTensor<Self>,
+        rows: usize,
+        cols: usize,
+        bits: usize,
+    ) -> FloatTensor<Self> {
+        packed_product(grad, values, params, (rows, cols, bits), false)
     }
 
     fn cross_entropy_rows(logits: FloatTensor<Self>, targets: Vec<u32>) -> (FloatTensor<Self>, FloatTensor<Self>) {

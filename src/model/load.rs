@@ -8,6 +8,7 @@ use burn::tensor::{DType, Device, Distribution, Tensor, TensorData};
 use super::config::ModelConfig;
 use super::linear::Linear;
 use super::llama::{Attention, CausalLm, DecoderLayer, Embedding, Mlp, RmsNorm};
+use super::packed::{BaseQuant, HostPacked, PackedWeight};
 use super::precision::Precision;
 use super::weights::{HostTensor, WeightDtype, WeightFiles};
 use crate::error::{Error, Result};
@@ -89,13 +90,14 @@ impl ModelFolder {
 
     /// Loads every weight onto `device`, in f32.
     pub fn load(&self, device: &Device) -> Result<CausalLm> {
-        self.load_in(device, Precision::F32)
+        self.load_in(device, Precision::F32, BaseQuant::None)
     }
 
     /// Loads every weight onto `device`, the matrices in `precision` (converted on the host, so
-    /// the device never holds them in f32) and the vectors in f32.
-    pub fn load_in(&self, device: &Device, precision: Precision) -> Result<CausalLm> {
-        Loader { source: Source::Files(&self.weights), device, matrices: precision.matrix_dtype() }.model(&self.config)
+    /// the device never holds them in f32) and the vectors in f32. With a `base_quant`, the
+    /// decoder layers' projections are packed in blocks instead (for LoRA, which freezes them).
+    pub fn load_in(&self, device: &Device, precision: Precision, base_quant: BaseQuant) -> Result<CausalLm> {
+        Loader { source: Source::Files(&self.weights), device, matrices: precision.matrix_dtype(), base_quant }.model(&self.config)
     }
 }
 
@@ -119,6 +121,15 @@ impl ModelWeights {
         match self {
             Self::Safetensors(files) => files.read(name, expected),
             Self::Gguf(gguf) => gguf.read(name, expected),
+        }
+    }
+
+    /// A matrix already in blocks that pack without rounding again (GGUF's Q8_0, Q4_0, Q4_1), as
+    /// a base of `bits`-bit numbers; `None` when it must be quantized from its values.
+    pub fn read_packed(&self, name: &str, expected: &[usize], bits: usize) -> Result<Option<HostPacked>> {
+        match self {
+            Self::Safetensors(_) => Ok(None),
+            Self::Gguf(gguf) => gguf.read_packed(name, expected, bits),
         }
     }
 
@@ -148,8 +159,8 @@ impl ModelWeights {
 
 /// A model of the given shape with random weights (normal, std 0.02; norms at one), built on the
 /// device; for benchmarks of shapes whose weights are not at hand.
-pub fn random_model(config: &ModelConfig, device: &Device, precision: Precision) -> CausalLm {
-    Loader { source: Source::Random, device, matrices: precision.matrix_dtype() }
+pub fn random_model(config: &ModelConfig, device: &Device, precision: Precision, base_quant: BaseQuant) -> CausalLm {
+    Loader { source: Source::Random, device, matrices: precision.matrix_dtype(), base_quant }
         .model(config)
         // Cannot fail: random weights are drawn in the shapes the same config asks for.
         .expect("random weights have the right shapes")
@@ -165,6 +176,8 @@ struct Loader<'a> {
     device: &'a Device,
     /// The dtype weight matrices are stored in.
     matrices: DType,
+    /// How the decoder layers' projections are stored (packed: not in `matrices`).
+    base_quant: BaseQuant,
 }
 
 impl Loader<'_> {
@@ -176,8 +189,12 @@ impl Loader<'_> {
             Source::Files(files) => files.contains("lm_head.weight"),
             Source::Random => false,
         };
-        let lm_head =
-            if c.tie_word_embeddings && !has_head { None } else { Some(self.linear("lm_head", c.hidden_size, c.vocab_size, false)?) };
+        // The head stays dense: the chunked loss multiplies by it in f32 or f16.
+        let lm_head = if c.tie_word_embeddings && !has_head {
+            None
+        } else {
+            Some(self.dense_linear("lm_head", c.hidden_size, c.vocab_size, false)?)
+        };
         Ok(CausalLm::new(embed_tokens, layers, norm, lm_head, c.clone()))
     }
 
@@ -217,10 +234,27 @@ impl Loader<'_> {
         Ok(RmsNorm::new(self.vector(&format!("{prefix}.weight"), c.head_dim, 1.0)?, c.rms_norm_eps))
     }
 
-    /// Reads `[out, in]` from the checkpoint and stores it transposed, `[in, out]`.
+    /// A decoder layer's projection: packed when the run packs its base, dense otherwise.
     fn linear(&self, prefix: &str, d_in: usize, d_out: usize, bias: bool) -> Result<Linear> {
+        let Some(bits) = self.base_quant.bits().filter(|_| BaseQuant::can_pack(d_out, d_in)) else {
+            return self.dense_linear(prefix, d_in, d_out, bias);
+        };
         let bias = if bias { Some(self.vector(&format!("{prefix}.bias"), d_out, 0.0)?) } else { None };
-        Ok(Linear { weight: self.matrix(&format!("{prefix}.weight"), d_out, d_in, true)?, bias })
+        let name = format!("{prefix}.weight");
+        let host = match self.source {
+            Source::Files(files) => match files.read_packed(&name, &[d_out, d_in], bits)? {
+                Some(packed) => packed,
+                None => HostPacked::quantize(&files.read(&name, &[d_out, d_in])?.values, d_out, d_in, bits),
+            },
+            Source::Random => HostPacked::quantize(&random_values(d_out * d_in, &name), d_out, d_in, bits),
+        };
+        Ok(Linear::packed(PackedWeight::to_device(&host, self.device), bias, self.device))
+    }
+
+    /// Reads `[out, in]` from the checkpoint and stores it transposed, `[in, out]`.
+    fn dense_linear(&self, prefix: &str, d_in: usize, d_out: usize, bias: bool) -> Result<Linear> {
+        let bias = if bias { Some(self.vector(&format!("{prefix}.bias"), d_out, 0.0)?) } else { None };
+        Ok(Linear::dense(self.matrix(&format!("{prefix}.weight"), d_out, d_in, true)?, bias))
     }
 
     /// A vector of `len`; `fill` is its value in a random model.
@@ -249,6 +283,16 @@ impl Loader<'_> {
             }
         }
     }
+}
+
+/// `count` values spread like a normal of std 0.02 (uniform in ±0.0346), the same for the same
+/// `name`: a random model's packed weights, drawn on the host where they are packed.
+fn random_values(count: usize, name: &str) -> Vec<f32> {
+    use rand::{Rng, SeedableRng};
+    let seed = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let bound = 0.02 * 3f32.sqrt();
+    (0..count).map(|_| rng.random_range(-bound..bound)).collect()
 }
 
 /// Transposes a row-major matrix.

@@ -8,7 +8,7 @@ use crate::data::DataConfig;
 use crate::device::DeviceChoice;
 use crate::error::{Error, Result};
 use crate::method::Method;
-use crate::model::Precision;
+use crate::model::{BaseQuant, Precision};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -93,6 +93,8 @@ pub struct TrainConfig {
     pub gradient_checkpointing: bool,
     /// The precision of the weight matrices' matmuls (see [`Precision`]).
     pub precision: Precision,
+    /// LoRA over a frozen base packed in blocks of int8 or 4-bit numbers (see [`BaseQuant`]).
+    pub base_quant: BaseQuant,
     pub data: DataConfig,
     pub method: Method,
     pub optim: OptimizerConfig,
@@ -116,6 +118,7 @@ impl Default for TrainConfig {
             fused_kernels: true,
             gradient_checkpointing: false,
             precision: Precision::F32,
+            base_quant: BaseQuant::None,
             data: DataConfig::default(),
             method: Method::default(),
             optim: OptimizerConfig::default(),
@@ -177,6 +180,12 @@ impl TrainConfig {
         }
         if let Some(lora) = self.method.lora() {
             lora.validate()?;
+        }
+        if self.base_quant != BaseQuant::None && self.method.lora().is_none() {
+            return Err(Error::setting(
+                "base_quant",
+                format!("{} packs a frozen base, and only LoRA freezes it: {} fine-tuning trains base weights (use --base-quant none, or LoRA)", self.base_quant, self.method.name()),
+            ));
         }
         Ok(())
     }

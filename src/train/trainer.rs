@@ -145,7 +145,7 @@ impl<'a> Run<'a> {
         }
         events.send(TrainEvent::Preparing(format!("Loading weights on {}", device.description)));
         device.device.seed(config.seed);
-        let model = folder.load_in(&device.autodiff(), config.method.storage_precision(config.precision))?;
+        let model = folder.load_in(&device.autodiff(), config.method.storage_precision(config.precision), config.base_quant)?;
         let model = config.method.apply(model)?;
 
         let run_dir = &config.output_dir;

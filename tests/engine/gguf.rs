@@ -2,7 +2,7 @@
 //! the reader and dequantizers bit for bit, every type; damaged files named; and a model opened
 //! from GGUF against the same model's Hugging Face folder.
 
-use wgtune::gguf::{GgmlType, GgufFile};
+use wgtune::gguf::{GgmlType, GgufFile, repack};
 use wgtune::model::{ForwardOptions, ModelFolder, ModelWeights};
 
 use crate::common::{Golden, fixture, values};
@@ -35,6 +35,47 @@ fn every_type_decodes_bit_for_bit_as_gguf_does() {
         assert_eq!(differing, None, "{name}: first differing value at {differing:?}");
         // The reference is not trivially zero (the fixture's scales are real).
         assert!(reference.iter().filter(|v| **v != 0.0).count() > 1000, "{name}");
+    }
+}
+
+/// Q8_0, Q4_0 and Q4_1 blocks become a LoRA base block for block: what the packed base holds
+/// dequantizes exactly to what `gguf` dequantizes from the file (Q4_0's `d·(q − 8)` becomes
+/// `d·q − 8d`, which gives +0 where a negative `d` gave −0). Other types do not repack.
+#[test]
+fn blocks_repack_into_a_lora_base_without_rounding_again() {
+    let file = GgufFile::open(&fixture("gguf/quants.gguf")).unwrap();
+    for (name, bits) in [("q8_0", 8), ("q4_0", 4), ("q4_1", 4)] {
+        let info = file.info(name).unwrap();
+        let packed = repack(info.ggml_type, file.raw(name).unwrap(), 3, 512, bits).unwrap_or_else(|| panic!("{name} repacks"));
+        let reference = file.read(&format!("ref.{name}")).unwrap();
+        let differing = packed.dequantize().iter().zip(&reference).position(|(a, b)| a != b);
+        assert_eq!(differing, None, "{name}: first differing value at {differing:?}");
+    }
+    for (name, bits) in [("q8_0", 4), ("q4_1", 8), ("q4_k", 4), ("f16", 8)] {
+        let info = file.info(name).unwrap();
+        assert!(repack(info.ggml_type, file.raw(name).unwrap(), 3, 512, bits).is_none(), "{name} as {bits} bits");
+    }
+}
+
+/// The tiny Llama's Q8_0 GGUF as an int8 LoRA base: each projection is the file's blocks (Q and K
+/// unpermuted like the values), and the model gives the logits of the same file loaded dense.
+#[test]
+fn a_q8_0_gguf_is_an_int8_base_as_it_is() {
+    use wgtune::model::{BaseQuant, Precision};
+    let q8 = ModelFolder::open(&fixture("gguf/tiny-llama-q8_0.gguf")).unwrap();
+    for name in q8.weights.names().into_iter().filter(|n| n.starts_with("model.layers.") && n.ends_with("proj.weight")) {
+        let shape = q8.weights.shape(&name).unwrap();
+        let packed = q8.weights.read_packed(&name, &shape, 8).unwrap().unwrap_or_else(|| panic!("{name} repacks"));
+        assert_eq!(packed.dequantize(), q8.weights.read(&name, &shape).unwrap().values, "{name}");
+    }
+    for dev in crate::common::devices() {
+        let dense = logits(&q8, &dev.device);
+        let model = q8.load_in(&dev.device, Precision::F32, BaseQuant::Int8).unwrap();
+        assert!(model.layers[0].self_attn.q_proj.packed.is_some());
+        let inputs = Golden::open(&fixture("tiny-llama").join("golden.safetensors"));
+        let hidden = model.hidden_states(inputs.ids("input_ids", &dev.device), None, ForwardOptions::default());
+        let worst = worst_difference(&values(model.logits(hidden)).0, &dense);
+        assert!(worst < 1e-4, "int8 base from Q8_0 on {}: logits differ by {worst}", dev.choice);
     }
 }
 

@@ -213,3 +213,40 @@ fn fused_matmul_matches_burns_forward_and_backward() {
         }
     }
 }
+
+/// The matmuls over a packed base (`shaders/packed_matmul*.wgsl` on lavapipe, the dequantizing
+/// fallback on the CPU) against a dense f32 matmul of the same weight dequantized: the forward
+/// product and the input gradient, int8 and int4, at sizes that are not multiples of the 16 × 16
+/// blocks or of the 32-number quantization blocks, a single row, and the smallest sides taken.
+/// The weight gets no gradient: it is frozen, and nothing of it is kept dense.
+#[test]
+fn packed_matmul_matches_a_dense_matmul_of_the_dequantized_weight() {
+    use wgtune::kernels::{dense_packed, packed_matmul};
+    use wgtune::model::PackedWeight;
+    use wgtune::model::packed::HostPacked;
+    for dev in devices() {
+        let device = dev.autodiff();
+        let shapes = [(37, 40, 20), (1, 64, 48), (70, 4, 4), (33, 576, 196), (130, 100, 36)];
+        for ((m, cols, rows), bits) in shapes.into_iter().flat_map(|s| [(s, 8), (s, 4)]) {
+            let what = format!("{}: x [{m}, {cols}] · W [{rows}, {cols}]ᵀ in int{bits}", dev.choice);
+            let host_w: Vec<f32> = Tensor::<2>::random([rows, cols], Distribution::Normal(0.0, 0.5), &dev.device).into_data().try_to_vec::<f32>().unwrap();
+            let host = HostPacked::quantize(&host_w, rows, cols, bits);
+            let packed = PackedWeight::to_device(&host, &device);
+            assert_eq!(packed.to_host(), host, "{what}: the words survive the trip to the device");
+            let x = Tensor::<2>::random([m, cols], Distribution::Normal(0.0, 1.0), &device);
+            let weights = Tensor::<2>::random([m, rows], Distribution::Normal(0.0, 1.0), &device);
+            let run = |packed_path: bool| {
+                let x = x.clone().require_grad();
+                let out = if packed_path { packed_matmul(x.clone(), &packed) } else { x.clone().matmul(dense_packed(&host, &device).transpose()) };
+                let grads = (out.clone() * weights.clone()).sum().backward();
+                (out.inner(), x.grad(&grads).expect("a gradient for x"))
+            };
+            let (ours, reference) = (run(true), run(false));
+            for (name, a, b) in [("output", ours.0, reference.0), ("grad x", ours.1, reference.1)] {
+                let (a, shape) = values(a.unsqueeze::<4>());
+                let (b, _) = values(b.unsqueeze::<4>());
+                assert_close(&format!("{what}: {name}"), &a, &shape, &(shape.clone(), b.iter().map(|v| *v as f64).collect()), 1e-3);
+            }
+        }
+    }
+}

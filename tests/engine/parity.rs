@@ -8,7 +8,7 @@ use burn::tensor::{DType, Device};
 use wgtune::data::{Batch, IGNORE};
 use wgtune::generate::{GenerationSettings, generate_ids};
 use wgtune::method::Method;
-use wgtune::model::{CausalLm, ForwardOptions, HostTensor, ModelFolder, Precision, hf_name, is_transposed, transpose};
+use wgtune::model::{BaseQuant, CausalLm, ForwardOptions, HostTensor, ModelFolder, Precision, hf_name, is_transposed, transpose};
 use wgtune::params::{gradients_by_path, named_parameters};
 use wgtune::peft;
 use wgtune::train::{AdamW, OptimizerConfig, StepInputs, Targets, batch_gradients, cross_entropy_sum, optimizer_step};
@@ -211,7 +211,7 @@ fn lora_with_f16_weights_stays_within_half_precision_of_peft() {
         let batch = golden_batch(&golden, "labels");
         for (dev, checkpointing) in devices().into_iter().flat_map(|d| [(d.clone(), false), (d, true)]) {
             let device = dev.autodiff();
-            let model = folder.load_in(&device, Precision::F16).unwrap();
+            let model = folder.load_in(&device, Precision::F16, BaseQuant::None).unwrap();
             let (model, _) = peft::load_adapter(model, &fixture(name).join("adapter")).unwrap();
             assert_eq!(model.layers[0].mlp.up_proj.weight.base().dtype(), DType::F16);
             assert_eq!(model.layers[0].mlp.up_proj.weight.adapter().unwrap().a.val().dtype(), DType::F32);
@@ -248,7 +248,7 @@ fn an_overflowing_f16_step_is_skipped_and_leaves_the_model_as_it_was() {
     };
     for dev in devices() {
         let device = dev.autodiff();
-        let model = folder.load_in(&device, Precision::F16).unwrap();
+        let model = folder.load_in(&device, Precision::F16, BaseQuant::None).unwrap();
         let (model, _) = peft::load_adapter(model, &fixture("tiny-llama").join("adapter")).unwrap();
         let before = factors(&model);
         let mut inputs = StepInputs {
@@ -318,7 +318,7 @@ fn full_fine_tuning_with_f16_matmuls_stays_within_half_precision_of_torch() {
         for (dev, checkpointing) in devices().into_iter().flat_map(|d| [(d.clone(), false), (d, true)]) {
             let device = dev.autodiff();
             let method = Method::Full;
-            let model = folder.load_in(&device, method.storage_precision(Precision::F16)).unwrap();
+            let model = folder.load_in(&device, method.storage_precision(Precision::F16), BaseQuant::None).unwrap();
             let model = method.apply(model).unwrap();
             assert_eq!(model.layers[0].mlp.up_proj.weight.val().dtype(), DType::F32, "f32 masters");
             let what = format!("{name} on {} with f16 matmuls (gradient checkpointing: {checkpointing})", dev.choice);

@@ -35,6 +35,11 @@ fn training_settings_out_of_range_are_named() {
         ("a negative weight decay", &["--weight-decay=-0.1"], "`optim.weight_decay`: must be 0 or a positive number, not -0.1"),
         ("gradient clipping at NaN", &["--max-grad-norm", "NaN"], "`optim.max_grad_norm`: must be 0 or a positive number, not NaN"),
         ("epsilon 0", &["--eps", "0"], "`optim.eps`: must be a small positive number, not 0"),
+        (
+            "a packed base under full fine-tuning",
+            &["--method", "full", "--base-quant", "int4"],
+            "`base_quant`: int4 packs a frozen base, and only LoRA freezes it: full fine-tuning trains base weights",
+        ),
     ];
     for (case, flags, expected) in cases {
         let sandbox = Sandbox::new();

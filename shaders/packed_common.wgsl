@@ -1,0 +1,30 @@
+// The bindings and the block decoding of the two matmuls over a packed weight W (packed_matmul.wgsl:
+// x · Wᵀ; packed_matmul_grad.wgsl: dy · W); each is this file, then matmul_tiles.wgsl, then its
+// own `main`. W is `[rows, cols]` (the checkpoint's `[out, in]`) in blocks of 32 along a row, laid
+// out as `src/model/packed.rs` describes: `values` holds four int8 or eight 4-bit numbers a word,
+// `params` one word per block, its scale and minimum as two f16 halves.
+//
+// info: m, k, n of the matmul (as matmul_tiles.wgsl reads them), then W's blocks per row.
+
+@group(0) @binding(0) var<storage, read_write> a: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> values: array<u32>;
+@group(0) @binding(2) var<storage, read_write> params: array<u32>;
+@group(0) @binding(3) var<storage, read_write> c: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> info: array<u32>;
+
+// 8 or 4: a constant, so each kernel compiles one branch of `w_at`.
+const BITS: u32 = {{ bits }}u;
+
+// W's numbers `4·kk` to `4·kk + 3` of row `row`, dequantized.
+fn w_at(row: u32, kk: u32) -> vec4<f32> {
+    let block = row * info[3] + kk / 8u;
+    let p = unpack2x16float(params[block]);
+    if BITS == 8u {
+        let word = values[block * 8u + kk % 8u];
+        let q = bitcast<vec4<i32>>(vec4<u32>(word << 24u, word << 16u, word << 8u, word)) >> vec4<u32>(24u);
+        return vec4<f32>(q) * p.x;
+    }
+    let word = values[block * 4u + (kk % 8u) / 2u] >> ((kk % 2u) * 16u);
+    let q = (vec4<u32>(word) >> vec4<u32>(0u, 4u, 8u, 12u)) & vec4<u32>(15u);
+    return vec4<f32>(q) * p.x + p.y;
+}
