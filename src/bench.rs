@@ -228,7 +228,10 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
             &config.method,
             config.batch_size,
             config.seq_len,
-            StepPlan { base_quant: config.base_quant, ..StepPlan::new(config.fused, on_wgpu, config.gradient_checkpointing, config.precision) },
+            StepPlan {
+                base_quant: config.base_quant,
+                ..StepPlan::new(config.fused, on_wgpu, config.gradient_checkpointing, config.precision)
+            },
         )
         .total,
         kernel_families,

@@ -137,10 +137,7 @@ impl StepPlan {
 
     /// The plan of a run's settings (`config`) on a device.
     pub fn of(config: &TrainConfig, on_wgpu: bool) -> Self {
-        Self {
-            base_quant: config.base_quant,
-            ..Self::new(config.fused_kernels, on_wgpu, config.gradient_checkpointing, config.precision)
-        }
+        Self { base_quant: config.base_quant, ..Self::new(config.fused_kernels, on_wgpu, config.gradient_checkpointing, config.precision) }
     }
 }
 

@@ -8,6 +8,7 @@ pub mod chat_template;
 pub mod data;
 pub mod device;
 pub mod error;
+pub mod eval;
 pub mod export;
 pub mod fsutil;
 pub mod generate;

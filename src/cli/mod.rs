@@ -2,6 +2,7 @@
 
 mod bench;
 mod demo;
+mod eval;
 mod export;
 mod generate;
 mod inspect;
@@ -32,6 +33,8 @@ enum Command {
     Generate(generate::GenerateArgs),
     /// Write merged weights (a Hugging Face folder) and/or a PEFT adapter.
     Export(export::ExportArgs),
+    /// Score a model's answers to held-out records (exact match, token F1, ...); --compare puts the base model beside the fine-tuned one.
+    Eval(eval::EvalArgs),
     /// Show a model's architecture, parameter counts and estimated training memory.
     Inspect(inspect::InspectArgs),
     /// Time training steps (tokens/s, forward/backward/optimizer, peak memory).
@@ -50,6 +53,7 @@ pub fn main() -> ExitCode {
         Some(Command::Train(args)) => train::run(args),
         Some(Command::Generate(args)) => generate::run(args),
         Some(Command::Export(args)) => export::run(args),
+        Some(Command::Eval(args)) => eval::run(args),
         Some(Command::Inspect(args)) => inspect::run(args),
         Some(Command::Bench(args)) => bench::run_bench(args),
         Some(Command::Demo(args)) => demo::run(args),

@@ -4,7 +4,7 @@
 use crate::device::DeviceChoice;
 use crate::inspect::{StepPlan, estimate_memory, human_bytes, human_count, trainable_count};
 use crate::method::{LORA_TARGETS, LoraSettings, Method};
-use crate::model::Precision;
+use crate::model::{BaseQuant, Precision};
 use crate::train::ScheduleKind;
 use eframe::egui;
 
@@ -183,6 +183,12 @@ impl WgtuneApp {
                     if ui.checkbox(&mut f16, F16_LABEL).changed() {
                         c.precision = if f16 { Precision::F16 } else { Precision::F32 };
                     }
+                    // Only LoRA freezes the base, so only LoRA can pack it.
+                    let lora = c.method.lora().is_some();
+                    if !lora {
+                        c.base_quant = BaseQuant::None;
+                    }
+                    ui.add_enabled_ui(lora, |ui| base_quant_ui(ui, &mut c.base_quant));
                 });
                 ui.end_row();
                 ui.label("Evaluate every (steps, 0: at the end)");
@@ -219,6 +225,26 @@ impl WgtuneApp {
         if output_pick {
             self.jobs.pick(PickKind::OutputFolder);
         }
+    }
+}
+
+/// How LoRA's frozen base is held: dense, or packed in int8 or 4-bit blocks.
+fn base_quant_ui(ui: &mut egui::Ui, base_quant: &mut BaseQuant) {
+    egui::ComboBox::from_label(FROZEN_BASE_LABEL).selected_text(base_quant_label(*base_quant)).show_ui(ui, |ui| {
+        for q in BaseQuant::ALL {
+            ui.selectable_value(base_quant, q, base_quant_label(q));
+        }
+    });
+}
+
+/// The frozen-base choice, by its accessibility label.
+pub const FROZEN_BASE_LABEL: &str = "Frozen base (LoRA)";
+
+fn base_quant_label(q: BaseQuant) -> &'static str {
+    match q {
+        BaseQuant::None => "dense (f32, or f16 with f16 matmuls)",
+        BaseQuant::Int8 => "int8 blocks (about half of f16)",
+        BaseQuant::Int4 => "4-bit blocks (about a third of f16)",
     }
 }
 

@@ -10,8 +10,8 @@ use super::attention::attention_reference;
 use super::cross_entropy::{grad_reference, loss_only, rows_reference};
 use super::extension::FusedKernels;
 use super::packed::dense;
-use crate::model::packed::{HostPacked, PackedLayout};
 use super::swiglu::swiglu_backward_reference;
+use crate::model::packed::{HostPacked, PackedLayout};
 
 fn tensor<const D: usize>(t: FloatTensor<Flex>) -> Tensor<D> {
     Tensor::from_primitive::<Flex>(t)

@@ -169,7 +169,13 @@ fn elementwise<const INPUTS: usize, const OUTPUTS: usize>(
 /// `a · Wᵀ` (`transposed`) or `a · W` for a packed `W` `[rows, cols]`: `a` is `[m, cols]` or
 /// `[m, rows]` and the result `[m, rows]` or `[m, cols]`. One invocation per 16 × 16 block of the
 /// result, as in the dense matmuls.
-fn packed_product(a: CubeTensor, values: CubeTensor, params: CubeTensor, (rows, cols, bits): (usize, usize, usize), transposed: bool) -> CubeTensor {
+fn packed_product(
+    a: CubeTensor,
+    values: CubeTensor,
+    params: CubeTensor,
+    (rows, cols, bits): (usize, usize, usize),
+    transposed: bool,
+) -> CubeTensor {
     let (a, values, params) = (into_contiguous(a), into_contiguous(values), into_contiguous(params));
     check_f32(&[&a]);
     let m = a.meta.shape().dims::<2>()[0];

@@ -184,7 +184,11 @@ impl TrainConfig {
         if self.base_quant != BaseQuant::None && self.method.lora().is_none() {
             return Err(Error::setting(
                 "base_quant",
-                format!("{} packs a frozen base, and only LoRA freezes it: {} fine-tuning trains base weights (use --base-quant none, or LoRA)", self.base_quant, self.method.name()),
+                format!(
+                    "{} packs a frozen base, and only LoRA freezes it: {} fine-tuning trains base weights (use --base-quant none, or LoRA)",
+                    self.base_quant,
+                    self.method.name()
+                ),
             ));
         }
         Ok(())

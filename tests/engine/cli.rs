@@ -17,7 +17,7 @@ fn help_lists_every_subcommand_and_train_documents_defaults() {
     let out = wgtune(&["--help"]);
     assert!(out.status.success());
     let help = text(&out.stdout);
-    for command in ["train", "generate", "export", "inspect", "bench", "demo", "gui"] {
+    for command in ["train", "generate", "export", "eval", "inspect", "bench", "demo", "gui"] {
         assert!(help.contains(command), "{command} missing from:\n{help}");
     }
     let train = text(&wgtune(&["train", "--help"]).stdout);
@@ -95,10 +95,25 @@ fn train_generate_export_and_inspect_from_the_command_line() {
     assert!(merged.join("model.safetensors").exists() && merged.join("tokenizer.json").exists());
     assert!(adapter.join("adapter_config.json").exists());
 
-    let out = wgtune(&["inspect", "--model", model, "--rank", "8"]);
+    let json = dir.path().join("eval.json");
+    let args = ["eval", "--model", model, "--trained", run_s, "--data", data, "--compare", "--limit", "2", "--max-new-tokens", "4"];
+    let out = wgtune(&[&args[..], &["--device", "cpu", "--json", json.to_str().unwrap()]].concat());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    assert!(
+        table.contains("base  fine-tuned") && table.contains("token F1") && table.contains("line 1: What is the capital of France?"),
+        "{table}"
+    );
+    let reports: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(reports["fine-tuned"]["answers"].as_array().map(Vec::len), Some(2), "{reports}");
+    let out = wgtune(&["eval", "--model", model, "--data", data, "--compare"]);
+    assert!(!out.status.success() && text(&out.stderr).contains("--compare puts the base model beside trained weights"));
+
+    let out = wgtune(&["inspect", "--model", model, "--rank", "8", "--base-quant", "int4"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let report = text(&out.stdout);
-    assert!(report.contains("llama (2 layers") && report.contains("trainable"), "{report}");
+    assert!(report.contains("llama (2 layers") && report.contains("trainable") && report.contains("int4 base"), "{report}");
+    assert!(report.contains("llama-8b") && report.contains("int8"), "{report}");
 }
 
 /// The bench with CubeCL's profiler on wgpu: every launch lands in a family, matmul among them.

@@ -229,7 +229,8 @@ fn packed_matmul_matches_a_dense_matmul_of_the_dequantized_weight() {
         let shapes = [(37, 40, 20), (1, 64, 48), (70, 4, 4), (33, 576, 196), (130, 100, 36)];
         for ((m, cols, rows), bits) in shapes.into_iter().flat_map(|s| [(s, 8), (s, 4)]) {
             let what = format!("{}: x [{m}, {cols}] · W [{rows}, {cols}]ᵀ in int{bits}", dev.choice);
-            let host_w: Vec<f32> = Tensor::<2>::random([rows, cols], Distribution::Normal(0.0, 0.5), &dev.device).into_data().try_to_vec::<f32>().unwrap();
+            let host_w: Vec<f32> =
+                Tensor::<2>::random([rows, cols], Distribution::Normal(0.0, 0.5), &dev.device).into_data().try_to_vec::<f32>().unwrap();
             let host = HostPacked::quantize(&host_w, rows, cols, bits);
             let packed = PackedWeight::to_device(&host, &device);
             assert_eq!(packed.to_host(), host, "{what}: the words survive the trip to the device");
@@ -237,7 +238,11 @@ fn packed_matmul_matches_a_dense_matmul_of_the_dequantized_weight() {
             let weights = Tensor::<2>::random([m, rows], Distribution::Normal(0.0, 1.0), &device);
             let run = |packed_path: bool| {
                 let x = x.clone().require_grad();
-                let out = if packed_path { packed_matmul(x.clone(), &packed) } else { x.clone().matmul(dense_packed(&host, &device).transpose()) };
+                let out = if packed_path {
+                    packed_matmul(x.clone(), &packed)
+                } else {
+                    x.clone().matmul(dense_packed(&host, &device).transpose())
+                };
                 let grads = (out.clone() * weights.clone()).sum().backward();
                 (out.inner(), x.grad(&grads).expect("a gradient for x"))
             };

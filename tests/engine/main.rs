@@ -4,6 +4,7 @@ mod bad_input;
 mod cli;
 mod common;
 mod e2e;
+mod eval;
 mod gguf;
 mod kernels;
 mod parity;

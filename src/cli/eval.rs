@@ -1,0 +1,126 @@
+//! `wgtune eval`: what a model answers to held-out records, scored against their replies; with
+//! `--compare`, the base model and the fine-tuned one side by side.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+use wgtune::data::DataConfig;
+use wgtune::device::DeviceChoice;
+use wgtune::eval::{Answer, EvalReport, Summary, evaluate, load_cases};
+use wgtune::session::LoadedModel;
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// Model: a Hugging Face folder, a .gguf file, ollama:NAME[:TAG], or a model id in the local Hugging Face cache.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Trained weights: a PEFT adapter folder, a run directory, or one of its checkpoints [default: none, the base model].
+    #[arg(long)]
+    pub trained: Option<PathBuf>,
+    /// Held-out records (prompt/completion, chat or alpaca; JSONL, JSON, CSV or Parquet).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Evaluate the base model too and show the two side by side (needs --trained).
+    #[arg(long)]
+    pub compare: bool,
+    /// Most tokens each answer may have.
+    #[arg(long, default_value_t = 64)]
+    pub max_new_tokens: usize,
+    /// Evaluate only the first N records [default: all].
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// How many answers to print (those that changed first with --compare, else the wrong ones first).
+    #[arg(long, default_value_t = 5)]
+    pub show: usize,
+    /// Where to run: auto (a hardware GPU, else the CPU), wgpu or cpu.
+    #[arg(long, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
+    /// Also write the reports (every answer and its scores) as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+pub fn run(args: EvalArgs) -> Result<()> {
+    if args.compare && args.trained.is_none() {
+        anyhow::bail!("--compare puts the base model beside trained weights: give them with --trained");
+    }
+    let model_dir = wgtune::hub::resolve_model(&args.model)?;
+    let base = LoadedModel::load(&model_dir, args.device)?;
+    let data = DataConfig { train_file: args.data.clone(), ..Default::default() };
+    let (cases, skipped) = load_cases(&args.data, &data, &base.tokenizer, args.limit)?;
+    println!("data           {} ({} records{})", args.data.display(), cases.len(), skipped_note(skipped.len()));
+    for s in skipped.iter().take(3) {
+        println!("  skipped line {}: {}", s.origin.line, s.reason);
+    }
+    let progress = |label: &'static str| move |done: usize, total: usize| eprint!("\r{label}: {done}/{total}");
+    let base_report = if args.compare || args.trained.is_none() {
+        let report = evaluate(&base.model, &base.tokenizer, &cases, args.max_new_tokens, progress("base model"))?;
+        eprintln!();
+        Some(report)
+    } else {
+        None
+    };
+    let tuned_report = match &args.trained {
+        Some(trained) => {
+            let tuned = base.with_trained(trained)?;
+            let report = evaluate(&tuned.model, &tuned.tokenizer, &cases, args.max_new_tokens, progress("fine-tuned"))?;
+            eprintln!();
+            Some(report)
+        }
+        None => None,
+    };
+    let columns: Vec<(&str, &EvalReport)> =
+        [("base", base_report.as_ref()), ("fine-tuned", tuned_report.as_ref())].into_iter().filter_map(|(n, r)| Some((n, r?))).collect();
+    summary_table_ui(&columns);
+    examples_ui(&columns, args.show);
+    if let Some(path) = &args.json {
+        let json: serde_json::Map<String, serde_json::Value> =
+            columns.iter().map(|(name, report)| (name.to_string(), serde_json::to_value(report).unwrap_or_default())).collect();
+        let text = serde_json::to_string_pretty(&json)?;
+        wgtune::fsutil::write_atomic(path, text.as_bytes())?;
+        println!("reports        {}", path.display());
+    }
+    Ok(())
+}
+
+fn skipped_note(n: usize) -> String {
+    if n == 0 { String::new() } else { format!(", {n} skipped") }
+}
+
+fn summary_table_ui(columns: &[(&str, &EvalReport)]) {
+    let header: String = columns.iter().map(|(name, _)| format!("{name:>12}")).collect();
+    println!("{:<20}{header}", "");
+    let rows: [(&str, fn(&Summary) -> f64); 4] = [
+        ("exact match", |s| s.exact_match),
+        ("normalized match", |s| s.normalized_match),
+        ("contains reference", |s| s.contains_reference),
+        ("token F1", |s| s.token_f1),
+    ];
+    for (label, value) in rows {
+        let cells: String = columns.iter().map(|(_, r)| format!("{:>11.1}%", 100.0 * value(&r.summary))).collect();
+        println!("{label:<20}{cells}");
+    }
+}
+
+/// The answers most worth reading: with two models, those whose answer changed; with one, the
+/// wrong ones; then the rest.
+fn examples_ui(columns: &[(&str, &EvalReport)], show: usize) {
+    let Some((_, first)) = columns.first() else { return };
+    let interesting = |i: usize, a: &Answer| match columns.get(1) {
+        Some((_, other)) => other.answers.get(i).is_some_and(|b| b.answer != a.answer),
+        None => !a.scores.contains,
+    };
+    let mut order: Vec<usize> = (0..first.answers.len()).collect();
+    order.sort_by_key(|&i| !interesting(i, &first.answers[i]));
+    for &i in order.iter().take(show) {
+        let a = &first.answers[i];
+        println!("line {}: {}", a.line, a.question.trim());
+        println!("  {:<12}{}", "reference:", a.reference.trim());
+        for (name, report) in columns {
+            if let Some(answer) = report.answers.get(i) {
+                println!("  {:<12}{}", format!("{name}:"), answer.answer);
+            }
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! Whether fine-tuning worked, by what the model writes: each held-out record's prompt goes to
+//! the model (greedy, KV-cached), and its answer is scored against the record's reply.
+//!
+//! A record's prompt is rendered exactly as training renders it, up to its last reply: the chat
+//! template with the generation prompt for conversations and alpaca records, the raw prompt for
+//! prompt/completion pairs. The reference is that reply's text.
+
+mod metrics;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+pub use metrics::{AnswerScores, Summary, normalize};
+
+use crate::data::{DataConfig, DatasetFormat, Origin, Sample, Skipped, columns, for_each_record, render};
+use crate::error::{Error, Result};
+use crate::generate::{GenerationSettings, generate_ids};
+use crate::model::CausalLm;
+use crate::tokenizer::{RenderedText, TextTokenizer};
+
+/// One record to answer.
+#[derive(Clone, Debug)]
+pub struct EvalCase {
+    pub origin: Origin,
+    /// The rendered prompt, up to where the reply starts.
+    pub prompt: RenderedText,
+    /// What the model asked this is expected to write.
+    pub reference: String,
+}
+
+/// One answered record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Answer {
+    pub line: usize,
+    /// The record's question (its last user turn, instruction or prompt).
+    pub question: String,
+    pub reference: String,
+    pub answer: String,
+    pub scores: AnswerScores,
+}
+
+/// A model's answers to a dataset, with their means.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EvalReport {
+    pub summary: Summary,
+    pub answers: Vec<Answer>,
+    /// Records that could not be asked, with their reason.
+    pub skipped: Vec<(usize, String)>,
+}
+
+/// The records of `path` as questions with references (at most `limit`), and those that could
+/// not be made into one: unreadable, without a reply (plain text), or not renderable.
+pub fn load_cases(
+    path: &Path,
+    data: &DataConfig,
+    tokenizer: &TextTokenizer,
+    limit: Option<usize>,
+) -> Result<(Vec<(EvalCase, String)>, Vec<Skipped>)> {
+    columns::check(&data.columns)?;
+    let file: Arc<Path> = Arc::from(path);
+    let mut format = data.format;
+    let (mut cases, mut skipped) = (Vec::new(), Vec::new());
+    for_each_record(path, data.max_record_bytes(), |item| {
+        if limit.is_some_and(|limit| cases.len() >= limit) {
+            return Ok(());
+        }
+        let record = match item {
+            Ok(record) => record,
+            Err(problem) => {
+                skipped.push(Skipped { origin: Origin { file: file.clone(), line: problem.line }, reason: problem.message });
+                return Ok(());
+            }
+        };
+        let fields = columns::apply(&data.columns, record.fields);
+        let origin = Origin { file: file.clone(), line: record.line };
+        let format = match format {
+            Some(f) => f,
+            None => *format.insert(DatasetFormat::detect(&fields).ok_or_else(|| Error::InvalidRecord {
+                path: path.to_path_buf(),
+                line: record.line,
+                message: "cannot tell the dataset format from this record's fields (or pass --format)".into(),
+            })?),
+        };
+        match format.sample(&fields).map_err(|e| columns::explain(&data.columns, e)).and_then(|s| case(&s, tokenizer, origin.clone())) {
+            Ok(case) => cases.push(case),
+            Err(reason) => skipped.push(Skipped { origin, reason }),
+        }
+        Ok(())
+    })?;
+    if cases.is_empty() {
+        let first = skipped.first().map(|s| format!(": {} at line {}", s.reason, s.origin.line)).unwrap_or_default();
+        return Err(Error::EmptyDataset { path: path.to_path_buf(), message: format!("no record to evaluate{first}") });
+    }
+    Ok((cases, skipped))
+}
+
+/// The case of one sample, and the question as a person reads it.
+fn case(sample: &Sample, tokenizer: &TextTokenizer, origin: Origin) -> std::result::Result<(EvalCase, String), String> {
+    let (question, reference) = match sample {
+        Sample::Alpaca { instruction, input, output, .. } => {
+            (if input.is_empty() { instruction.clone() } else { format!("{instruction}\n\n{input}") }, output.clone())
+        }
+        Sample::Chat(messages) => {
+            let last =
+                messages.iter().rposition(|m| m.role == "assistant").ok_or("the conversation has no assistant reply to compare with")?;
+            let question = messages[..last].iter().rev().find(|m| m.role == "user").map(|m| m.content.clone()).unwrap_or_default();
+            (question, messages[last].content.clone())
+        }
+        Sample::PromptCompletion { prompt, completion } => (prompt.clone(), completion.clone()),
+        Sample::Text(_) => {
+            return Err("a plain-text record has no reply to compare with: evaluate on prompt/completion, chat or alpaca records".into());
+        }
+    };
+    let rendered = render(sample, tokenizer, false).map_err(|e| e.to_string())?;
+    let start = rendered.trainable.last().map(|span| span.start).ok_or("the record renders without a reply")?;
+    let prompt =
+        RenderedText { text: rendered.text[..start].to_string(), trainable: Vec::new(), has_special_tokens: rendered.has_special_tokens };
+    Ok((EvalCase { origin, prompt, reference }, question))
+}
+
+/// Answers every case greedily, up to `max_new_tokens` each, and scores the answers. `progress`
+/// sees (done, total) after each.
+pub fn evaluate(
+    model: &CausalLm,
+    tokenizer: &TextTokenizer,
+    cases: &[(EvalCase, String)],
+    max_new_tokens: usize,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<EvalReport> {
+    let settings = GenerationSettings { max_new_tokens, ..Default::default() };
+    settings.validate()?;
+    let context = model.config.max_position_embeddings;
+    let mut report = EvalReport::default();
+    for (done, (case, question)) in cases.iter().enumerate() {
+        let ids = tokenizer.tokenize(&case.prompt)?.ids;
+        if ids.len() >= context {
+            report.skipped.push((case.origin.line, format!("its prompt of {} tokens fills the model's context of {context}", ids.len())));
+            continue;
+        }
+        let answer = tokenizer.decode(&generate_ids(model, &ids, &settings, &tokenizer.eos_token_ids, |_| true))?;
+        let answer = answer.trim().to_string();
+        let scores = AnswerScores::of(&answer, &case.reference);
+        report.answers.push(Answer {
+            line: case.origin.line,
+            question: question.clone(),
+            reference: case.reference.clone(),
+            answer,
+            scores,
+        });
+        progress(done + 1, cases.len());
+    }
+    report.summary = Summary::of(report.answers.iter().map(|a| &a.scores));
+    Ok(report)
+}
