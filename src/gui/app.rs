@@ -9,6 +9,7 @@ use crate::train::{RunStart, TrainCommand, TrainEvent, output_dir_in_use};
 use eframe::egui;
 
 use super::dataset_panel::DatasetPanel;
+use super::evaluate_panel::EvaluatePanel;
 use super::export_panel::ExportPanel;
 use super::jobs::{ExportKind, ExportTarget, Jobs, ModelSummary, Reply};
 use super::model_panel::ModelPanel;
@@ -25,11 +26,12 @@ pub enum Tab {
     Hyperparameters,
     Training,
     Playground,
+    Evaluate,
     Export,
 }
 
 impl Tab {
-    const ALL: [Tab; 6] = [Tab::Model, Tab::Dataset, Tab::Hyperparameters, Tab::Training, Tab::Playground, Tab::Export];
+    const ALL: [Tab; 7] = [Tab::Model, Tab::Dataset, Tab::Hyperparameters, Tab::Training, Tab::Playground, Tab::Evaluate, Tab::Export];
 
     fn label(self) -> &'static str {
         match self {
@@ -38,6 +40,7 @@ impl Tab {
             Tab::Hyperparameters => "Hyperparameters",
             Tab::Training => "Training",
             Tab::Playground => "Playground",
+            Tab::Evaluate => "Evaluate",
             Tab::Export => "Export",
         }
     }
@@ -52,6 +55,7 @@ pub struct WgtuneApp {
     pub dataset: DatasetPanel,
     pub training: TrainingPanel,
     pub playground: PlaygroundPanel,
+    pub evaluate: EvaluatePanel,
     pub export: ExportPanel,
     pub cached_models: Vec<CachedModel>,
     pub device_description: String,
@@ -79,6 +83,7 @@ impl WgtuneApp {
             dataset: DatasetPanel::default(),
             training: TrainingPanel::default(),
             playground: PlaygroundPanel::default(),
+            evaluate: EvaluatePanel::default(),
             export: ExportPanel::default(),
             cached_models: cached_models(),
             device_description: "detecting the GPU…".into(),
@@ -167,6 +172,8 @@ impl WgtuneApp {
             Reply::Generated { slot, prompt, result } => self.playground.generated(slot, prompt, result),
             Reply::ExportProgress { done, total } => self.export.progress = Some((done, total)),
             Reply::Exported(result) => self.export.finished(result),
+            Reply::EvalProgress { model, done, total } => self.evaluate.progress = Some((model, done, total)),
+            Reply::Evaluated(result) => self.evaluate.finished(result),
         }
     }
 
@@ -354,6 +361,7 @@ impl eframe::App for WgtuneApp {
                 Tab::Hyperparameters => self.hyperparameters_ui(ui),
                 Tab::Training => self.training_ui(ui),
                 Tab::Playground => self.playground_ui(ui),
+                Tab::Evaluate => self.evaluate_ui(ui),
                 Tab::Export => self.export_ui(ui),
             });
         });

@@ -11,6 +11,7 @@ use crate::gguf::GgmlType;
 use crate::model::{ModelConfig, ModelFolder, WeightDtype};
 use crate::session::LoadedModel;
 
+use super::evaluate_panel::Evaluation;
 use super::picker::{FilePicker, PickKind};
 use super::playground::Slot;
 
@@ -118,6 +119,12 @@ pub enum Reply {
         total: usize,
     },
     Exported(Result<PathBuf, String>),
+    EvalProgress {
+        model: &'static str,
+        done: usize,
+        total: usize,
+    },
+    Evaluated(Result<Evaluation, String>),
 }
 
 /// Runs closures on threads and collects their replies; wakes the UI when one arrives.
@@ -192,6 +199,23 @@ impl Jobs {
             .map(|_| out)
             .map_err(|e| e.to_string());
             reply.send(Reply::Exported(result));
+        });
+    }
+
+    /// Asks the records of `file` of the base model, then of it with the trained weights in
+    /// `trained`, and scores both.
+    pub fn evaluate(&self, model: PathBuf, trained: PathBuf, data: DataConfig, file: PathBuf, device: DeviceChoice, max_new_tokens: usize) {
+        self.spawn(move |reply| {
+            let result = catch_panic("while evaluating", || {
+                let base = LoadedModel::load(&model, device)?;
+                let (cases, _) = crate::eval::load_cases(&file, &data, &base.tokenizer, None)?;
+                let progress = |model| move |done, total| reply.send(Reply::EvalProgress { model, done, total });
+                let base_report = crate::eval::evaluate(&base.model, &base.tokenizer, &cases, max_new_tokens, progress("Base model"))?;
+                let tuned = base.with_trained(&trained)?;
+                let tuned_report = crate::eval::evaluate(&tuned.model, &tuned.tokenizer, &cases, max_new_tokens, progress("Fine-tuned"))?;
+                Ok(Evaluation { base: base_report, tuned: tuned_report })
+            });
+            reply.send(Reply::Evaluated(result.map_err(|e| e.to_string())));
         });
     }
 

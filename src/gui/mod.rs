@@ -3,6 +3,7 @@
 
 mod app;
 mod dataset_panel;
+mod evaluate_panel;
 mod export_panel;
 mod hyperparameters_panel;
 mod jobs;

@@ -154,6 +154,23 @@ fn the_whole_journey_in_the_app() {
     assert!(summary.stopped_early && summary.steps < 400);
     assert!(harness.get_all_by_label_contains("Stopped after").count() >= 1);
 
+    // Evaluate: both models answer the records, side by side, readable by their labels.
+    harness.get_by_role_and_label(eframe::egui::accesskit::Role::Button, "Evaluate").click();
+    harness.run_steps(2);
+    harness.get_by_label("Evaluate base and fine-tuned").click();
+    wait_until(&mut harness, 240, "the evaluation", |app| app.evaluate.result.is_some());
+    let evaluation = match &harness.state().evaluate.result {
+        Some(Ok(evaluation)) => evaluation.clone(),
+        other => panic!("the evaluation: {:?}", other.as_ref().map(|r| r.as_ref().err())),
+    };
+    assert_eq!((evaluation.base.answers.len(), evaluation.tuned.answers.len()), (8, 8));
+    assert!(harness.get_all_by_value("8 records answered").count() >= 1);
+    // A label's text is its accessible value; each cell also carries its row and column as its
+    // accessible label, which kittest's label queries do not look at for labels.
+    let cell = |label: String| egui_kittest::kittest::By::new().predicate(move |node| node.label().as_deref() == Some(label.as_str()));
+    harness.get(cell(format!("Fine-tuned, Token F1: {:.1} %", 100.0 * evaluation.tuned.summary.token_f1)));
+    harness.get(cell(format!("Base model, Exact match: {:.1} %", 100.0 * evaluation.base.summary.exact_match)));
+
     // Export merged weights and the adapter; both load.
     harness.get_by_role_and_label(eframe::egui::accesskit::Role::Button, "Export").click();
     harness.run_steps(2);
