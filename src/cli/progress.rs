@@ -82,13 +82,24 @@ fn show(events: Receiver<TrainEvent>, plain: bool) {
                     bar.set_message(msg);
                 }
             }
-            TrainEvent::Eval(e) => say(format!(
-                "eval at step {}: loss {:.4}  perplexity {:.2}  accuracy {:.1}%",
-                e.step,
-                e.loss,
-                e.perplexity,
-                100.0 * e.accuracy
-            )),
+            TrainEvent::Eval(e) => {
+                let answers = match &e.generation {
+                    Some(g) => format!(
+                        "  answers: exact match {:.0}%  token F1 {:.0}%  (e.g. “{}”)",
+                        100.0 * g.summary.exact_match,
+                        100.0 * g.summary.token_f1,
+                        g.answers.first().map(|a| a.answer.as_str()).unwrap_or_default()
+                    ),
+                    None => String::new(),
+                };
+                say(format!(
+                    "eval at step {}: loss {:.4}  perplexity {:.2}  accuracy {:.1}%{answers}",
+                    e.step,
+                    e.loss,
+                    e.perplexity,
+                    100.0 * e.accuracy
+                ))
+            }
             TrainEvent::CheckpointSaved { path, .. } => say(format!("checkpoint {}", path.display())),
             TrainEvent::Paused { step } => say(format!("paused at step {step}")),
             TrainEvent::Resumed { step } => say(format!("resumed at step {step}")),

@@ -129,6 +129,9 @@ pub struct TrainArgs {
     /// Evaluate before training and every this many steps, 0 = only at the end [default: 0].
     #[arg(long)]
     pub eval_every: Option<usize>,
+    /// At each evaluation, answer this many validation records greedily and score them against their replies (exact match, token F1); 0 = loss only [default: 4].
+    #[arg(long)]
+    pub eval_generations: Option<usize>,
     /// Checkpoint every this many steps, 0 = only at the end [default: 100].
     #[arg(long)]
     pub save_every: Option<usize>,
@@ -201,6 +204,7 @@ impl TrainArgs {
             grad_accumulation => c.grad_accumulation,
             epochs => c.epochs,
             eval_every => c.eval_every,
+            eval_generations => c.eval_generations,
             save_every => c.save_every,
             keep_checkpoints => c.keep_checkpoints,
             validation_fraction => c.data.validation_fraction,

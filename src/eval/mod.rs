@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 pub use metrics::{AnswerScores, Summary, normalize};
 
-use crate::data::{DataConfig, DatasetFormat, Origin, Sample, Skipped, columns, for_each_record, render};
+use crate::data::{DataConfig, DatasetFormat, Example, Origin, Sample, Skipped, columns, for_each_record, render};
 use crate::error::{Error, Result};
 use crate::generate::{GenerationSettings, generate_ids};
 use crate::model::CausalLm;
@@ -24,10 +24,29 @@ use crate::tokenizer::{RenderedText, TextTokenizer};
 #[derive(Clone, Debug)]
 pub struct EvalCase {
     pub origin: Origin,
-    /// The rendered prompt, up to where the reply starts.
-    pub prompt: RenderedText,
+    /// The question as a person reads it (its last user turn, instruction or prompt).
+    pub question: String,
+    /// The prompt's tokens, rendered as training renders them, up to where the reply starts.
+    pub prompt_ids: Vec<u32>,
     /// What the model asked this is expected to write.
     pub reference: String,
+}
+
+/// The cases of already tokenized examples (a run's validation set): each prompt up to its last
+/// trained span, which decoded is the reference. Examples without a trained span are left out.
+pub fn cases_from_examples(examples: &[Example], tokenizer: &TextTokenizer) -> Result<Vec<EvalCase>> {
+    let mut cases = Vec::new();
+    for example in examples {
+        let Some(end) = example.trainable.iter().rposition(|t| *t) else { continue };
+        let start = example.trainable[..end].iter().rposition(|t| !*t).map_or(0, |i| i + 1);
+        if start == 0 {
+            continue;
+        }
+        let reference = tokenizer.decode(&example.ids[start..=end])?.trim().to_string();
+        let question = tokenizer.decode(&example.ids[..start])?.trim().to_string();
+        cases.push(EvalCase { origin: example.origin.clone(), question, prompt_ids: example.ids[..start].to_vec(), reference });
+    }
+    Ok(cases)
 }
 
 /// One answered record.
@@ -57,7 +76,7 @@ pub fn load_cases(
     data: &DataConfig,
     tokenizer: &TextTokenizer,
     limit: Option<usize>,
-) -> Result<(Vec<(EvalCase, String)>, Vec<Skipped>)> {
+) -> Result<(Vec<EvalCase>, Vec<Skipped>)> {
     columns::check(&data.columns)?;
     let file: Arc<Path> = Arc::from(path);
     let mut format = data.format;
@@ -96,8 +115,8 @@ pub fn load_cases(
     Ok((cases, skipped))
 }
 
-/// The case of one sample, and the question as a person reads it.
-fn case(sample: &Sample, tokenizer: &TextTokenizer, origin: Origin) -> std::result::Result<(EvalCase, String), String> {
+/// The case of one sample.
+fn case(sample: &Sample, tokenizer: &TextTokenizer, origin: Origin) -> std::result::Result<EvalCase, String> {
     let (question, reference) = match sample {
         Sample::Alpaca { instruction, input, output, .. } => {
             (if input.is_empty() { instruction.clone() } else { format!("{instruction}\n\n{input}") }, output.clone())
@@ -117,7 +136,8 @@ fn case(sample: &Sample, tokenizer: &TextTokenizer, origin: Origin) -> std::resu
     let start = rendered.trainable.last().map(|span| span.start).ok_or("the record renders without a reply")?;
     let prompt =
         RenderedText { text: rendered.text[..start].to_string(), trainable: Vec::new(), has_special_tokens: rendered.has_special_tokens };
-    Ok((EvalCase { origin, prompt, reference }, question))
+    let prompt_ids = tokenizer.tokenize(&prompt).map_err(|e| e.to_string())?.ids;
+    Ok(EvalCase { origin, question, prompt_ids, reference })
 }
 
 /// Answers every case greedily, up to `max_new_tokens` each, and scores the answers. `progress`
@@ -125,7 +145,7 @@ fn case(sample: &Sample, tokenizer: &TextTokenizer, origin: Origin) -> std::resu
 pub fn evaluate(
     model: &CausalLm,
     tokenizer: &TextTokenizer,
-    cases: &[(EvalCase, String)],
+    cases: &[EvalCase],
     max_new_tokens: usize,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<EvalReport> {
@@ -133,18 +153,18 @@ pub fn evaluate(
     settings.validate()?;
     let context = model.config.max_position_embeddings;
     let mut report = EvalReport::default();
-    for (done, (case, question)) in cases.iter().enumerate() {
-        let ids = tokenizer.tokenize(&case.prompt)?.ids;
+    for (done, case) in cases.iter().enumerate() {
+        let ids = &case.prompt_ids;
         if ids.len() >= context {
             report.skipped.push((case.origin.line, format!("its prompt of {} tokens fills the model's context of {context}", ids.len())));
             continue;
         }
-        let answer = tokenizer.decode(&generate_ids(model, &ids, &settings, &tokenizer.eos_token_ids, |_| true))?;
+        let answer = tokenizer.decode(&generate_ids(model, ids, &settings, &tokenizer.eos_token_ids, |_| true))?;
         let answer = answer.trim().to_string();
         let scores = AnswerScores::of(&answer, &case.reference);
         report.answers.push(Answer {
             line: case.origin.line,
-            question: question.clone(),
+            question: case.question.clone(),
             reference: case.reference.clone(),
             answer,
             scores,

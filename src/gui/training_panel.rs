@@ -247,14 +247,45 @@ fn progress_ui(ui: &mut egui::Ui, t: &TrainingPanel) {
         }
     });
     if let Some(e) = t.evals.last() {
+        let answers = match &e.generation {
+            Some(g) => format!(
+                "; {} answers: exact match {:.0}%, token F1 {:.0}%",
+                g.summary.examples,
+                100.0 * g.summary.exact_match,
+                100.0 * g.summary.token_f1
+            ),
+            None => String::new(),
+        };
         ui.label(format!(
-            "validation at step {}: loss {:.4}, perplexity {:.2}, accuracy {:.1}%",
+            "validation at step {}: loss {:.4}, perplexity {:.2}, accuracy {:.1}%{answers}",
             e.step,
             e.loss,
             e.perplexity,
             100.0 * e.accuracy
         ));
+        if let Some(g) = &e.generation {
+            answers_ui(ui, e.step, g);
+        }
     }
+}
+
+/// What the model wrote for a few validation records at the last evaluation: the user watches
+/// it learn.
+fn answers_ui(ui: &mut egui::Ui, step: usize, scores: &crate::train::GenerationScores) {
+    egui::CollapsingHeader::new(format!("Answers at step {step}")).id_salt("answers").show(ui, |ui| {
+        for a in &scores.answers {
+            let mark = if a.scores.normalized {
+                "✔"
+            } else if a.scores.contains {
+                "≈"
+            } else {
+                "✘"
+            };
+            ui.label(format!("{mark} {}", a.question.lines().last().unwrap_or_default()));
+            ui.label(format!("    model: {}", a.answer));
+            ui.label(format!("    reference: {}", a.reference));
+        }
+    });
 }
 
 const RAW: egui::Color32 = egui::Color32::from_rgb(230, 120, 110);

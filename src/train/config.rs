@@ -81,6 +81,9 @@ pub struct TrainConfig {
     pub max_steps: Option<usize>,
     /// Evaluate on the validation set before training, every this many steps and at the end; 0: only at the end.
     pub eval_every: usize,
+    /// At each evaluation, answer this many validation records greedily and score the answers
+    /// against their replies (exact match, token F1); 0: the loss alone.
+    pub eval_generations: usize,
     /// Write a checkpoint every this many steps (and at the end); 0 only at the end.
     pub save_every: usize,
     /// How many checkpoints to keep; older ones are deleted.
@@ -112,6 +115,7 @@ impl Default for TrainConfig {
             epochs: 1,
             max_steps: None,
             eval_every: 0,
+            eval_generations: 4,
             save_every: 100,
             keep_checkpoints: 2,
             materialize_lora: false,

@@ -33,6 +33,17 @@ pub struct EvalMetrics {
     pub perplexity: f64,
     /// Fraction of target tokens the model ranks first.
     pub accuracy: f64,
+    /// What the model wrote for the first validation records (`eval_generations`), scored
+    /// against their replies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<GenerationScores>,
+}
+
+/// Greedy answers to a few validation records, and their scores.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GenerationScores {
+    pub summary: crate::eval::Summary,
+    pub answers: Vec<crate::eval::Answer>,
 }
 
 /// Facts about a run, sent once before the first step.

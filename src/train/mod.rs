@@ -16,7 +16,7 @@ mod step;
 mod trainer;
 
 pub use config::{OptimizerConfig, ScheduleKind, TrainConfig};
-pub use events::{EvalMetrics, EventSink, RunInfo, RunSummary, StepMetrics, TrainCommand, TrainEvent};
+pub use events::{EvalMetrics, EventSink, GenerationScores, RunInfo, RunSummary, StepMetrics, TrainCommand, TrainEvent};
 pub use loss::{LossSum, Targets, chunk_rows, cross_entropy_sum};
 pub use loss_scale::LossScale;
 pub use metrics::{METRICS_FILE, read_metrics};

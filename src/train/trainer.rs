@@ -9,7 +9,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::checkpoint::{self, TrainerState};
 use super::config::TrainConfig;
-use super::events::{EvalMetrics, EventSink, RunInfo, RunSummary, StepMetrics, TrainCommand, TrainEvent};
+use super::events::{EvalMetrics, EventSink, GenerationScores, RunInfo, RunSummary, StepMetrics, TrainCommand, TrainEvent};
 use super::loss::{Targets, chunk_rows, cross_entropy_sum};
 use super::loss_scale::LossScale;
 use super::metrics::MetricsLog;
@@ -434,10 +434,26 @@ impl<'a> Run<'a> {
             return Ok(None);
         }
         let loss = sum / count as f64;
-        let metrics = EvalMetrics { step: self.state.step, loss, perplexity: loss.exp(), accuracy: correct as f64 / count as f64 };
+        let generation = self.answer_validation_records(&model)?;
+        let metrics =
+            EvalMetrics { step: self.state.step, loss, perplexity: loss.exp(), accuracy: correct as f64 / count as f64, generation };
         self.metrics.eval(&metrics)?;
         self.events.send(TrainEvent::Eval(metrics.clone()));
         Ok(Some(metrics))
+    }
+
+    /// Greedy answers to the first `eval_generations` validation records, scored against their
+    /// replies, each up to twice its reply's length (plus a few tokens).
+    fn answer_validation_records(&self, model: &CausalLm) -> Result<Option<GenerationScores>> {
+        let records = &self.data.validation[..self.config.eval_generations.min(self.data.validation.len())];
+        let cases = crate::eval::cases_from_examples(records, &self.tokenizer)?;
+        if cases.is_empty() {
+            return Ok(None);
+        }
+        let lengths = cases.iter().map(|c| self.tokenizer.encode(&c.reference, false).map(|ids| ids.len())).collect::<Result<Vec<_>>>()?;
+        let max_new_tokens = 2 * lengths.into_iter().max().unwrap_or(0) + 4;
+        let report = crate::eval::evaluate(model, &self.tokenizer, &cases, max_new_tokens, |_, _| {})?;
+        Ok(Some(GenerationScores { summary: report.summary, answers: report.answers }))
     }
 
     fn save(&mut self) -> Result<()> {
