@@ -16,6 +16,7 @@ use super::model_panel::ModelPanel;
 use super::picker::{FilePicker, PathPrompt, PickKind, PromptOutcome, path_prompt_ui};
 use super::playground::Playground;
 use super::playground_panel::PlaygroundPanel;
+use super::runs_panel::RunsPanel;
 use super::settings::{STORAGE_KEY, Settings};
 use super::training_panel::TrainingPanel;
 
@@ -28,10 +29,12 @@ pub enum Tab {
     Playground,
     Evaluate,
     Export,
+    Runs,
 }
 
 impl Tab {
-    const ALL: [Tab; 7] = [Tab::Model, Tab::Dataset, Tab::Hyperparameters, Tab::Training, Tab::Playground, Tab::Evaluate, Tab::Export];
+    const ALL: [Tab; 8] =
+        [Tab::Model, Tab::Dataset, Tab::Hyperparameters, Tab::Training, Tab::Playground, Tab::Evaluate, Tab::Export, Tab::Runs];
 
     fn label(self) -> &'static str {
         match self {
@@ -42,6 +45,7 @@ impl Tab {
             Tab::Playground => "Playground",
             Tab::Evaluate => "Evaluate",
             Tab::Export => "Export",
+            Tab::Runs => "Runs",
         }
     }
 }
@@ -57,6 +61,9 @@ pub struct WgtuneApp {
     pub playground: PlaygroundPanel,
     pub evaluate: EvaluatePanel,
     pub export: ExportPanel,
+    pub runs: RunsPanel,
+    /// A run reopened from the Runs tab: its weights are the trained ones until a run starts.
+    pub opened_run: Option<PathBuf>,
     pub cached_models: Vec<CachedModel>,
     pub device_description: String,
     /// Whether training runs through wgpu (and its fused kernels), for the memory estimate.
@@ -85,6 +92,8 @@ impl WgtuneApp {
             playground: PlaygroundPanel::default(),
             evaluate: EvaluatePanel::default(),
             export: ExportPanel::default(),
+            runs: RunsPanel::default(),
+            opened_run: None,
             cached_models: cached_models(),
             device_description: "detecting the GPU…".into(),
             device_on_wgpu: false,
@@ -174,6 +183,7 @@ impl WgtuneApp {
             Reply::Exported(result) => self.export.finished(result),
             Reply::EvalProgress { model, done, total } => self.evaluate.progress = Some((model, done, total)),
             Reply::Evaluated(result) => self.evaluate.finished(result),
+            Reply::Runs(runs) => self.runs_listed(runs),
         }
     }
 
@@ -233,6 +243,7 @@ impl WgtuneApp {
             return;
         }
         self.settings.last_run = Some(config.output_dir.clone());
+        self.opened_run = None;
         self.training.start(crate::train::spawn(config, start));
         self.tab = Tab::Training;
     }
@@ -242,6 +253,7 @@ impl WgtuneApp {
             Ok(config) => {
                 self.settings.config = config.clone();
                 self.settings.last_run = Some(run_dir);
+                self.opened_run = None;
                 self.training.start(crate::train::spawn(config, RunStart::Resume));
                 self.tab = Tab::Training;
             }
@@ -266,6 +278,9 @@ impl WgtuneApp {
 
     /// The trained weights of the current (or last) run, if it has produced any.
     pub fn trained_weights(&self) -> Option<PathBuf> {
+        if let Some(run) = &self.opened_run {
+            return crate::train::RunRecord::read(run).and_then(|r| r.weights);
+        }
         if let Some(summary) = &self.training.summary {
             return Some(summary.final_checkpoint.clone());
         }
@@ -336,7 +351,9 @@ impl WgtuneApp {
             ui.heading("wgtune");
             ui.separator();
             for tab in Tab::ALL {
-                ui.selectable_value(&mut self.tab, tab, tab.label());
+                if ui.selectable_value(&mut self.tab, tab, tab.label()).clicked() && tab == Tab::Runs {
+                    self.refresh_runs();
+                }
             }
         });
     }
@@ -362,6 +379,7 @@ impl eframe::App for WgtuneApp {
                 Tab::Training => self.training_ui(ui),
                 Tab::Playground => self.playground_ui(ui),
                 Tab::Evaluate => self.evaluate_ui(ui),
+                Tab::Runs => self.runs_ui(ui),
                 Tab::Export => self.export_ui(ui),
             });
         });

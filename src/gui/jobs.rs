@@ -125,6 +125,7 @@ pub enum Reply {
         total: usize,
     },
     Evaluated(Result<Evaluation, String>),
+    Runs(Vec<crate::train::RunRecord>),
 }
 
 /// Runs closures on threads and collects their replies; wakes the UI when one arrives.
@@ -217,6 +218,11 @@ impl Jobs {
             });
             reply.send(Reply::Evaluated(result.map_err(|e| e.to_string())));
         });
+    }
+
+    /// Reads the runs under `folder`.
+    pub fn list_runs(&self, folder: PathBuf) {
+        self.spawn(move |reply| reply.send(Reply::Runs(crate::train::list_runs(&folder))));
     }
 
     pub fn poll(&self) -> Vec<Reply> {

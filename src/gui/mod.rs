@@ -11,6 +11,7 @@ mod model_panel;
 mod picker;
 mod playground;
 mod playground_panel;
+mod runs_panel;
 mod settings;
 mod training_panel;
 

@@ -24,7 +24,7 @@ use crate::peft;
 
 pub const TRAINABLE_FILE: &str = "trainable.safetensors";
 const OPTIMIZER_FILE: &str = "optimizer.safetensors";
-const STATE_FILE: &str = "trainer_state.json";
+pub(crate) const STATE_FILE: &str = "trainer_state.json";
 
 /// Where the data loop stands, and the optimizer's step count.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -171,6 +171,19 @@ fn the_whole_journey_in_the_app() {
     harness.get(cell(format!("Fine-tuned, Token F1: {:.1} %", 100.0 * evaluation.tuned.summary.token_f1)));
     harness.get(cell(format!("Base model, Exact match: {:.1} %", 100.0 * evaluation.base.summary.exact_match)));
 
+    // The Runs tab lists the run with its settings and curve; opening it makes its weights the
+    // ones the other tabs use.
+    harness.get_by_role_and_label(eframe::egui::accesskit::Role::Button, "Runs").click();
+    wait_until(&mut harness, 30, "the runs", |app| !app.runs.loading && !app.runs.runs.is_empty());
+    let run = harness.state().runs.runs[0].clone();
+    assert_eq!((run.dir.clone(), run.steps.len()), (dir.path().join("run"), summary.steps));
+    assert!(harness.get_all_by_value(&run.settings()).count() >= 1);
+    harness.get_by_label("Open").click();
+    harness.run_steps(2);
+    assert_eq!(harness.state().opened_run, Some(dir.path().join("run")));
+    assert_eq!(harness.state().trained_weights(), run.weights);
+    harness.get_by_label("Opened");
+
     // Export merged weights and the adapter; both load.
     harness.get_by_role_and_label(eframe::egui::accesskit::Role::Button, "Export").click();
     harness.run_steps(2);

@@ -1,0 +1,120 @@
+//! The Runs tab: the runs under the output folder with their settings and final metrics, their
+//! loss curves overlaid to compare settings, and any of them reopened for the Playground,
+//! Evaluate and Export tabs.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use eframe::egui;
+use egui_plot::{Legend, Line, Plot};
+
+use super::app::WgtuneApp;
+use crate::train::RunRecord;
+
+#[derive(Default)]
+pub struct RunsPanel {
+    pub loading: bool,
+    pub runs: Vec<RunRecord>,
+    /// Runs whose curves the plot shows, by folder.
+    pub overlaid: BTreeSet<PathBuf>,
+}
+
+impl WgtuneApp {
+    /// The folder the Runs tab lists: the one that holds the current run directory.
+    pub fn runs_folder(&self) -> PathBuf {
+        let dir = &self.settings.config.output_dir;
+        dir.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), PathBuf::from)
+    }
+
+    pub fn refresh_runs(&mut self) {
+        self.runs.loading = true;
+        self.jobs.list_runs(self.runs_folder());
+    }
+
+    pub fn runs_listed(&mut self, runs: Vec<RunRecord>) {
+        self.runs.loading = false;
+        // A fresh list keeps the overlay of runs still there, and shows the newest by default.
+        self.runs.overlaid.retain(|dir| runs.iter().any(|r| &r.dir == dir));
+        if self.runs.overlaid.is_empty()
+            && let Some(newest) = runs.first()
+        {
+            self.runs.overlaid.insert(newest.dir.clone());
+        }
+        self.runs.runs = runs;
+    }
+
+    pub fn runs_ui(&mut self, ui: &mut egui::Ui) {
+        ui.heading("Runs");
+        ui.horizontal(|ui| {
+            ui.label(format!("Runs in {}", self.runs_folder().display()));
+            if ui.add_enabled(!self.runs.loading, egui::Button::new("Refresh")).clicked() {
+                self.refresh_runs();
+            }
+        });
+        if self.runs.runs.is_empty() {
+            ui.label(if self.runs.loading { "Reading the runs…" } else { "No runs here yet." });
+            return;
+        }
+        let mut open = None;
+        egui::Grid::new("runs").striped(true).num_columns(7).show(ui, |ui| {
+            for heading in ["Compare", "Run", "Settings", "Steps", "Loss", "Validation loss", ""] {
+                ui.strong(heading);
+            }
+            ui.end_row();
+            for run in &self.runs.runs {
+                let mut shown = self.runs.overlaid.contains(&run.dir);
+                if ui.checkbox(&mut shown, "").on_hover_text("Overlay its loss curve").changed() {
+                    if shown {
+                        self.runs.overlaid.insert(run.dir.clone());
+                    } else {
+                        self.runs.overlaid.remove(&run.dir);
+                    }
+                }
+                ui.label(run.name());
+                ui.label(run.settings());
+                ui.label(run.last_step().map_or("–".into(), |s| format!("{} / {}", s.step, s.total_steps)));
+                ui.label(run.last_step().map_or("–".into(), |s| format!("{:.4}", s.loss)));
+                ui.label(run.last_eval().map_or("–".into(), |e| format!("{:.4}", e.loss)));
+                let opened = self.opened_run.as_ref() == Some(&run.dir);
+                let label = if opened { "Opened" } else { "Open" };
+                let button = ui.add_enabled(run.weights.is_some() && !opened, egui::Button::new(label));
+                if button.on_hover_text("Use its weights in the Playground, Evaluate and Export tabs").clicked() {
+                    open = Some(run.clone());
+                }
+                ui.end_row();
+            }
+        });
+        if let Some(run) = open {
+            self.open_run(&run);
+        }
+        ui.add_space(8.0);
+        overlay_ui(ui, &self.runs);
+    }
+
+    /// Makes `run` the one whose weights the Playground, Evaluate and Export tabs use, with its
+    /// model and data.
+    fn open_run(&mut self, run: &RunRecord) {
+        self.opened_run = Some(run.dir.clone());
+        self.settings.last_run = Some(run.dir.clone());
+        let model_changed = self.settings.config.model != run.config.model;
+        self.settings.config = run.config.clone();
+        if model_changed {
+            self.select_model(run.config.model.clone());
+        }
+    }
+}
+
+/// The training loss of every run ticked for comparison, one line each.
+fn overlay_ui(ui: &mut egui::Ui, panel: &RunsPanel) {
+    ui.label(egui::RichText::new("Training loss").strong());
+    Plot::new("runs-plot").height(280.0).legend(Legend::default()).x_axis_label("step").show(ui, |plot| {
+        for run in panel.runs.iter().filter(|r| panel.overlaid.contains(&r.dir)) {
+            let points: Vec<[f64; 2]> = run.steps.iter().map(|s| [s.step as f64, s.loss]).collect();
+            plot.line(Line::new(run.name(), points).width(1.5));
+            let validation: Vec<[f64; 2]> = run.evals.iter().map(|e| [e.step as f64, e.loss]).collect();
+            if !validation.is_empty() {
+                plot.line(Line::new(format!("{} (validation)", run.name()), validation).width(2.5));
+            }
+        }
+    });
+}

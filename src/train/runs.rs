@@ -1,0 +1,115 @@
+//! The runs under a folder, read back from what each wrote (`run.toml`, `metrics.jsonl`,
+//! checkpoints), to compare their settings and curves and reopen their weights.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use super::config::TrainConfig;
+use super::events::{EvalMetrics, StepMetrics};
+use super::metrics::{METRICS_FILE, read_metrics};
+use super::trainer::RUN_CONFIG_FILE;
+use super::{FINAL_DIR, checkpoint};
+
+/// One run directory, as it is on disk.
+#[derive(Clone, Debug)]
+pub struct RunRecord {
+    pub dir: PathBuf,
+    pub config: TrainConfig,
+    pub steps: Vec<StepMetrics>,
+    pub evals: Vec<EvalMetrics>,
+    /// `final/` when the run finished, else its newest checkpoint; `None` before the first.
+    pub weights: Option<PathBuf>,
+    /// When its metrics last changed: the newest run first.
+    pub modified: Option<SystemTime>,
+}
+
+impl RunRecord {
+    /// Reads the run in `dir`; `None` when `dir` holds no run: no readable `run.toml`, or no
+    /// `metrics.jsonl` (a checkpoint folder has the first without the second).
+    pub fn read(dir: &Path) -> Option<Self> {
+        if !dir.join(METRICS_FILE).is_file() {
+            return None;
+        }
+        let config = TrainConfig::from_toml_file(&dir.join(RUN_CONFIG_FILE)).ok()?;
+        let (steps, evals) = read_metrics(dir).unwrap_or_default();
+        let final_dir = dir.join(FINAL_DIR);
+        let weights = if final_dir.is_dir() { Some(final_dir) } else { checkpoint::latest(dir) };
+        let modified = std::fs::metadata(dir.join(METRICS_FILE)).and_then(|m| m.modified()).ok();
+        Some(Self { dir: dir.to_path_buf(), config, steps, evals, weights, modified })
+    }
+
+    /// The folder's name, how the list names the run.
+    pub fn name(&self) -> String {
+        self.dir.file_name().map_or_else(|| self.dir.display().to_string(), |n| n.to_string_lossy().into_owned())
+    }
+
+    /// The method and its main settings, in a few words: `lora r16 α32, lr 2e-4`.
+    pub fn settings(&self) -> String {
+        let method = match self.config.method.lora() {
+            Some(lora) => format!("lora r{} α{}", lora.rank, lora.alpha),
+            None => self.config.method.name().to_string(),
+        };
+        let base = if self.config.base_quant.bits().is_some() { format!(", {} base", self.config.base_quant) } else { String::new() };
+        format!("{method}, lr {:e}{base}", self.config.optim.lr)
+    }
+
+    pub fn last_step(&self) -> Option<&StepMetrics> {
+        self.steps.last()
+    }
+
+    pub fn last_eval(&self) -> Option<&EvalMetrics> {
+        self.evals.last()
+    }
+}
+
+/// Every run directly inside `parent` (and `parent` itself when it is one), the newest first.
+pub fn list_runs(parent: &Path) -> Vec<RunRecord> {
+    let mut runs: Vec<RunRecord> = std::fs::read_dir(parent)
+        .map(|entries| entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()).filter_map(|p| RunRecord::read(&p)).collect())
+        .unwrap_or_default();
+    runs.extend(RunRecord::read(parent));
+    runs.sort_by(|a, b| b.modified.cmp(&a.modified).then_with(|| a.dir.cmp(&b.dir)));
+    runs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_run(dir: &Path, lr: f64, losses: &[f64]) {
+        std::fs::create_dir_all(dir.join("checkpoint-000002")).unwrap();
+        let config = TrainConfig { optim: super::super::OptimizerConfig { lr, ..Default::default() }, ..Default::default() };
+        config.save_toml(&dir.join(RUN_CONFIG_FILE)).unwrap();
+        // A checkpoint folder holds its own run.toml: it is not a run of its own.
+        config.save_toml(&dir.join("checkpoint-000002").join(RUN_CONFIG_FILE)).unwrap();
+        std::fs::write(dir.join("checkpoint-000002").join(checkpoint::STATE_FILE), "{}").unwrap();
+        let lines: Vec<String> = losses
+            .iter()
+            .enumerate()
+            .map(|(i, loss)| format!(r#"{{"kind":"step","step":{},"total_steps":2,"epoch":1.0,"loss":{loss},"lr":{lr},"grad_norm":1.0,"tokens_per_second":1.0,"elapsed_seconds":1.0,"eta_seconds":0.0}}"#, i + 1))
+            .chain([r#"{"kind":"eval","step":2,"loss":0.5,"perplexity":1.6,"accuracy":0.9}"#.to_string()])
+            .collect();
+        std::fs::write(dir.join(METRICS_FILE), lines.join("\n")).unwrap();
+    }
+
+    #[test]
+    fn runs_are_listed_with_their_settings_curves_and_weights() {
+        let parent = tempfile::tempdir().unwrap();
+        write_run(&parent.path().join("first"), 1e-3, &[2.0, 1.0]);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        write_run(&parent.path().join("second"), 2e-4, &[3.0, 2.5]);
+        std::fs::create_dir_all(parent.path().join("second/final")).unwrap();
+        std::fs::create_dir_all(parent.path().join("not-a-run")).unwrap();
+
+        let runs = list_runs(parent.path());
+        let names: Vec<String> = runs.iter().map(RunRecord::name).collect();
+        assert_eq!(names, ["second", "first"], "the newest first, and only runs");
+        assert_eq!(runs[0].weights, Some(parent.path().join("second/final")));
+        assert_eq!(runs[1].weights, Some(parent.path().join("first/checkpoint-000002")));
+        assert_eq!(runs[1].steps.iter().map(|s| s.loss).collect::<Vec<_>>(), [2.0, 1.0]);
+        assert_eq!(runs[1].last_eval().map(|e| e.loss), Some(0.5));
+        assert_eq!(runs[1].settings(), "lora r16 α32, lr 1e-3");
+        // A run folder itself lists as its one run, without its checkpoints.
+        assert_eq!(list_runs(&parent.path().join("first")).len(), 1);
+    }
+}
