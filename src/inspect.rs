@@ -332,12 +332,19 @@ mod tests {
         let wgpu_recompute = StepPlan::new(true, true, true, Precision::F32);
         let wgpu_f16 = StepPlan::new(true, true, false, Precision::F16);
         let wgpu_f16_recompute = StepPlan::new(true, true, true, Precision::F16);
+        let packed = |base_quant, precision| StepPlan { base_quant, ..StepPlan::new(true, false, false, precision) };
+        let (cpu_int8, cpu_int4) = (packed(BaseQuant::Int8, Precision::F32), packed(BaseQuant::Int4, Precision::F32));
+        let cpu_int4_f16 = packed(BaseQuant::Int4, Precision::F16);
         // `wgtune bench --batch-size 4 --seq-len 256|512` on SmolLM2-135M, after a warm-up step:
         // peak RSS on the CPU; on wgpu (lavapipe) the tensors alive at the allocator's fullest
         // moment, which is what the estimate models (the pool reserves 1.0–1.3× that).
         let measured = [
             (lora(), cpu, 256, 2.85),
             (lora(), cpu_generic, 256, 3.28),
+            // The packed bases, measured in a later session (the same peaks of f32: 2.85 GiB).
+            (lora(), cpu_int8, 256, 2.58),
+            (lora(), cpu_int4, 256, 2.52),
+            (lora(), cpu_int4_f16, 256, 2.47),
             (Method::Full, cpu, 256, 4.09),
             (lora(), wgpu, 256, 1.61),
             (lora(), wgpu_generic, 256, 2.87),
