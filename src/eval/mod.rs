@@ -43,10 +43,17 @@ pub fn cases_from_examples(examples: &[Example], tokenizer: &TextTokenizer) -> R
             continue;
         }
         let reference = tokenizer.decode(&example.ids[start..=end])?.trim().to_string();
-        let question = tokenizer.decode(&example.ids[..start])?.trim().to_string();
+        let question = last_question_line(&tokenizer.decode(&example.ids[..start])?);
         cases.push(EvalCase { origin: example.origin.clone(), question, prompt_ids: example.ids[..start].to_vec(), reference });
     }
     Ok(cases)
+}
+
+/// The question in a rendered prompt, as a person reads it: its last line that is not the
+/// template's opening of the reply (`assistant`, `model`, `### Response:`).
+fn last_question_line(prompt: &str) -> String {
+    let opening = |line: &str| matches!(line, "" | "assistant" | "Assistant" | "model" | "### Response:");
+    prompt.lines().map(str::trim).rev().find(|line| !opening(line)).unwrap_or_default().to_string()
 }
 
 /// One answered record.

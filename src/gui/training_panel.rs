@@ -281,7 +281,7 @@ fn answers_ui(ui: &mut egui::Ui, step: usize, scores: &crate::train::GenerationS
             } else {
                 "✘"
             };
-            ui.label(format!("{mark} {}", a.question.lines().last().unwrap_or_default()));
+            ui.label(format!("{mark} {}", a.question));
             ui.label(format!("    model: {}", a.answer));
             ui.label(format!("    reference: {}", a.reference));
         }

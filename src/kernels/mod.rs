@@ -22,7 +22,7 @@ pub use attention::{attention, attention_reference};
 pub use cross_entropy::cross_entropy;
 pub use extension::FusedKernels;
 pub use matmul::matmul;
-pub use packed::{dense as dense_packed, packed_matmul, packed_matmul_reference};
+pub use packed::{dense as dense_packed, packed_matmul};
 pub use swiglu::{swiglu, swiglu_backward_reference};
 
 use burn::tensor::Device;

@@ -1,6 +1,7 @@
 //! Matmuls against a frozen weight packed in blocks (`model::packed`): the WGSL kernels of
-//! `shaders/packed_matmul*.wgsl` on every wgpu device, the same numbers on the CPU through a
-//! dequantized copy that lives only for the one product.
+//! `shaders/packed_matmul*.wgsl` on every wgpu device (with `--kernels generic` too: no tensor-op
+//! path keeps the weight packed), the same numbers on the CPU through a dequantized copy that
+//! lives only for the one product.
 //!
 //! Under autodiff the operation keeps only the packed weight (which the model holds anyway) for
 //! its backward pass: the input gradient `dy · W` dequantizes the blocks again, and a frozen base
@@ -31,13 +32,8 @@ pub fn packed_matmul(x: Tensor<2>, w: &PackedWeight) -> Tensor<2> {
     ))
 }
 
-/// What [`packed_matmul`] computes, through a dense copy of the dequantized weight: the
-/// reference for tests, and the CPU's implementation.
-pub fn packed_matmul_reference(x: Tensor<2>, w: &HostPacked) -> Tensor<2> {
-    x.clone().matmul(dense(w, &x.device()).transpose())
-}
-
-/// The dequantized weight `[out, in]` as an f32 tensor on `device`.
+/// The dequantized weight `[out, in]` as an f32 tensor on `device`: what the CPU multiplies by,
+/// and the tests' reference.
 pub fn dense(w: &HostPacked, device: &burn::tensor::Device) -> Tensor<2> {
     Tensor::from_data(TensorData::new(w.dequantize(), [w.layout.rows, w.layout.cols]), device)
 }

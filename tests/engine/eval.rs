@@ -49,6 +49,7 @@ fn records_become_questions_with_their_replies() {
     assert_eq!(from_examples.len(), 8);
     for (a, b) in from_examples.iter().zip(&cases) {
         assert_eq!((&a.prompt_ids, &a.reference, a.origin.line), (&b.prompt_ids, &b.reference, b.origin.line));
+        assert_eq!(a.question, b.question, "the question read back from the rendered prompt");
     }
 
     let csv = fixture("data/prompt_completion.csv");
