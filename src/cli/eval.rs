@@ -90,16 +90,11 @@ fn skipped_note(n: usize) -> String {
 
 fn summary_table_ui(columns: &[(&str, &EvalReport)]) {
     let header: String = columns.iter().map(|(name, _)| format!("{name:>12}")).collect();
-    println!("{:<20}{header}", "");
-    let rows: [(&str, fn(&Summary) -> f64); 4] = [
-        ("exact match", |s| s.exact_match),
-        ("normalized match", |s| s.normalized_match),
-        ("contains reference", |s| s.contains_reference),
-        ("token F1", |s| s.token_f1),
-    ];
-    for (label, value) in rows {
-        let cells: String = columns.iter().map(|(_, r)| format!("{:>11.1}%", 100.0 * value(&r.summary))).collect();
-        println!("{label:<20}{cells}");
+    println!("{:<24}{header}", "");
+    let names = Summary::default().measures().map(|(name, _)| name);
+    for (row, name) in names.iter().enumerate() {
+        let cells: String = columns.iter().map(|(_, r)| format!("{:>11.1}%", 100.0 * r.summary.measures()[row].1)).collect();
+        println!("{name:<24}{cells}");
     }
 }
 

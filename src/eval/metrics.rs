@@ -40,6 +40,16 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// Each measure with its name, in the order reports show them.
+    pub fn measures(&self) -> [(&'static str, f64); 4] {
+        [
+            ("Exact match", self.exact_match),
+            ("Normalized match", self.normalized_match),
+            ("Contains the reference", self.contains_reference),
+            ("Token F1", self.token_f1),
+        ]
+    }
+
     pub fn of<'a>(scores: impl IntoIterator<Item = &'a AnswerScores>) -> Self {
         let mut s = Self::default();
         for score in scores {

@@ -278,18 +278,13 @@ impl WgtuneApp {
 
     /// The trained weights of the current (or last) run, if it has produced any.
     pub fn trained_weights(&self) -> Option<PathBuf> {
-        if let Some(run) = &self.opened_run {
-            return crate::train::RunRecord::read(run).and_then(|r| r.weights);
-        }
-        if let Some(summary) = &self.training.summary {
+        if self.opened_run.is_none()
+            && let Some(summary) = &self.training.summary
+        {
             return Some(summary.final_checkpoint.clone());
         }
-        let run = self.training.run_dir().or(self.settings.last_run.clone())?;
-        let final_dir = run.join(crate::train::FINAL_DIR);
-        if final_dir.exists() {
-            return Some(final_dir);
-        }
-        crate::train::checkpoint::latest(&run)
+        let run = self.opened_run.clone().or_else(|| self.training.run_dir()).or(self.settings.last_run.clone())?;
+        crate::train::run_weights(&run)
     }
 
     fn drain(&mut self) {

@@ -23,7 +23,7 @@ pub use loss_scale::LossScale;
 pub use metrics::{METRICS_FILE, read_metrics};
 pub use optimizer::AdamW;
 pub use run_dir::{RunStart, SKIPPED_FILE, output_dir_in_use};
-pub use runs::{RunRecord, list_runs};
+pub use runs::{RunRecord, list_runs, run_weights};
 pub use schedule::Schedule;
 pub use spawn::{TrainingHandle, spawn};
 pub use step::{NonFiniteStep, StepInputs, StepOutcome, StepTimings, batch_gradients, optimizer_step};

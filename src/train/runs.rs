@@ -32,8 +32,7 @@ impl RunRecord {
         }
         let config = TrainConfig::from_toml_file(&dir.join(RUN_CONFIG_FILE)).ok()?;
         let (steps, evals) = read_metrics(dir).unwrap_or_default();
-        let final_dir = dir.join(FINAL_DIR);
-        let weights = if final_dir.is_dir() { Some(final_dir) } else { checkpoint::latest(dir) };
+        let weights = run_weights(dir);
         let modified = std::fs::metadata(dir.join(METRICS_FILE)).and_then(|m| m.modified()).ok();
         Some(Self { dir: dir.to_path_buf(), config, steps, evals, weights, modified })
     }
@@ -60,6 +59,12 @@ impl RunRecord {
     pub fn last_eval(&self) -> Option<&EvalMetrics> {
         self.evals.last()
     }
+}
+
+/// A run's trained weights: `final/` when it finished, else its newest checkpoint.
+pub fn run_weights(dir: &Path) -> Option<PathBuf> {
+    let final_dir = dir.join(FINAL_DIR);
+    if final_dir.is_dir() { Some(final_dir) } else { checkpoint::latest(dir) }
 }
 
 /// Every run directly inside `parent` (and `parent` itself when it is one), the newest first.

@@ -101,7 +101,7 @@ fn train_generate_export_and_inspect_from_the_command_line() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let table = text(&out.stdout);
     assert!(
-        table.contains("base  fine-tuned") && table.contains("token F1") && table.contains("line 1: What is the capital of France?"),
+        table.contains("base  fine-tuned") && table.contains("Token F1") && table.contains("line 1: What is the capital of France?"),
         "{table}"
     );
     let reports: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
