@@ -180,19 +180,18 @@ pub fn estimate_memory(c: &ModelConfig, method: &Method, batch: usize, seq_len: 
     let logits = if plan.fused_loss { 0 } else { tokens * c.vocab_size as u64 * F32 * 2 };
     let vectors = (c.hidden_size * (2 * c.num_hidden_layers + 1)) as u64;
     let packed = packed_projections(c, plan.base_quant).filter(|_| method.lora().is_some());
-    let weights = match (plan.f16_matmuls, method.storage_precision(Precision::F16)) {
+    let weights = match (plan.f16_matmuls, method.storage_precision(Precision::F16), packed) {
         // The projections in blocks; the embedding and head in the run's precision.
-        _ if packed.is_some() => {
-            let (packed_bytes, packed_params) = packed.unwrap_or_default();
-            let matrix_bytes = if plan.f16_matmuls { 2 } else { F32 };
+        (f16, _, Some((packed_bytes, packed_params))) => {
+            let matrix_bytes = if f16 { 2 } else { F32 };
             packed_bytes + (total_params - packed_params - vectors) * matrix_bytes + vectors * F32
         }
         // Matrices in f16, norms in f32. (The loss's f32 copy of the output projection is gone
         // by the time the step is fullest, in the measurements.)
-        (true, Precision::F16) => (total_params - vectors) * 2 + vectors * F32,
+        (true, Precision::F16, None) => (total_params - vectors) * 2 + vectors * F32,
         // f32 masters, and an f16 copy of each matrix from its matmul until the backward pass
         // (with checkpointing, one layer's and the head's at a time).
-        (true, Precision::F32) => {
+        (true, Precision::F32, None) => {
             // The embedding is gathered, not multiplied: only the head (tied or not) is copied.
             let head = (c.vocab_size * c.hidden_size) as u64;
             let vocab_matrices = if c.tie_word_embeddings { head } else { 2 * head };
@@ -200,7 +199,7 @@ pub fn estimate_memory(c: &ModelConfig, method: &Method, batch: usize, seq_len: 
             let copied_layers = if plan.recompute_layers { 1 } else { layers };
             total_params * F32 + (head + layer_matrices * copied_layers) * 2
         }
-        (false, _) => total_params * F32,
+        (false, _, None) => total_params * F32,
     };
     let (moments, gradients) = (trainable * F32 * 2, trainable * F32);
     let total = weights + moments + gradients.max(activations + logits);
