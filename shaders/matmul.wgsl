@@ -7,7 +7,10 @@
 // arrays in memory: the same kernel over arrays ran at half the speed. On GPUs CubeCL's tiled
 // matmul is the faster one (see `kernels::matmul`).
 //
-// Preceded by matmul_common.wgsl (bindings, B in f32 or f16) and matmul_tiles.wgsl (the tiling).
+// Also the input gradient over a packed weight (B its `[out, in]` blocks, read as `[k, n]`).
+//
+// Preceded by matmul_common.wgsl (bindings, B in f32 or f16; or packed_common.wgsl, B packed) and
+// matmul_tiles.wgsl (the tiling).
 
 @compute @workgroup_size({{ block }}, 1, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -17,6 +20,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     if row0 >= m {
         return;
     }
+    b_row4 = n / 4u;
     // Columns past the end read the last `vec4` of the row.
     let last = n / 4u - 1u;
     let c4 = col / 4u;
@@ -55,8 +59,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         let a14 = a_at(row0 + 14u, kk);
         let a15 = a_at(row0 + 15u, kk);
         for (var j = 0u; j < 4u; j++) {
-            let row = (kk * 4u + j) * (n / 4u);
-            let bj = mat4x4<f32>(b_at(row + cols.x), b_at(row + cols.y), b_at(row + cols.z), b_at(row + cols.w));
+            let row = kk * 4u + j;
+            let bj = mat4x4<f32>(b_vec(row, cols.x), b_vec(row, cols.y), b_vec(row, cols.z), b_vec(row, cols.w));
             s0 += a0[j] * bj;
             s1 += a1[j] * bj;
             s2 += a2[j] * bj;

@@ -1,8 +1,10 @@
 // C = A · Bᵀ for row-major f32 matrices: A [m, k], B [n, k], C [m, n]; k and n multiples of 4.
 // The layout of matmul.wgsl (which see), with B's rows as C's columns: a transposed operand (a
 // weight in the backward pass, the tied embedding as output projection) is read where it lies.
+// Also the forward product over a packed weight, B its `[out, in]` blocks: each `vec4` it
+// dequantizes serves the block's 16 rows.
 //
-// Preceded by matmul_common.wgsl and matmul_tiles.wgsl.
+// Preceded by matmul_common.wgsl (or packed_common.wgsl) and matmul_tiles.wgsl.
 
 @compute @workgroup_size({{ block }}, 1, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -12,23 +14,24 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     if row0 >= m {
         return;
     }
+    b_row4 = k4;
     // B's rows for the block's 16 columns; columns past the end read the last row.
-    let rb0 = min(col + 0u, n - 1u) * k4;
-    let rb1 = min(col + 1u, n - 1u) * k4;
-    let rb2 = min(col + 2u, n - 1u) * k4;
-    let rb3 = min(col + 3u, n - 1u) * k4;
-    let rb4 = min(col + 4u, n - 1u) * k4;
-    let rb5 = min(col + 5u, n - 1u) * k4;
-    let rb6 = min(col + 6u, n - 1u) * k4;
-    let rb7 = min(col + 7u, n - 1u) * k4;
-    let rb8 = min(col + 8u, n - 1u) * k4;
-    let rb9 = min(col + 9u, n - 1u) * k4;
-    let rb10 = min(col + 10u, n - 1u) * k4;
-    let rb11 = min(col + 11u, n - 1u) * k4;
-    let rb12 = min(col + 12u, n - 1u) * k4;
-    let rb13 = min(col + 13u, n - 1u) * k4;
-    let rb14 = min(col + 14u, n - 1u) * k4;
-    let rb15 = min(col + 15u, n - 1u) * k4;
+    let rb0 = min(col + 0u, n - 1u);
+    let rb1 = min(col + 1u, n - 1u);
+    let rb2 = min(col + 2u, n - 1u);
+    let rb3 = min(col + 3u, n - 1u);
+    let rb4 = min(col + 4u, n - 1u);
+    let rb5 = min(col + 5u, n - 1u);
+    let rb6 = min(col + 6u, n - 1u);
+    let rb7 = min(col + 7u, n - 1u);
+    let rb8 = min(col + 8u, n - 1u);
+    let rb9 = min(col + 9u, n - 1u);
+    let rb10 = min(col + 10u, n - 1u);
+    let rb11 = min(col + 11u, n - 1u);
+    let rb12 = min(col + 12u, n - 1u);
+    let rb13 = min(col + 13u, n - 1u);
+    let rb14 = min(col + 14u, n - 1u);
+    let rb15 = min(col + 15u, n - 1u);
     var s0 = mat4x4<f32>();
     var s1 = mat4x4<f32>();
     var s2 = mat4x4<f32>();
@@ -63,10 +66,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         let a14 = a_at(row0 + 14u, kk);
         let a15 = a_at(row0 + 15u, kk);
         // Four columns of the block per matrix: a * b<q> is a row's dot products with them.
-        let b0 = mat4x4<f32>(b_at(rb0 + kk), b_at(rb1 + kk), b_at(rb2 + kk), b_at(rb3 + kk));
-        let b1 = mat4x4<f32>(b_at(rb4 + kk), b_at(rb5 + kk), b_at(rb6 + kk), b_at(rb7 + kk));
-        let b2 = mat4x4<f32>(b_at(rb8 + kk), b_at(rb9 + kk), b_at(rb10 + kk), b_at(rb11 + kk));
-        let b3 = mat4x4<f32>(b_at(rb12 + kk), b_at(rb13 + kk), b_at(rb14 + kk), b_at(rb15 + kk));
+        let b0 = mat4x4<f32>(b_vec(rb0, kk), b_vec(rb1, kk), b_vec(rb2, kk), b_vec(rb3, kk));
+        let b1 = mat4x4<f32>(b_vec(rb4, kk), b_vec(rb5, kk), b_vec(rb6, kk), b_vec(rb7, kk));
+        let b2 = mat4x4<f32>(b_vec(rb8, kk), b_vec(rb9, kk), b_vec(rb10, kk), b_vec(rb11, kk));
+        let b3 = mat4x4<f32>(b_vec(rb12, kk), b_vec(rb13, kk), b_vec(rb14, kk), b_vec(rb15, kk));
         s0 += mat4x4<f32>(a0 * b0, a0 * b1, a0 * b2, a0 * b3);
         s1 += mat4x4<f32>(a1 * b0, a1 * b1, a1 * b2, a1 * b3);
         s2 += mat4x4<f32>(a2 * b0, a2 * b1, a2 * b2, a2 * b3);

@@ -1,5 +1,5 @@
-// The tiling every matmul kernel shares (dense: matmul*.wgsl; over a packed weight:
-// packed_matmul*.wgsl): one 16 × 16 block of C per invocation. Needs `a`, `c` and `info` (m, k, n
+// The tiling every matmul kernel shares (matmul.wgsl, matmul_nt.wgsl, over a dense or a packed
+// B): one 16 × 16 block of C per invocation. Needs `a`, `c` and `info` (m, k, n
 // first) bound by the file before it.
 
 var<private> m: u32;

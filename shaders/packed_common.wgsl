@@ -1,6 +1,6 @@
-// The bindings and the block decoding of the two matmuls over a packed weight W (packed_matmul.wgsl:
-// x · Wᵀ; packed_matmul_grad.wgsl: dy · W); each is this file, then matmul_tiles.wgsl, then its
-// own `main`. W is `[rows, cols]` (the checkpoint's `[out, in]`) in blocks of 32 along a row, laid
+// The bindings and the block decoding of the two matmuls over a packed weight W: this file, then
+// matmul_tiles.wgsl, then the `main` of matmul_nt.wgsl (x · Wᵀ, the forward product) or matmul.wgsl
+// (dy · W, the input gradient), which read W through `b_vec`. W is `[rows, cols]` (the checkpoint's `[out, in]`) in blocks of 32 along a row, laid
 // out as `src/model/packed.rs` describes: `values` holds four int8 or eight 4-bit numbers a word,
 // `params` one word per block, its scale and minimum as two f16 halves.
 //
@@ -12,11 +12,14 @@
 @group(0) @binding(3) var<storage, read_write> c: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> info: array<u32>;
 
-// 8 or 4: a constant, so each kernel compiles one branch of `w_at`.
+// 8 or 4: a constant, so each kernel compiles one branch of `b_vec`.
 const BITS: u32 = {{ bits }}u;
 
+// Set by the kernels' `main` for dense B; a packed row's length is its blocks (info[3]).
+var<private> b_row4: u32;
+
 // W's numbers `4·kk` to `4·kk + 3` of row `row`, dequantized.
-fn w_at(row: u32, kk: u32) -> vec4<f32> {
+fn b_vec(row: u32, kk: u32) -> vec4<f32> {
     let block = row * info[3] + kk / 8u;
     let p = unpack2x16float(params[block]);
     if BITS == 8u {

@@ -224,7 +224,7 @@ fn examples_from(path: &Path, config: &DataConfig, tokenizer: &TextTokenizer, re
         report.records += 1;
         let format = match format {
             Some(f) => f,
-            None => *format.insert(detect(&record, path)?),
+            None => *format.insert(detect_format(&record, path)?),
         };
         report.format.get_or_insert(format);
         let example = format
@@ -260,7 +260,8 @@ fn examples_from(path: &Path, config: &DataConfig, tokenizer: &TextTokenizer, re
     Ok(examples)
 }
 
-fn detect(first: &SourceRecord, path: &Path) -> Result<DatasetFormat> {
+/// The format of a file from its first readable record, or an error naming the fields it has.
+pub(crate) fn detect_format(first: &SourceRecord, path: &Path) -> Result<DatasetFormat> {
     DatasetFormat::detect(&first.fields).ok_or_else(|| {
         let keys: Vec<&str> = first.fields.keys().map(String::as_str).collect();
         Error::InvalidRecord {

@@ -10,6 +10,7 @@ mod records;
 mod render;
 
 pub use batch::{Batch, IGNORE, LENGTH_MULTIPLE, epoch_order};
+pub(crate) use dataset::detect_format;
 pub use dataset::{BadRecords, DataConfig, DataReport, Dataset, Example, LongRecords, Origin, Skipped};
 pub use format::{DatasetFormat, Sample};
 pub use preview::{Segment, segments};

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 pub use metrics::{AnswerScores, Summary, normalize};
 
-use crate::data::{DataConfig, DatasetFormat, Example, Origin, Sample, Skipped, columns, for_each_record, render};
+use crate::data::{DataConfig, Example, Origin, Sample, Skipped, columns, detect_format, for_each_record, render};
 use crate::error::{Error, Result};
 use crate::generate::{GenerationSettings, generate_ids};
 use crate::model::CausalLm;
@@ -92,24 +92,24 @@ pub fn load_cases(
         if limit.is_some_and(|limit| cases.len() >= limit) {
             return Ok(());
         }
-        let record = match item {
+        let mut record = match item {
             Ok(record) => record,
             Err(problem) => {
                 skipped.push(Skipped { origin: Origin { file: file.clone(), line: problem.line }, reason: problem.message });
                 return Ok(());
             }
         };
-        let fields = columns::apply(&data.columns, record.fields);
+        record.fields = columns::apply(&data.columns, record.fields);
         let origin = Origin { file: file.clone(), line: record.line };
         let format = match format {
             Some(f) => f,
-            None => *format.insert(DatasetFormat::detect(&fields).ok_or_else(|| Error::InvalidRecord {
-                path: path.to_path_buf(),
-                line: record.line,
-                message: "cannot tell the dataset format from this record's fields (or pass --format)".into(),
-            })?),
+            None => *format.insert(detect_format(&record, path)?),
         };
-        match format.sample(&fields).map_err(|e| columns::explain(&data.columns, e)).and_then(|s| case(&s, tokenizer, origin.clone())) {
+        match format
+            .sample(&record.fields)
+            .map_err(|e| columns::explain(&data.columns, e))
+            .and_then(|s| case(&s, tokenizer, origin.clone()))
+        {
             Ok(case) => cases.push(case),
             Err(reason) => skipped.push(Skipped { origin, reason }),
         }

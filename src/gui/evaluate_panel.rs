@@ -4,7 +4,7 @@
 use eframe::egui;
 
 use super::app::WgtuneApp;
-use crate::eval::{Answer, EvalReport};
+use crate::eval::{Answer, AnswerScores, EvalReport};
 
 /// Both models' reports, the base first.
 #[derive(Clone, Debug)]
@@ -118,15 +118,19 @@ fn answers_ui(ui: &mut egui::Ui, evaluation: &Evaluation, show_all: bool) {
                 ui.strong(format!("Line {}: {}", tuned.line, tuned.question.trim()));
                 ui.label(format!("Reference: {}", tuned.reference.trim()));
                 ui.label(format!("Base model: {}", base.answer));
-                let mark = if tuned.scores.normalized {
-                    "✔"
-                } else if tuned.scores.contains {
-                    "≈"
-                } else {
-                    "✘"
-                };
-                ui.label(format!("Fine-tuned {mark}: {}", tuned.answer));
+                ui.label(format!("Fine-tuned {}: {}", mark(&tuned.scores), tuned.answer));
             });
         }
     });
+}
+
+/// How an answer reads at a glance: ✔ right (after normalising), ≈ contains the reference, ✘ wrong.
+pub(super) fn mark(scores: &AnswerScores) -> &'static str {
+    if scores.normalized {
+        "✔"
+    } else if scores.contains {
+        "≈"
+    } else {
+        "✘"
+    }
 }

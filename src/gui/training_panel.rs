@@ -274,14 +274,7 @@ fn progress_ui(ui: &mut egui::Ui, t: &TrainingPanel) {
 fn answers_ui(ui: &mut egui::Ui, step: usize, scores: &crate::train::GenerationScores) {
     egui::CollapsingHeader::new(format!("Answers at step {step}")).id_salt("answers").show(ui, |ui| {
         for a in &scores.answers {
-            let mark = if a.scores.normalized {
-                "✔"
-            } else if a.scores.contains {
-                "≈"
-            } else {
-                "✘"
-            };
-            ui.label(format!("{mark} {}", a.question));
+            ui.label(format!("{} {}", super::evaluate_panel::mark(&a.scores), a.question));
             ui.label(format!("    model: {}", a.answer));
             ui.label(format!("    reference: {}", a.reference));
         }

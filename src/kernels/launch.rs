@@ -68,15 +68,16 @@ const MATMUL_NT: &str = concat!(
     include_str!("../../shaders/matmul_tiles.wgsl"),
     include_str!("../../shaders/matmul_nt.wgsl")
 );
+// The same two kernels over a packed B: the forward product `x · Wᵀ` and the input gradient `dy · W`.
 const PACKED_MATMUL: &str = concat!(
     include_str!("../../shaders/packed_common.wgsl"),
     include_str!("../../shaders/matmul_tiles.wgsl"),
-    include_str!("../../shaders/packed_matmul.wgsl")
+    include_str!("../../shaders/matmul_nt.wgsl")
 );
 const PACKED_MATMUL_GRAD: &str = concat!(
     include_str!("../../shaders/packed_common.wgsl"),
     include_str!("../../shaders/matmul_tiles.wgsl"),
-    include_str!("../../shaders/packed_matmul_grad.wgsl")
+    include_str!("../../shaders/matmul.wgsl")
 );
 
 /// Invocations per workgroup of the matmul kernels.

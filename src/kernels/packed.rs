@@ -1,7 +1,7 @@
-//! Matmuls against a frozen weight packed in blocks (`model::packed`): the WGSL kernels of
-//! `shaders/packed_matmul*.wgsl` on every wgpu device (with `--kernels generic` too: no tensor-op
-//! path keeps the weight packed), the same numbers on the CPU through a dequantized copy that
-//! lives only for the one product.
+//! Matmuls against a frozen weight packed in blocks (`model::packed`): the dense matmul kernels of
+//! `shaders/matmul*.wgsl` reading the weight through `packed_common.wgsl` on every wgpu device
+//! (with `--kernels generic` too: no tensor-op path keeps the weight packed), the same numbers on
+//! the CPU through a dequantized copy that lives only for the one product.
 //!
 //! Under autodiff the operation keeps only the packed weight (which the model holds anyway) for
 //! its backward pass: the input gradient `dy · W` dequantizes the blocks again, and a frozen base
