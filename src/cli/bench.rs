@@ -62,12 +62,19 @@ pub struct BenchArgs {
     /// element-wise, ...). Each launch is waited for, so the step itself runs slower.
     #[arg(long)]
     pub profile_kernels: bool,
-    /// Also write the report as JSON here.
+    /// Also write the report as JSON here (a new file, unless --overwrite).
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Replace the --json file when it exists.
+    #[arg(long)]
+    pub overwrite: bool,
 }
 
 pub fn run_bench(args: BenchArgs) -> Result<()> {
+    // Before the minutes of timing, not after.
+    if let Some(path) = &args.json {
+        wgtune::fsutil::check_file_target(path, &[], args.overwrite, "--overwrite")?;
+    }
     let method = match args.method.as_str() {
         "lora" => Method::Lora(LoraSettings { rank: args.rank, alpha: 2.0 * args.rank as f64, dropout: 0.0, ..Default::default() }),
         "full" => Method::Full,
@@ -144,7 +151,7 @@ pub fn run_bench(args: BenchArgs) -> Result<()> {
         println!("kernel log   {} (every launch, warm-up included)", path.display());
     }
     if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+        wgtune::fsutil::write_atomic(path, serde_json::to_string_pretty(&report)?.as_bytes())?;
     }
     Ok(())
 }

@@ -36,14 +36,21 @@ pub struct EvalArgs {
     /// Where to run: auto (a hardware GPU, else the CPU), wgpu or cpu.
     #[arg(long, default_value_t = DeviceChoice::Auto)]
     pub device: DeviceChoice,
-    /// Also write the reports (every answer and its scores) as JSON here.
+    /// Also write the reports (every answer and its scores) as JSON here (a new file, unless --overwrite).
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Replace the --json file when it exists.
+    #[arg(long)]
+    pub overwrite: bool,
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
     if args.compare && args.trained.is_none() {
         anyhow::bail!("--compare puts the base model beside trained weights: give them with --trained");
+    }
+    // Before any answer is generated, not after; never the records being evaluated.
+    if let Some(path) = &args.json {
+        wgtune::fsutil::check_file_target(path, &[&args.data], args.overwrite, "--overwrite")?;
     }
     let model_dir = wgtune::hub::resolve_model(&args.model)?;
     let base = LoadedModel::load(&model_dir, args.device)?;

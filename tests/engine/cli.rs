@@ -106,6 +106,15 @@ fn train_generate_export_and_inspect_from_the_command_line() {
     );
     let reports: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(reports["fine-tuned"]["answers"].as_array().map(Vec::len), Some(2), "{reports}");
+    // The report file is there now: it is not replaced unasked, nor is the data file ever.
+    let out = wgtune(&[&args[..], &["--device", "cpu", "--json", json.to_str().unwrap()]].concat());
+    assert!(
+        !out.status.success() && text(&out.stderr).contains("exists; choose another name, or pass --overwrite"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = wgtune(&[&args[..], &["--device", "cpu", "--json", data, "--overwrite"]].concat());
+    assert!(!out.status.success() && text(&out.stderr).contains("which this command reads from"), "{}", text(&out.stderr));
     let out = wgtune(&["eval", "--model", model, "--data", data, "--compare"]);
     assert!(!out.status.success() && text(&out.stderr).contains("--compare puts the base model beside trained weights"));
 
