@@ -171,6 +171,7 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
         // A fixed scale: an overflow fails the benchmark rather than skipping a timed step.
         loss_scale: LossScale::new(config.precision).value(),
         skip_overflow: false,
+        class_weights: None,
     };
 
     let mut step = |model: CausalLm, timings: Option<&mut StepTimings>| {
@@ -244,7 +245,7 @@ fn random_batch(config: &ModelConfig, batch_size: usize, seq_len: usize) -> Batc
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
     let input_ids: Vec<i64> = (0..batch_size * seq_len).map(|_| rng.random_range(0..config.vocab_size as i64)).collect();
     let targets = (0..batch_size * seq_len).map(|i| if (i + 1) % seq_len == 0 { IGNORE } else { input_ids[i + 1] }).collect();
-    Batch { input_ids, targets, batch_size, len: seq_len }
+    Batch { input_ids, targets, batch_size, len: seq_len, labels: Vec::new() }
 }
 
 /// Peak resident set size of this process (Linux), from `/proc/self/status`.

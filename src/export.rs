@@ -13,7 +13,9 @@ use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::gguf::GgufModel;
 use crate::model::weights::{TensorSpec, write_safetensors};
-use crate::model::{CausalLm, ModelFolder, ModelWeights, RopeScaling, WeightDtype, WeightFiles, hf_name, is_transposed, transpose};
+use crate::model::{
+    CausalLm, ModelConfig, ModelFolder, ModelWeights, RopeScaling, WeightDtype, WeightFiles, hf_name, is_transposed, transpose,
+};
 use crate::params::{NamedParam, named_parameters};
 
 /// Files of a model folder that describe rather than hold weights, copied as they are.
@@ -36,21 +38,22 @@ pub fn export_merged(
     match &source.weights {
         ModelWeights::Safetensors(files) => {
             write_like_files(files, &merged, staging.path(), dtype, progress)?;
-            copy_side_files(&source.path, staging.path(), dtype)?;
+            copy_side_files(&source.path, staging.path(), dtype, &model.config)?;
         }
         ModelWeights::Gguf(gguf) => {
             let dtype = dtype.unwrap_or(source.dtype());
             let names = {
-                let mut names = source.weights.names();
+                let mut names: Vec<String> = source.weights.names().into_iter().filter(|n| merged.keeps(n)).collect();
                 names.sort();
                 names
             };
-            let specs = names
+            let mut specs = names
                 .iter()
                 .map(|name| Ok(TensorSpec { name: name.clone(), dtype, shape: gguf.shape(name)? }))
                 .collect::<Result<Vec<_>>>()?;
+            specs.extend(merged.added(dtype));
             write_tensors(&staging.join("model.safetensors"), &specs, &merged, None, progress, (0, specs.len()))?;
-            write_gguf_side_files(gguf, &source.config.rope_scaling, staging.path(), dtype)?;
+            write_gguf_side_files(gguf, &model.config, staging.path(), dtype)?;
         }
     }
     staging.publish()
@@ -58,19 +61,42 @@ pub fn export_merged(
 
 /// The values an export writes: the source's, with the fine-tuning's changes merged in.
 pub(crate) struct Merged<'a> {
-    /// Parameters the fine-tuning changed (adapted or trained), by transformers name.
+    /// Parameters the fine-tuning changed (adapted or trained) and those the source does not
+    /// have (a classifier's new head), by transformers name.
     changed: HashMap<String, NamedParam>,
     source: &'a ModelWeights,
+    /// A classifier drops the language-model head (`lm_head.weight`) for its `score` head.
+    classifier: bool,
 }
 
 impl<'a> Merged<'a> {
     pub(crate) fn new(model: &CausalLm, source: &'a ModelWeights) -> Self {
         let changed = named_parameters(model)
             .into_iter()
-            .filter(|p| !p.is_adapter_factor() && (p.has_adapter() || p.trainable))
+            .filter(|p| !p.is_adapter_factor() && (p.has_adapter() || p.trainable || !source.contains(&hf_name(&p.path))))
             .map(|p| (hf_name(&p.path), p))
             .collect();
-        Self { changed, source }
+        Self { changed, source, classifier: model.score.is_some() }
+    }
+
+    /// Whether the source's tensor `name` belongs in the export.
+    fn keeps(&self, name: &str) -> bool {
+        !(self.classifier && name == "lm_head.weight")
+    }
+
+    /// The tensors the model has and the source does not, in the checkpoint's layout.
+    fn added(&self, dtype: WeightDtype) -> Vec<TensorSpec> {
+        let mut added: Vec<TensorSpec> = self
+            .changed
+            .iter()
+            .filter(|(name, _)| !self.source.contains(name))
+            .map(|(name, p)| {
+                let shape = if is_transposed(&p.path) { p.shape.iter().rev().copied().collect() } else { p.shape.clone() };
+                TensorSpec { name: name.clone(), dtype, shape }
+            })
+            .collect();
+        added.sort_by(|a, b| a.name.cmp(&b.name));
+        added
     }
 
     /// The tensor transformers calls `name`, as the export writes it.
@@ -131,20 +157,26 @@ fn write_like_files(
     dtype: Option<WeightDtype>,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<()> {
-    let total = weights.names().count();
+    let files = weights.file_paths();
+    // New tensors go into the last file, in the export's dtype (or that of the model's bulk).
+    let added = merged.added(dtype.or(weights.dominant_dtype()).unwrap_or(WeightDtype::F32));
+    let total = weights.names().filter(|n| merged.keeps(n)).count() + added.len();
     let mut done = 0;
     let mut total_size = 0usize;
     let mut weight_map = serde_json::Map::new();
-    for file in weights.file_paths() {
+    for (index, &file) in files.iter().enumerate() {
         let file_name = file.file_name().and_then(|n| n.to_str()).unwrap_or("model.safetensors").to_string();
-        let mut names: Vec<&str> = weights.names().filter(|n| weights.file_of(n) == Some(file)).collect();
+        let mut names: Vec<&str> = weights.names().filter(|n| weights.file_of(n) == Some(file) && merged.keeps(n)).collect();
         names.sort();
-        let specs = names
+        let mut specs = names
             .iter()
             .map(|name| {
                 Ok(TensorSpec { name: name.to_string(), dtype: dtype.unwrap_or(weights.dtype(name)?), shape: weights.shape(name)? })
             })
             .collect::<Result<Vec<_>>>()?;
+        if index + 1 == files.len() {
+            specs.extend(added.iter().cloned());
+        }
         for spec in &specs {
             total_size += spec.byte_len();
             weight_map.insert(spec.name.clone(), serde_json::Value::String(file_name.clone()));
@@ -165,9 +197,9 @@ fn write_like_files(
 const INDEX_FILE: &str = "model.safetensors.index.json";
 
 /// `config.json`, the tokenizer files and `generation_config.json` of a model read from GGUF.
-fn write_gguf_side_files(gguf: &GgufModel, rope_scaling: &RopeScaling, out: &Path, dtype: WeightDtype) -> Result<()> {
+fn write_gguf_side_files(gguf: &GgufModel, model: &ModelConfig, out: &Path, dtype: WeightDtype) -> Result<()> {
     let mut config = gguf.config_json()?;
-    let rope_scaling = match rope_scaling {
+    let rope_scaling = match &model.rope_scaling {
         RopeScaling::Factors(_) => {
             return Err(Error::invalid_file(
                 &gguf.file.path,
@@ -191,6 +223,7 @@ fn write_gguf_side_files(gguf: &GgufModel, rope_scaling: &RopeScaling, out: &Pat
             object.insert("rope_scaling".into(), rope_scaling);
         }
     }
+    describe_classifier(&mut config, model);
     let (tokenizer, tokenizer_config) = crate::gguf::tokenizer_files(&gguf.file)?;
     let generation = serde_json::json!({"bos_token_id": config.get("bos_token_id"), "eos_token_id": config.get("eos_token_id")});
     for (name, value) in [
@@ -206,7 +239,28 @@ fn write_gguf_side_files(gguf: &GgufModel, rope_scaling: &RopeScaling, out: &Pat
 }
 
 /// Copies config, tokenizer and generation files; records a changed dtype in `config.json`.
-fn copy_side_files(from: &Path, to: &Path, dtype: Option<WeightDtype>) -> Result<()> {
+/// Makes `config.json` describe a classifier as transformers does: the `*ForSequenceClassification`
+/// class, its labels both ways and the padding id its pooling skips. A language model's config
+/// is left as it is.
+fn describe_classifier(config: &mut serde_json::Value, model: &ModelConfig) {
+    let (Some(labels), Some(object)) = (&model.labels, config.as_object_mut()) else { return };
+    let class = object
+        .get("architectures")
+        .and_then(|a| a.get(0))
+        .and_then(|a| a.as_str())
+        .map(|a| a.replace("ForCausalLM", "ForSequenceClassification"))
+        .filter(|a| a.ends_with("ForSequenceClassification"))
+        .unwrap_or_else(|| "LlamaForSequenceClassification".to_string());
+    object.insert("architectures".into(), serde_json::json!([class]));
+    object.insert("id2label".into(), labels.id2label());
+    object.insert("label2id".into(), labels.label2id());
+    object.insert("problem_type".into(), serde_json::json!("single_label_classification"));
+    if let Some(pad) = model.pad_token_id {
+        object.insert("pad_token_id".into(), serde_json::json!(pad));
+    }
+}
+
+fn copy_side_files(from: &Path, to: &Path, dtype: Option<WeightDtype>, model: &ModelConfig) -> Result<()> {
     let entries = std::fs::read_dir(from).map_err(|e| Error::io(from, e))?;
     for entry in entries.flatten() {
         let path = entry.path();
@@ -215,18 +269,17 @@ fn copy_side_files(from: &Path, to: &Path, dtype: Option<WeightDtype>) -> Result
             continue;
         }
         let target = to.join(name);
-        if name == "config.json"
-            && let Some(dtype) = dtype
-        {
+        if name == "config.json" && (dtype.is_some() || model.labels.is_some()) {
             let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
             let mut config: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::invalid_file(&path, e.to_string()))?;
-            if let Some(obj) = config.as_object_mut() {
+            if let (Some(obj), Some(dtype)) = (config.as_object_mut(), dtype) {
                 for key in ["torch_dtype", "dtype"] {
                     if obj.contains_key(key) || key == "torch_dtype" {
                         obj.insert(key.into(), serde_json::Value::String(dtype.torch_name().into()));
                     }
                 }
             }
+            describe_classifier(&mut config, model);
             let text = serde_json::to_string_pretty(&config).unwrap_or_default();
             fsutil::write_atomic(&target, text.as_bytes())?;
         } else {

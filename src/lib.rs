@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod chat_template;
+pub mod classify;
 pub mod data;
 pub mod device;
 pub mod error;

@@ -139,7 +139,7 @@ impl Method {
         match self {
             Method::Lora(settings) => {
                 settings.validate_for(&model.config)?;
-                Ok(attach_lora(model, settings))
+                Ok(train_score_head(attach_lora(model, settings)))
             }
             Method::Full => Ok(model.unfreeze()),
             Method::TopLayers { layers } => {
@@ -150,7 +150,7 @@ impl Method {
                 let first = total - layers;
                 let indices: Vec<String> = (first..total).map(|i| i.to_string()).collect();
                 let group = regex_group(&format!(r"^layers\.({})\.", indices.join("|")))?;
-                Ok(model.freeze().unfreeze_group(group))
+                Ok(train_score_head(model.freeze().unfreeze_group(group)))
             }
             Method::Modules { names } => {
                 if names.is_empty() {
@@ -158,7 +158,7 @@ impl Method {
                 }
                 let escaped: Vec<String> = names.iter().map(|n| regex_escape(n)).collect();
                 let pattern = format!(r"(^|\.)({})(\.|$)", escaped.join("|"));
-                let model = model.freeze().unfreeze_group(regex_group(&pattern)?);
+                let model = train_score_head(model.freeze().unfreeze_group(regex_group(&pattern)?));
                 if trainable_parameters(&model) == 0 {
                     return Err(Error::setting(
                         "method.names",
@@ -181,6 +181,15 @@ fn regex_escape(text: &str) -> String {
 
 /// Attaches Burn's LoRA adapters, initialised as PEFT does: `A` uniform in ±1/√d_in (Kaiming
 /// uniform with a = √5), `B` zero.
+/// A classifier's head is new and always trained, whatever else is frozen (PEFT's
+/// `modules_to_save`).
+pub(crate) fn train_score_head(model: CausalLm) -> CausalLm {
+    if model.score.is_none() {
+        return model;
+    }
+    model.unfreeze_group(ParamGroup::from_regex(r"^score\.").expect("a valid regex"))
+}
+
 pub fn attach_lora(model: CausalLm, settings: &LoraSettings) -> CausalLm {
     // Burn scales by alpha / rank; rsLoRA's alpha / sqrt(rank) is the same with a larger alpha.
     let alpha = settings.scale() * settings.rank as f64;

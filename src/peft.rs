@@ -8,17 +8,22 @@ use std::path::Path;
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
-use crate::method::{LORA_TARGETS, LoraSettings, attach_lora};
+use crate::method::{LORA_TARGETS, LoraSettings, attach_lora, train_score_head};
 use crate::model::weights::write_f32_tensors;
 use crate::model::{CausalLm, HostTensor, WeightFiles, transpose};
 use crate::params::{named_parameters, set_parameters};
 
 pub const CONFIG_FILE: &str = "adapter_config.json";
 pub const WEIGHTS_FILE: &str = "adapter_model.safetensors";
+/// A classifier's head, saved whole beside the adapter (PEFT's `modules_to_save`).
+const SCORE: &str = "score.weight";
 
 /// PEFT's name for a Burn adapter path: `layers.0.self_attn.q_proj.weight.lora.a` becomes
 /// `base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight`.
 pub fn peft_name(path: &str) -> Option<String> {
+    if path == SCORE {
+        return Some(format!("base_model.model.{SCORE}"));
+    }
     let (module, factor) = if let Some(m) = path.strip_suffix(".weight.lora.a") {
         (m, "lora_A")
     } else if let Some(m) = path.strip_suffix(".weight.lora.b") {
@@ -31,6 +36,9 @@ pub fn peft_name(path: &str) -> Option<String> {
 
 /// The inverse of [`peft_name`].
 pub fn burn_path(peft: &str) -> Option<String> {
+    if peft == format!("base_model.model.{SCORE}") {
+        return Some(SCORE.to_string());
+    }
     let rest = peft.strip_prefix("base_model.model.model.")?;
     let (module, factor) = if let Some(m) = rest.strip_suffix(".lora_A.weight") {
         (m, "a")
@@ -57,15 +65,21 @@ pub fn save_adapter(model: &CausalLm, settings: &LoraSettings, base_model: &str,
     }
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
     write_f32_tensors(&dir.join(WEIGHTS_FILE), &tensors)?;
-    let config = adapter_config(settings, base_model);
+    let config = adapter_config(settings, base_model, model.score.is_some());
     let text = serde_json::to_string_pretty(&config).unwrap_or_default();
-    crate::fsutil::write_atomic(&dir.join(CONFIG_FILE), text.as_bytes())
+    crate::fsutil::write_atomic(&dir.join(CONFIG_FILE), text.as_bytes())?;
+    match &model.config.labels {
+        Some(labels) => labels.save(dir, model.config.pad_token_id.unwrap_or(0)),
+        None => Ok(()),
+    }
 }
 
-fn adapter_config(settings: &LoraSettings, base_model: &str) -> Value {
+/// PEFT's config; a classifier's is a `SEQ_CLS` adapter that saves the `score` head whole.
+fn adapter_config(settings: &LoraSettings, base_model: &str, classifier: bool) -> Value {
+    let (task_type, modules_to_save) = if classifier { ("SEQ_CLS", json!(["score"])) } else { ("CAUSAL_LM", Value::Null) };
     json!({
         "peft_type": "LORA",
-        "task_type": "CAUSAL_LM",
+        "task_type": task_type,
         "base_model_name_or_path": base_model,
         "r": settings.rank,
         "lora_alpha": settings.alpha,
@@ -77,7 +91,7 @@ fn adapter_config(settings: &LoraSettings, base_model: &str) -> Value {
         "inference_mode": true,
         "init_lora_weights": true,
         "use_dora": false,
-        "modules_to_save": null,
+        "modules_to_save": modules_to_save,
         "layers_to_transform": null,
         "layers_pattern": null,
         "rank_pattern": {},
@@ -88,6 +102,24 @@ fn adapter_config(settings: &LoraSettings, base_model: &str) -> Value {
 
 /// Reads an adapter's settings from its `adapter_config.json`, refusing what wgtune cannot
 /// reproduce (DoRA, per-module ranks, other PEFT types).
+/// The number of classes of a PEFT `SEQ_CLS` adapter's saved head (`modules_to_save`), for an
+/// adapter written without our `labels.json`; `None` for any other adapter.
+pub fn saved_head_classes(dir: &Path) -> Result<Option<usize>> {
+    let path = dir.join(CONFIG_FILE);
+    let Ok(text) = std::fs::read_to_string(&path) else { return Ok(None) };
+    let config: Value = serde_json::from_str(&text).map_err(|e| Error::invalid_file(&path, e.to_string()))?;
+    if config.get("task_type").and_then(Value::as_str) != Some("SEQ_CLS") {
+        return Ok(None);
+    }
+    let weights_path = dir.join(WEIGHTS_FILE);
+    let files = WeightFiles::open_files(std::slice::from_ref(&weights_path), &weights_path)?;
+    let name = format!("base_model.model.{SCORE}");
+    if !files.contains(&name) {
+        return Err(Error::MissingTensor { path: weights_path, name });
+    }
+    Ok(files.shape(&name)?.first().copied())
+}
+
 pub fn read_adapter_config(dir: &Path) -> Result<LoraSettings> {
     let path = dir.join(CONFIG_FILE);
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
@@ -135,14 +167,21 @@ pub fn load_adapter(model: CausalLm, dir: &Path) -> Result<(CausalLm, LoraSettin
     let settings = read_adapter_config(dir)?;
     let weights_path = dir.join(WEIGHTS_FILE);
     let files = WeightFiles::open_files(std::slice::from_ref(&weights_path), &weights_path)?;
-    let model = attach_lora(model, &settings);
+    // A classifier's head trains beside the adapter, as in the run that wrote it.
+    let model = train_score_head(attach_lora(model, &settings));
     let expected: HashMap<String, Vec<usize>> =
-        named_parameters(&model).into_iter().filter(|p| p.is_adapter_factor()).map(|p| (p.path, p.shape)).collect();
+        named_parameters(&model).into_iter().filter(|p| p.is_adapter_factor() || p.path == SCORE).map(|p| (p.path, p.shape)).collect();
 
     let mut values = HashMap::new();
     for name in files.names() {
         let Some(path) = burn_path(name) else { continue };
         let Some(shape) = expected.get(&path) else {
+            if path == SCORE {
+                return Err(Error::invalid_file(
+                    &weights_path,
+                    format!("holds a classification head (`{name}`) but no {} names its classes", crate::classify::LABELS_FILE),
+                ));
+            }
             return Err(Error::invalid_file(&weights_path, format!("tensor `{name}` belongs to no module this adapter's config targets")));
         };
         let peft_shape = vec![shape[1], shape[0]];
@@ -168,5 +207,7 @@ mod tests {
         assert_eq!(name, "base_model.model.model.layers.12.mlp.down_proj.lora_B.weight");
         assert_eq!(burn_path(&name).unwrap(), path);
         assert_eq!(peft_name("layers.0.mlp.down_proj.weight"), None);
+        assert_eq!(peft_name("score.weight").unwrap(), "base_model.model.score.weight");
+        assert_eq!(burn_path("base_model.model.score.weight").unwrap(), "score.weight");
     }
 }

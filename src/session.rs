@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::classify::{LabelSet, classify_examples};
+use crate::data::{Example, Origin};
 use crate::device::{ComputeDevice, DeviceChoice};
 use crate::error::{Error, Result};
 use crate::export::export_merged;
@@ -37,6 +39,13 @@ impl LoadedModel {
     /// full or partial run, or a run directory (its `final` folder, else its newest checkpoint).
     pub fn with_trained(mut self, path: &Path) -> Result<Self> {
         let dir = resolve_trained(path)?;
+        if let Some(labels) = classes_of(&dir)? {
+            if self.model.score.is_some() {
+                return Err(Error::invalid_file(&dir, "a classifier trained from a model that is a classifier already is not supported"));
+            }
+            let pad = read_pad_token_id(&dir)?.unwrap_or(self.tokenizer.pad_token_id);
+            self.model = self.model.into_classifier(labels, pad);
+        }
         if dir.join(peft::CONFIG_FILE).exists() {
             let (model, settings) = peft::load_adapter(self.model, &dir)?;
             self.model = model;
@@ -51,6 +60,19 @@ impl LoadedModel {
 
     pub fn generate(&self, prompt: &str, settings: &GenerationSettings) -> Result<String> {
         generate_text(&self.model, &self.tokenizer, prompt, settings)
+    }
+
+    /// A classifier's classes for `text`, most probable first, with their probabilities.
+    pub fn classify(&self, text: &str) -> Result<Vec<(String, f32)>> {
+        classify_text(&self.model, &self.tokenizer, text)
+    }
+
+    /// The playground's answer: generated text, or a classifier's classes with probabilities.
+    pub fn respond(&self, prompt: &str, settings: &GenerationSettings) -> Result<String> {
+        match self.model.num_labels() {
+            Some(_) => describe_classes(&self.model, &self.tokenizer, prompt),
+            None => self.generate(prompt, settings),
+        }
     }
 
     /// Writes merged weights into `out`: a folder that does not exist or is empty, or with
@@ -73,12 +95,14 @@ impl LoadedModel {
     /// Writes merged weights as a GGUF file for llama.cpp (the same rules as
     /// [`Self::export_merged`], for a file).
     pub fn export_gguf(&self, out: &Path, ggml_type: GgmlType, overwrite: bool, progress: impl FnMut(usize, usize)) -> Result<()> {
+        self.check_language_model("GGUF")?;
         self.check_file_target(out, overwrite)?;
         crate::gguf::export_gguf(&self.model, &self.folder, out, ggml_type, progress)
     }
 
     /// Writes the attached adapter as llama.cpp's LoRA adapter GGUF.
     pub fn export_gguf_adapter(&self, out: &Path, overwrite: bool) -> Result<()> {
+        self.check_language_model("GGUF")?;
         self.check_file_target(out, overwrite)?;
         let settings = self.adapter_settings()?;
         crate::gguf::export_gguf_adapter(&self.model, settings, &self.folder, out)
@@ -87,6 +111,7 @@ impl LoadedModel {
     /// Writes `out/model.gguf` (merged, in `ggml_type`) and an Ollama `Modelfile` for it, ready
     /// for `ollama create NAME -f out/Modelfile`.
     pub fn export_ollama(&self, out: &Path, ggml_type: GgmlType, overwrite: bool, progress: impl FnMut(usize, usize)) -> Result<()> {
+        self.check_language_model("Ollama")?;
         self.check_export_target(out, overwrite)?;
         let staging = crate::fsutil::Staging::new(out)?;
         crate::gguf::export_gguf(&self.model, &self.folder, &staging.join("model.gguf"), ggml_type, progress)?;
@@ -94,6 +119,17 @@ impl LoadedModel {
         let text = crate::gguf::modelfile("./model.gguf", None, self.tokenizer.chat_template(), &stops);
         crate::fsutil::write_atomic(&staging.join("Modelfile"), text.as_bytes())?;
         staging.publish()
+    }
+
+    /// llama.cpp and Ollama run language models; a classifier's `score` head has no place there.
+    fn check_language_model(&self, format: &str) -> Result<()> {
+        match &self.model.config.labels {
+            Some(_) => Err(Error::setting(
+                "export",
+                format!("this is a classifier; {format} holds language models: export a Hugging Face folder (--merged) or a PEFT adapter"),
+            )),
+            None => Ok(()),
+        }
     }
 
     /// The attached adapter's settings, or an error saying there is none.
@@ -119,6 +155,20 @@ impl LoadedModel {
     }
 }
 
+/// The classes of trained weights (a run, a checkpoint or an adapter), `None` for a language model.
+pub fn trained_labels(path: &Path) -> Result<Option<LabelSet>> {
+    classes_of(&resolve_trained(path)?)
+}
+
+/// The classes in a trained folder's `labels.json`; for a PEFT `SEQ_CLS` adapter written
+/// elsewhere, transformers' default names (`LABEL_0`, …) for as many classes as its head has.
+fn classes_of(dir: &Path) -> Result<Option<LabelSet>> {
+    if let Some(labels) = LabelSet::load(dir)? {
+        return Ok(Some(labels));
+    }
+    Ok(peft::saved_head_classes(dir)?.map(|n| LabelSet { names: (0..n).map(|i| format!("LABEL_{i}")).collect() }))
+}
+
 fn resolve_trained(path: &Path) -> Result<PathBuf> {
     let has_weights = |d: &Path| d.join(peft::CONFIG_FILE).exists() || d.join(checkpoint::TRAINABLE_FILE).exists();
     if has_weights(path) {
@@ -130,4 +180,39 @@ fn resolve_trained(path: &Path) -> Result<PathBuf> {
     }
     checkpoint::latest(path)
         .ok_or_else(|| Error::invalid_file(path, "no adapter_config.json, trainable.safetensors, final/ or checkpoint-* here"))
+}
+
+/// The pad id a classifier was trained with, from its `labels.json`.
+fn read_pad_token_id(dir: &Path) -> Result<Option<u32>> {
+    let path = dir.join(crate::classify::LABELS_FILE);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::invalid_file(&path, e.to_string()))?;
+    Ok(value.get("pad_token_id").and_then(|v| v.as_u64()).map(|v| v as u32))
+}
+
+/// A classifier's classes for `text` (tokenized as in training: with the tokenizer's special
+/// tokens), most probable first.
+pub fn classify_text(model: &CausalLm, tokenizer: &TextTokenizer, text: &str) -> Result<Vec<(String, f32)>> {
+    let labels = model.config.labels.clone().ok_or_else(|| Error::setting("model", "this model has no classification head"))?;
+    let ids = tokenizer.encode_classification(text, None)?;
+    if ids.is_empty() {
+        return Err(Error::setting("prompt", "the text makes no tokens"));
+    }
+    let example =
+        Example { trainable: vec![false; ids.len()], ids, label: None, origin: Origin { file: Path::new("prompt").into(), line: 1 } };
+    let pad = model.config.pad_token_id.unwrap_or(tokenizer.pad_token_id);
+    let prediction = classify_examples(model, &[example], pad, 1, Default::default())?.remove(0);
+    let mut classes: Vec<(String, f32)> =
+        prediction.probabilities.iter().enumerate().map(|(i, p)| (labels.name(i).to_string(), *p)).collect();
+    classes.sort_by(|a, b| b.1.total_cmp(&a.1));
+    Ok(classes)
+}
+
+/// [`classify_text`] as one line: `positive 91.2 % · negative 6.1 % · …`.
+pub fn describe_classes(model: &CausalLm, tokenizer: &TextTokenizer, text: &str) -> Result<String> {
+    let classes = classify_text(model, tokenizer, text)?;
+    Ok(classes.iter().map(|(name, p)| format!("{name} {:.1} %", 100.0 * p)).collect::<Vec<_>>().join(" · "))
 }

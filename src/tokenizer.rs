@@ -200,6 +200,16 @@ impl TextTokenizer {
         Ok(encoding.get_ids().to_vec())
     }
 
+    /// A classifier's input: `text`, or the pair `text`, `pair` as the tokenizer's post-processor
+    /// joins two sequences, with the special tokens transformers adds by default.
+    pub fn encode_classification(&self, text: &str, pair: Option<&str>) -> Result<Vec<u32>> {
+        let encoding = match pair {
+            Some(pair) => self.inner.encode((text, pair), true),
+            None => self.inner.encode(text, true),
+        };
+        Ok(encoding.map_err(|e| Error::Tokenizer(e.to_string()))?.get_ids().to_vec())
+    }
+
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         self.inner.decode(ids, true).map_err(|e| Error::Tokenizer(e.to_string()))
     }

@@ -6,12 +6,13 @@ use std::sync::mpsc::channel;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use wgtune::data::DataConfig;
+use wgtune::classify::evaluate_classifier;
+use wgtune::data::{DataConfig, read_labelled_file};
 use wgtune::device::DeviceChoice;
 use wgtune::generate::GenerationSettings;
 use wgtune::method::{LoraSettings, Method};
 use wgtune::session::LoadedModel;
-use wgtune::train::{EventSink, OptimizerConfig, RunStart, ScheduleKind, TrainConfig, output_dir_in_use, train};
+use wgtune::train::{EventSink, OptimizerConfig, RunStart, RunSummary, ScheduleKind, Task, TrainConfig, output_dir_in_use, train};
 
 use super::progress::TrainProgress;
 
@@ -28,18 +29,25 @@ pub struct DemoArgs {
     /// Run directory [default: runs/demo, or runs/demo-2, -3, … when it holds an earlier run].
     #[arg(long)]
     pub output: Option<PathBuf>,
-    /// Optimizer steps.
-    #[arg(long, default_value_t = 60)]
-    pub steps: usize,
+    /// Optimizer steps [default: 60; 150 for classification].
+    #[arg(long)]
+    pub steps: Option<usize>,
     /// Where to train: auto, wgpu or cpu.
     #[arg(long, default_value_t = DeviceChoice::Auto)]
     pub device: DeviceChoice,
     /// Prompts to compare before and after (repeatable) [default: questions the demo data answers].
     #[arg(long = "prompt")]
     pub prompts: Vec<String>,
+    /// causal-lm: answer questions (assets/demo); classification: label product reviews by topic
+    /// with a classification head (assets/reviews).
+    #[arg(long, default_value_t = Task::CausalLm)]
+    pub task: Task,
 }
 
 pub fn run(args: DemoArgs) -> Result<()> {
+    if args.task == Task::Classification {
+        return run_classification(args);
+    }
     let assets = Path::new(ASSETS);
     let model_dir = match &args.model {
         Some(m) => wgtune::hub::resolve_model(m)?,
@@ -58,13 +66,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         args.prompts.clone()
     };
     let greedy = GenerationSettings { max_new_tokens: 32, ..Default::default() };
-    // A demo never replaces an earlier run: without --output it takes the next free folder.
-    let output = args.output.clone().unwrap_or_else(|| {
-        (1..)
-            .map(|n| PathBuf::from(if n == 1 { "runs/demo".to_string() } else { format!("runs/demo-{n}") }))
-            .find(|dir| !output_dir_in_use(dir))
-            .unwrap_or_default()
-    });
+    let output = args.output.clone().unwrap_or_else(|| free_run_dir("runs/demo"));
 
     println!("== 1. The base model: {}", model_dir.display());
     let base = LoadedModel::load(&model_dir, args.device).context("loading the base model")?;
@@ -77,7 +79,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         model: model_dir.clone(),
         output_dir: output.clone(),
         device: args.device,
-        max_steps: Some(args.steps),
+        max_steps: Some(args.steps.unwrap_or(60)),
         batch_size: 8,
         save_every: 0,
         eval_every: 20,
@@ -86,12 +88,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         optim: OptimizerConfig { lr: 2e-3, warmup_steps: 5, schedule: ScheduleKind::Cosine, ..Default::default() },
         ..Default::default()
     };
-    let (events_tx, events_rx) = channel();
-    let (_commands_tx, commands_rx) = channel();
-    let progress = TrainProgress::spawn(events_rx, false);
-    let result = train(&config, RunStart::New, &EventSink::new(events_tx), &commands_rx);
-    progress.finish();
-    let summary = result?;
+    let summary = train_with_progress(&config)?;
     println!("   adapter written to {}", summary.final_checkpoint.display());
 
     println!("\n== 3. The fine-tuned model");
@@ -109,6 +106,99 @@ pub fn run(args: DemoArgs) -> Result<()> {
         anyhow::bail!("the merged export answers differently from the adapter: {a:?} vs {b:?}");
     }
     println!("\nDone. Try: wgtune generate --model {} --prompt \"{}\"", merged.display(), prompts[0]);
+    Ok(())
+}
+
+/// Trains with a progress bar in the terminal.
+fn train_with_progress(config: &TrainConfig) -> Result<RunSummary> {
+    let (events_tx, events_rx) = channel();
+    let (_commands_tx, commands_rx) = channel();
+    let progress = TrainProgress::spawn(events_rx, false);
+    let result = train(config, RunStart::New, &EventSink::new(events_tx), &commands_rx);
+    progress.finish();
+    Ok(result?)
+}
+
+/// A demo never replaces an earlier run: without --output it takes the next free folder.
+fn free_run_dir(stem: &str) -> PathBuf {
+    (1..)
+        .map(|n| PathBuf::from(if n == 1 { stem.to_string() } else { format!("{stem}-{n}") }))
+        .find(|dir| !output_dir_in_use(dir))
+        .unwrap_or_default()
+}
+
+/// `wgtune demo --task classification`: the base model's zero-shot accuracy on held-out
+/// reviews, a LoRA classifier trained on the others, its accuracy, and its export reloaded.
+fn run_classification(args: DemoArgs) -> Result<()> {
+    let assets = Path::new(ASSETS);
+    let model_dir = match &args.model {
+        Some(m) => wgtune::hub::resolve_model(m)?,
+        None => assets.join("demo-model"),
+    };
+    let data = args.data.clone().unwrap_or_else(|| assets.join("reviews/train.jsonl"));
+    let validation = match &args.data {
+        Some(_) => None,
+        None => Some(assets.join("reviews/validation.jsonl")),
+    };
+    let output = args.output.clone().unwrap_or_else(|| free_run_dir("runs/demo-classifier"));
+    let data_config = DataConfig {
+        train_file: data.clone(),
+        validation_file: validation.clone(),
+        validation_fraction: if validation.is_some() { 0.0 } else { 0.2 },
+        max_seq_len: 128,
+        ..Default::default()
+    };
+
+    println!("== 1. The base model, zero-shot: {}", model_dir.display());
+    let base = LoadedModel::load(&model_dir, args.device).context("loading the base model")?;
+    let held_out = validation.clone().unwrap_or_else(|| data.clone());
+    let (examples, labels, _) = read_labelled_file(&held_out, &data_config, &base.tokenizer, None)?;
+    let before = evaluate_classifier(&base.model, &base.tokenizer, &examples, &labels)?;
+    println!("   classes: {}; held-out accuracy {:.1} %", labels.names.join(", "), 100.0 * before.scores.accuracy);
+    drop(base);
+
+    println!("\n== 2. Training a classification head with LoRA on {}", data.display());
+    let config = TrainConfig {
+        model: model_dir.clone(),
+        output_dir: output.clone(),
+        device: args.device,
+        task: Task::Classification,
+        max_steps: Some(args.steps.unwrap_or(150)),
+        batch_size: 8,
+        save_every: 0,
+        eval_every: 25,
+        data: data_config.clone(),
+        method: Method::Lora(LoraSettings { rank: 32, alpha: 64.0, dropout: 0.0, ..Default::default() }),
+        optim: OptimizerConfig { lr: 2e-3, warmup_steps: 5, schedule: ScheduleKind::Cosine, ..Default::default() },
+        ..Default::default()
+    };
+    let summary = train_with_progress(&config)?;
+
+    println!("\n== 3. The classifier on the held-out reviews");
+    let tuned = LoadedModel::load(&model_dir, args.device)?.with_trained(&summary.final_checkpoint)?;
+    let after = evaluate_classifier(&tuned.model, &tuned.tokenizer, &examples, &labels)?;
+    println!(
+        "   accuracy {:.1} % (zero-shot {:.1} %), macro F1 {:.1} %",
+        100.0 * after.scores.accuracy,
+        100.0 * before.scores.accuracy,
+        100.0 * after.scores.macro_f1
+    );
+    for answer in after.answers.iter().take(3) {
+        println!("   {} → {} ({:.0} %)", answer.text.trim(), answer.predicted, 100.0 * answer.confidence);
+    }
+
+    let merged = output.join("merged");
+    println!("\n== 4. Exporting a Hugging Face classifier to {}", merged.display());
+    tuned.export_merged(&merged, None, false, |_, _| {})?;
+    let reloaded = LoadedModel::load(&merged, args.device)?;
+    let again = evaluate_classifier(&reloaded.model, &reloaded.tokenizer, &examples, &labels)?;
+    let differ = after.answers.iter().zip(&again.answers).filter(|(a, b)| a.predicted != b.predicted).count();
+    if differ > 0 {
+        anyhow::bail!("the merged export labels {differ} held-out reviews differently from the adapter");
+    }
+    println!("   reloaded from the export: the same {} classes", again.answers.len());
+    let example = "The box arrived a week late and soaking wet.";
+    println!("\nDone. Try: wgtune generate --model {} --prompt \"{example}\"", merged.display());
     Ok(())
 }
 

@@ -16,7 +16,7 @@ pub struct GenerateArgs {
     /// Trained weights: a PEFT adapter folder, a run directory, or one of its checkpoints [default: none].
     #[arg(long, visible_alias = "adapter")]
     pub trained: Option<PathBuf>,
-    /// The prompt.
+    /// The prompt (for a classifier: the text to classify).
     #[arg(long)]
     pub prompt: String,
     /// Most tokens to generate.
@@ -52,6 +52,13 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         seed: args.seed,
         chat_template: !args.no_chat_template,
     };
-    println!("{}", model.generate(&args.prompt, &settings)?);
+    match model.model.num_labels() {
+        Some(_) => {
+            for (label, probability) in model.classify(&args.prompt)? {
+                println!("{:>6.1} %  {label}", 100.0 * probability);
+            }
+        }
+        None => println!("{}", model.generate(&args.prompt, &settings)?),
+    }
     Ok(())
 }

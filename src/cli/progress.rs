@@ -82,6 +82,16 @@ fn show(events: Receiver<TrainEvent>, plain: bool) {
                     bar.set_message(msg);
                 }
             }
+            TrainEvent::Eval(e) if e.classification.is_some() => {
+                let c = e.classification.as_ref().map(|c| c.macro_f1).unwrap_or_default();
+                say(format!(
+                    "eval at step {}: loss {:.4}  accuracy {:.1}%  macro F1 {:.1}%",
+                    e.step,
+                    e.loss,
+                    100.0 * e.accuracy,
+                    100.0 * c
+                ));
+            }
             TrainEvent::Eval(e) => {
                 let answers = match &e.generation {
                     Some(g) => format!(

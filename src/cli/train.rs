@@ -10,7 +10,7 @@ use wgtune::data::{BadRecords, DatasetFormat, LongRecords};
 use wgtune::device::DeviceChoice;
 use wgtune::method::{LORA_TARGETS, LoraSettings, Method};
 use wgtune::model::{BaseQuant, Precision};
-use wgtune::train::{EventSink, RunStart, ScheduleKind, TrainConfig, resume_config, train};
+use wgtune::train::{ClassWeights, EventSink, RunStart, ScheduleKind, Task, TrainConfig, resume_config, train};
 
 use super::progress::TrainProgress;
 
@@ -30,7 +30,13 @@ pub struct TrainArgs {
     /// Model: a Hugging Face folder, a .gguf file, ollama:NAME[:TAG] (an installed Ollama model), or a model id in the local Hugging Face cache.
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// Training data: JSONL, JSON or CSV (alpaca, chat, sharegpt, prompt/completion or text records).
+    /// What to learn: causal-lm (continue text: replies, completions) or classification (a class per record: `text`, `label`, optional `text_pair`) [default: causal-lm].
+    #[arg(long)]
+    pub task: Option<Task>,
+    /// With --task classification: none, or balanced (each class weighs examples / (classes × its examples) in the loss, for imbalanced labels) [default: none].
+    #[arg(long)]
+    pub class_weights: Option<ClassWeights>,
+    /// Training data: JSONL, JSON, CSV or Parquet (alpaca, chat, sharegpt, prompt/completion or text records; text and label for classification).
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Validation data in the same shapes [default: none; see --validation-fraction].
@@ -196,6 +202,8 @@ impl TrainArgs {
         set!(
             data => c.data.train_file,
             output => c.output_dir,
+            task => c.task,
+            class_weights => c.class_weights,
             device => c.device,
             precision => c.precision,
             base_quant => c.base_quant,

@@ -8,7 +8,8 @@ use serde_json::{Map, Value};
 use crate::error::{Error, Result};
 
 /// The fields the dataset shapes read, which a mapping may fill.
-pub const FIELDS: [&str; 9] = ["instruction", "input", "output", "system", "messages", "conversations", "prompt", "completion", "text"];
+pub const FIELDS: [&str; 11] =
+    ["instruction", "input", "output", "system", "messages", "conversations", "prompt", "completion", "text", "text_pair", "label"];
 
 /// Parses `FIELD=COLUMN,FIELD=COLUMN`.
 pub fn parse(text: &str) -> Result<BTreeMap<String, String>> {

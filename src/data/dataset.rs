@@ -11,8 +11,10 @@ use serde::{Deserialize, Serialize};
 
 use super::columns;
 use super::format::DatasetFormat;
+use super::labelled;
 use super::records::{SourceRecord, for_each_record};
 use super::render::render;
+use crate::classify::LabelSet;
 use crate::error::{Error, Result};
 use crate::tokenizer::TextTokenizer;
 
@@ -100,6 +102,8 @@ impl Default for DataConfig {
 pub struct Example {
     pub ids: Vec<u32>,
     pub trainable: Vec<bool>,
+    /// The class id of a classification example.
+    pub label: Option<u32>,
     /// Where it came from (the first record, for packed examples).
     pub origin: Origin,
 }
@@ -144,25 +148,48 @@ pub struct Dataset {
     pub train: Vec<Example>,
     pub validation: Vec<Example>,
     pub report: DataReport,
+    /// The classes of a classification dataset.
+    pub labels: Option<LabelSet>,
 }
 
 impl Dataset {
     /// Reads, renders and tokenizes the configured files. Fails, before any GPU work, when
     /// nothing is left to train on.
     pub fn load(config: &DataConfig, tokenizer: &TextTokenizer, seed: u64) -> Result<Self> {
-        if config.max_seq_len < 2 {
-            return Err(Error::setting("max_seq_len", "must be at least 2"));
-        }
-        if !(0.0..1.0).contains(&config.validation_fraction) {
-            return Err(Error::setting("validation_fraction", "must be in [0, 1)"));
-        }
-        columns::check(&config.columns)?;
+        check_settings(config)?;
         let mut report = DataReport::default();
-        let mut train = examples_from(&config.train_file, config, tokenizer, &mut report)?;
-        let mut validation = match &config.validation_file {
+        let train = examples_from(&config.train_file, config, tokenizer, &mut report)?;
+        let validation = match &config.validation_file {
             Some(path) => examples_from(path, config, tokenizer, &mut report)?,
             None => Vec::new(),
         };
+        Self::split(train, validation, config, report, seed, None)
+    }
+
+    /// Reads a classification dataset: `text` (and an optional `text_pair`) with a `label` per
+    /// record. The training file's labels become the classes; a validation label outside them
+    /// is an error naming its line.
+    pub fn load_labelled(config: &DataConfig, tokenizer: &TextTokenizer, seed: u64) -> Result<Self> {
+        check_settings(config)?;
+        let mut report = DataReport::default();
+        let (train, labels) = labelled::read_training(&config.train_file, config, tokenizer, &mut report)?;
+        let validation = match &config.validation_file {
+            Some(path) => labelled::read_validation(path, config, tokenizer, &labels, &mut report)?,
+            None => Vec::new(),
+        };
+        Self::split(train, validation, config, report, seed, Some(labels))
+    }
+
+    /// Holds out the validation fraction (without a validation file), packs, and fills in the
+    /// report's totals.
+    fn split(
+        mut train: Vec<Example>,
+        mut validation: Vec<Example>,
+        config: &DataConfig,
+        mut report: DataReport,
+        seed: u64,
+        labels: Option<LabelSet>,
+    ) -> Result<Self> {
         if train.is_empty() {
             return Err(nothing_to_train_on(&config.train_file, &report));
         }
@@ -184,8 +211,18 @@ impl Dataset {
         report.trainable_tokens = train.iter().map(|e| e.trainable.iter().filter(|t| **t).count()).sum();
         report.max_tokens = train.iter().map(|e| e.ids.len()).max().unwrap_or(0);
         report.mean_tokens = report.train_tokens as f64 / train.len().max(1) as f64;
-        Ok(Self { train, validation, report })
+        Ok(Self { train, validation, report, labels })
     }
+}
+
+fn check_settings(config: &DataConfig) -> Result<()> {
+    if config.max_seq_len < 2 {
+        return Err(Error::setting("max_seq_len", "must be at least 2"));
+    }
+    if !(0.0..1.0).contains(&config.validation_fraction) {
+        return Err(Error::setting("validation_fraction", "must be in [0, 1)"));
+    }
+    columns::check(&config.columns)
 }
 
 fn nothing_to_train_on(path: &Path, report: &DataReport) -> Error {
@@ -201,13 +238,7 @@ fn nothing_to_train_on(path: &Path, report: &DataReport) -> Error {
 
 fn examples_from(path: &Path, config: &DataConfig, tokenizer: &TextTokenizer, report: &mut DataReport) -> Result<Vec<Example>> {
     let file: Arc<Path> = Arc::from(path);
-    let skip = |line: usize, reason: String, report: &mut DataReport| -> Result<()> {
-        if config.bad_records == BadRecords::Stop {
-            return Err(Error::InvalidRecord { path: path.to_path_buf(), line, message: reason });
-        }
-        report.skipped.push(Skipped { origin: Origin { file: file.clone(), line }, reason });
-        Ok(())
-    };
+    let skip = |line: usize, reason: String, report: &mut DataReport| skip_record(config, &file, line, reason, report);
     // Each file's shape is detected on its own, from its first readable record (a chat training
     // set may come with an alpaca validation set).
     let mut format = config.format;
@@ -227,6 +258,15 @@ fn examples_from(path: &Path, config: &DataConfig, tokenizer: &TextTokenizer, re
             None => *format.insert(detect_format(&record, path)?),
         };
         report.format.get_or_insert(format);
+        if config.format.is_none() && format == DatasetFormat::Text && record.fields.contains_key(labelled::LABEL) {
+            return Err(Error::InvalidRecord {
+                path: path.to_path_buf(),
+                line: record.line,
+                message: "the record has `text` and `label` fields, a classification dataset: train a classifier on it with \
+                          --task classification (or pass --format text to train a language model on the text alone)"
+                    .into(),
+            });
+        }
         let example = format
             .sample(&record.fields)
             .map_err(|e| columns::explain(&config.columns, e))
@@ -236,28 +276,57 @@ fn examples_from(path: &Path, config: &DataConfig, tokenizer: &TextTokenizer, re
             Ok(t) => t,
             Err(reason) => return skip(record.line, reason, report),
         };
-        if tokens.ids.len() > config.max_seq_len {
-            let message = format!("{} tokens, longer than max_seq_len {}", tokens.ids.len(), config.max_seq_len);
-            match config.long_records {
-                LongRecords::Error => {
-                    return Err(Error::InvalidRecord { path: path.to_path_buf(), line: record.line, message });
-                }
-                LongRecords::Skip => return skip(record.line, message, report),
-                LongRecords::Truncate => {
-                    tokens.ids.truncate(config.max_seq_len);
-                    tokens.trainable.truncate(config.max_seq_len);
-                    report.truncated += 1;
-                }
-            }
+        if let Some(reason) = fit_length(&mut tokens.ids, &mut tokens.trainable, config, path, record.line, report)? {
+            return skip(record.line, reason, report);
         }
         // Position 0 predicts nothing, so a target there does not count.
         if !tokens.trainable.iter().skip(1).any(|t| *t) {
             return skip(record.line, "no tokens to train on (no reply, or cut off by max_seq_len)".into(), report);
         }
-        examples.push(Example { ids: tokens.ids, trainable: tokens.trainable, origin: Origin { file: file.clone(), line: record.line } });
+        examples.push(Example {
+            ids: tokens.ids,
+            trainable: tokens.trainable,
+            label: None,
+            origin: Origin { file: file.clone(), line: record.line },
+        });
         Ok(())
     })?;
     Ok(examples)
+}
+
+/// Leaves a bad record out with its reason, or stops on it when `bad_records` says so.
+pub(super) fn skip_record(config: &DataConfig, file: &Arc<Path>, line: usize, reason: String, report: &mut DataReport) -> Result<()> {
+    if config.bad_records == BadRecords::Stop {
+        return Err(Error::InvalidRecord { path: file.to_path_buf(), line, message: reason });
+    }
+    report.skipped.push(Skipped { origin: Origin { file: file.clone(), line }, reason });
+    Ok(())
+}
+
+/// Cuts a record's tokens to `max_seq_len` as `long_records` says: `Some(reason)` when the
+/// record is to be skipped instead, an error when it is to stop the run.
+pub(super) fn fit_length(
+    ids: &mut Vec<u32>,
+    trainable: &mut Vec<bool>,
+    config: &DataConfig,
+    path: &Path,
+    line: usize,
+    report: &mut DataReport,
+) -> Result<Option<String>> {
+    if ids.len() <= config.max_seq_len {
+        return Ok(None);
+    }
+    let message = format!("{} tokens, longer than max_seq_len {}", ids.len(), config.max_seq_len);
+    match config.long_records {
+        LongRecords::Error => Err(Error::InvalidRecord { path: path.to_path_buf(), line, message }),
+        LongRecords::Skip => Ok(Some(message)),
+        LongRecords::Truncate => {
+            ids.truncate(config.max_seq_len);
+            trainable.truncate(config.max_seq_len);
+            report.truncated += 1;
+            Ok(None)
+        }
+    }
 }
 
 /// The format of a file from its first readable record, or an error naming the fields it has.

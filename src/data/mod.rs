@@ -5,14 +5,17 @@ mod batch;
 pub mod columns;
 mod dataset;
 mod format;
+mod labelled;
 mod preview;
 mod records;
 mod render;
 
-pub use batch::{Batch, IGNORE, LENGTH_MULTIPLE, epoch_order};
+pub use batch::{Batch, IGNORE, LENGTH_MULTIPLE, LabelTarget, epoch_order, pooled_position};
 pub(crate) use dataset::detect_format;
 pub use dataset::{BadRecords, DataConfig, DataReport, Dataset, Example, LongRecords, Origin, Skipped};
 pub use format::{DatasetFormat, Sample};
+pub use labelled::{is_labelled_file, read_labelled_file};
 pub use preview::{Segment, segments};
+pub(crate) use records::kind as json_kind;
 pub use records::{RecordItem, RecordProblem, SourceRecord, for_each_record};
 pub use render::{alpaca_prompt, generation_prompt, render};

@@ -328,7 +328,7 @@ fn read_parquet(path: &Path, limit: usize, mut each: impl FnMut(RecordItem) -> R
 }
 
 /// What a JSON value is, for messages ("a number", "an array").
-pub(super) fn kind(v: &Value) -> &'static str {
+pub(crate) fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

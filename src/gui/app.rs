@@ -139,7 +139,7 @@ impl WgtuneApp {
             Some(model) => {
                 self.dataset.loading = true;
                 self.dataset.error = None;
-                self.jobs.read_dataset(model.path.clone(), data.clone(), self.settings.config.seed);
+                self.jobs.read_dataset(model.path.clone(), data.clone(), self.settings.config.task, self.settings.config.seed);
             }
             None => self.dataset.error = Some("Choose a model first: the dataset is tokenized with its tokenizer.".into()),
         }

@@ -2,6 +2,7 @@
 //! their file and line, and the first examples with the trained tokens highlighted.
 
 use crate::data::{DatasetFormat, Segment};
+use crate::train::{ClassWeights, Task, TrainConfig};
 use eframe::egui;
 
 use super::app::WgtuneApp;
@@ -23,18 +24,24 @@ pub struct DatasetPanel {
 impl WgtuneApp {
     pub fn dataset_ui(&mut self, ui: &mut egui::Ui) {
         ui.heading("Dataset");
-        ui.label(
+        let mut changed = task_ui(ui, &mut self.settings.config);
+        let classification = self.settings.config.task == Task::Classification;
+        ui.label(if classification {
+            "JSONL, JSON, CSV or Parquet records with `text` (and optionally `text_pair`) and a `label`, a string or an integer; \
+             columns of other names through the mapping below."
+        } else {
             "JSONL, JSON, CSV or Parquet records: alpaca (instruction/input/output), chat (messages), ShareGPT (conversations), \
-             prompt/completion, or text; columns of other names through the mapping below.",
-        );
-        let mut changed = false;
+             prompt/completion, or text; columns of other names through the mapping below."
+        });
         ui.horizontal(|ui| {
             if ui.button("Open dataset…").clicked() {
                 self.jobs.pick(PickKind::DatasetFile);
             }
             if ui.button("Use demo dataset").clicked() {
-                self.settings.config.data.train_file = Self::demo_model_path().with_file_name("demo").join("train.jsonl");
-                self.settings.config.data.validation_file = Some(Self::demo_model_path().with_file_name("demo").join("validation.jsonl"));
+                // Questions about invented countries, or product reviews to label by topic.
+                let demo = Self::demo_model_path().with_file_name(if classification { "reviews" } else { "demo" });
+                self.settings.config.data.train_file = demo.join("train.jsonl");
+                self.settings.config.data.validation_file = Some(demo.join("validation.jsonl"));
                 changed = true;
             }
             let file = &self.settings.config.data.train_file;
@@ -59,8 +66,19 @@ impl WgtuneApp {
                 })
                 .response
                 .labelled_by(label.id);
-            changed |= ui.checkbox(&mut data.train_on_prompt, "Train on prompts too").changed();
-            changed |= ui.checkbox(&mut data.packing, "Pack short examples").changed();
+            if classification {
+                let mut balanced = self.settings.config.class_weights == ClassWeights::Balanced;
+                if ui
+                    .checkbox(&mut balanced, "Weigh rare classes up")
+                    .on_hover_text("Each class counts as much in the loss, however few its records")
+                    .changed()
+                {
+                    self.settings.config.class_weights = if balanced { ClassWeights::Balanced } else { ClassWeights::None };
+                }
+            } else {
+                changed |= ui.checkbox(&mut data.train_on_prompt, "Train on prompts too").changed();
+                changed |= ui.checkbox(&mut data.packing, "Pack short examples").changed();
+            }
         });
         if let Some(mapping) = columns_ui(ui, &mut self.dataset.typed_columns) {
             match crate::data::columns::parse(&mapping) {
@@ -116,6 +134,36 @@ impl WgtuneApp {
     }
 }
 
+/// The task choice; true when it changed (the dataset is then read again for the new task).
+fn task_ui(ui: &mut egui::Ui, config: &mut TrainConfig) -> bool {
+    let before = config.task;
+    ui.horizontal(|ui| {
+        let label = ui.label("Task");
+        egui::ComboBox::from_id_salt("task")
+            .selected_text(task_label(config.task))
+            .show_ui(ui, |ui| {
+                for task in [Task::CausalLm, Task::Classification] {
+                    ui.selectable_value(&mut config.task, task, task_label(task));
+                }
+            })
+            .response
+            .labelled_by(label.id);
+    });
+    if config.task != Task::Classification {
+        config.class_weights = ClassWeights::None;
+    } else {
+        config.data.packing = false;
+    }
+    config.task != before
+}
+
+fn task_label(task: Task) -> &'static str {
+    match task {
+        Task::CausalLm => "Generate text (causal LM)",
+        Task::Classification => "Classify text (classification head)",
+    }
+}
+
 /// The column mapping field; returns the text when applied (Enter or the button).
 fn columns_ui(ui: &mut egui::Ui, text: &mut String) -> Option<String> {
     ui.horizontal(|ui| {
@@ -138,7 +186,10 @@ fn preview_ui(ui: &mut egui::Ui, preview: &DatasetPreview, max_seq_len: usize) {
             ui.label(value);
             ui.end_row();
         };
-        row("Format", r.format.map_or("?".into(), |f| f.name().to_string()));
+        match &preview.classes {
+            Some(classes) => row("Classes", classes.join(", ")),
+            None => row("Format", r.format.map_or("?".into(), |f| f.name().to_string())),
+        }
         row("Columns in the file", r.columns.join(", "));
         row("Records", r.records.to_string());
         row("Training examples", r.train_examples.to_string());
@@ -156,10 +207,17 @@ fn preview_ui(ui: &mut egui::Ui, preview: &DatasetPreview, max_seq_len: usize) {
         });
     }
     ui.add_space(8.0);
-    ui.label("First examples as the model sees them (highlighted: the tokens it learns to write):");
-    for (i, segments) in preview.examples.iter().enumerate() {
+    ui.label(match preview.classes {
+        Some(_) => "First examples as the model sees them, with their classes:",
+        None => "First examples as the model sees them (highlighted: the tokens it learns to write):",
+    });
+    for (i, (segments, class)) in preview.examples.iter().enumerate() {
         egui::Frame::group(ui.style()).show(ui, |ui| {
-            ui.label(egui::RichText::new(format!("Example {}", i + 1)).strong());
+            let title = match class {
+                Some(class) => format!("Example {} — {class}", i + 1),
+                None => format!("Example {}", i + 1),
+            };
+            ui.label(egui::RichText::new(title).strong());
             example_ui(ui, segments);
         });
     }

@@ -10,6 +10,7 @@ use crate::error::catch_panic;
 use crate::gguf::GgmlType;
 use crate::model::{ModelConfig, ModelFolder, WeightDtype};
 use crate::session::LoadedModel;
+use crate::train::Task;
 
 use super::evaluate_panel::Evaluation;
 use super::picker::{FilePicker, PickKind};
@@ -46,16 +47,29 @@ impl ModelSummary {
 #[derive(Clone, Debug)]
 pub struct DatasetPreview {
     pub report: DataReport,
-    pub examples: Vec<Vec<Segment>>,
+    /// The first examples, each with its class for a classification dataset.
+    pub examples: Vec<(Vec<Segment>, Option<String>)>,
+    /// A classification dataset's classes.
+    pub classes: Option<Vec<String>>,
 }
 
 impl DatasetPreview {
-    pub fn read(model: &Path, data: &DataConfig, seed: u64) -> Result<Self, String> {
+    pub fn read(model: &Path, data: &DataConfig, task: Task, seed: u64) -> Result<Self, String> {
         let tokenizer = ModelFolder::open(model).and_then(|folder| folder.tokenizer()).map_err(|e| e.to_string())?;
-        let dataset = Dataset::load(data, &tokenizer, seed).map_err(|e| e.to_string())?;
-        let examples =
-            dataset.train.iter().take(5).map(|e| segments(&tokenizer, e)).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
-        Ok(Self { report: dataset.report, examples })
+        let dataset = match task {
+            Task::CausalLm => Dataset::load(data, &tokenizer, seed),
+            Task::Classification => Dataset::load_labelled(data, &tokenizer, seed),
+        }
+        .map_err(|e| e.to_string())?;
+        let class = |e: &crate::data::Example| Some(dataset.labels.as_ref()?.name(e.label? as usize).to_string());
+        let examples = dataset
+            .train
+            .iter()
+            .take(5)
+            .map(|e| Ok((segments(&tokenizer, e)?, class(e))))
+            .collect::<crate::Result<Vec<_>>>()
+            .map_err(|e| e.to_string())?;
+        Ok(Self { report: dataset.report, examples, classes: dataset.labels.map(|l| l.names) })
     }
 }
 
@@ -174,9 +188,9 @@ impl Jobs {
         self.spawn(move |reply| reply.send(Reply::Model(guarded("while reading the model", || ModelSummary::read(&path)))));
     }
 
-    pub fn read_dataset(&self, model: PathBuf, data: DataConfig, seed: u64) {
+    pub fn read_dataset(&self, model: PathBuf, data: DataConfig, task: Task, seed: u64) {
         self.spawn(move |reply| {
-            reply.send(Reply::Dataset(guarded("while reading the dataset", || DatasetPreview::read(&model, &data, seed))))
+            reply.send(Reply::Dataset(guarded("while reading the dataset", || DatasetPreview::read(&model, &data, task, seed))))
         });
     }
 
@@ -209,12 +223,21 @@ impl Jobs {
         self.spawn(move |reply| {
             let result = catch_panic("while evaluating", || {
                 let base = LoadedModel::load(&model, device)?;
+                if let Some(labels) = crate::session::trained_labels(&trained)? {
+                    let (examples, labels, _) = crate::data::read_labelled_file(&file, &data, &base.tokenizer, Some(&labels))?;
+                    reply.send(Reply::EvalProgress { model: "Base model", done: 0, total: examples.len() });
+                    let base_report = crate::classify::evaluate_classifier(&base.model, &base.tokenizer, &examples, &labels)?;
+                    reply.send(Reply::EvalProgress { model: "Fine-tuned", done: 0, total: examples.len() });
+                    let tuned = base.with_trained(&trained)?;
+                    let tuned_report = crate::classify::evaluate_classifier(&tuned.model, &tuned.tokenizer, &examples, &labels)?;
+                    return Ok(Evaluation::Classification { base: base_report, tuned: tuned_report, labels });
+                }
                 let (cases, _) = crate::eval::load_cases(&file, &data, &base.tokenizer, None)?;
                 let progress = |model| move |done, total| reply.send(Reply::EvalProgress { model, done, total });
                 let base_report = crate::eval::evaluate(&base.model, &base.tokenizer, &cases, max_new_tokens, progress("Base model"))?;
                 let tuned = base.with_trained(&trained)?;
                 let tuned_report = crate::eval::evaluate(&tuned.model, &tuned.tokenizer, &cases, max_new_tokens, progress("Fine-tuned"))?;
-                Ok(Evaluation { base: base_report, tuned: tuned_report })
+                Ok(Evaluation::Generation { base: base_report, tuned: tuned_report })
             });
             reply.send(Reply::Evaluated(result.map_err(|e| e.to_string())));
         });

@@ -16,6 +16,7 @@ mod settings;
 mod training_panel;
 
 pub use app::{Tab, WgtuneApp};
+pub use evaluate_panel::Evaluation;
 pub use picker::{DialogPicker, FilePicker, PickKind};
 pub use settings::Settings;
 

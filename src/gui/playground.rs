@@ -86,5 +86,5 @@ fn answer(loaded: &mut Vec<(Key, LoadedModel)>, request: &Request) -> crate::Res
             loaded.len() - 1
         }
     };
-    loaded[index].1.generate(&request.prompt, &request.settings)
+    loaded[index].1.respond(&request.prompt, &request.settings)
 }

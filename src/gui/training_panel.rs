@@ -246,7 +246,18 @@ fn progress_ui(ui: &mut egui::Ui, t: &TrainingPanel) {
             ui.label(format!("{} of {} parameters trainable", info.trainable_parameters, info.total_parameters));
         }
     });
-    if let Some(e) = t.evals.last() {
+    if let Some(e) = t.evals.last()
+        && let Some(c) = &e.classification
+    {
+        ui.label(format!(
+            "validation at step {}: loss {:.4}, accuracy {:.1}%, macro F1 {:.1}% ({} records)",
+            e.step,
+            e.loss,
+            100.0 * c.accuracy,
+            100.0 * c.macro_f1,
+            c.examples
+        ));
+    } else if let Some(e) = t.evals.last() {
         let answers = match &e.generation {
             Some(g) => format!(
                 "; {} answers: exact match {:.0}%, token F1 {:.0}%",

@@ -4,6 +4,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::classify::LabelSet;
 use crate::error::{Error, Result};
 
 /// The decoder architectures wgtune runs. They share one implementation (`llama.rs`) and differ
@@ -96,6 +97,12 @@ pub struct ModelConfig {
     pub torch_dtype: Option<String>,
     pub eos_token_ids: Vec<u32>,
     pub bos_token_id: Option<u32>,
+    pub pad_token_id: Option<u32>,
+    /// The standard deviation new weights (a classification head) are drawn with.
+    pub initializer_range: f64,
+    /// The classes of a sequence classifier (`*ForSequenceClassification` with `id2label`), whose
+    /// `score` head the checkpoint holds in place of the language-model head.
+    pub labels: Option<LabelSet>,
 }
 
 /// `config.json` as written by transformers; only what we read.
@@ -132,6 +139,11 @@ struct RawConfig {
     dtype: Option<String>,
     eos_token_id: Option<serde_json::Value>,
     bos_token_id: Option<u32>,
+    pad_token_id: Option<serde_json::Value>,
+    initializer_range: Option<f64>,
+    #[serde(default)]
+    architectures: Vec<String>,
+    id2label: Option<std::collections::BTreeMap<String, String>>,
 }
 
 fn default_eps() -> f64 {
@@ -214,6 +226,7 @@ impl ModelConfig {
             Architecture::Mistral => (false, false),
         };
         let rotary_layers = rotary_layers(&raw, architecture, path)?;
+        let labels = classifier_labels(&raw, path)?;
         let sliding_window = match architecture {
             Architecture::Mistral => raw.sliding_window,
             Architecture::Qwen2 | Architecture::Qwen3 if raw.use_sliding_window == Some(true) => raw.sliding_window,
@@ -243,6 +256,9 @@ impl ModelConfig {
             torch_dtype: raw.torch_dtype.or(raw.dtype),
             eos_token_ids: token_ids(raw.eos_token_id.as_ref()),
             bos_token_id: raw.bos_token_id,
+            pad_token_id: token_ids(raw.pad_token_id.as_ref()).first().copied(),
+            initializer_range: raw.initializer_range.filter(|r| *r > 0.0 && r.is_finite()).unwrap_or(0.02),
+            labels,
         })
     }
 
@@ -259,6 +275,26 @@ impl ModelConfig {
         let head = if self.tie_word_embeddings { 0 } else { embed };
         embed + head + h + self.num_hidden_layers * layer
     }
+}
+
+/// The classes of a `*ForSequenceClassification` checkpoint, by id.
+fn classifier_labels(raw: &RawConfig, path: &Path) -> Result<Option<LabelSet>> {
+    if !raw.architectures.iter().any(|a| a.ends_with("ForSequenceClassification")) {
+        return Ok(None);
+    }
+    let id2label = raw
+        .id2label
+        .as_ref()
+        .filter(|m| m.len() >= 2)
+        .ok_or_else(|| Error::invalid_file(path, "a sequence classifier without `id2label` naming at least two classes"))?;
+    let names = (0..id2label.len())
+        .map(|id| {
+            id2label.get(&id.to_string()).cloned().ok_or_else(|| {
+                Error::invalid_file(path, format!("field `id2label` has no id {id}: ids must run from 0 to {}", id2label.len() - 1))
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Some(LabelSet { names }))
 }
 
 /// Which layers apply RoPE: every one, except SmolLM3's NoPE layers (`no_rope_layers`, or one in

@@ -12,6 +12,7 @@ use super::config::ModelConfig;
 use super::linear::{Linear, LoraForward};
 use super::precision::{Precision, to_f32};
 use super::rope::{Rope, apply_rotary};
+use crate::classify::LabelSet;
 use crate::kernels;
 
 #[derive(Module, Debug)]
@@ -70,12 +71,17 @@ pub struct Embedding {
 }
 
 /// A causal language model. `lm_head` is `None` when it is tied to `embed_tokens`.
+///
+/// With a `score` head it is a sequence classifier instead (transformers'
+/// `*ForSequenceClassification`): the head `[hidden, num_labels]`, without bias, reads the hidden
+/// state at each sequence's last non-padding position, and there is no language-model head.
 #[derive(Module, Debug)]
 pub struct CausalLm {
     pub embed_tokens: Embedding,
     pub layers: Vec<DecoderLayer>,
     pub norm: RmsNorm,
     pub lm_head: Option<Linear>,
+    pub score: Option<Linear>,
     #[module(skip)]
     pub config: ModelConfig,
     #[module(skip)]
@@ -224,7 +230,31 @@ impl DecoderLayer {
 impl CausalLm {
     pub fn new(embed_tokens: Embedding, layers: Vec<DecoderLayer>, norm: RmsNorm, lm_head: Option<Linear>, config: ModelConfig) -> Self {
         let rope = Rope::new(&config);
-        Self { embed_tokens, layers, norm, lm_head, config, rope }
+        Self { embed_tokens, layers, norm, lm_head, score: None, config, rope }
+    }
+
+    /// This decoder as a classifier of `labels`, with `score` (stored `[hidden, num_labels]`, in
+    /// f32: it is trained) in place of the language-model head. The config keeps the labels and
+    /// the padding id the pooling rule skips (`pad_token_id`, when given), as transformers keeps
+    /// them in `config.json`.
+    pub fn with_score_head(mut self, score: Param<Tensor<2>>, labels: LabelSet, pad_token_id: Option<u32>) -> Self {
+        self.config.labels = Some(labels);
+        self.config.pad_token_id = pad_token_id.or(self.config.pad_token_id);
+        Self { score: Some(Linear::dense(score, None)), lm_head: None, ..self }
+    }
+
+    /// [`Self::with_score_head`] with a new head, drawn as transformers initialises one: normal
+    /// with the config's `initializer_range`.
+    pub fn into_classifier(self, labels: LabelSet, pad_token_id: u32) -> Self {
+        let std = self.config.initializer_range;
+        let shape = [self.config.hidden_size, labels.len()];
+        let weight = Tensor::random(shape, burn::tensor::Distribution::Normal(0.0, std), &self.device());
+        self.with_score_head(Param::from_tensor(weight), labels, Some(pad_token_id))
+    }
+
+    /// The number of classes of a classifier; `None` for a language model.
+    pub fn num_labels(&self) -> Option<usize> {
+        self.score.as_ref().map(|s| s.weight.dims()[1])
     }
 
     pub fn num_layers(&self) -> usize {
@@ -302,7 +332,20 @@ impl CausalLm {
         if let Some(head) = &self.lm_head {
             linear(&mut out, "lm_head".to_string(), head);
         }
+        if let Some(score) = &self.score {
+            linear(&mut out, "score".to_string(), score);
+        }
         out
+    }
+
+    /// Class logits `[batch, num_labels]` from the hidden states `[batch, len, hidden]` at
+    /// `positions`, one flat index (`row * len + position`) per sequence. Panics on a model
+    /// without a score head: callers check [`Self::num_labels`].
+    pub fn class_logits(&self, hidden: Tensor<3>, positions: Tensor<1, Int>) -> Tensor<2> {
+        let [batch, len, dim] = hidden.dims();
+        let pooled = hidden.reshape([batch * len, dim]).select(0, positions);
+        let score = self.score.as_ref().expect("class_logits on a model without a score head");
+        pooled.matmul(to_f32(score.weight.val()))
     }
 
     /// The output projection `[hidden, vocab]`, in the precision the weights are stored in
@@ -335,7 +378,7 @@ fn layer_seed(seed: u64, layer: usize) -> u64 {
 
 /// The Hugging Face checkpoint name of a parameter, from its Burn module path.
 pub fn hf_name(path: &str) -> String {
-    if path.starts_with("lm_head") { path.to_string() } else { format!("model.{path}") }
+    if path.starts_with("lm_head") || path.starts_with("score.") { path.to_string() } else { format!("model.{path}") }
 }
 
 /// The Burn module path of a checkpoint tensor; the inverse of [`hf_name`].
@@ -346,5 +389,5 @@ pub fn module_path(hf_name: &str) -> String {
 /// Whether the parameter at `path` is a linear weight, stored `[in, out]` here and `[out, in]`
 /// in checkpoints.
 pub fn is_transposed(path: &str) -> bool {
-    path.ends_with("_proj.weight") || path == "lm_head.weight"
+    path.ends_with("_proj.weight") || path == "lm_head.weight" || path == "score.weight"
 }

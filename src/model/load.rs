@@ -189,6 +189,17 @@ impl Loader<'_> {
             Source::Files(files) => files.contains("lm_head.weight"),
             Source::Random => false,
         };
+        if let Some(labels) = &c.labels {
+            let model = CausalLm::new(embed_tokens, layers, norm, None, c.clone());
+            return Ok(match self.source {
+                Source::Files(files) => {
+                    let t = transpose(&files.read("score.weight", &[labels.len(), c.hidden_size])?);
+                    let score = Param::from_data(TensorData::new(t.values, [c.hidden_size, labels.len()]), self.device);
+                    model.with_score_head(score, labels.clone(), c.pad_token_id)
+                }
+                Source::Random => model.into_classifier(labels.clone(), c.pad_token_id.unwrap_or(0)),
+            });
+        }
         // The head stays dense: the chunked loss multiplies by it in f32 or f16.
         let lm_head = if c.tie_word_embeddings && !has_head {
             None

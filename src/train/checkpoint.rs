@@ -76,7 +76,11 @@ pub fn save_weights(model: &CausalLm, method: &Method, base_model: &str, dir: &P
                     (hf_name(&p.path), host)
                 })
                 .collect();
-            write_f32_tensors(&dir.join(TRAINABLE_FILE), &tensors)
+            write_f32_tensors(&dir.join(TRAINABLE_FILE), &tensors)?;
+            match &model.config.labels {
+                Some(labels) => labels.save(dir, model.config.pad_token_id.unwrap_or(0)),
+                None => Ok(()),
+            }
         }
     }
 }

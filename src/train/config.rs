@@ -31,6 +31,79 @@ impl std::str::FromStr for ScheduleKind {
     }
 }
 
+/// What the model learns: to continue text, or to label it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Task {
+    /// Next-token prediction on the replies (or all text) of the records.
+    #[default]
+    CausalLm,
+    /// A `score` head over the decoder picks one class per record (`text`, `label`).
+    Classification,
+}
+
+impl Task {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::CausalLm => "causal-lm",
+            Self::Classification => "classification",
+        }
+    }
+}
+
+impl std::fmt::Display for Task {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Task {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "causal-lm" => Ok(Self::CausalLm),
+            "classification" => Ok(Self::Classification),
+            other => Err(format!("unknown task `{other}` (causal-lm, classification)")),
+        }
+    }
+}
+
+/// How much each class counts in a classifier's loss.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClassWeights {
+    /// Every example counts the same.
+    #[default]
+    None,
+    /// Each class weighs `examples / (classes × its examples)` (scikit-learn's "balanced"), so a
+    /// rare class counts as much in total as a common one.
+    Balanced,
+}
+
+impl ClassWeights {
+    /// The weight of each class from the training set's count of each; `None` for equal weights.
+    pub fn weights(self, counts: &[usize]) -> Option<Vec<f32>> {
+        match self {
+            Self::None => None,
+            Self::Balanced => {
+                let total: usize = counts.iter().sum();
+                Some(counts.iter().map(|&c| if c == 0 { 0.0 } else { total as f32 / (counts.len() * c) as f32 }).collect())
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for ClassWeights {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(Self::None),
+            "balanced" => Ok(Self::Balanced),
+            other => Err(format!("unknown class weighting `{other}` (none, balanced)")),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OptimizerConfig {
@@ -72,6 +145,9 @@ pub struct TrainConfig {
     pub model: PathBuf,
     /// Where checkpoints, metrics and the final adapter or weights go.
     pub output_dir: PathBuf,
+    pub task: Task,
+    /// For classification: how much each class counts in the loss.
+    pub class_weights: ClassWeights,
     pub device: DeviceChoice,
     pub seed: u64,
     pub batch_size: usize,
@@ -108,6 +184,8 @@ impl Default for TrainConfig {
         Self {
             model: PathBuf::new(),
             output_dir: PathBuf::from("runs/latest"),
+            task: Task::CausalLm,
+            class_weights: ClassWeights::None,
             device: DeviceChoice::Auto,
             seed: 42,
             batch_size: 4,
@@ -185,6 +263,12 @@ impl TrainConfig {
         if let Some(lora) = self.method.lora() {
             lora.validate()?;
         }
+        if self.class_weights != ClassWeights::None && self.task != Task::Classification {
+            return Err(Error::setting("class_weights", "weighs the classes of a classifier: use it with --task classification"));
+        }
+        if self.task == Task::Classification && self.data.packing {
+            return Err(Error::setting("data.packing", "joins records into one sequence, but a classifier reads each record alone"));
+        }
         if self.base_quant != BaseQuant::None && self.method.lora().is_none() {
             return Err(Error::setting(
                 "base_quant",
@@ -220,6 +304,17 @@ mod tests {
     fn unknown_fields_are_named() {
         let err = toml::from_str::<TrainConfig>("batch_sise = 3").unwrap_err().to_string();
         assert!(err.contains("batch_sise"), "{err}");
+    }
+
+    #[test]
+    fn balanced_class_weights_follow_scikit_learn() {
+        // compute_class_weight("balanced", classes=[0, 1, 2], y=[0]*6 + [1]*3 + [2]): 10 / (3 × count).
+        let w = ClassWeights::Balanced.weights(&[6, 3, 1]).unwrap();
+        let expected = [10.0 / 18.0, 10.0 / 9.0, 10.0 / 3.0];
+        assert!(w.iter().zip(expected).all(|(a, b)| (a - b).abs() < 1e-6), "{w:?}");
+        assert_eq!(ClassWeights::None.weights(&[6, 3, 1]), None);
+        let c: TrainConfig = toml::from_str("task = \"classification\"\nclass_weights = \"balanced\"\n").unwrap();
+        assert_eq!((c.task, c.class_weights), (Task::Classification, ClassWeights::Balanced));
     }
 
     #[test]

@@ -37,6 +37,10 @@ pub struct EvalMetrics {
     /// against their replies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generation: Option<GenerationScores>,
+    /// A classifier's scores on the whole validation set (`accuracy` is then the fraction of
+    /// records it labels right).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classification: Option<crate::classify::ClassificationScores>,
 }
 
 /// Greedy answers to a few validation records, and their scores.

@@ -7,7 +7,7 @@
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use crate::data::{Batch, IGNORE};
+use crate::data::{Batch, IGNORE, LabelTarget};
 use crate::kernels;
 
 /// Rows of logits computed at once, from the buffer limit and a memory budget.
@@ -86,4 +86,28 @@ pub fn cross_entropy_sum(hidden: Tensor<3>, head: Tensor<2>, targets: &Targets, 
         start += rows;
     }
     LossSum { sum: sum.unwrap_or_else(|| Tensor::zeros([1], &device)), correct }
+}
+
+/// The flat positions `[batch]` a classifier reads in a labelled batch.
+pub fn label_positions(batch: &Batch, device: &Device) -> Tensor<1, Int> {
+    let positions: Vec<i64> = batch.labels.iter().map(|l| l.position as i64).collect();
+    let n = positions.len();
+    Tensor::from_data(TensorData::new(positions, [n]), device)
+}
+
+/// Sum over labelled sequences of `-w[y] · log p(y)` from class logits `[batch, classes]`, with
+/// `w` the class weights (1 without them): PyTorch's weighted cross-entropy before it divides by
+/// the sum of the weights.
+pub fn classification_loss_sum(logits: Tensor<2>, labels: &[LabelTarget], class_weights: Option<&[f32]>) -> Tensor<1> {
+    let device = logits.device();
+    let n = labels.len();
+    let target = Tensor::<2, Int>::from_data(TensorData::new(labels.iter().map(|l| l.label as i64).collect::<Vec<_>>(), [n, 1]), &device);
+    let nll = log_softmax(logits, 1).gather(1, target).neg();
+    match class_weights {
+        Some(weights) => {
+            let w: Vec<f32> = labels.iter().map(|l| weights.get(l.label as usize).copied().unwrap_or(1.0)).collect();
+            (nll * Tensor::<2>::from_data(TensorData::new(w, [n, 1]), &device)).sum()
+        }
+        None => nll.sum(),
+    }
 }

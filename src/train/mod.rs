@@ -16,9 +16,9 @@ mod spawn;
 mod step;
 mod trainer;
 
-pub use config::{OptimizerConfig, ScheduleKind, TrainConfig};
+pub use config::{ClassWeights, OptimizerConfig, ScheduleKind, Task, TrainConfig};
 pub use events::{EvalMetrics, EventSink, GenerationScores, RunInfo, RunSummary, StepMetrics, TrainCommand, TrainEvent};
-pub use loss::{LossSum, Targets, chunk_rows, cross_entropy_sum};
+pub use loss::{LossSum, Targets, chunk_rows, classification_loss_sum, cross_entropy_sum};
 pub use loss_scale::LossScale;
 pub use metrics::{METRICS_FILE, read_metrics};
 pub use optimizer::AdamW;

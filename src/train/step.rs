@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use super::loss::{Targets, cross_entropy_sum};
+use super::loss::{Targets, classification_loss_sum, cross_entropy_sum, label_positions};
 use super::optimizer::AdamW;
 use super::recompute::LayerCheckpoints;
 use crate::data::Batch;
@@ -44,6 +44,8 @@ pub struct StepInputs<'a> {
     pub loss_scale: f64,
     /// Whether a step whose gradients overflow is skipped rather than an error.
     pub skip_overflow: bool,
+    /// A classifier's loss weight per class (`None`: every example counts the same).
+    pub class_weights: Option<&'a [f32]>,
 }
 
 pub struct StepOutcome {
@@ -72,7 +74,7 @@ pub fn optimizer_step(
     mut timings: Option<&mut StepTimings>,
 ) -> Result<StepOutcome, NonFiniteStep> {
     // The step's loss is the mean over all its targets, as one large batch would give.
-    let window_targets: usize = inputs.batches.iter().map(Batch::target_count).sum();
+    let window_targets: f64 = inputs.batches.iter().map(|b| b.loss_weight(inputs.class_weights)).sum();
     let mut accumulator = GradientsAccumulator::<CausalLm>::new();
     let mut loss_sum = 0.0;
     for (i, batch) in inputs.batches.iter().enumerate() {
@@ -101,17 +103,18 @@ pub fn optimizer_step(
 
 /// One micro-batch's loss divided by `divisor`, and the gradients of that loss times
 /// `inputs.loss_scale`; `None` when the batch has no target. `index` is its place in the step,
-/// for its dropout masks.
+/// for its dropout masks. A batch with labels trains the classification head (cross-entropy
+/// over the classes), any other the language-model head.
 pub fn batch_gradients(
     model: &CausalLm,
     batch: &Batch,
-    divisor: usize,
+    divisor: f64,
     index: usize,
     inputs: &StepInputs,
     device: &Device,
     mut timings: Option<&mut StepTimings>,
 ) -> Option<(f64, GradientsParams)> {
-    let targets = Targets::from_batch(batch, device)?;
+    let targets = if batch.labels.is_empty() { Some(Targets::from_batch(batch, device)?) } else { None };
     let options = ForwardOptions {
         dropout_seed: (inputs.options.lora.dropout > 0.0).then_some(inputs.seed ^ ((index as u64) << 40)),
         ..inputs.options
@@ -124,8 +127,14 @@ pub fn batch_gradients(
     } else {
         (model.hidden_states(ids, None, options), None)
     };
-    let head = options.compute.matmul_weight(model.head_weight());
-    let loss = cross_entropy_sum(hidden, head, &targets, inputs.chunk, false, options.fused).sum.div_scalar(divisor as f64);
+    let sum = match &targets {
+        Some(targets) => {
+            let head = options.compute.matmul_weight(model.head_weight());
+            cross_entropy_sum(hidden, head, targets, inputs.chunk, false, options.fused).sum
+        }
+        None => classification_loss_sum(model.class_logits(hidden, label_positions(batch, device)), &batch.labels, inputs.class_weights),
+    };
+    let loss = sum.div_scalar(divisor);
     clock.stop(timings.as_deref_mut(), |t| &mut t.forward);
 
     let clock = Phase::start(device, timings.is_some());

@@ -8,7 +8,7 @@ use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::checkpoint::{self, TrainerState};
-use super::config::TrainConfig;
+use super::config::{Task, TrainConfig};
 use super::events::{EvalMetrics, EventSink, GenerationScores, RunInfo, RunSummary, StepMetrics, TrainCommand, TrainEvent};
 use super::loss::{Targets, chunk_rows, cross_entropy_sum};
 use super::loss_scale::LossScale;
@@ -17,6 +17,7 @@ use super::optimizer::AdamW;
 use super::run_dir::{self, RunStart};
 use super::schedule::Schedule;
 use super::step::{StepInputs, optimizer_step};
+use crate::classify::{ClassificationScores, classify_examples};
 use crate::data::{Batch, Dataset, Example, epoch_order};
 use crate::device::ComputeDevice;
 use crate::error::{Error, Result, panic_message};
@@ -94,6 +95,10 @@ struct Run<'a> {
     base_model: String,
     /// The visiting order of the current epoch: (epoch, permutation).
     order: (usize, Vec<usize>),
+    /// The id batches are padded with.
+    pad_id: u32,
+    /// A classifier's loss weight per class.
+    class_weights: Option<Vec<f32>>,
 }
 
 enum Control {
@@ -113,7 +118,30 @@ impl<'a> Run<'a> {
         }
         events.send(TrainEvent::Preparing(format!("Tokenizing {}", config.data.train_file.display())));
         // The data is checked before any GPU work: a dataset with nothing to train on is an error now.
-        let data = Dataset::load(&config.data, &tokenizer, config.seed)?;
+        let data = match config.task {
+            Task::CausalLm if folder.config.labels.is_some() => {
+                return Err(Error::invalid_file(
+                    &config.model,
+                    "this model is a sequence classifier (it has a `score` head, no language-model head): train it with --task classification",
+                ));
+            }
+            Task::CausalLm => Dataset::load(&config.data, &tokenizer, config.seed)?,
+            Task::Classification => Dataset::load_labelled(&config.data, &tokenizer, config.seed)?,
+        };
+        // A classifier reads each sequence at its last token that is not padding, the config's
+        // `pad_token_id` as transformers reads it.
+        let pad_id = match config.task {
+            Task::Classification => folder.config.pad_token_id.unwrap_or(tokenizer.pad_token_id),
+            Task::CausalLm => tokenizer.pad_token_id,
+        };
+        if let (Some(theirs), Some(ours)) = (&folder.config.labels, &data.labels)
+            && theirs != ours
+        {
+            return Err(Error::invalid_file(
+                &config.model,
+                format!("this classifier's classes ({}) are not the dataset's ({})", theirs.names.join(", "), ours.names.join(", ")),
+            ));
+        }
         let vocab_size = folder.config.vocab_size;
         let examples = data.train.iter().chain(&data.validation);
         if let Some((example, id)) = examples.flat_map(|e| e.ids.iter().map(move |id| (e, *id))).find(|(_, id)| *id as usize >= vocab_size)
@@ -146,7 +174,16 @@ impl<'a> Run<'a> {
         events.send(TrainEvent::Preparing(format!("Loading weights on {}", device.description)));
         device.device.seed(config.seed);
         let model = folder.load_in(&device.autodiff(), config.method.storage_precision(config.precision), config.base_quant)?;
+        let model = match &data.labels {
+            Some(labels) if model.score.is_none() => model.into_classifier(labels.clone(), pad_id),
+            _ => model,
+        };
         let model = config.method.apply(model)?;
+        let class_weights = data.labels.as_ref().and_then(|labels| {
+            let mut counts = vec![0usize; labels.len()];
+            data.train.iter().filter_map(|e| e.label).for_each(|l| counts[l as usize] += 1);
+            config.class_weights.weights(&counts)
+        });
 
         let run_dir = &config.output_dir;
         if start == RunStart::Overwrite {
@@ -195,6 +232,8 @@ impl<'a> Run<'a> {
             last_checkpoint,
             base_model,
             order: (0, Vec::new()),
+            pad_id,
+            class_weights,
         };
         run.events.send(TrainEvent::Started(run.info()));
         Ok(run)
@@ -318,8 +357,11 @@ impl<'a> Run<'a> {
                 }
                 TrainCommand::Stop => return Ok(Control::Stop),
                 TrainCommand::Generate { prompt, settings } => {
-                    let text = generate_text(&self.model, &self.tokenizer, &prompt, &settings)
-                        .unwrap_or_else(|e| format!("[generation failed: {e}]"));
+                    let text = match self.model.num_labels() {
+                        Some(_) => crate::session::describe_classes(&self.model, &self.tokenizer, &prompt),
+                        None => generate_text(&self.model, &self.tokenizer, &prompt, &settings),
+                    }
+                    .unwrap_or_else(|e| format!("[generation failed: {e}]"));
                     self.events.send(TrainEvent::Generated { prompt, text });
                 }
                 TrainCommand::Pause | TrainCommand::Resume => {}
@@ -343,7 +385,7 @@ impl<'a> Run<'a> {
             let end = (start + self.config.batch_size).min(order.len());
             let examples: Vec<&Example> = order[start..end].iter().map(|&i| &self.data.train[i]).collect();
             let tokens = examples.iter().map(|e| e.ids.len()).sum();
-            out.push((Batch::new(&examples, self.tokenizer.pad_token_id), tokens));
+            out.push((Batch::new(&examples, self.pad_id), tokens));
             self.state.batch_in_epoch += 1;
             // An epoch's last, partial accumulation window ends with the epoch.
             if self.state.batch_in_epoch >= self.batches_per_epoch {
@@ -371,6 +413,7 @@ impl<'a> Run<'a> {
             seed: self.config.seed.wrapping_add(self.state.step as u64 + 1),
             loss_scale: self.loss_scale.value(),
             skip_overflow: self.loss_scale.can_skip_overflow(),
+            class_weights: self.class_weights.as_deref(),
         };
         let model = self.model.clone();
         match optimizer_step(model, &mut self.optimizer, &inputs, &self.device.autodiff(), None) {
@@ -410,10 +453,32 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Loss, perplexity and next-token accuracy on the validation set.
+    /// Loss, perplexity and next-token accuracy on the validation set (for a classifier: loss,
+    /// accuracy, precision, recall and F1 of its labels).
     fn evaluate(&mut self) -> Result<Option<EvalMetrics>> {
         if self.data.validation.is_empty() {
             return Ok(None);
+        }
+        if let Some(labels) = &self.data.labels {
+            let predictions =
+                classify_examples(&self.model, &self.data.validation, self.pad_id, self.config.batch_size, self.forward_options(false))?;
+            let truth = self.data.validation.iter().map(|e| e.label.unwrap_or(0));
+            let pairs: Vec<(u32, u32)> = truth.zip(predictions.iter().map(|p| p.label())).collect();
+            let loss =
+                pairs.iter().zip(&predictions).map(|((t, _), p)| -(p.probabilities[*t as usize].max(1e-30) as f64).ln()).sum::<f64>()
+                    / pairs.len() as f64;
+            let scores = ClassificationScores::from_pairs(labels, pairs);
+            let metrics = EvalMetrics {
+                step: self.state.step,
+                loss,
+                perplexity: loss.exp(),
+                accuracy: scores.accuracy,
+                generation: None,
+                classification: Some(scores),
+            };
+            self.metrics.eval(&metrics)?;
+            self.events.send(TrainEvent::Eval(metrics.clone()));
+            return Ok(Some(metrics));
         }
         let model = self.model.valid();
         let device = self.device.device.clone();
@@ -435,8 +500,14 @@ impl<'a> Run<'a> {
         }
         let loss = sum / count as f64;
         let generation = self.answer_validation_records(&model)?;
-        let metrics =
-            EvalMetrics { step: self.state.step, loss, perplexity: loss.exp(), accuracy: correct as f64 / count as f64, generation };
+        let metrics = EvalMetrics {
+            step: self.state.step,
+            loss,
+            perplexity: loss.exp(),
+            accuracy: correct as f64 / count as f64,
+            generation,
+            classification: None,
+        };
         self.metrics.eval(&metrics)?;
         self.events.send(TrainEvent::Eval(metrics.clone()));
         Ok(Some(metrics))

@@ -181,3 +181,34 @@ fn errors_name_what_is_wrong_and_exit_nonzero() {
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("missing.jsonl"), "{}", text(&out.stderr));
 }
+
+/// `wgtune demo --task classification` end to end (few steps): zero-shot accuracy, a LoRA
+/// classifier, its accuracy, a merged export reloaded with the same classes; then `generate`
+/// answers the export with its classes' probabilities and `eval` scores it.
+#[test]
+fn the_classification_demo_trains_exports_and_answers_with_classes() {
+    let _turn = one_run_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("demo");
+    let run_s = run.to_str().unwrap();
+    let out = wgtune(&["demo", "--task", "classification", "--steps", "8", "--device", "cpu", "--output", run_s]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}\n{stdout}", text(&out.stderr));
+    assert!(stdout.contains("classes: delivery, price, quality, support; held-out accuracy"), "{stdout}");
+    assert!(stdout.contains("reloaded from the export: the same 80 classes"), "{stdout}");
+
+    let merged = run.join("merged");
+    let out = wgtune(&["generate", "--model", merged.to_str().unwrap(), "--prompt", "The parcel came late.", "--device", "cpu"]);
+    let answer = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines: Vec<&str> = answer.lines().collect();
+    assert_eq!(lines.len(), 4, "one line per class: {answer}");
+    let total: f64 = lines.iter().map(|l| l.trim().split(' ').next().unwrap().parse::<f64>().unwrap()).sum();
+    assert!((total - 100.0).abs() < 0.3, "probabilities sum to 100 %: {answer}");
+
+    let validation = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/reviews/validation.jsonl");
+    let out = wgtune(&["eval", "--model", merged.to_str().unwrap(), "--data", validation, "--device", "cpu", "--limit", "8"]);
+    let report = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(report.contains("Macro F1") && report.contains("confusion (base"), "{report}");
+}

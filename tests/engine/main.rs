@@ -1,6 +1,7 @@
 //! Engine tests: parity with transformers + PEFT, end-to-end runs, and bad input.
 
 mod bad_input;
+mod classification;
 mod cli;
 mod common;
 mod e2e;

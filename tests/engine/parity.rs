@@ -29,7 +29,7 @@ fn golden_batch(golden: &Golden, labels: &str) -> Batch {
             targets[r * len + t] = labels[r][t + 1];
         }
     }
-    Batch { input_ids: ids.concat(), targets, batch_size: rows, len }
+    Batch { input_ids: ids.concat(), targets, batch_size: rows, len, labels: Vec::new() }
 }
 
 /// The mean cross-entropy over the batch's targets, as transformers computes `loss`.
@@ -67,8 +67,9 @@ fn loss_and_gradients(
         seed: 0,
         loss_scale,
         skip_overflow: false,
+        class_weights: None,
     };
-    batch_gradients(model, batch, batch.target_count(), 0, &inputs, device, None).expect("targets")
+    batch_gradients(model, batch, batch.target_count() as f64, 0, &inputs, device, None).expect("targets")
 }
 
 fn logits(model: &CausalLm, golden: &Golden, device: &Device) -> (Vec<f32>, Vec<usize>) {
@@ -261,6 +262,7 @@ fn an_overflowing_f16_step_is_skipped_and_leaves_the_model_as_it_was() {
             seed: 0,
             loss_scale: 1e30,
             skip_overflow: true,
+            class_weights: None,
         };
         let mut optimizer = AdamW::new(&adamw(), true);
         let outcome = optimizer_step(model, &mut optimizer, &inputs, &device, None).unwrap();

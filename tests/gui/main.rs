@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use wgtune::device::DeviceChoice;
-use wgtune::gui::{FilePicker, PickKind, Tab, WgtuneApp};
+use wgtune::gui::{Evaluation, FilePicker, PickKind, Tab, WgtuneApp};
 use wgtune::inspect::{human_count, trainable_count};
 use wgtune::method::Method;
 use wgtune::model::{ModelFolder, Precision};
+use wgtune::train::Task;
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
@@ -159,17 +160,17 @@ fn the_whole_journey_in_the_app() {
     harness.run_steps(2);
     harness.get_by_label("Evaluate base and fine-tuned").click();
     wait_until(&mut harness, 240, "the evaluation", |app| app.evaluate.result.is_some());
-    let evaluation = match &harness.state().evaluate.result {
-        Some(Ok(evaluation)) => evaluation.clone(),
+    let (base, tuned) = match &harness.state().evaluate.result {
+        Some(Ok(Evaluation::Generation { base, tuned })) => (base.clone(), tuned.clone()),
         other => panic!("the evaluation: {:?}", other.as_ref().map(|r| r.as_ref().err())),
     };
-    assert_eq!((evaluation.base.answers.len(), evaluation.tuned.answers.len()), (8, 8));
+    assert_eq!((base.answers.len(), tuned.answers.len()), (8, 8));
     assert!(harness.get_all_by_value("8 records answered").count() >= 1);
     // A label's text is its accessible value; each cell also carries its row and column as its
     // accessible label, which kittest's label queries do not look at for labels.
     let cell = |label: String| egui_kittest::kittest::By::new().predicate(move |node| node.label().as_deref() == Some(label.as_str()));
-    harness.get(cell(format!("Fine-tuned, Token F1: {:.1} %", 100.0 * evaluation.tuned.summary.token_f1)));
-    harness.get(cell(format!("Base model, Exact match: {:.1} %", 100.0 * evaluation.base.summary.exact_match)));
+    harness.get(cell(format!("Fine-tuned, Token F1: {:.1} %", 100.0 * tuned.summary.token_f1)));
+    harness.get(cell(format!("Base model, Exact match: {:.1} %", 100.0 * base.summary.exact_match)));
 
     // The Runs tab lists the run with its settings and curve; opening it makes its weights the
     // ones the other tabs use.
@@ -353,4 +354,69 @@ fn main_window_with_a_finished_run() {
     app.tab = Tab::Training;
     harness.run_steps(4);
     harness.snapshot("main_window_finished_run");
+}
+
+/// A classifier from start to finish: the classification task on the demo reviews, a short
+/// run, the Playground answering with class probabilities, and the Evaluate tab's scores and
+/// confusion matrix read back by their labels.
+#[test]
+fn a_text_classifier_in_the_app() {
+    let dir = tempfile::tempdir().unwrap();
+    let picker = Picker { out: dir.path().to_path_buf() };
+    let mut harness = Harness::builder().with_size([1280.0, 1000.0]).build_eframe(|cc| WgtuneApp::new(cc, Box::new(picker)));
+    harness.run_steps(2);
+    harness.get_by_label("Use demo model").click();
+    wait_until(&mut harness, 30, "the model summary", |app| app.model.summary.is_some());
+
+    harness.get_by_role_and_label(eframe::egui::accesskit::Role::Button, "Dataset").click();
+    harness.run_steps(2);
+    harness.get_by_label("Task").click();
+    harness.run_steps(2);
+    harness.get_by_label("Classify text (classification head)").click();
+    harness.run_steps(2);
+    assert_eq!(harness.state().settings.config.task, Task::Classification);
+    harness.get_by_label("Use demo dataset").click();
+    wait_until(&mut harness, 60, "the reviews", |app| app.dataset.preview.is_some() && !app.dataset.loading);
+    assert_eq!(harness.state().dataset.error, None);
+    harness.get_by_label("delivery, price, quality, support");
+    harness.get_by_label_contains("Example 1 — ");
+
+    {
+        let c = &mut harness.state_mut().settings.config;
+        c.device = DeviceChoice::Cpu;
+        c.max_steps = Some(12);
+        c.batch_size = 8;
+        c.save_every = 0;
+        c.output_dir = dir.path().join("run");
+        c.optim.lr = 2e-3;
+    }
+    harness.get_by_role_and_label(eframe::egui::accesskit::Role::Button, "Training").click();
+    harness.run_steps(2);
+    harness.get_by_label("Start training").click();
+    wait_until(&mut harness, 240, "the run", |app| app.training.summary.is_some());
+    harness.get_by_label_contains("macro F1");
+
+    harness.get_by_role_and_label(eframe::egui::accesskit::Role::Button, "Playground").click();
+    harness.run_steps(2);
+    harness.state_mut().playground.prompt = "The parcel arrived two weeks late.".into();
+    harness.run_steps(1);
+    harness.get_by_label("Generate").click();
+    wait_until(&mut harness, 120, "both answers", |app| app.playground.base.text.is_some() && app.playground.tuned.text.is_some());
+    let tuned = harness.state().playground.tuned.text.clone().unwrap().unwrap();
+    assert_eq!(tuned.matches(" %").count(), 4, "the four classes with their probabilities: {tuned}");
+    assert!(tuned.contains("delivery") && tuned.contains("support"), "{tuned}");
+
+    harness.get_by_role_and_label(eframe::egui::accesskit::Role::Button, "Evaluate").click();
+    harness.run_steps(2);
+    harness.get_by_label("Evaluate base and fine-tuned").click();
+    wait_until(&mut harness, 240, "the evaluation", |app| app.evaluate.result.is_some());
+    let (base, tuned) = match &harness.state().evaluate.result {
+        Some(Ok(Evaluation::Classification { base, tuned, .. })) => (base.clone(), tuned.clone()),
+        other => panic!("the evaluation: {:?}", other.as_ref().map(|r| r.as_ref().err())),
+    };
+    assert_eq!((base.answers.len(), tuned.scores.examples), (80, 80));
+    let cell = |label: String| egui_kittest::kittest::By::new().predicate(move |node| node.label().as_deref() == Some(label.as_str()));
+    harness.get(cell(format!("Fine-tuned, Accuracy: {:.1} %", 100.0 * tuned.scores.accuracy)));
+    harness.get(cell(format!("Base model (zero-shot), Macro F1: {:.1} %", 100.0 * base.scores.macro_f1)));
+    harness.get(cell(format!("delivery predicted as delivery: {}", tuned.scores.confusion[0][0])));
 }

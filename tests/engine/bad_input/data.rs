@@ -257,3 +257,68 @@ fn a_parquet_dataset_trains_through_its_columns() {
     let run = sandbox.path("run-broken");
     refused("a broken Parquet file", &sandbox, &train_args(&model, &broken, &run), &[s(&broken), "not a readable Parquet file"]);
 }
+
+/// Classification datasets: a label that is missing, empty, a float or a list, one class only, a
+/// validation label the training file lacks, and a dataset of the other task each stop the run
+/// with the file, the line and the field.
+#[test]
+fn bad_classification_records_name_the_file_line_and_field() {
+    const A: &str = r#"{"text": "Great.", "label": "good"}"#;
+    const B: &str = r#"{"text": "Awful.", "label": "bad"}"#;
+    let cases: &[(&str, &str, &str, &str)] = &[
+        ("a missing label", "classification", "<a>\n<b>\n{\"text\": \"Fine.\"}\n", ":3: missing field `label`"),
+        ("an empty label", "classification", "<a>\n<b>\n{\"text\": \"Fine.\", \"label\": \" \"}\n", ":3: field `label` is empty"),
+        (
+            "a float label",
+            "classification",
+            "<a>\n<b>\n{\"text\": \"Fine.\", \"label\": 0.5}\n",
+            ":3: field `label` is the number 0.5: a label is a string or an integer",
+        ),
+        (
+            "a list label",
+            "classification",
+            "<a>\n<b>\n{\"text\": \"Fine.\", \"label\": [\"good\"]}\n",
+            ":3: field `label` is an array: a label is a string or an integer",
+        ),
+        ("a missing text", "classification", "<a>\n<b>\n{\"label\": \"good\"}\n", ":3: missing field `text`"),
+        ("one class only", "classification", "<a>\n<a>\n", "every record has the label `good`: a classifier needs at least two classes"),
+        (
+            "no label column at all",
+            "classification",
+            "{\"text\": \"Fine.\"}\n",
+            ":1: no `label` field in the fields [text]: a classification dataset has `text` and `label` fields",
+        ),
+        (
+            "a chat dataset for a classifier",
+            "classification",
+            "CHAT\n",
+            ":1: no `label` field: the fields [messages] make a chat dataset, for --task causal-lm",
+        ),
+        (
+            "a classification dataset for a language model",
+            "causal-lm",
+            "<a>\n<b>\n",
+            ":1: the record has `text` and `label` fields, a classification dataset: train a classifier on it with --task classification",
+        ),
+    ];
+    for (case, task, contents, expected) in cases {
+        let sandbox = Sandbox::new();
+        let model = sandbox.model();
+        let data = write_case(&sandbox, "d.jsonl", &contents.replace("<a>", A).replace("<b>", B));
+        let run = sandbox.path("run");
+        let mut args = train_args(&model, &data, &run);
+        args.extend(["--task", task]);
+        let at = if expected.starts_with(':') { format!("{}{expected}", s(&data)) } else { format!("{}: {expected}", s(&data)) };
+        refused(case, &sandbox, &args, &[&at]);
+    }
+
+    let sandbox = Sandbox::new();
+    let model = sandbox.model();
+    let data = sandbox.write("train.jsonl", format!("{A}\n{B}\n"));
+    let validation = sandbox.write("val.jsonl", format!("{A}\n{{\"text\": \"Meh.\", \"label\": \"so-so\"}}\n"));
+    let run = sandbox.path("run");
+    let mut args = train_args(&model, &data, &run);
+    args.extend(["--task", "classification", "--validation", s(&validation)]);
+    let at = format!("{}:2: field `label`: `so-so` is not a class of the training file {} (bad, good)", s(&validation), s(&data));
+    refused("an unseen validation label", &sandbox, &args, &[&at]);
+}
