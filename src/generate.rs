@@ -89,6 +89,52 @@ pub fn generate_ids(
     output
 }
 
+/// Greedy continuations of several prompts at once: left-padded to one length, decoded together
+/// with one KV cache, each up to `max_new_tokens` ids (and the model's context) and stopping at
+/// any id in `stop`. Each continuation is what [`generate_ids`] gives its prompt alone, greedily.
+pub fn generate_batch(model: &CausalLm, prompts: &[Vec<u32>], max_new_tokens: usize, stop: &[u32]) -> Vec<Vec<u32>> {
+    let mut outputs = vec![Vec::new(); prompts.len()];
+    let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
+    if longest == 0 {
+        return outputs;
+    }
+    let model = model.valid();
+    let device = model.device().without_autodiff();
+    let head = model.head_weight();
+    let padding: Vec<usize> = prompts.iter().map(|p| longest - p.len()).collect();
+    let mut cache = KvCache::new(model.num_layers());
+    let mut done = vec![false; prompts.len()];
+    // The padding columns hold any id: nothing attends to them.
+    let mut next: Vec<i64> =
+        prompts.iter().flat_map(|p| std::iter::repeat_n(0, longest - p.len()).chain(p.iter().map(|&t| t as i64))).collect();
+    let mut len = longest;
+    let budget = max_new_tokens.min(model.config.max_position_embeddings.saturating_sub(longest));
+    for _ in 0..budget {
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(next, [prompts.len(), len]), &device);
+        let hidden = model.hidden_states_padded(ids, &padding, Some(&mut cache), ForwardOptions::default());
+        let dim = hidden.dims()[2];
+        let last = hidden.narrow(1, len - 1, 1).reshape([prompts.len(), dim]);
+        let tokens: Vec<i64> =
+            kernels::matmul(last, head.clone(), true).argmax(1).into_data().convert::<i64>().try_into_vec().unwrap_or_default();
+        for ((token, output), done) in tokens.iter().zip(&mut outputs).zip(&mut done) {
+            if *done {
+                continue;
+            }
+            if stop.contains(&(*token as u32)) {
+                *done = true;
+            } else {
+                output.push(*token as u32);
+            }
+        }
+        if done.iter().all(|d| *d) {
+            break;
+        }
+        next = tokens;
+        len = 1;
+    }
+    outputs
+}
+
 /// Renders `prompt` (through the chat template if asked), generates, and decodes the reply.
 /// Refuses bad settings, a prompt that fills the model's context, and token ids the model has
 /// no embedding for, before any tensor work.

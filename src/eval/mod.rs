@@ -16,7 +16,7 @@ pub use metrics::{AnswerScores, Summary, normalize};
 
 use crate::data::{DataConfig, Example, Origin, Sample, Skipped, columns, detect_format, for_each_record, render};
 use crate::error::{Error, Result};
-use crate::generate::{GenerationSettings, generate_ids};
+use crate::generate::{GenerationSettings, generate_batch};
 use crate::model::CausalLm;
 use crate::tokenizer::{RenderedText, TextTokenizer};
 
@@ -147,8 +147,12 @@ fn case(sample: &Sample, tokenizer: &TextTokenizer, origin: Origin) -> std::resu
     Ok(EvalCase { origin, question, prompt_ids, reference })
 }
 
-/// Answers every case greedily, up to `max_new_tokens` each, and scores the answers. `progress`
-/// sees (done, total) after each.
+/// Prompts answered together: one batch of greedy decoding with a shared KV cache.
+const ANSWER_BATCH: usize = 8;
+
+/// Answers every case greedily, up to `max_new_tokens` each, in batches of prompts of similar
+/// length, and scores the answers, in the cases' order. `progress` sees (done, total) after each
+/// batch.
 pub fn evaluate(
     model: &CausalLm,
     tokenizer: &TextTokenizer,
@@ -156,28 +160,33 @@ pub fn evaluate(
     max_new_tokens: usize,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<EvalReport> {
-    let settings = GenerationSettings { max_new_tokens, ..Default::default() };
-    settings.validate()?;
+    GenerationSettings { max_new_tokens, ..Default::default() }.validate()?;
     let context = model.config.max_position_embeddings;
     let mut report = EvalReport::default();
-    for (done, case) in cases.iter().enumerate() {
-        let ids = &case.prompt_ids;
-        if ids.len() >= context {
-            report.skipped.push((case.origin.line, format!("its prompt of {} tokens fills the model's context of {context}", ids.len())));
-            continue;
-        }
-        let answer = tokenizer.decode(&generate_ids(model, ids, &settings, &tokenizer.eos_token_ids, |_| true))?;
-        let answer = answer.trim().to_string();
-        let scores = AnswerScores::of(&answer, &case.reference);
-        report.answers.push(Answer {
-            line: case.origin.line,
-            question: case.question.clone(),
-            reference: case.reference.clone(),
-            answer,
-            scores,
-        });
-        progress(done + 1, cases.len());
+    let (fits, too_long): (Vec<&EvalCase>, Vec<&EvalCase>) = cases.iter().partition(|c| c.prompt_ids.len() < context);
+    for case in too_long {
+        let message = format!("its prompt of {} tokens fills the model's context of {context}", case.prompt_ids.len());
+        report.skipped.push((case.origin.line, message));
     }
+    // Similar lengths together waste the least padding; answers go back in the cases' order.
+    let mut order: Vec<usize> = (0..fits.len()).collect();
+    order.sort_by_key(|&i| fits[i].prompt_ids.len());
+    let mut answers: Vec<Option<Answer>> = vec![None; fits.len()];
+    let mut done = 0;
+    for batch in order.chunks(ANSWER_BATCH) {
+        let prompts: Vec<Vec<u32>> = batch.iter().map(|&i| fits[i].prompt_ids.clone()).collect();
+        let outputs = generate_batch(model, &prompts, max_new_tokens, &tokenizer.eos_token_ids);
+        for (&i, output) in batch.iter().zip(outputs) {
+            let case = fits[i];
+            let answer = tokenizer.decode(&output)?.trim().to_string();
+            let scores = AnswerScores::of(&answer, &case.reference);
+            let (line, question, reference) = (case.origin.line, case.question.clone(), case.reference.clone());
+            answers[i] = Some(Answer { line, question, reference, answer, scores });
+        }
+        done += batch.len();
+        progress(done, fits.len());
+    }
+    report.answers = answers.into_iter().flatten().collect();
     report.summary = Summary::of(report.answers.iter().map(|a| &a.scores));
     Ok(report)
 }

@@ -13,8 +13,23 @@ use super::launch::supports_head_dim;
 
 /// Attention of `q` (`[batch, heads, q_len, head_dim]`) over `k` and `v`
 /// (`[batch, kv_heads, kv_len, head_dim]`), query 0 at absolute position `q_start`, keys at most
-/// `window` positions back when set. `fused` picks the WGSL kernels where they apply.
-pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, q_start: usize, window: Option<usize>, fused: bool) -> Tensor<4> {
+/// `window` positions back when set, and none of the first `left_padding[b]` keys of sequence
+/// `b` (empty: no padding). `fused` picks the WGSL kernels where they apply; they know no
+/// padding, which only batched inference uses, so padded batches take the tensor-op path.
+pub fn attention(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    q_start: usize,
+    window: Option<usize>,
+    left_padding: &[usize],
+    fused: bool,
+) -> Tensor<4> {
+    if !left_padding.is_empty() {
+        let shape = q.dims();
+        let scores = masked_scores(q, k.clone(), q_start, window) + padding_mask(left_padding, k.dims()[2], &k.device());
+        return softmax(scores, 3).matmul(v).reshape(shape);
+    }
     if fused && super::is_wgpu(&q.device()) && supports_head_dim(q.dims()[3]) {
         let (output, _lse) =
             Dispatch::fused_attention(q.into_dispatch(), k.into_dispatch(), v.into_dispatch(), q_start, window.unwrap_or(0));
@@ -58,6 +73,12 @@ fn masked_scores(q: Tensor<4>, k: Tensor<4>, q_start: usize, window: Option<usiz
     let mask = causal_mask(q_start, len, k.dims()[2], rep, window, &q.device());
     let q = q.reshape([batch, kv_heads, rep * len, head_dim]);
     q.matmul(k.swap_dims(2, 3)).div_scalar((head_dim as f64).sqrt()) + mask.unsqueeze::<4>()
+}
+
+/// Additive mask `[batch, 1, 1, total]` hiding each sequence's left padding from every query.
+fn padding_mask(left_padding: &[usize], total: usize, device: &Device) -> Tensor<4> {
+    let values: Vec<f32> = left_padding.iter().flat_map(|&pad| (0..total).map(move |key| if key < pad { -1.0e9 } else { 0.0 })).collect();
+    Tensor::from_data(TensorData::new(values, [left_padding.len(), 1, 1, total]), device)
 }
 
 /// Additive causal mask `[rep·len, total]` (0 where attention is allowed, a large negative number

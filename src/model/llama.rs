@@ -139,9 +139,12 @@ impl Default for ForwardOptions {
 /// their positions, the absolute position of the first, and how far back attention reaches.
 #[derive(Clone, Debug)]
 pub struct LayerContext {
-    rope: (Tensor<2>, Tensor<2>),
+    rope: (Tensor<3>, Tensor<3>),
     start: usize,
     window: Option<usize>,
+    /// Per sequence, how many columns at its start are left padding, which no query attends to
+    /// (a batch of prompts of different lengths); empty when there is none.
+    left_padding: Vec<usize>,
 }
 
 impl Mlp {
@@ -206,7 +209,7 @@ impl Attention {
             }
             *cache = Some((k.clone(), v.clone()));
         }
-        let out = kernels::attention(q, k, v, context.start, context.window, options.fused);
+        let out = kernels::attention(q, k, v, context.start, context.window, &context.left_padding, options.fused);
         let out = out.swap_dims(1, 2).reshape([batch, len, heads * head_dim]);
         self.o_proj.forward(out, options)
     }
@@ -267,10 +270,28 @@ impl CausalLm {
 
     /// Hidden states after the final norm, `[batch, len, hidden]`, for tokens placed after the
     /// positions already in `cache` (or at position 0 without one).
-    pub fn hidden_states(&self, input_ids: Tensor<2, Int>, mut cache: Option<&mut KvCache>, options: ForwardOptions) -> Tensor<3> {
+    pub fn hidden_states(&self, input_ids: Tensor<2, Int>, cache: Option<&mut KvCache>, options: ForwardOptions) -> Tensor<3> {
+        self.hidden_states_padded(input_ids, &[], cache, options)
+    }
+
+    /// [`Self::hidden_states`] of sequences left-padded by `left_padding[b]` columns each (empty:
+    /// none): each sequence's states are those it has alone, as transformers gives them with an
+    /// attention mask and positions counted from each sequence's first token. The states at
+    /// padding columns mean nothing.
+    pub fn hidden_states_padded(
+        &self,
+        input_ids: Tensor<2, Int>,
+        left_padding: &[usize],
+        mut cache: Option<&mut KvCache>,
+        options: ForwardOptions,
+    ) -> Tensor<3> {
         let [_, len] = input_ids.dims();
         let start = cache.as_ref().map(|c| c.len()).unwrap_or(0);
-        let context = self.layer_context(start, len, &input_ids.device());
+        let mut context = self.layer_context(start, len, &input_ids.device());
+        if left_padding.iter().any(|&p| p > 0) {
+            context.rope = self.rope.shifted_tables(start, len, left_padding, &input_ids.device());
+            context.left_padding = left_padding.to_vec();
+        }
 
         let mut h = self.embed(input_ids);
         for i in 0..self.layers.len() {
@@ -287,7 +308,7 @@ impl CausalLm {
 
     /// What every layer of a forward pass over `len` tokens from position `start` shares.
     pub fn layer_context(&self, start: usize, len: usize, device: &Device) -> LayerContext {
-        LayerContext { rope: self.rope.tables(start, len, device), start, window: self.config.sliding_window }
+        LayerContext { rope: self.rope.tables(start, len, device), start, window: self.config.sliding_window, left_padding: Vec::new() }
     }
 
     /// Decoder layer `i`: `h + attn(norm(h))`, then `h + mlp(norm(h))`.

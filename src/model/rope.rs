@@ -44,12 +44,20 @@ impl Rope {
         }
     }
 
-    /// `(cos, sin)`, each `[len, head_dim]`, for positions `start..start + len`.
-    pub fn tables(&self, start: usize, len: usize, device: &Device) -> (Tensor<2>, Tensor<2>) {
+    /// `(cos, sin)`, each `[1, len, head_dim]`, for positions `start..start + len`.
+    pub fn tables(&self, start: usize, len: usize, device: &Device) -> (Tensor<3>, Tensor<3>) {
+        self.shifted_tables(start, len, &[0], device)
+    }
+
+    /// `(cos, sin)`, each `[sequences, len, head_dim]`: sequence `b` is left-padded by
+    /// `padding[b]` columns, so column `start + t` is its position `start + t - padding[b]`
+    /// (padding columns take position 0; nothing attends to them).
+    pub fn shifted_tables(&self, start: usize, len: usize, padding: &[usize], device: &Device) -> (Tensor<3>, Tensor<3>) {
         let half = self.inv_freq.len();
-        let mut cos = Vec::with_capacity(len * half * 2);
-        let mut sin = Vec::with_capacity(len * half * 2);
-        for pos in start..start + len {
+        let rows = padding.len() * len;
+        let mut cos = Vec::with_capacity(rows * half * 2);
+        let mut sin = Vec::with_capacity(rows * half * 2);
+        for pos in padding.iter().flat_map(|&pad| (start..start + len).map(move |column| column.saturating_sub(pad))) {
             let p = pos as f64 * self.position_scale;
             // The two halves of a head share frequencies: [f0..f_{h-1}, f0..f_{h-1}].
             for _ in 0..2 {
@@ -61,19 +69,19 @@ impl Rope {
                 }
             }
         }
-        let shape = [len, half * 2];
+        let shape = [padding.len(), len, half * 2];
         (Tensor::from_data(TensorData::new(cos, shape), device), Tensor::from_data(TensorData::new(sin, shape), device))
     }
 }
 
-/// Rotates `x` (`[batch, heads, len, head_dim]`) by the given tables.
-pub fn apply_rotary(x: Tensor<4>, cos: &Tensor<2>, sin: &Tensor<2>) -> Tensor<4> {
+/// Rotates `x` (`[batch, heads, len, head_dim]`) by the given tables (`[1 or batch, len, head_dim]`).
+pub fn apply_rotary(x: Tensor<4>, cos: &Tensor<3>, sin: &Tensor<3>) -> Tensor<4> {
     let head_dim = x.dims()[3];
     let half = head_dim / 2;
     let first = x.clone().narrow(3, 0, half);
     let second = x.clone().narrow(3, half, half);
     let rotated = Tensor::cat(vec![second.neg(), first], 3);
-    let cos = cos.clone().unsqueeze::<4>();
-    let sin = sin.clone().unsqueeze::<4>();
+    let cos = cos.clone().unsqueeze_dim::<4>(1);
+    let sin = sin.clone().unsqueeze_dim::<4>(1);
     x * cos + rotated * sin
 }

@@ -83,6 +83,27 @@ fn classifier_logits_and_losses_match_transformers() {
     }
 }
 
+/// Left padding: with each row's padding hidden from attention and its positions counted from its
+/// first token, the class logits are transformers' (given the attention mask and those
+/// positions), and the rule reads the last column.
+#[test]
+fn left_padded_rows_give_transformers_logits() {
+    let golden = golden();
+    let rows = golden.rows("input_ids_left");
+    let padding: Vec<usize> = rows.iter().map(|r| r.iter().take_while(|&&id| id == PAD as i64).count()).collect();
+    assert_eq!(padding, [0, 4, 2]);
+    let len = rows[0].len();
+    for dev in devices() {
+        let model = classifier(&dev.device);
+        let ids = golden.ids("input_ids_left", &dev.device);
+        let hidden = model.hidden_states_padded(ids, &padding, None, ForwardOptions::default());
+        let positions: Vec<i64> = rows.iter().enumerate().map(|(r, row)| (r * len + pooled_position(row, PAD as i64)) as i64).collect();
+        let positions = burn::tensor::Tensor::from_data(burn::tensor::TensorData::new(positions, [rows.len()]), &dev.device);
+        let (v, shape) = values(model.class_logits(hidden, positions));
+        assert_close(&format!("left-padded classifier logits on {}", dev.choice), &v, &shape, golden.get("logits_left"), TOL);
+    }
+}
+
 #[test]
 fn lora_and_head_gradients_match_peft_seq_cls() {
     let _turn = one_run_at_a_time();

@@ -83,9 +83,10 @@ fn a_model_that_learned_its_data_answers_it() {
     let chat = fixture("data/chat.jsonl");
     let base = LoadedModel::load(&config.model, DeviceChoice::Cpu).unwrap();
     let (cases, _) = load_cases(&chat, &data(&chat), &base.tokenizer, None).unwrap();
-    let mut calls = 0;
-    let before = evaluate(&base.model, &base.tokenizer, &cases, 64, |_, _| calls += 1).unwrap();
-    assert_eq!((calls, before.answers.len()), (8, 8));
+    let mut progress = Vec::new();
+    let before = evaluate(&base.model, &base.tokenizer, &cases, 64, |done, total| progress.push((done, total))).unwrap();
+    assert_eq!((progress, before.answers.len()), (vec![(8, 8)], 8), "one batch of eight");
+    assert_eq!(before.answers.iter().map(|a| a.line).collect::<Vec<_>>(), cases.iter().map(|c| c.origin.line).collect::<Vec<_>>());
     assert_eq!(before.summary.exact_match, 0.0, "{:?}", before.answers);
     let tuned = base.with_trained(&summary.final_checkpoint).unwrap();
     let after = evaluate(&tuned.model, &tuned.tokenizer, &cases, 64, |_, _| {}).unwrap();

@@ -390,3 +390,28 @@ fn greedy_generation_with_kv_cache_matches_transformers() {
         }
     }
 }
+
+/// Prompts of different lengths decoded together (left-padded, one KV cache) continue exactly as
+/// each does alone, and the golden prompt as transformers' greedy decoding does.
+#[test]
+fn batched_greedy_decoding_matches_one_prompt_at_a_time() {
+    for name in MODELS {
+        let folder = ModelFolder::open(&fixture(name)).unwrap();
+        let golden = Golden::open(&fixture(name).join("golden.safetensors"));
+        let ids: Vec<Vec<u32>> = golden.rows("input_ids").iter().map(|r| r.iter().map(|&t| t as u32).collect()).collect();
+        let prompts = vec![ids[0][..5].to_vec(), ids[1][..3].to_vec(), ids[1].clone(), ids[0][..8].to_vec()];
+        let want: Vec<f32> = golden.get("greedy_ids").1.iter().map(|&t| t as f32).collect();
+        for dev in devices() {
+            let model = folder.load(&dev.device).unwrap();
+            let batched = wgtune::generate::generate_batch(&model, &prompts, 8, &[]);
+            for (prompt, out) in prompts.iter().zip(&batched) {
+                let settings = GenerationSettings { max_new_tokens: 8, ..Default::default() };
+                let alone = generate_ids(&model, prompt, &settings, &[], |_| true);
+                assert_eq!(out, &alone, "{name} on {}: prompt of {} tokens", dev.choice, prompt.len());
+            }
+            let first: Vec<f32> = batched[0].iter().map(|&t| t as f32).collect();
+            assert_close(&format!("{name} batched greedy ids on {}", dev.choice), &first, &[1, 8], golden.get("greedy_ids"), 0.0);
+            assert_eq!(first.len(), want.len());
+        }
+    }
+}
