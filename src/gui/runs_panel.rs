@@ -56,8 +56,8 @@ impl WgtuneApp {
             return;
         }
         let mut open = None;
-        egui::Grid::new("runs").striped(true).num_columns(7).show(ui, |ui| {
-            for heading in ["Compare", "Run", "Settings", "Steps", "Loss", "Validation loss", ""] {
+        egui::Grid::new("runs").striped(true).num_columns(8).show(ui, |ui| {
+            for heading in ["Compare", "Run", "Settings", "Steps", "Loss", "Validation loss", "Validation score", ""] {
                 ui.strong(heading);
             }
             ui.end_row();
@@ -75,6 +75,8 @@ impl WgtuneApp {
                 ui.label(run.last_step().map_or("–".into(), |s| format!("{} / {}", s.step, s.total_steps)));
                 ui.label(run.last_step().map_or("–".into(), |s| format!("{:.4}", s.loss)));
                 ui.label(run.last_eval().map_or("–".into(), |e| format!("{:.4}", e.loss)));
+                let score = run.last_eval().and_then(|e| e.headline());
+                ui.label(score.map_or("–".into(), |(name, value)| format!("{name} {:.1} %", 100.0 * value)));
                 let opened = self.opened_run.as_ref() == Some(&run.dir);
                 let label = if opened { "Opened" } else { "Open" };
                 let button = ui.add_enabled(run.weights.is_some() && !opened, egui::Button::new(label));
@@ -104,8 +106,21 @@ impl WgtuneApp {
     }
 }
 
-/// The training loss of every run ticked for comparison, one line each.
+/// The training loss of every run ticked for comparison, one line each, and below it their
+/// validation scores (accuracy or exact match) where they have them.
 fn overlay_ui(ui: &mut egui::Ui, panel: &RunsPanel) {
+    let overlaid = || panel.runs.iter().filter(|r| panel.overlaid.contains(&r.dir));
+    if overlaid().any(|r| r.evals.iter().any(|e| e.headline().is_some())) {
+        ui.label(egui::RichText::new("Validation score (accuracy, or exact match of the answers), %").strong());
+        Plot::new("runs-score-plot").height(180.0).legend(Legend::default()).x_axis_label("step").show(ui, |plot| {
+            for run in overlaid() {
+                let points: Vec<[f64; 2]> = run.evals.iter().filter_map(|e| Some([e.step as f64, 100.0 * e.headline()?.1])).collect();
+                if !points.is_empty() {
+                    plot.line(Line::new(run.name(), points).width(2.0));
+                }
+            }
+        });
+    }
     ui.label(egui::RichText::new("Training loss").strong());
     Plot::new("runs-plot").height(280.0).legend(Legend::default()).x_axis_label("step").show(ui, |plot| {
         for run in panel.runs.iter().filter(|r| panel.overlaid.contains(&r.dir)) {

@@ -43,6 +43,18 @@ pub struct EvalMetrics {
     pub classification: Option<crate::classify::ClassificationScores>,
 }
 
+impl EvalMetrics {
+    /// The score that says whether the run learned its task: a classifier's accuracy, or the
+    /// exact match of the answers to validation records; `None` when neither was measured.
+    pub fn headline(&self) -> Option<(&'static str, f64)> {
+        match (&self.classification, &self.generation) {
+            (Some(c), _) => Some(("accuracy", c.accuracy)),
+            (None, Some(g)) => Some(("exact match", g.summary.exact_match)),
+            (None, None) => None,
+        }
+    }
+}
+
 /// Greedy answers to a few validation records, and their scores.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GenerationScores {

@@ -419,4 +419,11 @@ fn a_text_classifier_in_the_app() {
     harness.get(cell(format!("Fine-tuned, Accuracy: {:.1} %", 100.0 * tuned.scores.accuracy)));
     harness.get(cell(format!("Base model (zero-shot), Macro F1: {:.1} %", 100.0 * base.scores.macro_f1)));
     harness.get(cell(format!("delivery predicted as delivery: {}", tuned.scores.confusion[0][0])));
+
+    // The Runs tab lists the run with its validation accuracy, and plots it once overlaid.
+    harness.get_by_role_and_label(eframe::egui::accesskit::Role::Button, "Runs").click();
+    wait_until(&mut harness, 30, "the runs", |app| !app.runs.loading && !app.runs.runs.is_empty());
+    let accuracy = harness.state().runs.runs[0].last_eval().and_then(|e| e.headline()).unwrap();
+    assert_eq!(accuracy.0, "accuracy");
+    harness.get_by_label(&format!("accuracy {:.1} %", 100.0 * accuracy.1));
 }
