@@ -23,6 +23,7 @@ pub mod method;
 pub mod model;
 pub mod params;
 pub mod peft;
+pub mod presets;
 pub mod session;
 pub mod tokenizer;
 pub mod train;

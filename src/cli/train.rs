@@ -9,7 +9,8 @@ use clap::Args;
 use wgtune::data::{BadRecords, DatasetFormat, LongRecords};
 use wgtune::device::DeviceChoice;
 use wgtune::method::{LORA_TARGETS, LoraSettings, Method};
-use wgtune::model::{BaseQuant, Precision};
+use wgtune::model::{BaseQuant, ModelFolder, Precision};
+use wgtune::presets::Preset;
 use wgtune::train::{ClassWeights, EventSink, RunStart, ScheduleKind, Task, TrainConfig, resume_config, train};
 
 use super::progress::TrainProgress;
@@ -67,6 +68,9 @@ pub struct TrainArgs {
     #[arg(long, value_parser = parse_long_records)]
     pub long_records: Option<LongRecords>,
 
+    /// A starting point sized to the model and the dataset: quick (rank 8, 20 steps), balanced (rank 16, at least 3 epochs and 60 steps) or best (rank 32, at least 5 epochs and 150 steps, half the learning rate); the learning rate grows as the model shrinks. Other flags override it.
+    #[arg(long)]
+    pub preset: Option<Preset>,
     /// Fine-tuning method: lora, full, top-layers, modules [default: lora].
     #[arg(long)]
     pub method: Option<String>,
@@ -199,6 +203,9 @@ impl TrainArgs {
         if let Some(model) = &self.model {
             c.model = wgtune::hub::resolve_model(model)?;
         }
+        if let Some(preset) = self.preset {
+            self.apply_preset(preset, &mut c)?;
+        }
         set!(
             data => c.data.train_file,
             output => c.output_dir,
@@ -246,6 +253,23 @@ impl TrainArgs {
         c.gradient_checkpointing |= self.gradient_checkpointing;
         c.method = self.method(c.method)?;
         Ok(c)
+    }
+
+    /// Applies `preset` for the chosen model and data, before the other flags.
+    fn apply_preset(&self, preset: Preset, c: &mut TrainConfig) -> Result<()> {
+        let data = self.data.as_ref().unwrap_or(&c.data.train_file);
+        if c.model.as_os_str().is_empty() || data.as_os_str().is_empty() {
+            anyhow::bail!("--preset sizes its settings to the model and the data: give --model and --data");
+        }
+        let parameters = ModelFolder::open(&c.model)?.config.num_parameters();
+        let examples = wgtune::data::count_records(data, &c.data)?;
+        if let Some(batch_size) = self.batch_size {
+            c.batch_size = batch_size;
+        }
+        preset.apply(c, parameters, examples);
+        let s = preset.settings(parameters, examples, c.batch_size);
+        eprintln!("preset {preset}: rank {}, learning rate {:.1e}, {} epochs over {examples} records", s.rank, s.lr, s.epochs);
+        Ok(())
     }
 
     fn method(&self, current: Method) -> Result<Method> {

@@ -215,6 +215,16 @@ impl Dataset {
     }
 }
 
+/// How many readable records a file holds (for sizing a run before it is tokenized).
+pub fn count_records(path: &Path, config: &DataConfig) -> Result<usize> {
+    let mut count = 0;
+    for_each_record(path, config.max_record_bytes(), |item| {
+        count += usize::from(item.is_ok());
+        Ok(())
+    })?;
+    Ok(count)
+}
+
 fn check_settings(config: &DataConfig) -> Result<()> {
     if config.max_seq_len < 2 {
         return Err(Error::setting("max_seq_len", "must be at least 2"));

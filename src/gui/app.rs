@@ -168,12 +168,16 @@ impl WgtuneApp {
                 self.dataset.loading = false;
                 match result {
                     Ok(preview) => {
+                        if let (Some(preset), Some(model)) = (self.dataset.preset_on_preview.take(), &self.model.summary) {
+                            preset.apply(&mut self.settings.config, model.parameters, preview.report.train_examples);
+                        }
                         self.settings.remember_dataset(self.settings.config.data.train_file.clone());
                         self.dataset.preview = Some(preview);
                         self.dataset.error = None;
                     }
                     Err(e) => {
                         self.dataset.preview = None;
+                        self.dataset.preset_on_preview = None;
                         self.dataset.error = Some(e);
                     }
                 }

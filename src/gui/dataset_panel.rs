@@ -19,6 +19,8 @@ pub struct DatasetPanel {
     pub typed_validation_path: String,
     /// The column mapping as typed, `prompt=question, completion=answer`.
     pub typed_columns: String,
+    /// A starting point to apply once the dataset being read is previewed (the demo's).
+    pub preset_on_preview: Option<crate::presets::Preset>,
 }
 
 impl WgtuneApp {
@@ -42,6 +44,8 @@ impl WgtuneApp {
                 let demo = Self::demo_model_path().with_file_name(if classification { "reviews" } else { "demo" });
                 self.settings.config.data.train_file = demo.join("train.jsonl");
                 self.settings.config.data.validation_file = Some(demo.join("validation.jsonl"));
+                // The defaults would stop the demo after a handful of steps: train it visibly.
+                self.dataset.preset_on_preview = Some(crate::presets::Preset::Balanced);
                 changed = true;
             }
             let file = &self.settings.config.data.train_file;

@@ -5,6 +5,7 @@ use crate::device::DeviceChoice;
 use crate::inspect::{StepPlan, estimate_memory, human_bytes, human_count, trainable_count};
 use crate::method::{LORA_TARGETS, LoraSettings, Method};
 use crate::model::{BaseQuant, Precision};
+use crate::presets::Preset;
 use crate::train::ScheduleKind;
 use eframe::egui;
 
@@ -29,6 +30,8 @@ impl WgtuneApp {
             }
         });
         ui.add_space(6.0);
+        self.presets_ui(ui);
+        ui.add_space(6.0);
         self.method_ui(ui);
         ui.add_space(6.0);
         self.estimate_ui(ui);
@@ -36,6 +39,30 @@ impl WgtuneApp {
         self.optimizer_ui(ui);
         ui.add_space(6.0);
         self.loop_ui(ui);
+    }
+
+    /// The starting points, sized to the chosen model and dataset, each showing what it sets.
+    fn presets_ui(&mut self, ui: &mut egui::Ui) {
+        let sizes = self.model.summary.as_ref().map(|m| m.parameters).zip(self.dataset.preview.as_ref().map(|p| p.report.train_examples));
+        ui.horizontal_wrapped(|ui| {
+            ui.label("Starting point");
+            let Some((parameters, examples)) = sizes else {
+                ui.weak("(choose a model and a dataset: the presets are sized to them)");
+                return;
+            };
+            for preset in Preset::ALL {
+                let s = preset.settings(parameters, examples, self.settings.config.batch_size);
+                let steps = match s.max_steps {
+                    Some(steps) => format!("{steps} steps"),
+                    None => format!("{} epochs", s.epochs),
+                };
+                let hover = format!("LoRA rank {}, alpha {}, learning rate {:.1e}, {steps}", s.rank, s.alpha, s.lr);
+                let text = format!("{} (rank {}, lr {:.0e}, {steps})", preset.name(), s.rank, s.lr);
+                if ui.button(text).on_hover_text(hover).clicked() {
+                    preset.apply(&mut self.settings.config, parameters, examples);
+                }
+            }
+        });
     }
 
     fn method_ui(&mut self, ui: &mut egui::Ui) {

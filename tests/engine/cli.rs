@@ -212,3 +212,20 @@ fn the_classification_demo_trains_exports_and_answers_with_classes() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(report.contains("Macro F1") && report.contains("confusion (base"), "{report}");
 }
+
+/// `--preset` sizes the settings to the model and the data; flags given beside it win.
+#[test]
+fn a_preset_sets_the_starting_point_and_flags_override_it() {
+    let _turn = one_run_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let (model, data) = (fixture("tiny-llama"), fixture("data/chat.jsonl"));
+    let args = ["train", "--model", model.to_str().unwrap(), "--data", data.to_str().unwrap(), "--preset", "quick", "--max-steps", "2"];
+    let out = wgtune(&[&args[..], &["--device", "cpu", "--plain", "--output", run.to_str().unwrap()]].concat());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("preset quick test: rank 8, learning rate 2.0e-3"), "{}", text(&out.stderr));
+    let saved = std::fs::read_to_string(run.join("run.toml")).unwrap();
+    assert!(saved.contains("rank = 8") && saved.contains("max_steps = 2"), "{saved}");
+    let out = wgtune(&["train", "--preset", "balanced", "--data", data.to_str().unwrap()]);
+    assert!(text(&out.stderr).contains("--preset sizes its settings to the model and the data"), "{}", text(&out.stderr));
+}

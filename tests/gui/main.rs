@@ -11,6 +11,7 @@ use wgtune::gui::{Evaluation, FilePicker, PickKind, Tab, WgtuneApp};
 use wgtune::inspect::{human_count, trainable_count};
 use wgtune::method::Method;
 use wgtune::model::{ModelFolder, Precision};
+use wgtune::presets::Preset;
 use wgtune::train::Task;
 
 fn fixture(name: &str) -> PathBuf {
@@ -380,6 +381,15 @@ fn a_text_classifier_in_the_app() {
     assert_eq!(harness.state().dataset.error, None);
     harness.get_by_label("delivery, price, quality, support");
     harness.get_by_label_contains("Example 1 — ");
+    // The demo data brings a starting point that trains it visibly, sized to the model and data.
+    let parameters = harness.state().model.summary.as_ref().unwrap().parameters;
+    let balanced = Preset::Balanced.settings(parameters, 336, harness.state().settings.config.batch_size);
+    assert_eq!((harness.state().settings.config.optim.lr, harness.state().settings.config.epochs), (balanced.lr, balanced.epochs));
+    harness.get_by_role_and_label(eframe::egui::accesskit::Role::Button, "Hyperparameters").click();
+    harness.run_steps(2);
+    harness.get_by_label_contains("best quality (rank 32").click();
+    harness.run_steps(2);
+    assert!(matches!(&harness.state().settings.config.method, Method::Lora(l) if l.rank == 32));
 
     {
         let c = &mut harness.state_mut().settings.config;
