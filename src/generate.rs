@@ -7,7 +7,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::generation_prompt;
 use crate::error::{Error, Result};
-use crate::kernels;
 use crate::model::{CausalLm, ForwardOptions, KvCache};
 use crate::tokenizer::TextTokenizer;
 
@@ -57,7 +56,6 @@ pub fn generate_ids(
 ) -> Vec<u32> {
     let device = model.device();
     let model = model.valid();
-    let head = model.head_weight();
     let mut cache = KvCache::new(model.num_layers());
     let mut rng = rand::rngs::StdRng::seed_from_u64(settings.seed);
     let mut output = Vec::new();
@@ -75,7 +73,7 @@ pub fn generate_ids(
         let dim = hidden.dims()[2];
         let last = hidden.narrow(1, len - 1, 1).reshape([1, dim]);
         let logits: Vec<f32> =
-            kernels::matmul(last, head.clone(), true).into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default();
+            model.head().logits(last, true).into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default();
         let token = choose(&logits, settings, &mut rng);
         if stop.contains(&token) {
             break;
@@ -100,7 +98,6 @@ pub fn generate_batch(model: &CausalLm, prompts: &[Vec<u32>], max_new_tokens: us
     }
     let model = model.valid();
     let device = model.device().without_autodiff();
-    let head = model.head_weight();
     let padding: Vec<usize> = prompts.iter().map(|p| longest - p.len()).collect();
     let mut cache = KvCache::new(model.num_layers());
     let mut done = vec![false; prompts.len()];
@@ -115,7 +112,7 @@ pub fn generate_batch(model: &CausalLm, prompts: &[Vec<u32>], max_new_tokens: us
         let dim = hidden.dims()[2];
         let last = hidden.narrow(1, len - 1, 1).reshape([prompts.len(), dim]);
         let tokens: Vec<i64> =
-            kernels::matmul(last, head.clone(), true).argmax(1).into_data().convert::<i64>().try_into_vec().unwrap_or_default();
+            model.head().logits(last, true).argmax(1).into_data().convert::<i64>().try_into_vec().unwrap_or_default();
         for ((token, output), done) in tokens.iter().zip(&mut outputs).zip(&mut done) {
             if *done {
                 continue;

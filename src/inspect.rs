@@ -121,6 +121,8 @@ pub struct StepPlan {
     pub f16_matmuls: bool,
     /// LoRA over a base whose decoder projections are packed in blocks.
     pub base_quant: BaseQuant,
+    /// A packed base packs the embedding and the output projection too (on wgpu).
+    pub packed_vocabulary: bool,
 }
 
 impl StepPlan {
@@ -132,6 +134,7 @@ impl StepPlan {
             recompute_layers: gradient_checkpointing,
             f16_matmuls: precision == Precision::F16,
             base_quant: BaseQuant::None,
+            packed_vocabulary: on_wgpu,
         }
     }
 
@@ -141,14 +144,27 @@ impl StepPlan {
     }
 }
 
-/// Bytes and parameters of the decoder layers' projections packed as `quant` (those whose sides
-/// allow it, as the loader packs them); `None` for a dense base.
-fn packed_projections(c: &ModelConfig, quant: BaseQuant) -> Option<(u64, u64)> {
+/// Device bytes and parameters of the matrices packed as `quant`, as the loader packs them: the
+/// decoder layers' projections (those whose sides allow it) and, with `vocabulary`, the output
+/// projection and the embedding, which takes no device memory when the head is its own (it is
+/// looked up on the host) and is the head when tied; `None` for a dense base.
+fn packed_matrices(c: &ModelConfig, quant: BaseQuant, vocabulary: bool) -> Option<(u64, u64)> {
     quant.bits()?;
-    let packed = parameter_shapes(c)
-        .into_iter()
-        .filter(|(path, shape)| path.starts_with("layers.") && path.ends_with("_proj.weight") && BaseQuant::can_pack(shape[1], shape[0]))
-        .map(|(_, shape)| (quant.packed_bytes(shape[1], shape[0]).unwrap_or(0) as u64, (shape[0] * shape[1]) as u64));
+    let packed = parameter_shapes(c).into_iter().filter_map(|(path, shape)| {
+        let vocabulary_matrix = path == "lm_head.weight" || path == "embed_tokens.weight";
+        let packable = path.ends_with("_proj.weight") || (vocabulary && vocabulary_matrix);
+        if !packable {
+            return None;
+        }
+        // Rows and columns in the checkpoint's orientation (projections are stored transposed).
+        let (rows, cols) = if path == "embed_tokens.weight" { (shape[0], shape[1]) } else { (shape[1], shape[0]) };
+        if !BaseQuant::can_pack(rows, cols) {
+            return None;
+        }
+        let on_device = path != "embed_tokens.weight" || c.tie_word_embeddings;
+        let bytes = if on_device { quant.packed_bytes(rows, cols).unwrap_or(0) as u64 } else { 0 };
+        Some((bytes, (rows * cols) as u64))
+    });
     Some(packed.fold((0, 0), |(bytes, params), (b, p)| (bytes + b, params + p)))
 }
 
@@ -179,9 +195,9 @@ pub fn estimate_memory(c: &ModelConfig, method: &Method, batch: usize, seq_len: 
     };
     let logits = if plan.fused_loss { 0 } else { tokens * c.vocab_size as u64 * F32 * 2 };
     let vectors = (c.hidden_size * (2 * c.num_hidden_layers + 1)) as u64;
-    let packed = packed_projections(c, plan.base_quant).filter(|_| method.lora().is_some());
+    let packed = packed_matrices(c, plan.base_quant, plan.packed_vocabulary).filter(|_| method.lora().is_some());
     let weights = match (plan.f16_matmuls, method.storage_precision(Precision::F16), packed) {
-        // The projections in blocks; the embedding and head in the run's precision.
+        // The matrices in blocks; norms (and any matrix too odd to pack) in the run's precision.
         (f16, _, Some((packed_bytes, packed_params))) => {
             let matrix_bytes = if f16 { 2 } else { F32 };
             packed_bytes + (total_params - packed_params - vectors) * matrix_bytes + vectors * F32

@@ -25,7 +25,6 @@ pub fn zero_shot_examples(model: &CausalLm, tokenizer: &TextTokenizer, examples:
     }
     let model = model.valid();
     let device = model.device();
-    let head = model.head_weight();
     let chat = tokenizer.has_chat_template();
     let answers = labels
         .names
@@ -52,7 +51,7 @@ pub fn zero_shot_examples(model: &CausalLm, tokenizer: &TextTokenizer, examples:
         let hidden = model.hidden_states(input, None, ForwardOptions::default());
         let dim = hidden.dims()[2];
         let selected = hidden.reshape([rows.len() * len, dim]).select(0, Tensor::from_data(TensorData::new(positions, [n]), &device));
-        let logits = crate::kernels::matmul(selected, head.clone(), true);
+        let logits = model.head().logits(selected, true);
         let target = Tensor::<2, Int>::from_data(TensorData::new(targets, [n, 1]), &device);
         let log_p = log_softmax(logits, 1).gather(1, target).into_data().convert::<f32>().try_into_vec::<f32>();
         let log_p = log_p.map_err(|e| Error::Internal(format!("{e:?}")))?;

@@ -7,7 +7,7 @@ use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Autodiff, AutodiffBackend, DispatchKindConversion, DispatchTensor};
 
 use super::attention::AttentionBackward;
-use super::cross_entropy::autodiff_loss;
+use super::cross_entropy::{autodiff_loss, autodiff_loss_packed};
 use super::extension::FusedKernels;
 use super::matmul::MatmulBackward;
 use super::packed::PackedMatmulBackward;
@@ -112,6 +112,17 @@ where
 
     fn fused_cross_entropy(hidden: FloatTensor<Self>, head: FloatTensor<Self>, targets: Vec<u32>, chunk: usize) -> FloatTensor<Self> {
         autodiff_loss::<B, C>(hidden, head, targets, chunk)
+    }
+
+    fn fused_cross_entropy_packed(
+        hidden: FloatTensor<Self>,
+        values: IntTensor<Self>,
+        params: IntTensor<Self>,
+        layout: (usize, usize, usize),
+        targets: Vec<u32>,
+        chunk: usize,
+    ) -> FloatTensor<Self> {
+        autodiff_loss_packed::<B, C>(hidden, values, params, layout, targets, chunk)
     }
 
     fn fused_swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {

@@ -44,6 +44,18 @@ pub trait FusedKernels: burn::backend::Backend {
     /// `[dim, vocab]`, `chunk` rows of logits at a time. Returns `[1]`.
     fn fused_cross_entropy(hidden: FloatTensor<Self>, head: FloatTensor<Self>, targets: Vec<u32>, chunk: usize) -> FloatTensor<Self>;
 
+    /// [`fused_cross_entropy`](Self::fused_cross_entropy) through a frozen head `[vocab, dim]`
+    /// packed in blocks (`values`, `params`; `layout` is rows, cols, bits, as for
+    /// [`packed_matmul`](Self::packed_matmul)); differentiable with respect to `hidden` only.
+    fn fused_cross_entropy_packed(
+        hidden: FloatTensor<Self>,
+        values: IntTensor<Self>,
+        params: IntTensor<Self>,
+        layout: (usize, usize, usize),
+        targets: Vec<u32>,
+        chunk: usize,
+    ) -> FloatTensor<Self>;
+
     /// `a · b` for `a` `[m, k]` and `b` `[k, n]` (either may be a transposed view); `b` may be
     /// f16, the result is f32 like `a`.
     fn fused_matmul(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self>;

@@ -109,6 +109,17 @@ impl FusedKernels for Flex {
         loss_only::<Self>(hidden, head, targets, chunk)
     }
 
+    fn fused_cross_entropy_packed(
+        hidden: FloatTensor<Self>,
+        values: IntTensor<Self>,
+        params: IntTensor<Self>,
+        layout: (usize, usize, usize),
+        targets: Vec<u32>,
+        chunk: usize,
+    ) -> FloatTensor<Self> {
+        super::cross_entropy::loss_only_packed::<Self>(hidden, values, params, layout, targets, chunk)
+    }
+
     fn fused_swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {
         primitive(burn::tensor::activation::silu(tensor::<1>(gate)) * tensor::<1>(up))
     }

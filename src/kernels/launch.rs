@@ -403,6 +403,17 @@ impl FusedKernels for CubeBackend {
         super::cross_entropy::loss_only::<Self>(hidden, head, targets, chunk)
     }
 
+    fn fused_cross_entropy_packed(
+        hidden: FloatTensor<Self>,
+        values: IntTensor<Self>,
+        params: IntTensor<Self>,
+        layout: (usize, usize, usize),
+        targets: Vec<u32>,
+        chunk: usize,
+    ) -> FloatTensor<Self> {
+        super::cross_entropy::loss_only_packed::<Self>(hidden, values, params, layout, targets, chunk)
+    }
+
     fn fused_swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {
         let [output] = elementwise("swiglu_forward", SWIGLU_FORWARD, [gate, up], None);
         output

@@ -19,7 +19,7 @@ mod swiglu;
 
 pub use adamw::{AdamWStep, adamw, adamw_reference};
 pub use attention::{attention, attention_reference};
-pub use cross_entropy::cross_entropy;
+pub use cross_entropy::{cross_entropy, cross_entropy_packed};
 pub use extension::FusedKernels;
 pub use matmul::matmul;
 pub use packed::{dense as dense_packed, packed_matmul};

@@ -5,11 +5,14 @@
 //! Field names follow the Hugging Face checkpoint, so a parameter's Burn module path is its
 //! checkpoint name without the leading `model.` (see [`hf_name`]).
 
+use std::sync::Arc;
+
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Int, Tensor};
 
 use super::config::ModelConfig;
 use super::linear::{Linear, LoraForward};
+use super::packed::{HostPacked, PackedWeight};
 use super::precision::{Precision, to_f32};
 use super::rope::{Rope, apply_rotary};
 use crate::classify::LabelSet;
@@ -66,8 +69,58 @@ pub struct DecoderLayer {
 
 #[derive(Module, Debug)]
 pub struct Embedding {
-    /// `[vocab, hidden]`, as in the checkpoint.
+    /// `[vocab, hidden]`, as in the checkpoint. With a packed base, a placeholder of that shape
+    /// that holds no values (see [`Linear::packed`]).
     pub weight: Param<Tensor<2>>,
+    /// A packed base's table in blocks on the device, when it is also the output projection
+    /// (tied embeddings).
+    pub packed: Option<PackedWeight>,
+    /// A packed base's table in blocks on the host, where a batch's rows are looked up and
+    /// dequantized: the device never holds the table dense.
+    #[module(skip)]
+    pub host: Option<Arc<HostPacked>>,
+}
+
+impl Embedding {
+    pub fn dense(weight: Param<Tensor<2>>) -> Self {
+        Self { weight, packed: None, host: None }
+    }
+
+    /// A frozen table in blocks, looked up on the host; `tied`: also kept on the device as the
+    /// output projection.
+    pub fn packed(host: HostPacked, tied: bool, device: &Device) -> Self {
+        let shape = [host.layout.rows, host.layout.cols];
+        let placeholder = Tensor::<2>::zeros([1, 1], device).expand(shape);
+        let packed = tied.then(|| PackedWeight::to_device(&host, device));
+        Self { weight: Param::from_tensor(placeholder).set_require_grad(false), packed, host: Some(Arc::new(host)) }
+    }
+}
+
+/// The output projection as a forward pass multiplies by it.
+pub enum Head<'a> {
+    /// `[hidden, vocab]`, in the precision the weights are stored in.
+    Dense(Tensor<2>),
+    /// `[vocab, hidden]` in blocks (a packed base).
+    Packed(&'a PackedWeight),
+}
+
+impl Head<'_> {
+    /// Logits `[rows, vocab]` of hidden states `[rows, hidden]`; `fused` picks the WGSL matmul
+    /// for a dense head (a packed one always takes the packed kernels).
+    pub fn logits(&self, x: Tensor<2>, fused: bool) -> Tensor<2> {
+        match self {
+            Self::Dense(w) => kernels::matmul(x, w.clone(), fused),
+            Self::Packed(w) => kernels::packed_matmul(x, w),
+        }
+    }
+
+    /// A dense head cast for matmuls in `compute` (f16 runs multiply by an f16 head).
+    pub fn in_precision(self, compute: Precision) -> Self {
+        match self {
+            Self::Dense(w) => Self::Dense(compute.matmul_weight(w)),
+            packed => packed,
+        }
+    }
 }
 
 /// A causal language model. `lm_head` is `None` when it is tied to `embed_tokens`.
@@ -303,7 +356,14 @@ impl CausalLm {
 
     /// The token embeddings, `[batch, len, hidden]`.
     pub fn embed(&self, input_ids: Tensor<2, Int>) -> Tensor<3> {
-        to_f32(burn::tensor::module::embedding(self.embed_tokens.weight.val(), input_ids))
+        let Some(table) = &self.embed_tokens.host else {
+            return to_f32(burn::tensor::module::embedding(self.embed_tokens.weight.val(), input_ids));
+        };
+        let [batch, len] = input_ids.dims();
+        let device = input_ids.device();
+        let ids = input_ids.into_data().convert::<i64>().try_into_vec::<i64>().unwrap_or_default();
+        let rows = table.dequantize_rows(ids.iter().map(|&id| id.max(0) as usize));
+        Tensor::from_data(burn::tensor::TensorData::new(rows, [batch, len, table.layout.cols]), &device)
     }
 
     /// What every layer of a forward pass over `len` tokens from position `start` shares.
@@ -369,12 +429,16 @@ impl CausalLm {
         pooled.matmul(to_f32(score.weight.val()))
     }
 
-    /// The output projection `[hidden, vocab]`, in the precision the weights are stored in
-    /// (multiply by it with [`kernels::matmul`]: an f16 head is never copied to f32).
-    pub fn head_weight(&self) -> Tensor<2> {
-        match &self.lm_head {
-            Some(head) => head.weight.val(),
-            None => self.embed_tokens.weight.val().transpose(),
+    /// The output projection, dense in the precision the weights are stored in (an f16 head is
+    /// never copied to f32) or packed, tied to the embedding or not.
+    pub fn head(&self) -> Head<'_> {
+        match (&self.lm_head, &self.embed_tokens.packed) {
+            (Some(head), _) => match &head.packed {
+                Some(packed) => Head::Packed(packed),
+                None => Head::Dense(head.weight.val()),
+            },
+            (None, Some(packed)) => Head::Packed(packed),
+            (None, None) => Head::Dense(self.embed_tokens.weight.val().transpose()),
         }
     }
 
@@ -382,7 +446,7 @@ impl CausalLm {
     /// `train::loss` instead, which never holds the whole `[tokens, vocab]` matrix.
     pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
         let [batch, len, dim] = hidden.dims();
-        let logits = kernels::matmul(hidden.reshape([batch * len, dim]), self.head_weight(), true);
+        let logits = self.head().logits(hidden.reshape([batch * len, dim]), true);
         let vocab = logits.dims()[1];
         logits.reshape([batch, len, vocab])
     }

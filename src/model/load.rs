@@ -182,7 +182,7 @@ struct Loader<'a> {
 
 impl Loader<'_> {
     fn model(&self, c: &ModelConfig) -> Result<CausalLm> {
-        let embed_tokens = Embedding { weight: self.matrix("model.embed_tokens.weight", c.vocab_size, c.hidden_size, false)? };
+        let embed_tokens = self.embedding(c)?;
         let layers = (0..c.num_hidden_layers).map(|i| self.layer(c, i)).collect::<Result<Vec<_>>>()?;
         let norm = self.norm(c, "model.norm")?;
         let has_head = match self.source {
@@ -200,13 +200,48 @@ impl Loader<'_> {
                 Source::Random => model.into_classifier(labels.clone(), c.pad_token_id.unwrap_or(0)),
             });
         }
-        // The head stays dense: the chunked loss multiplies by it in f32 or f16.
+        // Packed with the base on a GPU, or dense: the chunked loss multiplies by it either way.
         let lm_head = if c.tie_word_embeddings && !has_head {
             None
+        } else if self.packs_vocabulary() {
+            Some(self.linear("lm_head", c.hidden_size, c.vocab_size, false)?)
         } else {
             Some(self.dense_linear("lm_head", c.hidden_size, c.vocab_size, false)?)
         };
         Ok(CausalLm::new(embed_tokens, layers, norm, lm_head, c.clone()))
+    }
+
+    /// Whether a packed base packs the embedding and the output projection too: on a GPU, where
+    /// they would otherwise take device memory. On the CPU the device is the host: the table
+    /// looked up there and its packed twin as the head would both be in RAM, and the CPU's
+    /// packed product dequantizes the whole head for every chunk of the loss.
+    fn packs_vocabulary(&self) -> bool {
+        self.base_quant.bits().is_some() && crate::kernels::is_wgpu(self.device)
+    }
+
+    /// The token embeddings: with a packed base on a GPU, in blocks looked up on the host (and,
+    /// tied to the output, also on the device as the head).
+    fn embedding(&self, c: &ModelConfig) -> Result<Embedding> {
+        let name = "model.embed_tokens.weight";
+        let (rows, cols) = (c.vocab_size, c.hidden_size);
+        let Some(bits) = self.base_quant.bits().filter(|_| self.packs_vocabulary() && BaseQuant::can_pack(rows, cols)) else {
+            return Ok(Embedding::dense(self.matrix(name, rows, cols, false)?));
+        };
+        let host = self.packed_host(name, rows, cols, bits)?;
+        let tied = c.tie_word_embeddings && !matches!(self.source, Source::Files(files) if files.contains("lm_head.weight"));
+        Ok(Embedding::packed(host, tied && c.labels.is_none(), self.device))
+    }
+
+    /// A `[rows, cols]` matrix in blocks of `bits`: a GGUF's own blocks where they fit, else
+    /// quantized from the values.
+    fn packed_host(&self, name: &str, rows: usize, cols: usize, bits: usize) -> Result<HostPacked> {
+        Ok(match self.source {
+            Source::Files(files) => match files.read_packed(name, &[rows, cols], bits)? {
+                Some(packed) => packed,
+                None => HostPacked::quantize(&files.read(name, &[rows, cols])?.values, rows, cols, bits),
+            },
+            Source::Random => HostPacked::quantize(&random_values(rows * cols, name), rows, cols, bits),
+        })
     }
 
     fn layer(&self, c: &ModelConfig, index: usize) -> Result<DecoderLayer> {
@@ -251,14 +286,7 @@ impl Loader<'_> {
             return self.dense_linear(prefix, d_in, d_out, bias);
         };
         let bias = if bias { Some(self.vector(&format!("{prefix}.bias"), d_out, 0.0)?) } else { None };
-        let name = format!("{prefix}.weight");
-        let host = match self.source {
-            Source::Files(files) => match files.read_packed(&name, &[d_out, d_in], bits)? {
-                Some(packed) => packed,
-                None => HostPacked::quantize(&files.read(&name, &[d_out, d_in])?.values, d_out, d_in, bits),
-            },
-            Source::Random => HostPacked::quantize(&random_values(d_out * d_in, &name), d_out, d_in, bits),
-        };
+        let host = self.packed_host(&format!("{prefix}.weight"), d_out, d_in, bits)?;
         Ok(Linear::packed(PackedWeight::to_device(&host, self.device), bias, self.device))
     }
 

@@ -177,11 +177,17 @@ impl HostPacked {
 
     /// The matrix back as row-major `[rows, cols]` f32: exactly what the kernels compute with.
     pub fn dequantize(&self) -> Vec<f32> {
-        let PackedLayout { rows, cols, bits } = self.layout;
+        self.dequantize_rows(0..self.layout.rows)
+    }
+
+    /// The given rows (any order, repeats allowed) as row-major f32, as [`Self::dequantize`]
+    /// gives them: an embedding lookup that never forms the whole table.
+    pub fn dequantize_rows(&self, rows: impl IntoIterator<Item = usize>) -> Vec<f32> {
+        let PackedLayout { cols, bits, .. } = self.layout;
         let blocks = self.layout.blocks_per_row();
         let per_word = 32 / bits;
-        let mut out = Vec::with_capacity(rows * cols);
-        for r in 0..rows {
+        let mut out = Vec::new();
+        for r in rows {
             for c in 0..cols {
                 let block = r * blocks + c / BLOCK;
                 let word = self.values[(block * BLOCK + c % BLOCK) / per_word];

@@ -9,6 +9,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::data::{Batch, IGNORE, LabelTarget};
 use crate::kernels;
+use crate::model::Head;
 
 /// Rows of logits computed at once, from the buffer limit and a memory budget.
 pub fn chunk_rows(vocab: usize, max_buffer_bytes: u64) -> usize {
@@ -53,13 +54,17 @@ pub struct LossSum {
 ///
 /// With `fused`, the loss goes through [`kernels::cross_entropy`], which under autodiff computes
 /// its gradients chunk by chunk instead of keeping every chunk's logits for the backward pass.
-pub fn cross_entropy_sum(hidden: Tensor<3>, head: Tensor<2>, targets: &Targets, chunk: usize, count_correct: bool, fused: bool) -> LossSum {
+pub fn cross_entropy_sum(hidden: Tensor<3>, head: Head, targets: &Targets, chunk: usize, count_correct: bool, fused: bool) -> LossSum {
     let [batch, len, dim] = hidden.dims();
     let device = hidden.device();
     let selected = hidden.reshape([batch * len, dim]).select(0, targets.rows.clone());
     if fused && !count_correct {
         let ids: Vec<u32> = targets.ids.iter().map(|&t| t as u32).collect();
-        return LossSum { sum: kernels::cross_entropy(selected, head, &ids, chunk), correct: None };
+        let sum = match head {
+            Head::Dense(head) => kernels::cross_entropy(selected, head, &ids, chunk),
+            Head::Packed(head) => kernels::cross_entropy_packed(selected, head, &ids, chunk),
+        };
+        return LossSum { sum, correct: None };
     }
     let mut sum: Option<Tensor<1>> = None;
     let mut correct: Option<Tensor<1, Int>> = None;
@@ -70,7 +75,7 @@ pub fn cross_entropy_sum(hidden: Tensor<3>, head: Tensor<2>, targets: &Targets, 
         let h = selected.clone().narrow(0, start, rows);
         let ids = &targets.ids[start..start + rows];
         let target = Tensor::<2, Int>::from_data(TensorData::new(ids.to_vec(), [rows, 1]), &device);
-        let logits = kernels::matmul(h, head.clone(), fused);
+        let logits = head.logits(h, fused);
         if count_correct {
             let hits = logits.clone().argmax(1).equal(target.clone()).int().sum();
             correct = Some(match correct.take() {

@@ -129,8 +129,7 @@ pub fn batch_gradients(
     };
     let sum = match &targets {
         Some(targets) => {
-            let head = options.compute.matmul_weight(model.head_weight());
-            cross_entropy_sum(hidden, head, targets, inputs.chunk, false, options.fused).sum
+            cross_entropy_sum(hidden, model.head().in_precision(options.compute), targets, inputs.chunk, false, options.fused).sum
         }
         None => classification_loss_sum(model.class_logits(hidden, label_positions(batch, device)), &batch.labels, inputs.class_weights),
     };

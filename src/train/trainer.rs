@@ -489,8 +489,7 @@ impl<'a> Run<'a> {
             let batch = Batch::new(&examples, self.tokenizer.pad_token_id);
             let Some(targets) = Targets::from_batch(&batch, &device) else { continue };
             let hidden = model.hidden_states(input_tensor(&batch, &device), None, options);
-            let head = options.compute.matmul_weight(model.head_weight());
-            let loss = cross_entropy_sum(hidden, head, &targets, self.chunk, true, false);
+            let loss = cross_entropy_sum(hidden, model.head().in_precision(options.compute), &targets, self.chunk, true, false);
             sum += loss.sum.into_scalar::<f32>() as f64;
             correct += loss.correct.map(|c| c.into_scalar::<i64>()).unwrap_or(0);
             count += targets.len();

@@ -164,6 +164,8 @@ fn lora_over_a_packed_base_follows_the_f32_run() {
             let layer = &trained.layers[1].self_attn.k_proj;
             assert!(layer.packed.is_some() && trained.layers[0].mlp.down_proj.packed.is_some(), "{what}: the layers stay packed");
             assert!(layer.weight.adapter().is_some(), "{what}: the adapter sits on the packed layer");
+            let on_gpu = wgtune::kernels::is_wgpu(&trained.device());
+            assert_eq!(trained.embed_tokens.packed.is_some(), on_gpu, "{what}: the tied embedding is the packed head on a GPU only");
             assert_eq!(losses.len(), f32_losses.len());
             let (a, b) = (f32_losses[0], losses[0]);
             assert!((a - b).abs() <= first_step * a, "{what}: the first loss {b} against {a} over the f32 base");

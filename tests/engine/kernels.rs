@@ -255,3 +255,50 @@ fn packed_matmul_matches_a_dense_matmul_of_the_dequantized_weight() {
         }
     }
 }
+
+/// The chunked loss through a packed head (the output projection of a packed base) gives the
+/// loss and hidden-state gradient of the dense loss through the dequantized head; the head gets
+/// no gradient. A packed embedding looks up the dequantized rows.
+#[test]
+fn a_packed_head_and_embedding_match_their_dequantized_matrices() {
+    use wgtune::kernels::{cross_entropy, cross_entropy_packed, dense_packed};
+    use wgtune::model::packed::HostPacked;
+    use wgtune::model::{Embedding, PackedWeight};
+    for dev in devices() {
+        let device = dev.autodiff();
+        let (rows, vocab, dim) = (23, 96, 64);
+        for bits in [8, 4] {
+            let what = format!("{}: int{bits} head [{vocab}, {dim}]", dev.choice);
+            let w: Vec<f32> = Tensor::<2>::random([vocab, dim], Distribution::Normal(0.0, 0.5), &dev.device).into_data().try_to_vec().unwrap();
+            let host = HostPacked::quantize(&w, vocab, dim, bits);
+            let packed = PackedWeight::to_device(&host, &device);
+            let hidden = Tensor::<2>::random([rows, dim], Distribution::Normal(0.0, 1.0), &device);
+            let targets: Vec<u32> = (0..rows as u32).map(|r| (r * 37) % vocab as u32).collect();
+            let run = |packed_path: bool| {
+                let h = hidden.clone().require_grad();
+                let loss = if packed_path {
+                    cross_entropy_packed(h.clone(), &packed, &targets, 5)
+                } else {
+                    cross_entropy(h.clone(), dense_packed(&host, &device).transpose(), &targets, 5)
+                };
+                let grads = loss.clone().mul_scalar(0.5).backward();
+                (loss.inner(), h.grad(&grads).expect("a gradient for the hidden states"))
+            };
+            let (ours, reference) = (run(true), run(false));
+            let (a, shape) = values(ours.0.unsqueeze::<4>());
+            let (b, _) = values(reference.0.unsqueeze::<4>());
+            assert_close(&format!("{what}: loss"), &a, &shape, &(shape.clone(), b.iter().map(|v| *v as f64).collect()), 1e-3);
+            let (a, shape) = values(ours.1.unsqueeze::<4>());
+            let (b, _) = values(reference.1.unsqueeze::<4>());
+            assert_close(&format!("{what}: grad hidden"), &a, &shape, &(shape.clone(), b.iter().map(|v| *v as f64).collect()), 1e-4);
+
+            let embedding = Embedding::packed(host.clone(), false, &dev.device);
+            assert!(embedding.packed.is_none(), "untied: nothing of the table on the device");
+            let ids = [5usize, 0, 95, 5];
+            let looked_up = embedding.host.as_ref().unwrap().dequantize_rows(ids);
+            let dense = host.dequantize();
+            let expected: Vec<f32> = ids.iter().flat_map(|&r| dense[r * dim..(r + 1) * dim].to_vec()).collect();
+            assert_eq!(looked_up, expected, "{what}: looked-up rows");
+        }
+    }
+}

@@ -38,7 +38,7 @@ fn mean_loss(model: &CausalLm, batch: &Batch, device: &Device) -> burn::tensor::
     let ids =
         burn::tensor::Tensor::from_data(burn::tensor::TensorData::new(batch.input_ids.clone(), [batch.batch_size, batch.len]), device);
     let hidden = model.hidden_states(ids, None, ForwardOptions::default());
-    cross_entropy_sum(hidden, model.head_weight(), &targets, 7, false, true).sum.div_scalar(targets.len() as f64)
+    cross_entropy_sum(hidden, model.head(), &targets, 7, false, true).sum.div_scalar(targets.len() as f64)
 }
 
 /// The loss scale of the f16 parity tests; their gradients come back scaled by it.
