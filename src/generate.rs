@@ -72,8 +72,7 @@ pub fn generate_ids(
         let hidden = model.hidden_states(ids, Some(&mut cache), ForwardOptions::default());
         let dim = hidden.dims()[2];
         let last = hidden.narrow(1, len - 1, 1).reshape([1, dim]);
-        let logits: Vec<f32> =
-            model.head().logits(last, true).into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default();
+        let logits: Vec<f32> = model.head().logits(last, true).into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default();
         let token = choose(&logits, settings, &mut rng);
         if stop.contains(&token) {
             break;
@@ -111,8 +110,7 @@ pub fn generate_batch(model: &CausalLm, prompts: &[Vec<u32>], max_new_tokens: us
         let hidden = model.hidden_states_padded(ids, &padding, Some(&mut cache), ForwardOptions::default());
         let dim = hidden.dims()[2];
         let last = hidden.narrow(1, len - 1, 1).reshape([prompts.len(), dim]);
-        let tokens: Vec<i64> =
-            model.head().logits(last, true).argmax(1).into_data().convert::<i64>().try_into_vec().unwrap_or_default();
+        let tokens: Vec<i64> = model.head().logits(last, true).argmax(1).into_data().convert::<i64>().try_into_vec().unwrap_or_default();
         for ((token, output), done) in tokens.iter().zip(&mut outputs).zip(&mut done) {
             if *done {
                 continue;

@@ -11,7 +11,9 @@ pub mod weights;
 
 pub use config::{Architecture, ModelConfig, RopeScaling};
 pub use linear::{Linear, LoraForward};
-pub use llama::{CausalLm, DecoderLayer, Embedding, Head, ForwardOptions, KvCache, LayerContext, ParamRef, hf_name, is_transposed, module_path};
+pub use llama::{
+    CausalLm, DecoderLayer, Embedding, ForwardOptions, Head, KvCache, LayerContext, ParamRef, hf_name, is_transposed, module_path,
+};
 pub use load::{ModelFolder, ModelWeights, random_model, transpose};
 pub use packed::{BaseQuant, PackedWeight};
 pub use precision::Precision;

@@ -269,7 +269,8 @@ fn a_packed_head_and_embedding_match_their_dequantized_matrices() {
         let (rows, vocab, dim) = (23, 96, 64);
         for bits in [8, 4] {
             let what = format!("{}: int{bits} head [{vocab}, {dim}]", dev.choice);
-            let w: Vec<f32> = Tensor::<2>::random([vocab, dim], Distribution::Normal(0.0, 0.5), &dev.device).into_data().try_to_vec().unwrap();
+            let w: Vec<f32> =
+                Tensor::<2>::random([vocab, dim], Distribution::Normal(0.0, 0.5), &dev.device).into_data().try_to_vec().unwrap();
             let host = HostPacked::quantize(&w, vocab, dim, bits);
             let packed = PackedWeight::to_device(&host, &device);
             let hidden = Tensor::<2>::random([rows, dim], Distribution::Normal(0.0, 1.0), &device);
