@@ -97,6 +97,7 @@ impl Embedding {
 }
 
 /// The output projection as a forward pass multiplies by it.
+#[allow(clippy::large_enum_variant)] // One per forward pass, never stored.
 pub enum Head<'a> {
     /// `[hidden, vocab]`, in the precision the weights are stored in.
     Dense(Tensor<2>),
