@@ -19,10 +19,11 @@ pub struct ModelPanel {
 impl WgtuneApp {
     pub fn model_ui(&mut self, ui: &mut egui::Ui) {
         ui.heading("Model");
-        ui.label(
+        ui.label(format!(
             "A Hugging Face model folder (config.json, safetensors weights, tokenizer.json), a GGUF file, or an installed \
-             Ollama model typed as ollama:NAME (Llama, Mistral, Qwen2).",
-        );
+             Ollama model typed as ollama:NAME. Architectures: {}.",
+            crate::model::Architecture::SUPPORTED.join(", ")
+        ));
         ui.horizontal(|ui| {
             if ui.button("Open model folder…").clicked() {
                 self.jobs.pick(PickKind::ModelFolder);
