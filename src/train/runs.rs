@@ -42,14 +42,16 @@ impl RunRecord {
         self.dir.file_name().map_or_else(|| self.dir.display().to_string(), |n| n.to_string_lossy().into_owned())
     }
 
-    /// The method and its main settings, in a few words: `lora r16 α32, lr 2e-4`.
+    /// The method and its main settings, in a few words: `lora r16 α32, lr 2e-4` (a classifier's
+    /// starts with `classifier, `).
     pub fn settings(&self) -> String {
         let method = match self.config.method.lora() {
             Some(lora) => format!("lora r{} α{}", lora.rank, lora.alpha),
             None => self.config.method.name().to_string(),
         };
         let base = if self.config.base_quant.bits().is_some() { format!(", {} base", self.config.base_quant) } else { String::new() };
-        format!("{method}, lr {:e}{base}", self.config.optim.lr)
+        let task = if self.config.task == super::Task::Classification { "classifier, " } else { "" };
+        format!("{task}{method}, lr {:e}{base}", self.config.optim.lr)
     }
 
     pub fn last_step(&self) -> Option<&StepMetrics> {

@@ -436,4 +436,7 @@ fn a_text_classifier_in_the_app() {
     let accuracy = harness.state().runs.runs[0].last_eval().and_then(|e| e.headline()).unwrap();
     assert_eq!(accuracy.0, "accuracy");
     harness.get_by_label(&format!("accuracy {:.1} %", 100.0 * accuracy.1));
+    let settings = harness.state().runs.runs[0].settings();
+    assert!(settings.starts_with("classifier, lora r32"), "{settings}");
+    harness.get_by_label(&settings);
 }
