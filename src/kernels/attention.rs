@@ -13,36 +13,38 @@ use super::launch::supports_head_dim;
 
 /// Attention of `q` (`[batch, heads, q_len, head_dim]`) over `k` and `v`
 /// (`[batch, kv_heads, kv_len, head_dim]`), query 0 at absolute position `q_start`, keys at most
-/// `window` positions back when set, and none of the first `left_padding[b]` keys of sequence
-/// `b` (empty: no padding). `fused` picks the WGSL kernels where they apply; they know no
-/// padding, which only batched inference uses, so padded batches take the tensor-op path.
+/// `window` positions back when set, and none of the keys `padding` hides (a [`padding_mask`]).
+/// `fused` picks the WGSL kernels where they apply; they know no padding, which only batched
+/// inference uses, so padded batches take the tensor-op path.
 pub fn attention(
     q: Tensor<4>,
     k: Tensor<4>,
     v: Tensor<4>,
     q_start: usize,
     window: Option<usize>,
-    left_padding: &[usize],
+    padding: Option<&Tensor<4>>,
     fused: bool,
 ) -> Tensor<4> {
-    if !left_padding.is_empty() {
-        let shape = q.dims();
-        let scores = masked_scores(q, k.clone(), q_start, window) + padding_mask(left_padding, k.dims()[2], &k.device());
-        return softmax(scores, 3).matmul(v).reshape(shape);
-    }
-    if fused && super::is_wgpu(&q.device()) && supports_head_dim(q.dims()[3]) {
+    if fused && padding.is_none() && super::is_wgpu(&q.device()) && supports_head_dim(q.dims()[3]) {
         let (output, _lse) =
             Dispatch::fused_attention(q.into_dispatch(), k.into_dispatch(), v.into_dispatch(), q_start, window.unwrap_or(0));
         Tensor::from_dispatch(output)
     } else {
-        attention_reference(q, k, v, q_start, window)
+        attention_reference(q, k, v, q_start, window, padding)
     }
 }
 
 /// The same attention in plain tensor operations, for every backend.
-pub fn attention_reference(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, q_start: usize, window: Option<usize>) -> Tensor<4> {
+pub fn attention_reference(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    q_start: usize,
+    window: Option<usize>,
+    padding: Option<&Tensor<4>>,
+) -> Tensor<4> {
     let shape = q.dims();
-    let scores = masked_scores(q, k, q_start, window);
+    let scores = masked_scores(q, k, q_start, window, padding);
     softmax(scores, 3).matmul(v).reshape(shape)
 }
 
@@ -56,27 +58,33 @@ pub(super) fn attention_with_lse(
     window: Option<usize>,
 ) -> (Tensor<4>, Tensor<4>) {
     let shape = q.dims();
-    let scores = masked_scores(q, k, q_start, window);
+    let scores = masked_scores(q, k, q_start, window, None);
     let max = scores.clone().max_dim(3);
     let lse = (scores.clone() - max.clone()).exp().sum_dim(3).log() + max;
     let output = (scores - lse.clone()).exp().matmul(v).reshape(shape);
     (output, lse)
 }
 
-/// `scale · Q Kᵀ` plus the causal mask, `[batch, kv_heads, rep·q_len, kv_len]`: the query heads
-/// that share a key/value head are stacked along the sequence axis, so keys and values are never
-/// repeated.
-fn masked_scores(q: Tensor<4>, k: Tensor<4>, q_start: usize, window: Option<usize>) -> Tensor<4> {
+/// `scale · Q Kᵀ` plus the causal mask (and the padding's, when there is any),
+/// `[batch, kv_heads, rep·q_len, kv_len]`: the query heads that share a key/value head are
+/// stacked along the sequence axis, so keys and values are never repeated.
+fn masked_scores(q: Tensor<4>, k: Tensor<4>, q_start: usize, window: Option<usize>, padding: Option<&Tensor<4>>) -> Tensor<4> {
     let [batch, heads, len, head_dim] = q.dims();
-    let kv_heads = k.dims()[1];
+    let [_, kv_heads, total, _] = k.dims();
     let rep = heads / kv_heads;
-    let mask = causal_mask(q_start, len, k.dims()[2], rep, window, &q.device());
+    let device = q.device();
+    let mask = causal_mask(q_start, len, total, rep, window, &device);
     let q = q.reshape([batch, kv_heads, rep * len, head_dim]);
-    q.matmul(k.swap_dims(2, 3)).div_scalar((head_dim as f64).sqrt()) + mask.unsqueeze::<4>()
+    let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((head_dim as f64).sqrt()) + mask.unsqueeze::<4>();
+    match padding {
+        Some(mask) => scores + mask.clone(),
+        None => scores,
+    }
 }
 
-/// Additive mask `[batch, 1, 1, total]` hiding each sequence's left padding from every query.
-fn padding_mask(left_padding: &[usize], total: usize, device: &Device) -> Tensor<4> {
+/// Additive mask `[batch, 1, 1, total]` hiding each sequence's first `left_padding[b]` keys
+/// from every query: built once per forward pass, shared by its layers.
+pub fn padding_mask(left_padding: &[usize], total: usize, device: &Device) -> Tensor<4> {
     let values: Vec<f32> = left_padding.iter().flat_map(|&pad| (0..total).map(move |key| if key < pad { -1.0e9 } else { 0.0 })).collect();
     Tensor::from_data(TensorData::new(values, [left_padding.len(), 1, 1, total]), device)
 }

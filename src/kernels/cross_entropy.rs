@@ -125,6 +125,24 @@ fn chunked(hidden: Tensor<2>, head: &ChunkHead, targets: &[u32], chunk: usize, w
     Chunked { loss, grad_hidden: wanted.hidden.then(|| Tensor::cat(grad_hidden, 0)), grad_head }
 }
 
+/// [`chunked`] on `B`'s own tensors: the loss `[1]` and the wanted gradients.
+fn chunked_primitives<B>(
+    hidden: FloatTensor<B>,
+    head: &ChunkHead,
+    targets: &[u32],
+    chunk: usize,
+    wanted: Wanted,
+) -> (FloatTensor<B>, Option<FloatTensor<B>>, Option<FloatTensor<B>>)
+where
+    B: FusedKernels,
+    DispatchTensor: DispatchKindConversion<B>,
+{
+    let out = chunked(Tensor::from_primitive::<B>(hidden), head, targets, chunk, wanted);
+    let primitive = |t: Tensor<2>| t.try_into_primitive::<B>().expect("gradients stay on their backend");
+    let loss = out.loss.try_into_primitive::<B>().expect("the loss stays on its backend");
+    (loss, out.grad_hidden.map(primitive), out.grad_head.map(primitive))
+}
+
 /// The row statistics in plain tensor operations: `(lse, nll)`, each `[rows]`.
 pub(super) fn rows_reference(logits: Tensor<2>, targets: &[u32]) -> (Tensor<1>, Tensor<1>) {
     let rows = logits.dims()[0];
@@ -150,10 +168,8 @@ where
     B: FusedKernels,
     DispatchTensor: DispatchKindConversion<B>,
 {
-    let wanted = Wanted { hidden: false, head: false };
     let head = ChunkHead::Dense(Tensor::from_primitive::<B>(head));
-    let out = chunked(Tensor::from_primitive::<B>(hidden), &head, &targets, chunk, wanted);
-    out.loss.try_into_primitive::<B>().expect("the loss stays on its backend")
+    chunked_primitives::<B>(hidden, &head, &targets, chunk, Wanted { hidden: false, head: false }).0
 }
 
 /// [`loss_only`] through a packed head.
@@ -169,10 +185,8 @@ where
     B: FusedKernels,
     DispatchTensor: DispatchKindConversion<B>,
 {
-    let wanted = Wanted { hidden: false, head: false };
     let head = ChunkHead::packed::<B>(values, params, layout);
-    let out = chunked(Tensor::from_primitive::<B>(hidden), &head, &targets, chunk, wanted);
-    out.loss.try_into_primitive::<B>().expect("the loss stays on its backend")
+    chunked_primitives::<B>(hidden, &head, &targets, chunk, Wanted { hidden: false, head: false }).0
 }
 
 #[derive(Debug)]
@@ -212,11 +226,9 @@ where
     let (hidden, hidden_node) = hidden.into_parts();
     let (head, head_node) = head.into_parts();
     let head = ChunkHead::Dense(Tensor::from_primitive::<B>(head));
-    let out = chunked(Tensor::from_primitive::<B>(hidden), &head, &targets, chunk, wanted);
-    let primitive = |t: Tensor<2>| t.try_into_primitive::<B>().expect("gradients stay on their backend");
-    let loss = out.loss.try_into_primitive::<B>().expect("the loss stays on its backend");
+    let (loss, grad_hidden, grad_head) = chunked_primitives::<B>(hidden, &head, &targets, chunk, wanted);
     match CrossEntropyBackward.prepare::<C>([hidden_node, head_node]).compute_bound().stateful() {
-        OpsKind::Tracked(prep) => prep.finish((out.grad_hidden.map(primitive), out.grad_head.map(primitive)), loss),
+        OpsKind::Tracked(prep) => prep.finish((grad_hidden, grad_head), loss),
         OpsKind::UnTracked(prep) => prep.finish(loss),
     }
 }
@@ -238,11 +250,9 @@ where
     let wanted = Wanted { hidden: hidden.is_tracked(), head: false };
     let (hidden, hidden_node) = hidden.into_parts();
     let head = ChunkHead::packed::<B>(values, params, layout);
-    let out = chunked(Tensor::from_primitive::<B>(hidden), &head, &targets, chunk, wanted);
-    let primitive = |t: Tensor<2>| t.try_into_primitive::<B>().expect("gradients stay on their backend");
-    let loss = out.loss.try_into_primitive::<B>().expect("the loss stays on its backend");
+    let (loss, grad_hidden, _) = chunked_primitives::<B>(hidden, &head, &targets, chunk, wanted);
     match PackedCrossEntropyBackward.prepare::<C>([hidden_node]).compute_bound().stateful() {
-        OpsKind::Tracked(prep) => prep.finish(out.grad_hidden.map(primitive), loss),
+        OpsKind::Tracked(prep) => prep.finish(grad_hidden, loss),
         OpsKind::UnTracked(prep) => prep.finish(loss),
     }
 }

@@ -45,8 +45,7 @@ impl Linear {
     /// A layer over a packed frozen base; `weight` becomes a placeholder of its shape.
     pub fn packed(packed: PackedWeight, bias: Option<Param<Tensor<1>>>, device: &burn::tensor::Device) -> Self {
         let shape = [packed.layout.cols, packed.layout.rows];
-        let placeholder = Tensor::<2>::zeros([1, 1], device).expand(shape);
-        Self { weight: Param::from_tensor(placeholder).set_require_grad(false), packed: Some(packed), bias }
+        Self { weight: super::packed::placeholder(shape, device), packed: Some(packed), bias }
     }
 
     pub fn d_in(&self) -> usize {

@@ -90,9 +90,8 @@ impl Embedding {
     /// output projection.
     pub fn packed(host: HostPacked, tied: bool, device: &Device) -> Self {
         let shape = [host.layout.rows, host.layout.cols];
-        let placeholder = Tensor::<2>::zeros([1, 1], device).expand(shape);
         let packed = tied.then(|| PackedWeight::to_device(&host, device));
-        Self { weight: Param::from_tensor(placeholder).set_require_grad(false), packed, host: Some(Arc::new(host)) }
+        Self { weight: super::packed::placeholder(shape, device), packed, host: Some(Arc::new(host)) }
     }
 }
 
@@ -196,9 +195,9 @@ pub struct LayerContext {
     rope: (Tensor<3>, Tensor<3>),
     start: usize,
     window: Option<usize>,
-    /// Per sequence, how many columns at its start are left padding, which no query attends to
-    /// (a batch of prompts of different lengths); empty when there is none.
-    left_padding: Vec<usize>,
+    /// The additive mask hiding each sequence's left padding from every query (a batch of
+    /// prompts of different lengths); `None` when there is none.
+    padding: Option<Tensor<4>>,
 }
 
 impl Mlp {
@@ -263,7 +262,7 @@ impl Attention {
             }
             *cache = Some((k.clone(), v.clone()));
         }
-        let out = kernels::attention(q, k, v, context.start, context.window, &context.left_padding, options.fused);
+        let out = kernels::attention(q, k, v, context.start, context.window, context.padding.as_ref(), options.fused);
         let out = out.swap_dims(1, 2).reshape([batch, len, heads * head_dim]);
         self.o_proj.forward(out, options)
     }
@@ -344,7 +343,7 @@ impl CausalLm {
         let mut context = self.layer_context(start, len, &input_ids.device());
         if left_padding.iter().any(|&p| p > 0) {
             context.rope = self.rope.shifted_tables(start, len, left_padding, &input_ids.device());
-            context.left_padding = left_padding.to_vec();
+            context.padding = Some(kernels::padding_mask(left_padding, start + len, &input_ids.device()));
         }
 
         let mut h = self.embed(input_ids);
@@ -369,7 +368,7 @@ impl CausalLm {
 
     /// What every layer of a forward pass over `len` tokens from position `start` shares.
     pub fn layer_context(&self, start: usize, len: usize, device: &Device) -> LayerContext {
-        LayerContext { rope: self.rope.tables(start, len, device), start, window: self.config.sliding_window, left_padding: Vec::new() }
+        LayerContext { rope: self.rope.tables(start, len, device), start, window: self.config.sliding_window, padding: None }
     }
 
     /// Decoder layer `i`: `h + attn(norm(h))`, then `h + mlp(norm(h))`.

@@ -182,13 +182,15 @@ struct Loader<'a> {
 
 impl Loader<'_> {
     fn model(&self, c: &ModelConfig) -> Result<CausalLm> {
-        let embed_tokens = self.embedding(c)?;
-        let layers = (0..c.num_hidden_layers).map(|i| self.layer(c, i)).collect::<Result<Vec<_>>>()?;
-        let norm = self.norm(c, "model.norm")?;
         let has_head = match self.source {
             Source::Files(files) => files.contains("lm_head.weight"),
             Source::Random => false,
         };
+        // The embedding is the output projection too (a classifier has none).
+        let tied = c.tie_word_embeddings && !has_head && c.labels.is_none();
+        let embed_tokens = self.embedding(c, tied)?;
+        let layers = (0..c.num_hidden_layers).map(|i| self.layer(c, i)).collect::<Result<Vec<_>>>()?;
+        let norm = self.norm(c, "model.norm")?;
         if let Some(labels) = &c.labels {
             let model = CausalLm::new(embed_tokens, layers, norm, None, c.clone());
             return Ok(match self.source {
@@ -220,16 +222,15 @@ impl Loader<'_> {
     }
 
     /// The token embeddings: with a packed base on a GPU, in blocks looked up on the host (and,
-    /// tied to the output, also on the device as the head).
-    fn embedding(&self, c: &ModelConfig) -> Result<Embedding> {
+    /// `tied` to the output, also on the device as the head).
+    fn embedding(&self, c: &ModelConfig, tied: bool) -> Result<Embedding> {
         let name = "model.embed_tokens.weight";
         let (rows, cols) = (c.vocab_size, c.hidden_size);
         let Some(bits) = self.base_quant.bits().filter(|_| self.packs_vocabulary() && BaseQuant::can_pack(rows, cols)) else {
             return Ok(Embedding::dense(self.matrix(name, rows, cols, false)?));
         };
         let host = self.packed_host(name, rows, cols, bits)?;
-        let tied = c.tie_word_embeddings && !matches!(self.source, Source::Files(files) if files.contains("lm_head.weight"));
-        Ok(Embedding::packed(host, tied && c.labels.is_none(), self.device))
+        Ok(Embedding::packed(host, tied, self.device))
     }
 
     /// A `[rows, cols]` matrix in blocks of `bits`: a GGUF's own blocks where they fit, else

@@ -12,7 +12,7 @@
 //!   the high one. int8 is `w = scale·q` (GGUF's Q8_0, minimum zero); int4 is
 //!   `w = scale·q + min` (GGUF's Q4_1; Q4_0's `d·(q − 8)` is scale `d`, minimum `−8d`).
 
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 use half::f16;
 
@@ -108,6 +108,13 @@ pub struct PackedWeight {
     pub params: Tensor<1, Int>,
     #[module(skip)]
     pub layout: PackedLayout,
+}
+
+/// What stands for a packed matrix of `shape` among the model's parameters: a frozen zero-strided
+/// view of one zero, which takes no memory. It gives LoRA its shape to attach to, and exports
+/// and checkpoints their name, while the values live in blocks.
+pub fn placeholder(shape: [usize; 2], device: &Device) -> Param<Tensor<2>> {
+    Param::from_tensor(Tensor::<2>::zeros([1, 1], device).expand(shape)).set_require_grad(false)
 }
 
 /// A packed matrix on the host: the words [`PackedWeight`] holds on the device.

@@ -54,9 +54,9 @@ fn fused_attention_matches_the_reference_forward_and_backward() {
         let run = |fused: bool| {
             let (q, k, v) = (q.clone().require_grad(), k.clone().require_grad(), v.clone().require_grad());
             let out = if fused {
-                attention(q.clone(), k.clone(), v.clone(), c.cached, c.window, &[], true)
+                attention(q.clone(), k.clone(), v.clone(), c.cached, c.window, None, true)
             } else {
-                attention_reference(q.clone(), k.clone(), v.clone(), c.cached, c.window)
+                attention_reference(q.clone(), k.clone(), v.clone(), c.cached, c.window, None)
             };
             let grads = (out.clone() * weights.clone()).sum().backward();
             let grad = |t: &Tensor<4>| t.grad(&grads).expect("a gradient");
