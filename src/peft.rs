@@ -100,8 +100,6 @@ fn adapter_config(settings: &LoraSettings, base_model: &str, classifier: bool) -
     })
 }
 
-/// Reads an adapter's settings from its `adapter_config.json`, refusing what wgtune cannot
-/// reproduce (DoRA, per-module ranks, other PEFT types).
 /// The number of classes of a PEFT `SEQ_CLS` adapter's saved head (`modules_to_save`), for an
 /// adapter written without our `labels.json`; `None` for any other adapter.
 pub fn saved_head_classes(dir: &Path) -> Result<Option<usize>> {
@@ -120,6 +118,8 @@ pub fn saved_head_classes(dir: &Path) -> Result<Option<usize>> {
     Ok(files.shape(&name)?.first().copied())
 }
 
+/// Reads an adapter's settings from its `adapter_config.json`, refusing what wgtune cannot
+/// reproduce (DoRA, per-module ranks, other PEFT types).
 pub fn read_adapter_config(dir: &Path) -> Result<LoraSettings> {
     let path = dir.join(CONFIG_FILE);
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;

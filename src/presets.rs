@@ -81,8 +81,9 @@ impl Preset {
     }
 
     /// Sets LoRA with the preset's rank, alpha and learning rate, its epochs and evaluations, a
-    /// cosine schedule with a short warm-up; the rest of `config` is left as it is.
-    pub fn apply(self, config: &mut TrainConfig, parameters: usize, examples: usize) {
+    /// cosine schedule with a short warm-up; the rest of `config` is left as it is. Returns what
+    /// it set.
+    pub fn apply(self, config: &mut TrainConfig, parameters: usize, examples: usize) -> PresetSettings {
         let s = self.settings(parameters, examples, config.batch_size);
         let lora = match &config.method {
             Method::Lora(lora) => lora.clone(),
@@ -96,6 +97,7 @@ impl Preset {
         config.epochs = s.epochs;
         config.max_steps = s.max_steps;
         config.eval_every = s.eval_every;
+        s
     }
 }
 

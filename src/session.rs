@@ -39,11 +39,11 @@ impl LoadedModel {
     /// full or partial run, or a run directory (its `final` folder, else its newest checkpoint).
     pub fn with_trained(mut self, path: &Path) -> Result<Self> {
         let dir = resolve_trained(path)?;
-        if let Some(labels) = classes_of(&dir)? {
+        if let Some((labels, pad)) = classes_of(&dir)? {
             if self.model.score.is_some() {
                 return Err(Error::invalid_file(&dir, "a classifier trained from a model that is a classifier already is not supported"));
             }
-            let pad = read_pad_token_id(&dir)?.unwrap_or(self.tokenizer.pad_token_id);
+            let pad = pad.unwrap_or(self.tokenizer.pad_token_id);
             self.model = self.model.into_classifier(labels, pad);
         }
         if dir.join(peft::CONFIG_FILE).exists() {
@@ -69,10 +69,7 @@ impl LoadedModel {
 
     /// The playground's answer: generated text, or a classifier's classes with probabilities.
     pub fn respond(&self, prompt: &str, settings: &GenerationSettings) -> Result<String> {
-        match self.model.num_labels() {
-            Some(_) => describe_classes(&self.model, &self.tokenizer, prompt),
-            None => self.generate(prompt, settings),
-        }
+        respond(&self.model, &self.tokenizer, prompt, settings)
     }
 
     /// Writes merged weights into `out`: a folder that does not exist or is empty, or with
@@ -157,16 +154,18 @@ impl LoadedModel {
 
 /// The classes of trained weights (a run, a checkpoint or an adapter), `None` for a language model.
 pub fn trained_labels(path: &Path) -> Result<Option<LabelSet>> {
-    classes_of(&resolve_trained(path)?)
+    Ok(classes_of(&resolve_trained(path)?)?.map(|(labels, _)| labels))
 }
 
-/// The classes in a trained folder's `labels.json`; for a PEFT `SEQ_CLS` adapter written
-/// elsewhere, transformers' default names (`LABEL_0`, …) for as many classes as its head has.
-fn classes_of(dir: &Path) -> Result<Option<LabelSet>> {
-    if let Some(labels) = LabelSet::load(dir)? {
-        return Ok(Some(labels));
+/// The classes in a trained folder's `labels.json` with the padding id they were trained with;
+/// for a PEFT `SEQ_CLS` adapter written elsewhere, transformers' default names (`LABEL_0`, …)
+/// for as many classes as its head has, and no padding id.
+fn classes_of(dir: &Path) -> Result<Option<(LabelSet, Option<u32>)>> {
+    if let Some((labels, pad)) = LabelSet::load(dir)? {
+        return Ok(Some((labels, Some(pad))));
     }
-    Ok(peft::saved_head_classes(dir)?.map(|n| LabelSet { names: (0..n).map(|i| format!("LABEL_{i}")).collect() }))
+    let classes = peft::saved_head_classes(dir)?;
+    Ok(classes.map(|n| (LabelSet { names: (0..n).map(|i| format!("LABEL_{i}")).collect() }, None)))
 }
 
 fn resolve_trained(path: &Path) -> Result<PathBuf> {
@@ -180,17 +179,6 @@ fn resolve_trained(path: &Path) -> Result<PathBuf> {
     }
     checkpoint::latest(path)
         .ok_or_else(|| Error::invalid_file(path, "no adapter_config.json, trainable.safetensors, final/ or checkpoint-* here"))
-}
-
-/// The pad id a classifier was trained with, from its `labels.json`.
-fn read_pad_token_id(dir: &Path) -> Result<Option<u32>> {
-    let path = dir.join(crate::classify::LABELS_FILE);
-    if !path.exists() {
-        return Ok(None);
-    }
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::invalid_file(&path, e.to_string()))?;
-    Ok(value.get("pad_token_id").and_then(|v| v.as_u64()).map(|v| v as u32))
 }
 
 /// A classifier's classes for `text` (tokenized as in training: with the tokenizer's special
@@ -209,6 +197,15 @@ pub fn classify_text(model: &CausalLm, tokenizer: &TextTokenizer, text: &str) ->
         prediction.probabilities.iter().enumerate().map(|(i, p)| (labels.name(i).to_string(), *p)).collect();
     classes.sort_by(|a, b| b.1.total_cmp(&a.1));
     Ok(classes)
+}
+
+/// What a model says to `prompt`: generated text, or a classifier's classes with probabilities
+/// (the playground's answer, after training or during a paused run).
+pub fn respond(model: &CausalLm, tokenizer: &TextTokenizer, prompt: &str, settings: &GenerationSettings) -> Result<String> {
+    match model.num_labels() {
+        Some(_) => describe_classes(model, tokenizer, prompt),
+        None => generate_text(model, tokenizer, prompt, settings),
+    }
 }
 
 /// [`classify_text`] as one line: `positive 91.2 % · negative 6.1 % · …`.

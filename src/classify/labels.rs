@@ -1,7 +1,7 @@
 //! The labels of a classification dataset, in the order that gives them their ids, and the
 //! `labels.json` a trained classifier carries so that every front names its classes.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -19,13 +19,11 @@ pub struct LabelSet {
     pub names: Vec<String>,
 }
 
-/// `labels.json`: `id2label` and `label2id` as transformers writes them in `config.json`, and
-/// the padding id the pooling rule used.
-#[derive(Serialize, Deserialize)]
+/// What `labels.json` is read for: `id2label` as transformers writes it in `config.json` (the file
+/// also holds `label2id`), and the padding id the pooling rule skipped.
+#[derive(Deserialize)]
 struct LabelsFile {
-    id2label: std::collections::BTreeMap<String, String>,
-    #[serde(default)]
-    label2id: std::collections::BTreeMap<String, usize>,
+    id2label: BTreeMap<String, String>,
     pad_token_id: u32,
 }
 
@@ -66,35 +64,40 @@ impl LabelSet {
         Value::Object(self.names.iter().enumerate().map(|(i, n)| (n.clone(), Value::from(i))).collect::<Map<_, _>>())
     }
 
+    /// The classes of an `id2label` map (`config.json`'s or `labels.json`'s), whose ids must run
+    /// from 0 and name at least two classes; the error says which field is wrong.
+    pub fn from_id2label(id2label: &BTreeMap<String, String>) -> std::result::Result<Self, String> {
+        if id2label.len() < 2 {
+            return Err("field `id2label` names fewer than two classes".into());
+        }
+        let names = (0..id2label.len())
+            .map(|id| {
+                id2label
+                    .get(&id.to_string())
+                    .cloned()
+                    .ok_or_else(|| format!("field `id2label` has no id {id}: ids must run from 0 to {}", id2label.len() - 1))
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(Self { names })
+    }
+
     pub fn save(&self, dir: &Path, pad_token_id: u32) -> Result<()> {
-        let file = LabelsFile {
-            id2label: self.names.iter().enumerate().map(|(i, n)| (i.to_string(), n.clone())).collect(),
-            label2id: self.names.iter().enumerate().map(|(i, n)| (n.clone(), i)).collect(),
-            pad_token_id,
-        };
+        let file = serde_json::json!({ "id2label": self.id2label(), "label2id": self.label2id(), "pad_token_id": pad_token_id });
         let text = serde_json::to_string_pretty(&file).unwrap_or_default();
         crate::fsutil::write_atomic(&dir.join(LABELS_FILE), text.as_bytes())
     }
 
-    /// The labels saved in `dir`, `None` when it holds no `labels.json` (a causal-LM run).
-    pub fn load(dir: &Path) -> Result<Option<Self>> {
+    /// The labels saved in `dir` and the padding id they were trained with, `None` when it
+    /// holds no `labels.json` (a causal-LM run).
+    pub fn load(dir: &Path) -> Result<Option<(Self, u32)>> {
         let path = dir.join(LABELS_FILE);
         if !path.exists() {
             return Ok(None);
         }
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
         let file: LabelsFile = serde_json::from_str(&text).map_err(|e| Error::invalid_file(&path, e.to_string()))?;
-        let mut names = Vec::with_capacity(file.id2label.len());
-        for id in 0..file.id2label.len() {
-            let name = file.id2label.get(&id.to_string()).ok_or_else(|| {
-                Error::invalid_file(&path, format!("id2label has no id {id}: ids must run from 0 to {}", file.id2label.len() - 1))
-            })?;
-            names.push(name.clone());
-        }
-        if names.len() < 2 {
-            return Err(Error::invalid_file(&path, "id2label names fewer than two classes"));
-        }
-        Ok(Some(Self { names }))
+        let labels = Self::from_id2label(&file.id2label).map_err(|e| Error::invalid_file(&path, e))?;
+        Ok(Some((labels, file.pad_token_id)))
     }
 }
 
@@ -138,7 +141,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let labels = LabelSet::collect(["b", "a", "c"]);
         labels.save(dir.path(), 7).unwrap();
-        assert_eq!(LabelSet::load(dir.path()).unwrap(), Some(labels));
+        assert_eq!(LabelSet::load(dir.path()).unwrap(), Some((labels, 7)));
         assert_eq!(LabelSet::load(&dir.path().join("none")).unwrap(), None);
     }
 }

@@ -86,13 +86,16 @@ pub fn run(args: EvalArgs) -> Result<()> {
         [("base", base_report.as_ref()), ("fine-tuned", tuned_report.as_ref())].into_iter().filter_map(|(n, r)| Some((n, r?))).collect();
     summary_table_ui(&columns);
     examples_ui(&columns, args.show);
-    if let Some(path) = &args.json {
-        let json: serde_json::Map<String, serde_json::Value> =
-            columns.iter().map(|(name, report)| (name.to_string(), serde_json::to_value(report).unwrap_or_default())).collect();
-        let text = serde_json::to_string_pretty(&json)?;
-        wgtune::fsutil::write_atomic(path, text.as_bytes())?;
-        println!("reports        {}", path.display());
-    }
+    write_reports(args.json.as_deref(), &columns)
+}
+
+/// The reports as one JSON object, by column name, when `--json` asked for them.
+fn write_reports<N: AsRef<str>, R: serde::Serialize>(path: Option<&std::path::Path>, columns: &[(N, &R)]) -> Result<()> {
+    let Some(path) = path else { return Ok(()) };
+    let json: serde_json::Map<String, serde_json::Value> =
+        columns.iter().map(|(name, report)| (name.as_ref().to_string(), serde_json::to_value(report).unwrap_or_default())).collect();
+    wgtune::fsutil::write_atomic(path, serde_json::to_string_pretty(&json)?.as_bytes())?;
+    println!("reports        {}", path.display());
     Ok(())
 }
 
@@ -162,13 +165,7 @@ fn run_classification(args: &EvalArgs, base: LoadedModel, labels: Option<&LabelS
             println!("  {:<18}{} ({:.0} %)", format!("{name}:"), answer.predicted, 100.0 * answer.confidence);
         }
     }
-    if let Some(path) = &args.json {
-        let json: serde_json::Map<String, serde_json::Value> =
-            columns.iter().map(|(name, report)| (name.clone(), serde_json::to_value(report).unwrap_or_default())).collect();
-        wgtune::fsutil::write_atomic(path, serde_json::to_string_pretty(&json)?.as_bytes())?;
-        println!("reports        {}", path.display());
-    }
-    Ok(())
+    write_reports(args.json.as_deref(), &columns)
 }
 
 /// The confusion matrix: a row per true class, a column per predicted one.

@@ -266,8 +266,7 @@ impl TrainArgs {
         if let Some(batch_size) = self.batch_size {
             c.batch_size = batch_size;
         }
-        preset.apply(c, parameters, examples);
-        let s = preset.settings(parameters, examples, c.batch_size);
+        let s = preset.apply(c, parameters, examples);
         eprintln!("preset {preset}: rank {}, learning rate {:.1e}, {} epochs over {examples} records", s.rank, s.lr, s.epochs);
         Ok(())
     }

@@ -246,6 +246,12 @@ fn nothing_to_train_on(path: &Path, report: &DataReport) -> Error {
     Error::EmptyDataset { path: path.to_path_buf(), message }
 }
 
+/// A file that gave no record to evaluate, with the first reason one was left out.
+pub(crate) fn nothing_to_evaluate(path: &Path, skipped: &[Skipped]) -> Error {
+    let first = skipped.first().map(|s| format!(": {} at line {}", s.reason, s.origin.line)).unwrap_or_default();
+    Error::EmptyDataset { path: path.to_path_buf(), message: format!("no record to evaluate{first}") }
+}
+
 fn examples_from(path: &Path, config: &DataConfig, tokenizer: &TextTokenizer, report: &mut DataReport) -> Result<Vec<Example>> {
     let file: Arc<Path> = Arc::from(path);
     let skip = |line: usize, reason: String, report: &mut DataReport| skip_record(config, &file, line, reason, report);

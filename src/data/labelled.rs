@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::columns;
-use super::dataset::{DataConfig, DataReport, Example, Origin, fit_length, skip_record};
+use super::dataset::{DataConfig, DataReport, Example, Origin, fit_length, nothing_to_evaluate, skip_record};
 use super::format::DatasetFormat;
 use super::records::{SourceRecord, for_each_record};
 use crate::classify::{LabelSet, label_of};
@@ -31,8 +31,7 @@ pub fn read_labelled_file(
         None => read_training(path, config, tokenizer, &mut report)?,
     };
     if examples.is_empty() {
-        let first = report.skipped.first().map(|s| format!(": {} at line {}", s.reason, s.origin.line)).unwrap_or_default();
-        return Err(Error::EmptyDataset { path: path.to_path_buf(), message: format!("no record to evaluate{first}") });
+        return Err(nothing_to_evaluate(path, &report.skipped));
     }
     Ok((examples, labels, report))
 }

@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 
 pub use metrics::{AnswerScores, Summary, normalize};
 
-use crate::data::{DataConfig, Example, Origin, Sample, Skipped, columns, detect_format, for_each_record, render};
-use crate::error::{Error, Result};
+use crate::data::{DataConfig, Example, Origin, Sample, Skipped, columns, detect_format, for_each_record, nothing_to_evaluate, render};
+use crate::error::Result;
 use crate::generate::{GenerationSettings, generate_batch};
 use crate::model::CausalLm;
 use crate::tokenizer::{RenderedText, TextTokenizer};
@@ -116,8 +116,7 @@ pub fn load_cases(
         Ok(())
     })?;
     if cases.is_empty() {
-        let first = skipped.first().map(|s| format!(": {} at line {}", s.reason, s.origin.line)).unwrap_or_default();
-        return Err(Error::EmptyDataset { path: path.to_path_buf(), message: format!("no record to evaluate{first}") });
+        return Err(nothing_to_evaluate(path, &skipped));
     }
     Ok((cases, skipped))
 }

@@ -282,19 +282,8 @@ fn classifier_labels(raw: &RawConfig, path: &Path) -> Result<Option<LabelSet>> {
     if !raw.architectures.iter().any(|a| a.ends_with("ForSequenceClassification")) {
         return Ok(None);
     }
-    let id2label = raw
-        .id2label
-        .as_ref()
-        .filter(|m| m.len() >= 2)
-        .ok_or_else(|| Error::invalid_file(path, "a sequence classifier without `id2label` naming at least two classes"))?;
-    let names = (0..id2label.len())
-        .map(|id| {
-            id2label.get(&id.to_string()).cloned().ok_or_else(|| {
-                Error::invalid_file(path, format!("field `id2label` has no id {id}: ids must run from 0 to {}", id2label.len() - 1))
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(Some(LabelSet { names }))
+    let id2label = raw.id2label.as_ref().ok_or_else(|| Error::invalid_file(path, "a sequence classifier without `id2label`"))?;
+    LabelSet::from_id2label(id2label).map(Some).map_err(|e| Error::invalid_file(path, e))
 }
 
 /// Which layers apply RoPE: every one, except SmolLM3's NoPE layers (`no_rope_layers`, or one in

@@ -17,12 +17,11 @@ use super::optimizer::AdamW;
 use super::run_dir::{self, RunStart};
 use super::schedule::Schedule;
 use super::step::{StepInputs, optimizer_step};
-use crate::classify::{ClassificationScores, classify_examples};
+use crate::classify::{ClassificationScores, LabelSet, classify_examples};
 use crate::data::{Batch, Dataset, Example, epoch_order};
 use crate::device::ComputeDevice;
 use crate::error::{Error, Result, panic_message};
 use crate::fsutil;
-use crate::generate::generate_text;
 use crate::method::trainable_parameters;
 use crate::model::{CausalLm, ForwardOptions, LoraForward, ModelFolder, Precision};
 use crate::tokenizer::TextTokenizer;
@@ -357,11 +356,8 @@ impl<'a> Run<'a> {
                 }
                 TrainCommand::Stop => return Ok(Control::Stop),
                 TrainCommand::Generate { prompt, settings } => {
-                    let text = match self.model.num_labels() {
-                        Some(_) => crate::session::describe_classes(&self.model, &self.tokenizer, &prompt),
-                        None => generate_text(&self.model, &self.tokenizer, &prompt, &settings),
-                    }
-                    .unwrap_or_else(|e| format!("[generation failed: {e}]"));
+                    let text = crate::session::respond(&self.model, &self.tokenizer, &prompt, &settings)
+                        .unwrap_or_else(|e| format!("[generation failed: {e}]"));
                     self.events.send(TrainEvent::Generated { prompt, text });
                 }
                 TrainCommand::Pause | TrainCommand::Resume => {}
@@ -459,27 +455,39 @@ impl<'a> Run<'a> {
         if self.data.validation.is_empty() {
             return Ok(None);
         }
-        if let Some(labels) = &self.data.labels {
-            let predictions =
-                classify_examples(&self.model, &self.data.validation, self.pad_id, self.config.batch_size, self.forward_options(false))?;
-            let truth = self.data.validation.iter().map(|e| e.label.unwrap_or(0));
-            let pairs: Vec<(u32, u32)> = truth.zip(predictions.iter().map(|p| p.label())).collect();
-            let loss =
-                pairs.iter().zip(&predictions).map(|((t, _), p)| -(p.probabilities[*t as usize].max(1e-30) as f64).ln()).sum::<f64>()
-                    / pairs.len() as f64;
-            let scores = ClassificationScores::from_pairs(labels, pairs);
-            let metrics = EvalMetrics {
-                step: self.state.step,
-                loss,
-                perplexity: loss.exp(),
-                accuracy: scores.accuracy,
-                generation: None,
-                classification: Some(scores),
-            };
-            self.metrics.eval(&metrics)?;
+        let metrics = match &self.data.labels {
+            Some(labels) => Some(self.classifier_metrics(labels)?),
+            None => self.language_model_metrics()?,
+        };
+        if let Some(metrics) = &metrics {
+            self.metrics.eval(metrics)?;
             self.events.send(TrainEvent::Eval(metrics.clone()));
-            return Ok(Some(metrics));
         }
+        Ok(metrics)
+    }
+
+    /// A classifier's validation loss (unweighted), accuracy, precision, recall and F1.
+    fn classifier_metrics(&self, labels: &LabelSet) -> Result<EvalMetrics> {
+        let predictions =
+            classify_examples(&self.model, &self.data.validation, self.pad_id, self.config.batch_size, self.forward_options(false))?;
+        let truth = self.data.validation.iter().map(|e| e.label.unwrap_or(0));
+        let pairs: Vec<(u32, u32)> = truth.zip(predictions.iter().map(|p| p.label())).collect();
+        let loss = pairs.iter().zip(&predictions).map(|((t, _), p)| -(p.probabilities[*t as usize].max(1e-30) as f64).ln()).sum::<f64>()
+            / pairs.len() as f64;
+        let scores = ClassificationScores::from_pairs(labels, pairs);
+        Ok(EvalMetrics {
+            step: self.state.step,
+            loss,
+            perplexity: loss.exp(),
+            accuracy: scores.accuracy,
+            generation: None,
+            classification: Some(scores),
+        })
+    }
+
+    /// A language model's validation loss, perplexity and next-token accuracy, and its answers to
+    /// the first records; `None` when no record has a target.
+    fn language_model_metrics(&self) -> Result<Option<EvalMetrics>> {
         let model = self.model.valid();
         let device = self.device.device.clone();
         let options = self.forward_options(false);
@@ -499,17 +507,14 @@ impl<'a> Run<'a> {
         }
         let loss = sum / count as f64;
         let generation = self.answer_validation_records(&model)?;
-        let metrics = EvalMetrics {
+        Ok(Some(EvalMetrics {
             step: self.state.step,
             loss,
             perplexity: loss.exp(),
             accuracy: correct as f64 / count as f64,
             generation,
             classification: None,
-        };
-        self.metrics.eval(&metrics)?;
-        self.events.send(TrainEvent::Eval(metrics.clone()));
-        Ok(Some(metrics))
+        }))
     }
 
     /// Greedy answers to the first `eval_generations` validation records, scored against their
