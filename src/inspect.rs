@@ -38,6 +38,10 @@ pub fn parameter_shapes(c: &ModelConfig) -> Vec<(String, Vec<usize>)> {
             out.push((p("self_attn.k_norm.weight"), vec![c.head_dim]));
         }
         out.push((p("post_attention_layernorm.weight"), vec![h]));
+        if c.sandwich_norms {
+            out.push((p("pre_feedforward_layernorm.weight"), vec![h]));
+            out.push((p("post_feedforward_layernorm.weight"), vec![h]));
+        }
     }
     out.push(("norm.weight".to_string(), vec![h]));
     if !c.tie_word_embeddings {
@@ -168,6 +172,22 @@ fn packed_matrices(c: &ModelConfig, quant: BaseQuant, vocabulary: bool) -> Optio
     Some(packed.fold((0, 0), |(bytes, params), (b, p)| (bytes + b, params + p)))
 }
 
+/// The parts of a step that take Burn's tensor operations because the fused kernels do not cover
+/// the family's variation of them, for people: empty when every fused kernel applies.
+pub fn generic_paths(c: &ModelConfig) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if c.attn_logit_softcapping.is_some() {
+        out.push("attention (soft-capped scores)");
+    }
+    if !c.activation.is_fused() {
+        out.push("MLP activation (GeGLU)");
+    }
+    if c.final_logit_softcapping.is_some() {
+        out.push("loss (soft-capped logits)");
+    }
+    out
+}
+
 /// Estimates training memory for `batch` sequences of `seq_len` tokens. Checked against measured
 /// peaks in BENCHMARKS.md (and the test below).
 pub fn estimate_memory(c: &ModelConfig, method: &Method, batch: usize, seq_len: usize, plan: StepPlan) -> MemoryEstimate {
@@ -184,7 +204,9 @@ pub fn estimate_memory(c: &ModelConfig, method: &Method, batch: usize, seq_len: 
     // intermediate tensors (gate, up, their product; unfused also σ(gate) and silu(gate)), LoRA's
     // low-rank products, and attention scores with their softmax (fused, only the log-sum-exp
     // the backward pass recomputes them from).
-    let (mlp, attention) = if plan.fused_layers { (3 * i, heads) } else { (5 * i, 2 * heads * seq_len as u64) };
+    let mlp = if plan.fused_layers && c.activation.is_fused() { 3 * i } else { 5 * i };
+    let fused_attention = plan.fused_layers && c.attn_logit_softcapping.is_none();
+    let attention = if fused_attention { heads } else { 2 * heads * seq_len as u64 };
     let per_token_layer = 6 * h + 3 * q + 4 * kv + mlp + rank + attention;
     let layers = c.num_hidden_layers as u64;
     let activations = if plan.recompute_layers {
@@ -193,8 +215,9 @@ pub fn estimate_memory(c: &ModelConfig, method: &Method, batch: usize, seq_len: 
     } else {
         tokens * per_token_layer * layers * F32
     };
-    let logits = if plan.fused_loss { 0 } else { tokens * c.vocab_size as u64 * F32 * 2 };
-    let vectors = (c.hidden_size * (2 * c.num_hidden_layers + 1)) as u64;
+    let logits = if plan.fused_loss && c.final_logit_softcapping.is_none() { 0 } else { tokens * c.vocab_size as u64 * F32 * 2 };
+    let norms_per_layer = if c.sandwich_norms { 4 } else { 2 };
+    let vectors = (c.hidden_size * (norms_per_layer * c.num_hidden_layers + 1)) as u64;
     let packed = packed_matrices(c, plan.base_quant, plan.packed_vocabulary).filter(|_| method.lora().is_some());
     let weights = match (plan.f16_matmuls, method.storage_precision(Precision::F16), packed) {
         // The matrices in blocks; norms (and any matrix too odd to pack) in the run's precision.

@@ -118,8 +118,10 @@ impl LoadedModel {
         staging.publish()
     }
 
-    /// llama.cpp and Ollama run language models; a classifier's `score` head has no place there.
+    /// llama.cpp and Ollama run language models of the architectures the GGUF writer knows; a
+    /// classifier's `score` head has no place there.
     fn check_language_model(&self, format: &str) -> Result<()> {
+        crate::gguf::gguf_architecture(&self.model.config)?;
         match &self.model.config.labels {
             Some(_) => Err(Error::setting(
                 "export",

@@ -3,7 +3,7 @@
 use anyhow::Result;
 use clap::Args;
 use wgtune::device::ComputeDevice;
-use wgtune::inspect::{StepPlan, check_fits, estimate_memory, human_bytes, human_count, trainable_count};
+use wgtune::inspect::{StepPlan, check_fits, estimate_memory, generic_paths, human_bytes, human_count, trainable_count};
 use wgtune::kernels::is_wgpu;
 use wgtune::model::{BaseQuant, ModelFolder};
 
@@ -43,6 +43,12 @@ pub fn run(args: InspectArgs) -> Result<()> {
     println!("vocabulary     {}", c.vocab_size);
     println!("context        {} tokens", c.max_position_embeddings);
     println!("stored as      {}", folder.storage());
+    let generic = generic_paths(c);
+    if generic.is_empty() {
+        println!("kernels        fused attention, SwiGLU and loss on wgpu");
+    } else {
+        println!("kernels        Burn's tensor operations for {}; fused elsewhere on wgpu", generic.join(", "));
+    }
     println!("parameters     {} ({total})", human_count(total));
     println!("method         {}", config.method.name());
     println!("trainable      {} ({trainable}, {:.3}%)", human_count(trainable), 100.0 * trainable as f64 / total as f64);

@@ -33,13 +33,21 @@ fn file_type(t: GgmlType) -> u32 {
     }
 }
 
-/// llama.cpp's architecture name: Mistral models are converted as `llama`.
-fn architecture(config: &ModelConfig) -> &'static str {
+/// llama.cpp's architecture name: Mistral models are converted as `llama`. Gemma is not written
+/// yet: llama.cpp stores its norms as `1 + weight` and needs its soft-capping and window keys.
+pub fn gguf_architecture(config: &ModelConfig) -> Result<&'static str> {
     match config.architecture {
-        Architecture::Qwen2 => "qwen2",
-        Architecture::Qwen3 => "qwen3",
-        Architecture::Llama | Architecture::Mistral => "llama",
-        Architecture::SmolLm3 => "smollm3",
+        Architecture::Qwen2 => Ok("qwen2"),
+        Architecture::Qwen3 => Ok("qwen3"),
+        Architecture::Llama | Architecture::Mistral => Ok("llama"),
+        Architecture::SmolLm3 => Ok("smollm3"),
+        Architecture::Gemma2 | Architecture::Gemma3 => Err(Error::setting(
+            "export",
+            format!(
+                "GGUF export of {} models is not supported yet: export a Hugging Face folder (--merged) or a PEFT adapter",
+                config.architecture.name()
+            ),
+        )),
     }
 }
 
@@ -53,7 +61,7 @@ pub fn export_gguf(
     mut progress: impl FnMut(usize, usize),
 ) -> Result<()> {
     let config = &source.config;
-    let arch = architecture(config);
+    let arch = gguf_architecture(config)?;
     let mut metadata = model_metadata(config, arch, file_type(ggml_type));
     metadata.extend(tokenizer_metadata(source)?);
 
@@ -109,7 +117,7 @@ pub fn export_gguf(
 /// `ADAPTER` in an Ollama Modelfile).
 pub fn export_gguf_adapter(model: &CausalLm, settings: &LoraSettings, source: &ModelFolder, out: &Path) -> Result<()> {
     let config = &source.config;
-    let arch = architecture(config);
+    let arch = gguf_architecture(config)?;
     let metadata = vec![
         ("general.architecture".to_string(), MetaValue::Str(arch.into())),
         ("general.type".to_string(), MetaValue::Str("adapter".into())),

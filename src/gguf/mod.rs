@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 
-pub use export::{EXPORT_TYPES, export_gguf, export_gguf_adapter, modelfile};
+pub use export::{EXPORT_TYPES, export_gguf, export_gguf_adapter, gguf_architecture, modelfile};
 pub use model::{GgufModel, gguf_name};
 pub use quants::{GgmlType, repack};
 pub use tokenizer::tokenizer_files;

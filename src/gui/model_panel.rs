@@ -88,6 +88,10 @@ impl WgtuneApp {
                 row("Context length", format!("{} tokens", c.max_position_embeddings));
                 row("Vocabulary", c.vocab_size.to_string());
                 row("Chat template", if m.has_chat_template { "yes".into() } else { "no (alpaca prompts are used)".into() });
+                let generic = crate::inspect::generic_paths(c);
+                if !generic.is_empty() {
+                    row("Without fused kernels", generic.join(", "));
+                }
             });
         }
     }

@@ -11,40 +11,39 @@ use burn::tensor::{Device, Tensor, TensorData};
 use super::extension::FusedKernels;
 use super::launch::supports_head_dim;
 
+/// Which keys each query of an attention sees, and how its scores are bounded. The scores are
+/// `q·k / √head_dim`: a model that scales them otherwise scales its queries first.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Scores<'a> {
+    /// The absolute position of query 0 (the keys before it are cached).
+    pub start: usize,
+    /// Each query sees keys at most this many positions back, itself included, when set.
+    pub window: Option<usize>,
+    /// A [`padding_mask`] hiding each sequence's left padding from every query.
+    pub padding: Option<&'a Tensor<4>>,
+    /// Scores pass through `cap · tanh(score / cap)` before the mask (Gemma 2).
+    pub softcap: Option<f64>,
+}
+
 /// Attention of `q` (`[batch, heads, q_len, head_dim]`) over `k` and `v`
-/// (`[batch, kv_heads, kv_len, head_dim]`), query 0 at absolute position `q_start`, keys at most
-/// `window` positions back when set, and none of the keys `padding` hides (a [`padding_mask`]).
-/// `fused` picks the WGSL kernels where they apply; they know no padding, which only batched
-/// inference uses, so padded batches take the tensor-op path.
-pub fn attention(
-    q: Tensor<4>,
-    k: Tensor<4>,
-    v: Tensor<4>,
-    q_start: usize,
-    window: Option<usize>,
-    padding: Option<&Tensor<4>>,
-    fused: bool,
-) -> Tensor<4> {
-    if fused && padding.is_none() && super::is_wgpu(&q.device()) && supports_head_dim(q.dims()[3]) {
-        let (output, _lse) =
-            Dispatch::fused_attention(q.into_dispatch(), k.into_dispatch(), v.into_dispatch(), q_start, window.unwrap_or(0));
+/// (`[batch, kv_heads, kv_len, head_dim]`) as `scores` says. `fused` picks the WGSL kernels
+/// where they apply; they know neither padding, which only batched inference uses, nor
+/// soft-capping, so those take the tensor-op path.
+pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, scores: &Scores, fused: bool) -> Tensor<4> {
+    let plain = scores.padding.is_none() && scores.softcap.is_none();
+    if fused && plain && super::is_wgpu(&q.device()) && supports_head_dim(q.dims()[3]) {
+        let (start, window) = (scores.start, scores.window.unwrap_or(0));
+        let (output, _lse) = Dispatch::fused_attention(q.into_dispatch(), k.into_dispatch(), v.into_dispatch(), start, window);
         Tensor::from_dispatch(output)
     } else {
-        attention_reference(q, k, v, q_start, window, padding)
+        attention_reference(q, k, v, scores)
     }
 }
 
 /// The same attention in plain tensor operations, for every backend.
-pub fn attention_reference(
-    q: Tensor<4>,
-    k: Tensor<4>,
-    v: Tensor<4>,
-    q_start: usize,
-    window: Option<usize>,
-    padding: Option<&Tensor<4>>,
-) -> Tensor<4> {
+pub fn attention_reference(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, scores: &Scores) -> Tensor<4> {
     let shape = q.dims();
-    let scores = masked_scores(q, k, q_start, window, padding);
+    let scores = masked_scores(q, k, scores);
     softmax(scores, 3).matmul(v).reshape(shape)
 }
 
@@ -58,27 +57,32 @@ pub(super) fn attention_with_lse(
     window: Option<usize>,
 ) -> (Tensor<4>, Tensor<4>) {
     let shape = q.dims();
-    let scores = masked_scores(q, k, q_start, window, None);
+    let scores = masked_scores(q, k, &Scores { start: q_start, window, ..Scores::default() });
     let max = scores.clone().max_dim(3);
     let lse = (scores.clone() - max.clone()).exp().sum_dim(3).log() + max;
     let output = (scores - lse.clone()).exp().matmul(v).reshape(shape);
     (output, lse)
 }
 
-/// `scale · Q Kᵀ` plus the causal mask (and the padding's, when there is any),
-/// `[batch, kv_heads, rep·q_len, kv_len]`: the query heads that share a key/value head are
-/// stacked along the sequence axis, so keys and values are never repeated.
-fn masked_scores(q: Tensor<4>, k: Tensor<4>, q_start: usize, window: Option<usize>, padding: Option<&Tensor<4>>) -> Tensor<4> {
+/// `Q Kᵀ / √head_dim`, soft-capped when asked, plus the causal mask (and the padding's, when
+/// there is any), `[batch, kv_heads, rep·q_len, kv_len]`: the query heads that share a key/value
+/// head are stacked along the sequence axis, so keys and values are never repeated.
+fn masked_scores(q: Tensor<4>, k: Tensor<4>, scores: &Scores) -> Tensor<4> {
     let [batch, heads, len, head_dim] = q.dims();
     let [_, kv_heads, total, _] = k.dims();
     let rep = heads / kv_heads;
     let device = q.device();
-    let mask = causal_mask(q_start, len, total, rep, window, &device);
+    let mask = causal_mask(scores.start, len, total, rep, scores.window, &device);
     let q = q.reshape([batch, kv_heads, rep * len, head_dim]);
-    let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((head_dim as f64).sqrt()) + mask.unsqueeze::<4>();
-    match padding {
-        Some(mask) => scores + mask.clone(),
-        None => scores,
+    let raw = q.matmul(k.swap_dims(2, 3)).div_scalar((head_dim as f64).sqrt());
+    let raw = match scores.softcap {
+        Some(cap) => raw.div_scalar(cap).tanh().mul_scalar(cap),
+        None => raw,
+    };
+    let masked = raw + mask.unsqueeze::<4>();
+    match scores.padding {
+        Some(mask) => masked + mask.clone(),
+        None => masked,
     }
 }
 

@@ -90,7 +90,8 @@ impl FusedKernels for Flex {
         let track = |t: FloatTensor<Self>| tensor::<4>(t).autodiff().require_grad();
         let (q, k, v) = (track(q), track(k), track(v));
         let window = (window > 0).then_some(window);
-        let output = attention_reference(q.clone(), k.clone(), v.clone(), q_start, window, None);
+        let scores = super::Scores { start: q_start, window, ..super::Scores::default() };
+        let output = attention_reference(q.clone(), k.clone(), v.clone(), &scores);
         let grads = (output * tensor::<4>(grad).autodiff()).sum().backward();
         let grad_of = |t: &Tensor<4>| primitive(t.grad(&grads).expect("a tracked input has a gradient"));
         (grad_of(&q), grad_of(&k), grad_of(&v))

@@ -18,7 +18,7 @@ mod packed;
 mod swiglu;
 
 pub use adamw::{AdamWStep, adamw, adamw_reference};
-pub use attention::{attention, attention_reference, padding_mask};
+pub use attention::{Scores, attention, attention_reference, padding_mask};
 pub use cross_entropy::{cross_entropy, cross_entropy_packed};
 pub use extension::FusedKernels;
 pub use matmul::matmul;

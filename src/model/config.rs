@@ -1,14 +1,15 @@
-//! `config.json` of a Hugging Face model folder, for the Llama family.
+//! `config.json` of a Hugging Face model folder, for the Llama family and its variations.
 
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::activation::Activation;
 use crate::classify::LabelSet;
 use crate::error::{Error, Result};
 
 /// The decoder architectures wgtune runs. They share one implementation (`llama.rs`) and differ
-/// only in which projections carry a bias and how attention is windowed.
+/// only in the fields of [`ModelConfig`] that name each variation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Architecture {
@@ -19,10 +20,17 @@ pub enum Architecture {
     Qwen3,
     /// Llama with some layers that apply no RoPE (`no_rope_layers`).
     SmolLm3,
+    /// Gemma 2: embeddings scaled by √hidden, norms by `1 + weight`, GeGLU, each sublayer's
+    /// output normalised before the residual, sliding-window and global layers alternating,
+    /// soft-capped attention scores and logits.
+    Gemma2,
+    /// Gemma 3's text model: Gemma 2 with Qwen3's per-head query and key norms, no soft-capping,
+    /// and a RoPE base of its own for the sliding-window layers.
+    Gemma3,
 }
 
 impl Architecture {
-    pub const SUPPORTED: &'static [&'static str] = &["llama", "mistral", "qwen2", "qwen3", "smollm3"];
+    pub const SUPPORTED: &'static [&'static str] = &["llama", "mistral", "qwen2", "qwen3", "smollm3", "gemma2", "gemma3_text"];
 
     fn from_model_type(model_type: &str) -> Option<Self> {
         match model_type {
@@ -31,6 +39,8 @@ impl Architecture {
             "qwen2" => Some(Self::Qwen2),
             "qwen3" => Some(Self::Qwen3),
             "smollm3" => Some(Self::SmolLm3),
+            "gemma2" => Some(Self::Gemma2),
+            "gemma3_text" => Some(Self::Gemma3),
             _ => None,
         }
     }
@@ -42,7 +52,13 @@ impl Architecture {
             Self::Qwen2 => "qwen2",
             Self::Qwen3 => "qwen3",
             Self::SmolLm3 => "smollm3",
+            Self::Gemma2 => "gemma2",
+            Self::Gemma3 => "gemma3_text",
         }
+    }
+
+    fn is_gemma(self) -> bool {
+        matches!(self, Self::Gemma2 | Self::Gemma3)
     }
 }
 
@@ -88,11 +104,31 @@ pub struct ModelConfig {
     pub o_bias: bool,
     /// An RMSNorm over each head of the queries and keys (Qwen3).
     pub qk_norm: bool,
-    /// Per decoder layer, whether it applies RoPE (all but SmolLM3's NoPE layers).
-    pub rotary_layers: Vec<bool>,
+    /// How each decoder layer attends.
+    pub layers: Vec<LayerAttention>,
     pub mlp_bias: bool,
-    /// Tokens attend at most this far back (Mistral); `None` is full causal attention.
+    /// The MLP's gate activation.
+    pub activation: Activation,
+    /// Tokens attend at most this far back in the layers marked `sliding` (Mistral: all of
+    /// them; Gemma: every other, or five in six); `None` is full causal attention.
     pub sliding_window: Option<usize>,
+    /// The RoPE base of the sliding-window layers, unscaled, where it differs from the global
+    /// layers' `rope_theta` (Gemma 3).
+    pub local_rope_theta: Option<f64>,
+    /// Gemma: the token embeddings are multiplied by √hidden_size.
+    pub scale_embeddings: bool,
+    /// Gemma: RMSNorm multiplies by `1 + weight`, so a zero weight is the identity.
+    pub norm_unit_offset: bool,
+    /// Gemma: each sublayer's output is normalised before it joins the residual
+    /// (`post_attention_layernorm`, `post_feedforward_layernorm`), and the MLP's input by
+    /// `pre_feedforward_layernorm`.
+    pub sandwich_norms: bool,
+    /// Attention scores are `q·k / √query_pre_attn_scalar` (Gemma); `head_dim` elsewhere.
+    pub query_pre_attn_scalar: f64,
+    /// Attention scores pass through `cap · tanh(score / cap)` (Gemma 2).
+    pub attn_logit_softcapping: Option<f64>,
+    /// Logits pass through `cap · tanh(logit / cap)` (Gemma 2).
+    pub final_logit_softcapping: Option<f64>,
     /// The dtype the weights are stored in, as `config.json` declares it.
     pub torch_dtype: Option<String>,
     pub eos_token_ids: Vec<u32>,
@@ -103,6 +139,15 @@ pub struct ModelConfig {
     /// The classes of a sequence classifier (`*ForSequenceClassification` with `id2label`), whose
     /// `score` head the checkpoint holds in place of the language-model head.
     pub labels: Option<LabelSet>,
+}
+
+/// How one decoder layer attends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LayerAttention {
+    /// Whether it rotates queries and keys (all but SmolLM3's NoPE layers).
+    pub rotary: bool,
+    /// Whether it sees only the last `sliding_window` positions.
+    pub sliding: bool,
 }
 
 /// `config.json` as written by transformers; only what we read.
@@ -123,8 +168,7 @@ struct RawConfig {
     rope_parameters: Option<serde_json::Value>,
     #[serde(default = "default_max_positions")]
     max_position_embeddings: usize,
-    #[serde(default)]
-    tie_word_embeddings: bool,
+    tie_word_embeddings: Option<bool>,
     #[serde(default)]
     attention_bias: bool,
     #[serde(default)]
@@ -134,7 +178,19 @@ struct RawConfig {
     /// SmolLM3: per layer, 1 where it applies RoPE and 0 where it does not.
     no_rope_layers: Option<Vec<u8>>,
     no_rope_layer_interval: Option<usize>,
+    /// Gemma: `sliding_attention` or `full_attention` per layer.
+    layer_types: Option<Vec<String>>,
+    /// Gemma 3 before transformers 5: one global layer in this many.
+    sliding_window_pattern: Option<usize>,
+    /// Gemma 3 before transformers 5: the sliding-window layers' RoPE base.
+    rope_local_base_freq: Option<f64>,
+    query_pre_attn_scalar: Option<f64>,
+    use_bidirectional_attention: Option<bool>,
+    attn_logit_softcapping: Option<f64>,
+    final_logit_softcapping: Option<f64>,
     hidden_act: Option<String>,
+    /// Gemma's name for `hidden_act`.
+    hidden_activation: Option<String>,
     torch_dtype: Option<String>,
     dtype: Option<String>,
     eos_token_id: Option<serde_json::Value>,
@@ -167,6 +223,9 @@ impl ModelConfig {
         let architecture = Architecture::from_model_type(&model_type)
             .ok_or_else(|| Error::UnsupportedArchitecture { path: path.to_path_buf(), model_type: model_type.clone() })?;
         // The path names the field at fault: "num_hidden_layers: invalid value: integer `-5`, ...".
+        // Gemma 2 soft-caps unless its config says `null`: absent and null differ here.
+        let given = |field: &str| value.get(field).is_some();
+        let (attn_softcap_given, final_softcap_given) = (given("attn_logit_softcapping"), given("final_logit_softcapping"));
         let raw: RawConfig = serde_path_to_error::deserialize(value)
             .map_err(|e| Error::invalid_file(path, format!("field `{}`: {}", e.path(), e.inner())))?;
         let at_least_one = [
@@ -187,12 +246,24 @@ impl ModelConfig {
             ));
         }
 
-        if let Some(act) = &raw.hidden_act
-            && act != "silu"
-        {
-            return Err(Error::invalid_file(path, format!("hidden_act `{act}` is not supported (only `silu`)")));
+        let gemma = architecture.is_gemma();
+        if raw.use_bidirectional_attention == Some(true) {
+            return Err(Error::invalid_file(
+                path,
+                "`use_bidirectional_attention` (an embedding model) is not supported: wgtune trains causal models",
+            ));
         }
-        if raw.head_dim.is_none() && !raw.hidden_size.is_multiple_of(raw.num_attention_heads) {
+        let activation = match raw.hidden_activation.as_deref().or(raw.hidden_act.as_deref()) {
+            None if gemma => Activation::GeluTanh,
+            None | Some("silu") => Activation::Silu,
+            Some("gelu_pytorch_tanh") => Activation::GeluTanh,
+            Some(act) => {
+                return Err(Error::invalid_file(path, format!("hidden_act `{act}` is not supported (`silu`, `gelu_pytorch_tanh`)")));
+            }
+        };
+        // transformers' own default for Gemma configs that leave it out.
+        let head_dim = raw.head_dim.or(gemma.then_some(256));
+        if head_dim.is_none() && !raw.hidden_size.is_multiple_of(raw.num_attention_heads) {
             return Err(Error::invalid_file(path, "hidden_size must be a multiple of num_attention_heads"));
         }
         let num_key_value_heads = raw.num_key_value_heads.unwrap_or(raw.num_attention_heads);
@@ -206,13 +277,26 @@ impl ModelConfig {
             ));
         }
 
-        let rope_parameters = raw.rope_parameters.as_ref();
-        let rope_theta =
-            raw.rope_theta.or_else(|| rope_parameters.and_then(|p| p.get("rope_theta")).and_then(|v| v.as_f64())).unwrap_or(10000.0);
+        // transformers 5 gives Gemma 3 one set of RoPE parameters per kind of layer.
+        let per_layer_type = raw.rope_parameters.as_ref().and_then(|p| p.get("full_attention")).is_some();
+        let (rope_parameters, local_rope_parameters) = match &raw.rope_parameters {
+            Some(p) if per_layer_type => (p.get("full_attention"), p.get("sliding_attention")),
+            p => (p.as_ref(), None),
+        };
+        let theta_of = |p: Option<&serde_json::Value>| p.and_then(|p| p.get("rope_theta")).and_then(|v| v.as_f64());
+        let default_theta = if architecture == Architecture::Gemma3 { 1_000_000.0 } else { 10_000.0 };
+        let rope_theta = raw.rope_theta.or_else(|| theta_of(rope_parameters)).unwrap_or(default_theta);
         let scaling = raw.rope_scaling.as_ref().or(rope_parameters);
         let rope_scaling = parse_rope_scaling(scaling, path)?;
+        let local_rope_theta = match architecture {
+            Architecture::Gemma3 => Some(raw.rope_local_base_freq.or_else(|| theta_of(local_rope_parameters)).unwrap_or(10_000.0)),
+            _ => None,
+        };
+        if local_rope_parameters.and_then(|p| p.get("rope_type")).and_then(|t| t.as_str()).is_some_and(|t| t != "default") {
+            return Err(Error::invalid_file(path, "rope_parameters.sliding_attention: only the `default` rope type is supported"));
+        }
 
-        let head_dim = raw.head_dim.unwrap_or(raw.hidden_size / raw.num_attention_heads);
+        let head_dim = head_dim.unwrap_or(raw.hidden_size / raw.num_attention_heads);
         if head_dim == 0 || !head_dim.is_multiple_of(2) {
             return Err(Error::invalid_file(path, format!("head_dim {head_dim} must be even and at least 2 for RoPE")));
         }
@@ -222,16 +306,41 @@ impl ModelConfig {
         let (qkv_bias, o_bias) = match architecture {
             Architecture::Qwen2 => (true, false),
             Architecture::Llama => (raw.attention_bias, raw.attention_bias),
-            Architecture::Qwen3 | Architecture::SmolLm3 => (raw.attention_bias, raw.attention_bias),
+            Architecture::Qwen3 | Architecture::SmolLm3 | Architecture::Gemma2 | Architecture::Gemma3 => {
+                (raw.attention_bias, raw.attention_bias)
+            }
             Architecture::Mistral => (false, false),
         };
-        let rotary_layers = rotary_layers(&raw, architecture, path)?;
         let labels = classifier_labels(&raw, path)?;
         let sliding_window = match architecture {
             Architecture::Mistral => raw.sliding_window,
             Architecture::Qwen2 | Architecture::Qwen3 if raw.use_sliding_window == Some(true) => raw.sliding_window,
+            Architecture::Gemma2 | Architecture::Gemma3 => Some(raw.sliding_window.unwrap_or(4096)),
             _ => None,
         };
+        if sliding_window == Some(0) {
+            return Err(Error::invalid_file(path, "field `sliding_window` is 0; it must be at least 1"));
+        }
+        let rotary = rotary_layers(&raw, architecture, path)?;
+        let sliding = sliding_layers(&raw, architecture, sliding_window.is_some(), path)?;
+        let layers = rotary.into_iter().zip(sliding).map(|(rotary, sliding)| LayerAttention { rotary, sliding }).collect();
+        let query_pre_attn_scalar = match raw.query_pre_attn_scalar {
+            Some(s) if !(s > 0.0 && s.is_finite()) => {
+                return Err(Error::invalid_file(path, format!("field `query_pre_attn_scalar` must be positive, not {s}")));
+            }
+            Some(s) if gemma => s,
+            _ if gemma => 256.0,
+            _ => head_dim as f64,
+        };
+        // Gemma 2 caps both unless its config says `null`; transformers' defaults.
+        let gemma2 = architecture == Architecture::Gemma2;
+        let attn_logit_softcapping = raw.attn_logit_softcapping.or((gemma2 && !attn_softcap_given).then_some(50.0));
+        let final_logit_softcapping = raw.final_logit_softcapping.or((gemma2 && !final_softcap_given).then_some(30.0));
+        for (field, cap) in [("attn_logit_softcapping", attn_logit_softcapping), ("final_logit_softcapping", final_logit_softcapping)] {
+            if cap.is_some_and(|c| !(c > 0.0 && c.is_finite())) {
+                return Err(Error::invalid_file(path, format!("field `{field}` must be positive")));
+            }
+        }
 
         Ok(Self {
             architecture,
@@ -246,13 +355,21 @@ impl ModelConfig {
             rope_theta,
             rope_scaling,
             max_position_embeddings: raw.max_position_embeddings,
-            tie_word_embeddings: raw.tie_word_embeddings,
+            tie_word_embeddings: raw.tie_word_embeddings.unwrap_or(gemma),
             qkv_bias,
             o_bias,
-            qk_norm: architecture == Architecture::Qwen3,
-            rotary_layers,
+            qk_norm: matches!(architecture, Architecture::Qwen3 | Architecture::Gemma3),
+            layers,
             mlp_bias: raw.mlp_bias,
+            activation,
             sliding_window,
+            local_rope_theta,
+            scale_embeddings: gemma,
+            norm_unit_offset: gemma,
+            sandwich_norms: gemma,
+            query_pre_attn_scalar,
+            attn_logit_softcapping: if gemma { attn_logit_softcapping } else { None },
+            final_logit_softcapping: if gemma { final_logit_softcapping } else { None },
             torch_dtype: raw.torch_dtype.or(raw.dtype),
             eos_token_ids: token_ids(raw.eos_token_id.as_ref()),
             bos_token_id: raw.bos_token_id,
@@ -270,7 +387,8 @@ impl ModelConfig {
         let attn = h * q + 2 * h * kv + q * h + if self.qkv_bias { q + 2 * kv } else { 0 } + if self.o_bias { h } else { 0 };
         let mlp = 3 * h * self.intermediate_size + if self.mlp_bias { 2 * self.intermediate_size + h } else { 0 };
         let qk_norm = if self.qk_norm { 2 * self.head_dim } else { 0 };
-        let layer = attn + mlp + 2 * h + qk_norm;
+        let norms = if self.sandwich_norms { 4 * h } else { 2 * h };
+        let layer = attn + mlp + norms + qk_norm;
         let embed = self.vocab_size * h;
         let head = if self.tie_word_embeddings { 0 } else { embed };
         embed + head + h + self.num_hidden_layers * layer
@@ -304,6 +422,38 @@ fn rotary_layers(raw: &RawConfig, architecture: Architecture, path: &Path) -> Re
         None => {
             let interval = raw.no_rope_layer_interval.unwrap_or(4).max(1);
             Ok((0..layers).map(|i| !(i + 1).is_multiple_of(interval)).collect())
+        }
+    }
+}
+
+/// Which layers attend through a sliding window: Gemma's `layer_types` (or, in older configs,
+/// one global layer in every `sliding_window_pattern`, 2 for Gemma 2 and 6 for Gemma 3, as
+/// transformers builds the list); every layer elsewhere when there is a window.
+fn sliding_layers(raw: &RawConfig, architecture: Architecture, windowed: bool, path: &Path) -> Result<Vec<bool>> {
+    let layers = raw.num_hidden_layers;
+    if !architecture.is_gemma() {
+        return Ok(vec![windowed; layers]);
+    }
+    match &raw.layer_types {
+        Some(list) if list.len() != layers => {
+            Err(Error::invalid_file(path, format!("field `layer_types` has {} entries for {layers} layers", list.len())))
+        }
+        Some(list) => list
+            .iter()
+            .enumerate()
+            .map(|(i, kind)| match kind.as_str() {
+                "sliding_attention" => Ok(true),
+                "full_attention" => Ok(false),
+                other => Err(Error::invalid_file(
+                    path,
+                    format!("field `layer_types[{i}]` is `{other}` (expected sliding_attention or full_attention)"),
+                )),
+            })
+            .collect(),
+        None => {
+            let default = if architecture == Architecture::Gemma2 { 2 } else { 6 };
+            let pattern = raw.sliding_window_pattern.unwrap_or(default).max(1);
+            Ok((0..layers).map(|i| !(i + 1).is_multiple_of(pattern)).collect())
         }
     }
 }
@@ -387,6 +537,46 @@ mod tests {
         let err =
             parse(&format!(r#"{{"model_type": "llama", {BASE}, "rope_scaling": {{"rope_type": "yarn", "factor": 4.0}}}}"#)).unwrap_err();
         assert!(err.to_string().contains("yarn"));
+    }
+
+    #[test]
+    fn gemma2_caps_unless_its_config_says_null() {
+        let cfg = parse(&format!(r#"{{"model_type": "gemma2", {BASE}}}"#)).unwrap();
+        assert_eq!((cfg.attn_logit_softcapping, cfg.final_logit_softcapping), (Some(50.0), Some(30.0)));
+        assert_eq!(cfg.layers.iter().map(|l| l.sliding).collect::<Vec<_>>(), [true, false]);
+        assert_eq!((cfg.head_dim, cfg.query_pre_attn_scalar, cfg.sliding_window), (256, 256.0, Some(4096)));
+        assert!(cfg.tie_word_embeddings && cfg.norm_unit_offset && cfg.scale_embeddings && cfg.sandwich_norms);
+        assert_eq!(cfg.activation, Activation::GeluTanh);
+        let uncapped =
+            parse(&format!(r#"{{"model_type": "gemma2", {BASE}, "attn_logit_softcapping": null, "final_logit_softcapping": null}}"#))
+                .unwrap();
+        assert_eq!((uncapped.attn_logit_softcapping, uncapped.final_logit_softcapping), (None, None));
+    }
+
+    #[test]
+    fn gemma3_reads_the_older_config_fields() {
+        // As google/gemma-3-1b-it's config.json has them, before transformers 5.
+        let seven_layers = BASE.replace(r#""num_hidden_layers": 2"#, r#""num_hidden_layers": 7"#);
+        let cfg = parse(&format!(
+            r#"{{"model_type": "gemma3_text", {seven_layers}, "sliding_window_pattern": 6,
+            "rope_theta": 1000000.0, "rope_local_base_freq": 10000.0, "rope_scaling": {{"rope_type": "linear", "factor": 8.0}}}}"#
+        ))
+        .unwrap();
+        let sliding: Vec<bool> = cfg.layers.iter().map(|l| l.sliding).collect();
+        assert_eq!(sliding, [true, true, true, true, true, false, true]);
+        assert_eq!((cfg.rope_theta, cfg.local_rope_theta), (1_000_000.0, Some(10_000.0)));
+        assert_eq!(cfg.rope_scaling, RopeScaling::Linear { factor: 8.0 });
+        assert!(cfg.qk_norm && cfg.attn_logit_softcapping.is_none() && cfg.final_logit_softcapping.is_none());
+    }
+
+    #[test]
+    fn a_bad_layer_type_names_its_index() {
+        let err = parse(&format!(r#"{{"model_type": "gemma2", {BASE}, "layer_types": ["sliding_attention", "chunked_attention"]}}"#))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("layer_types[1]") && err.contains("chunked_attention"), "{err}");
+        let err = parse(&format!(r#"{{"model_type": "llama", {BASE}, "hidden_act": "relu"}}"#)).unwrap_err().to_string();
+        assert!(err.contains("`relu`"), "{err}");
     }
 
     #[test]

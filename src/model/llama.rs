@@ -1,6 +1,7 @@
-//! The Llama-family decoder (Llama 2/3, SmolLM, Mistral, Qwen2), read top to bottom like the
-//! paper: embed, then per layer `h += attn(norm(h))`, `h += mlp(norm(h))`, then norm and the
-//! language-model head.
+//! The Llama-family decoder (Llama 2/3, SmolLM, Mistral, Qwen2/3, Gemma 2/3), read top to bottom
+//! like the paper: embed, then per layer `h += attn(norm(h))`, `h += mlp(norm(h))`, then norm and
+//! the language-model head. The families differ in the config fields that name each variation
+//! (see [`ModelConfig`]).
 //!
 //! Field names follow the Hugging Face checkpoint, so a parameter's Burn module path is its
 //! checkpoint name without the leading `model.` (see [`hf_name`]).
@@ -10,7 +11,8 @@ use std::sync::Arc;
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Int, Tensor};
 
-use super::config::ModelConfig;
+use super::activation::Activation;
+use super::config::{LayerAttention, ModelConfig};
 use super::linear::{Linear, LoraForward};
 use super::packed::{HostPacked, PackedWeight};
 use super::precision::{Precision, to_f32};
@@ -22,17 +24,20 @@ use crate::kernels;
 pub struct RmsNorm {
     pub weight: Param<Tensor<1>>,
     eps: f64,
+    /// Gemma multiplies by `1 + weight`.
+    unit_offset: bool,
 }
 
 impl RmsNorm {
-    pub fn new(weight: Param<Tensor<1>>, eps: f64) -> Self {
-        Self { weight, eps }
+    pub fn new(weight: Param<Tensor<1>>, eps: f64, unit_offset: bool) -> Self {
+        Self { weight, eps, unit_offset }
     }
 
     /// Normalises the last dimension.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         let rms = x.clone().square().mean_dim(D - 1).add_scalar(self.eps).sqrt();
-        x / rms * self.weight.val().unsqueeze::<D>()
+        let weight = if self.unit_offset { self.weight.val().add_scalar(1.0) } else { self.weight.val() };
+        x / rms * weight.unsqueeze::<D>()
     }
 }
 
@@ -47,6 +52,13 @@ pub struct Attention {
     pub k_norm: Option<RmsNorm>,
     /// Whether the layer rotates queries and keys (SmolLM3 leaves some layers without RoPE).
     rotary: bool,
+    /// Whether it sees only the last `sliding_window` positions (with Gemma 3's local RoPE).
+    sliding: bool,
+    /// What the queries are multiplied by so that the kernels' `1/√head_dim` gives the model's
+    /// own score scale (Gemma's `query_pre_attn_scalar`); `None` when they agree.
+    query_scale: Option<f64>,
+    /// Gemma 2's soft cap on the scores.
+    softcap: Option<f64>,
     num_heads: usize,
     num_kv_heads: usize,
     head_dim: usize,
@@ -57,13 +69,20 @@ pub struct Mlp {
     pub gate_proj: Linear,
     pub up_proj: Linear,
     pub down_proj: Linear,
+    #[module(skip)]
+    activation: Activation,
 }
 
+/// A decoder layer. Llama's `post_attention_layernorm` normalises the MLP's input; Gemma's
+/// normalises the attention's output before the residual, with `pre_feedforward_layernorm` and
+/// `post_feedforward_layernorm` around the MLP (`sandwich_norms`).
 #[derive(Module, Debug)]
 pub struct DecoderLayer {
     pub input_layernorm: RmsNorm,
     pub self_attn: Attention,
     pub post_attention_layernorm: RmsNorm,
+    pub pre_feedforward_layernorm: Option<RmsNorm>,
+    pub post_feedforward_layernorm: Option<RmsNorm>,
     pub mlp: Mlp,
 }
 
@@ -96,8 +115,15 @@ impl Embedding {
 }
 
 /// The output projection as a forward pass multiplies by it.
+pub struct Head<'a> {
+    pub weight: HeadWeight<'a>,
+    /// Logits pass through `cap · tanh(logit / cap)` (Gemma 2).
+    pub softcap: Option<f64>,
+}
+
+/// The output projection's weight.
 #[allow(clippy::large_enum_variant)] // One per forward pass, never stored.
-pub enum Head<'a> {
+pub enum HeadWeight<'a> {
     /// `[hidden, vocab]`, in the precision the weights are stored in.
     Dense(Tensor<2>),
     /// `[vocab, hidden]` in blocks (a packed base).
@@ -108,18 +134,23 @@ impl Head<'_> {
     /// Logits `[rows, vocab]` of hidden states `[rows, hidden]`; `fused` picks the WGSL matmul
     /// for a dense head (a packed one always takes the packed kernels).
     pub fn logits(&self, x: Tensor<2>, fused: bool) -> Tensor<2> {
-        match self {
-            Self::Dense(w) => kernels::matmul(x, w.clone(), fused),
-            Self::Packed(w) => kernels::packed_matmul(x, w),
+        let logits = match &self.weight {
+            HeadWeight::Dense(w) => kernels::matmul(x, w.clone(), fused),
+            HeadWeight::Packed(w) => kernels::packed_matmul(x, w),
+        };
+        match self.softcap {
+            Some(cap) => logits.div_scalar(cap).tanh().mul_scalar(cap),
+            None => logits,
         }
     }
 
     /// A dense head cast for matmuls in `compute` (f16 runs multiply by an f16 head).
     pub fn in_precision(self, compute: Precision) -> Self {
-        match self {
-            Self::Dense(w) => Self::Dense(compute.matmul_weight(w)),
+        let weight = match self.weight {
+            HeadWeight::Dense(w) => HeadWeight::Dense(compute.matmul_weight(w)),
             packed => packed,
-        }
+        };
+        Self { weight, ..self }
     }
 }
 
@@ -139,6 +170,9 @@ pub struct CausalLm {
     pub config: ModelConfig,
     #[module(skip)]
     rope: Rope,
+    /// Gemma 3's rotation for its sliding-window layers.
+    #[module(skip)]
+    local_rope: Option<Rope>,
 }
 
 /// A parameter of either rank, borrowed from the model.
@@ -193,6 +227,8 @@ impl Default for ForwardOptions {
 #[derive(Clone, Debug)]
 pub struct LayerContext {
     rope: (Tensor<3>, Tensor<3>),
+    /// The sliding-window layers' tables, where their RoPE base differs (Gemma 3).
+    local_rope: Option<(Tensor<3>, Tensor<3>)>,
     start: usize,
     window: Option<usize>,
     /// The additive mask hiding each sequence's left padding from every query (a batch of
@@ -201,26 +237,32 @@ pub struct LayerContext {
 }
 
 impl Mlp {
+    pub fn new(gate_proj: Linear, up_proj: Linear, down_proj: Linear, activation: Activation) -> Self {
+        Self { gate_proj, up_proj, down_proj, activation }
+    }
+
     fn forward(&self, x: Tensor<3>, options: ForwardOptions) -> Tensor<3> {
         let gate = self.gate_proj.forward(x.clone(), options);
         let up = self.up_proj.forward(x, options);
-        self.down_proj.forward(kernels::swiglu(gate, up, options.fused), options)
+        self.down_proj.forward(self.activation.gated(gate, up, options.fused), options)
     }
 }
 
 impl Attention {
-    /// `qk_norm`: Qwen3's per-head norms of the queries and keys; `rotary`: whether this layer
-    /// applies RoPE.
+    /// `qk_norm`: the per-head norms of the queries and keys (Qwen3, Gemma 3); `layer`: how this
+    /// layer attends.
     pub fn new(
         q_proj: Linear,
         k_proj: Linear,
         v_proj: Linear,
         o_proj: Linear,
         qk_norm: Option<(RmsNorm, RmsNorm)>,
-        rotary: bool,
+        layer: LayerAttention,
         config: &ModelConfig,
     ) -> Self {
         let (q_norm, k_norm) = qk_norm.unzip();
+        let head_dim = config.head_dim as f64;
+        let query_scale = (config.query_pre_attn_scalar != head_dim).then(|| (head_dim / config.query_pre_attn_scalar).sqrt());
         Self {
             q_proj,
             k_proj,
@@ -228,7 +270,10 @@ impl Attention {
             o_proj,
             q_norm,
             k_norm,
-            rotary,
+            rotary: layer.rotary,
+            sliding: layer.sliding,
+            query_scale,
+            softcap: config.attn_logit_softcapping,
             num_heads: config.num_attention_heads,
             num_kv_heads: config.num_key_value_heads,
             head_dim: config.head_dim,
@@ -250,9 +295,16 @@ impl Attention {
             Some(norm) => norm.forward(t),
             None => t,
         };
-        let (cos, sin) = &context.rope;
+        let (cos, sin) = match &context.local_rope {
+            Some(local) if self.sliding => local,
+            _ => &context.rope,
+        };
         let rotate = |t: Tensor<4>| if self.rotary { apply_rotary(t, cos, sin) } else { t };
         let q = rotate(norm(split(self.q_proj.forward(x.clone(), options), heads), &self.q_norm));
+        let q = match self.query_scale {
+            Some(scale) => q.mul_scalar(scale),
+            None => q,
+        };
         let mut k = rotate(norm(split(self.k_proj.forward(x.clone(), options), kv_heads), &self.k_norm));
         let mut v = split(self.v_proj.forward(x, options), kv_heads);
         if let Some(cache) = cache {
@@ -262,7 +314,13 @@ impl Attention {
             }
             *cache = Some((k.clone(), v.clone()));
         }
-        let out = kernels::attention(q, k, v, context.start, context.window, context.padding.as_ref(), options.fused);
+        let scores = kernels::Scores {
+            start: context.start,
+            window: if self.sliding { context.window } else { None },
+            padding: context.padding.as_ref(),
+            softcap: self.softcap,
+        };
+        let out = kernels::attention(q, k, v, &scores, options.fused);
         let out = out.swap_dims(1, 2).reshape([batch, len, heads * head_dim]);
         self.o_proj.forward(out, options)
     }
@@ -277,16 +335,25 @@ impl DecoderLayer {
         options: ForwardOptions,
     ) -> Tensor<3> {
         let attn = self.self_attn.forward(self.input_layernorm.forward(h.clone()), context, cache, options);
-        let h = h + attn;
-        let mlp = self.mlp.forward(self.post_attention_layernorm.forward(h.clone()), options);
-        h + mlp
+        match (&self.pre_feedforward_layernorm, &self.post_feedforward_layernorm) {
+            (Some(pre), Some(post)) => {
+                let h = h + self.post_attention_layernorm.forward(attn);
+                let mlp = self.mlp.forward(pre.forward(h.clone()), options);
+                h + post.forward(mlp)
+            }
+            _ => {
+                let h = h + attn;
+                let mlp = self.mlp.forward(self.post_attention_layernorm.forward(h.clone()), options);
+                h + mlp
+            }
+        }
     }
 }
 
 impl CausalLm {
     pub fn new(embed_tokens: Embedding, layers: Vec<DecoderLayer>, norm: RmsNorm, lm_head: Option<Linear>, config: ModelConfig) -> Self {
-        let rope = Rope::new(&config);
-        Self { embed_tokens, layers, norm, lm_head, score: None, config, rope }
+        let (rope, local_rope) = (Rope::new(&config), Rope::local(&config));
+        Self { embed_tokens, layers, norm, lm_head, score: None, config, rope, local_rope }
     }
 
     /// This decoder as a classifier of `labels`, with `score` (stored `[hidden, num_labels]`, in
@@ -343,6 +410,7 @@ impl CausalLm {
         let mut context = self.layer_context(start, len, &input_ids.device());
         if left_padding.iter().any(|&p| p > 0) {
             context.rope = self.rope.shifted_tables(start, len, left_padding, &input_ids.device());
+            context.local_rope = self.local_rope.as_ref().map(|rope| rope.shifted_tables(start, len, left_padding, &input_ids.device()));
             context.padding = Some(kernels::padding_mask(left_padding, start + len, &input_ids.device()));
         }
 
@@ -354,8 +422,18 @@ impl CausalLm {
         self.norm.forward(h)
     }
 
-    /// The token embeddings, `[batch, len, hidden]`.
+    /// The token embeddings, `[batch, len, hidden]`; Gemma's scaled by √hidden.
     pub fn embed(&self, input_ids: Tensor<2, Int>) -> Tensor<3> {
+        let embedded = self.lookup(input_ids);
+        if self.config.scale_embeddings {
+            // √hidden in f32: transformers rounds it to the weights' dtype, f32 in the reference.
+            embedded.mul_scalar((self.config.hidden_size as f32).sqrt())
+        } else {
+            embedded
+        }
+    }
+
+    fn lookup(&self, input_ids: Tensor<2, Int>) -> Tensor<3> {
         let Some(table) = &self.embed_tokens.host else {
             return to_f32(burn::tensor::module::embedding(self.embed_tokens.weight.val(), input_ids));
         };
@@ -368,7 +446,13 @@ impl CausalLm {
 
     /// What every layer of a forward pass over `len` tokens from position `start` shares.
     pub fn layer_context(&self, start: usize, len: usize, device: &Device) -> LayerContext {
-        LayerContext { rope: self.rope.tables(start, len, device), start, window: self.config.sliding_window, padding: None }
+        LayerContext {
+            rope: self.rope.tables(start, len, device),
+            local_rope: self.local_rope.as_ref().map(|rope| rope.tables(start, len, device)),
+            start,
+            window: self.config.sliding_window,
+            padding: None,
+        }
     }
 
     /// Decoder layer `i`: `h + attn(norm(h))`, then `h + mlp(norm(h))`.
@@ -403,7 +487,20 @@ impl CausalLm {
             for (name, l) in [("q_proj", &a.q_proj), ("k_proj", &a.k_proj), ("v_proj", &a.v_proj), ("o_proj", &a.o_proj)] {
                 linear(&mut out, p(&format!("self_attn.{name}")), l);
             }
+            for (name, norm) in [("q_norm", &a.q_norm), ("k_norm", &a.k_norm)] {
+                if let Some(norm) = norm {
+                    out.push((p(&format!("self_attn.{name}.weight")), ParamRef::Vector(&norm.weight)));
+                }
+            }
             out.push((p("post_attention_layernorm.weight"), ParamRef::Vector(&layer.post_attention_layernorm.weight)));
+            for (name, norm) in [
+                ("pre_feedforward_layernorm", &layer.pre_feedforward_layernorm),
+                ("post_feedforward_layernorm", &layer.post_feedforward_layernorm),
+            ] {
+                if let Some(norm) = norm {
+                    out.push((p(&format!("{name}.weight")), ParamRef::Vector(&norm.weight)));
+                }
+            }
             let m = &layer.mlp;
             for (name, l) in [("gate_proj", &m.gate_proj), ("up_proj", &m.up_proj), ("down_proj", &m.down_proj)] {
                 linear(&mut out, p(&format!("mlp.{name}")), l);
@@ -432,14 +529,15 @@ impl CausalLm {
     /// The output projection, dense in the precision the weights are stored in (an f16 head is
     /// never copied to f32) or packed, tied to the embedding or not.
     pub fn head(&self) -> Head<'_> {
-        match (&self.lm_head, &self.embed_tokens.packed) {
+        let weight = match (&self.lm_head, &self.embed_tokens.packed) {
             (Some(head), _) => match &head.packed {
-                Some(packed) => Head::Packed(packed),
-                None => Head::Dense(head.weight.val()),
+                Some(packed) => HeadWeight::Packed(packed),
+                None => HeadWeight::Dense(head.weight.val()),
             },
-            (None, Some(packed)) => Head::Packed(packed),
-            (None, None) => Head::Dense(self.embed_tokens.weight.val().transpose()),
-        }
+            (None, Some(packed)) => HeadWeight::Packed(packed),
+            (None, None) => HeadWeight::Dense(self.embed_tokens.weight.val().transpose()),
+        };
+        Head { weight, softcap: self.config.final_logit_softcapping }
     }
 
     /// Logits for every position, `[batch, len, vocab]`. Training uses the chunked loss in

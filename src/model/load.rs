@@ -252,6 +252,9 @@ impl Loader<'_> {
         let kv = c.num_key_value_heads * c.head_dim;
         let attn = |name: &str| format!("{prefix}.self_attn.{name}");
         let mlp = |name: &str| format!("{prefix}.mlp.{name}");
+        let sandwich = |name: &str| -> Result<Option<RmsNorm>> {
+            if c.sandwich_norms { Ok(Some(self.norm(c, &format!("{prefix}.{name}"))?)) } else { Ok(None) }
+        };
         Ok(DecoderLayer {
             input_layernorm: self.norm(c, &format!("{prefix}.input_layernorm"))?,
             self_attn: Attention::new(
@@ -260,25 +263,34 @@ impl Loader<'_> {
                 self.linear(&attn("v_proj"), h, kv, c.qkv_bias)?,
                 self.linear(&attn("o_proj"), q, h, c.o_bias)?,
                 if c.qk_norm { Some((self.head_norm(c, &attn("q_norm"))?, self.head_norm(c, &attn("k_norm"))?)) } else { None },
-                c.rotary_layers[index],
+                c.layers[index],
                 c,
             ),
             post_attention_layernorm: self.norm(c, &format!("{prefix}.post_attention_layernorm"))?,
-            mlp: Mlp {
-                gate_proj: self.linear(&mlp("gate_proj"), h, c.intermediate_size, c.mlp_bias)?,
-                up_proj: self.linear(&mlp("up_proj"), h, c.intermediate_size, c.mlp_bias)?,
-                down_proj: self.linear(&mlp("down_proj"), c.intermediate_size, h, c.mlp_bias)?,
-            },
+            pre_feedforward_layernorm: sandwich("pre_feedforward_layernorm")?,
+            post_feedforward_layernorm: sandwich("post_feedforward_layernorm")?,
+            mlp: Mlp::new(
+                self.linear(&mlp("gate_proj"), h, c.intermediate_size, c.mlp_bias)?,
+                self.linear(&mlp("up_proj"), h, c.intermediate_size, c.mlp_bias)?,
+                self.linear(&mlp("down_proj"), c.intermediate_size, h, c.mlp_bias)?,
+                c.activation,
+            ),
         })
     }
 
     fn norm(&self, c: &ModelConfig, prefix: &str) -> Result<RmsNorm> {
-        Ok(RmsNorm::new(self.vector(&format!("{prefix}.weight"), c.hidden_size, 1.0)?, c.rms_norm_eps))
+        self.norm_of(c, prefix, c.hidden_size)
     }
 
-    /// A norm over one attention head (Qwen3's queries and keys).
+    /// A norm over one attention head (the queries and keys of Qwen3 and Gemma 3).
     fn head_norm(&self, c: &ModelConfig, prefix: &str) -> Result<RmsNorm> {
-        Ok(RmsNorm::new(self.vector(&format!("{prefix}.weight"), c.head_dim, 1.0)?, c.rms_norm_eps))
+        self.norm_of(c, prefix, c.head_dim)
+    }
+
+    /// A norm of `len`; a random model's is the identity (weight 1, or 0 for Gemma's `1 + weight`).
+    fn norm_of(&self, c: &ModelConfig, prefix: &str, len: usize) -> Result<RmsNorm> {
+        let identity = if c.norm_unit_offset { 0.0 } else { 1.0 };
+        Ok(RmsNorm::new(self.vector(&format!("{prefix}.weight"), len, identity)?, c.rms_norm_eps, c.norm_unit_offset))
     }
 
     /// A decoder layer's projection: packed when the run packs its base, dense otherwise.

@@ -1,5 +1,6 @@
 //! Llama-family causal language models: configuration, weights and the forward pass.
 
+mod activation;
 mod config;
 mod linear;
 mod llama;
@@ -9,10 +10,12 @@ mod precision;
 mod rope;
 pub mod weights;
 
-pub use config::{Architecture, ModelConfig, RopeScaling};
+pub use activation::Activation;
+pub use config::{Architecture, LayerAttention, ModelConfig, RopeScaling};
 pub use linear::{Linear, LoraForward};
 pub use llama::{
-    CausalLm, DecoderLayer, Embedding, ForwardOptions, Head, KvCache, LayerContext, ParamRef, hf_name, is_transposed, module_path,
+    CausalLm, DecoderLayer, Embedding, ForwardOptions, Head, HeadWeight, KvCache, LayerContext, ParamRef, hf_name, is_transposed,
+    module_path,
 };
 pub use load::{ModelFolder, ModelWeights, random_model, transpose};
 pub use packed::{BaseQuant, PackedWeight};

@@ -15,10 +15,19 @@ pub struct Rope {
 }
 
 impl Rope {
+    /// The rotation of the global layers (every layer but Gemma 3's sliding-window ones).
     pub fn new(config: &ModelConfig) -> Self {
-        let dim = config.head_dim;
-        let base: Vec<f64> = (0..dim / 2).map(|i| 1.0 / config.rope_theta.powf((2 * i) as f64 / dim as f64)).collect();
-        match &config.rope_scaling {
+        Self::with_base(config.head_dim, config.rope_theta, &config.rope_scaling)
+    }
+
+    /// The rotation of Gemma 3's sliding-window layers: a base of their own, never scaled.
+    pub fn local(config: &ModelConfig) -> Option<Self> {
+        config.local_rope_theta.map(|theta| Self::with_base(config.head_dim, theta, &RopeScaling::None))
+    }
+
+    fn with_base(dim: usize, theta: f64, scaling: &RopeScaling) -> Self {
+        let base: Vec<f64> = (0..dim / 2).map(|i| 1.0 / theta.powf((2 * i) as f64 / dim as f64)).collect();
+        match scaling {
             RopeScaling::None => Self { inv_freq: base, position_scale: 1.0 },
             RopeScaling::Linear { factor } => Self { inv_freq: base, position_scale: 1.0 / factor },
             RopeScaling::Factors(factors) => Self { inv_freq: base.iter().zip(factors).map(|(f, d)| f / d).collect(), position_scale: 1.0 },

@@ -9,7 +9,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::data::{Batch, IGNORE, LabelTarget};
 use crate::kernels;
-use crate::model::Head;
+use crate::model::{Head, HeadWeight};
 
 /// Rows of logits computed at once, from the buffer limit and a memory budget.
 pub fn chunk_rows(vocab: usize, max_buffer_bytes: u64) -> usize {
@@ -58,11 +58,12 @@ pub fn cross_entropy_sum(hidden: Tensor<3>, head: Head, targets: &Targets, chunk
     let [batch, len, dim] = hidden.dims();
     let device = hidden.device();
     let selected = hidden.reshape([batch * len, dim]).select(0, targets.rows.clone());
-    if fused && !count_correct {
+    // The fused loss knows no soft-capped logits (Gemma 2): those take the tensor-op path.
+    if fused && !count_correct && head.softcap.is_none() {
         let ids: Vec<u32> = targets.ids.iter().map(|&t| t as u32).collect();
-        let sum = match head {
-            Head::Dense(head) => kernels::cross_entropy(selected, head, &ids, chunk),
-            Head::Packed(head) => kernels::cross_entropy_packed(selected, head, &ids, chunk),
+        let sum = match head.weight {
+            HeadWeight::Dense(head) => kernels::cross_entropy(selected, head, &ids, chunk),
+            HeadWeight::Packed(head) => kernels::cross_entropy_packed(selected, head, &ids, chunk),
         };
         return LossSum { sum, correct: None };
     }

@@ -345,3 +345,18 @@ fn an_ollama_export_is_a_gguf_and_a_modelfile() {
     let err = tuned_tiny_llama().export_gguf(&out.join("model.gguf"), GgmlType::F16, false, |_, _| {}).unwrap_err().to_string();
     assert!(err.contains("exists; choose another name, or pass --overwrite"), "{err}");
 }
+
+#[test]
+fn a_gemma_model_is_refused_for_llama_cpp_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let _turn = crate::common::one_run_at_a_time();
+    let tuned = wgtune::session::LoadedModel::load(&fixture("tiny-gemma2"), wgtune::device::DeviceChoice::Cpu)
+        .unwrap()
+        .with_trained(&fixture("tiny-gemma2/adapter"))
+        .unwrap();
+    let err = tuned.export_gguf(&dir.path().join("m.gguf"), GgmlType::F16, false, |_, _| {}).unwrap_err().to_string();
+    assert!(err.contains("GGUF export of gemma2 models is not supported"), "{err}");
+    let err = tuned.export_ollama(&dir.path().join("ollama"), GgmlType::F16, false, |_, _| {}).unwrap_err().to_string();
+    assert!(err.contains("gemma2"), "{err}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}

@@ -3,7 +3,7 @@
 
 use burn::tensor::{Distribution, Tensor};
 use wgtune::device::DeviceChoice;
-use wgtune::kernels::{attention, attention_reference, is_wgpu};
+use wgtune::kernels::{Scores, attention, attention_reference, is_wgpu};
 
 use crate::common::{assert_close, devices, values};
 
@@ -51,12 +51,13 @@ fn fused_attention_matches_the_reference_forward_and_backward() {
         let v = random([c.batch, c.kv_heads, kv_len, c.head_dim]);
         let weights = random([c.batch, c.heads, c.q_len, c.head_dim]);
 
+        let scores = Scores { start: c.cached, window: c.window, ..Scores::default() };
         let run = |fused: bool| {
             let (q, k, v) = (q.clone().require_grad(), k.clone().require_grad(), v.clone().require_grad());
             let out = if fused {
-                attention(q.clone(), k.clone(), v.clone(), c.cached, c.window, None, true)
+                attention(q.clone(), k.clone(), v.clone(), &scores, true)
             } else {
-                attention_reference(q.clone(), k.clone(), v.clone(), c.cached, c.window, None)
+                attention_reference(q.clone(), k.clone(), v.clone(), &scores)
             };
             let grads = (out.clone() * weights.clone()).sum().backward();
             let grad = |t: &Tensor<4>| t.grad(&grads).expect("a gradient");

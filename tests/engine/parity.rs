@@ -16,7 +16,7 @@ use wgtune::train::{AdamW, OptimizerConfig, StepInputs, Targets, batch_gradients
 use crate::common::{Golden, assert_close, devices, fixture, one_run_at_a_time, values};
 
 const TOL: f64 = 1e-4;
-const MODELS: [&str; 4] = ["tiny-llama", "tiny-qwen2", "tiny-qwen3", "tiny-smollm3"];
+const MODELS: [&str; 6] = ["tiny-llama", "tiny-qwen2", "tiny-qwen3", "tiny-smollm3", "tiny-gemma2", "tiny-gemma3"];
 
 /// The golden batch: `input_ids` with targets from `labels` (shifted), as the trainer builds them.
 fn golden_batch(golden: &Golden, labels: &str) -> Batch {
@@ -94,7 +94,7 @@ fn adamw() -> OptimizerConfig {
 
 #[test]
 fn base_logits_match_transformers() {
-    for name in ["tiny-llama", "tiny-qwen2", "tiny-qwen3", "tiny-smollm3", "tiny-llama-bf16"] {
+    for name in MODELS.iter().copied().chain(["tiny-llama-bf16"]) {
         let folder = ModelFolder::open(&fixture(name)).unwrap();
         let golden = Golden::open(&fixture(name).join("golden.safetensors"));
         let inputs = Golden::open(&fixture("tiny-llama").join("golden.safetensors"));
