@@ -210,7 +210,8 @@ fn write_gguf_side_files(gguf: &GgufModel, model: &ModelConfig, out: &Path, dtyp
             "rope_type": "llama3", "factor": factor, "low_freq_factor": low_freq_factor, "high_freq_factor": high_freq_factor,
             "original_max_position_embeddings": original_max_position_embeddings,
         })),
-        RopeScaling::Linear { .. } | RopeScaling::None => None,
+        // The GGUF reader makes no LongRoPE (it opens no Phi-3).
+        RopeScaling::Linear { .. } | RopeScaling::None | RopeScaling::LongRope { .. } => None,
     };
     let architecture = match gguf.architecture.as_str() {
         "qwen2" => "Qwen2ForCausalLM",

@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::method::{LORA_TARGETS, Method};
+use crate::method::{Method, resolve_targets};
 use crate::model::{BaseQuant, ModelConfig, Precision};
 use crate::train::TrainConfig;
 
@@ -19,7 +19,13 @@ pub fn parameter_shapes(c: &ModelConfig) -> Vec<(String, Vec<usize>)> {
     for l in 0..c.num_hidden_layers {
         let p = |name: &str| format!("layers.{l}.{name}");
         out.push((p("input_layernorm.weight"), vec![h]));
-        for (name, d_in, d_out, bias) in [
+        let fused = [
+            ("self_attn.qkv_proj", h, q + 2 * kv, c.qkv_bias),
+            ("self_attn.o_proj", q, h, c.o_bias),
+            ("mlp.gate_up_proj", h, 2 * i, c.mlp_bias),
+            ("mlp.down_proj", i, h, c.mlp_bias),
+        ];
+        let separate = [
             ("self_attn.q_proj", h, q, c.qkv_bias),
             ("self_attn.k_proj", h, kv, c.qkv_bias),
             ("self_attn.v_proj", h, kv, c.qkv_bias),
@@ -27,7 +33,9 @@ pub fn parameter_shapes(c: &ModelConfig) -> Vec<(String, Vec<usize>)> {
             ("mlp.gate_proj", h, i, c.mlp_bias),
             ("mlp.up_proj", h, i, c.mlp_bias),
             ("mlp.down_proj", i, h, c.mlp_bias),
-        ] {
+        ];
+        let projections = if c.fused_projections { &fused[..] } else { &separate[..] };
+        for &(name, d_in, d_out, bias) in projections {
             out.push((p(&format!("{name}.weight")), vec![d_in, d_out]));
             if bias {
                 out.push((p(&format!("{name}.bias")), vec![d_out]));
@@ -58,9 +66,7 @@ pub fn trainable_count(c: &ModelConfig, method: &Method) -> usize {
         Method::Lora(lora) => shapes
             .iter()
             .filter(|(path, shape)| {
-                shape.len() == 2
-                    && lora.target_modules.iter().any(|t| path.ends_with(&format!(".{t}.weight")))
-                    && LORA_TARGETS.iter().any(|t| path.ends_with(&format!(".{t}.weight")))
+                shape.len() == 2 && resolve_targets(&lora.target_modules, c).iter().any(|t| path.ends_with(&format!(".{t}.weight")))
             })
             .map(|(_, shape)| lora.rank * (shape[0] + shape[1]))
             .sum(),

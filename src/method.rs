@@ -11,6 +11,32 @@ use crate::params::PathStack;
 /// The linear layers of a decoder layer LoRA can adapt, by their checkpoint names.
 pub const LORA_TARGETS: [&str; 7] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
 
+/// Phi-3's stacked projections: `qkv_proj` stands for q, k and v, `gate_up_proj` for gate and up.
+pub const FUSED_TARGETS: [(&str, &[&str]); 2] =
+    [("qkv_proj", &["q_proj", "k_proj", "v_proj"]), ("gate_up_proj", &["gate_proj", "up_proj"])];
+
+/// The modules `names` stand for in a model of `config`: with fused projections (Phi-3)
+/// `qkv_proj` for any of q, k and v and `gate_up_proj` for gate or up, and without them the
+/// reverse; in the order of [`LORA_TARGETS`], each once.
+pub fn resolve_targets(names: &[String], config: &ModelConfig) -> Vec<String> {
+    let wanted = |name: &str| names.iter().any(|n| n == name);
+    let mut out: Vec<String> = Vec::new();
+    for target in LORA_TARGETS {
+        let fused = FUSED_TARGETS.iter().find(|(_, parts)| parts.contains(&target));
+        let chosen = match fused {
+            Some((whole, parts)) if config.fused_projections => (wanted(target) || wanted(whole)).then_some(*whole),
+            Some((whole, _)) => (wanted(target) || wanted(whole)).then_some(target),
+            None => wanted(target).then_some(target),
+        };
+        if let Some(name) = chosen
+            && !out.iter().any(|n| n == name)
+        {
+            out.push(name.to_string());
+        }
+    }
+    out
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LoraSettings {
@@ -48,10 +74,10 @@ impl LoraSettings {
             return Err(Error::setting("method.target_modules", "name at least one module"));
         }
         for name in &self.target_modules {
-            if !LORA_TARGETS.contains(&name.as_str()) {
+            if !LORA_TARGETS.contains(&name.as_str()) && !FUSED_TARGETS.iter().any(|(whole, _)| whole == name) {
                 return Err(Error::setting(
                     "method.target_modules",
-                    format!("unknown module `{name}` (one of {})", LORA_TARGETS.join(", ")),
+                    format!("unknown module `{name}` (one of {}, or Phi-3's qkv_proj, gate_up_proj)", LORA_TARGETS.join(", ")),
                 ));
             }
         }
@@ -64,12 +90,14 @@ impl LoraSettings {
         self.validate()?;
         let (h, i) = (config.hidden_size, config.intermediate_size);
         let (q, kv) = (config.num_attention_heads * config.head_dim, config.num_key_value_heads * config.head_dim);
-        for name in &self.target_modules {
+        for name in &resolve_targets(&self.target_modules, config) {
             let (d_in, d_out) = match name.as_str() {
                 "q_proj" => (h, q),
                 "k_proj" | "v_proj" => (h, kv),
+                "qkv_proj" => (h, q + 2 * kv),
                 "o_proj" => (q, h),
                 "gate_proj" | "up_proj" => (h, i),
+                "gate_up_proj" => (h, 2 * i),
                 _ => (i, h),
             };
             let most = d_in.min(d_out);
@@ -81,6 +109,12 @@ impl LoraSettings {
             }
         }
         Ok(())
+    }
+
+    /// These settings with the target modules a model of `config` names them by (see
+    /// [`resolve_targets`]): what is attached, saved and exported.
+    pub fn for_model(&self, config: &ModelConfig) -> Self {
+        Self { target_modules: resolve_targets(&self.target_modules, config), ..self.clone() }
     }
 
     /// Module paths (`layers.3.self_attn.q_proj.weight`) this adapter attaches to.
@@ -191,6 +225,7 @@ pub(crate) fn train_score_head(model: CausalLm) -> CausalLm {
 }
 
 pub fn attach_lora(model: CausalLm, settings: &LoraSettings) -> CausalLm {
+    let settings = &settings.for_model(&model.config);
     // Burn scales by alpha / rank; rsLoRA's alpha / sqrt(rank) is the same with a larger alpha.
     let alpha = settings.scale() * settings.rank as f64;
     // Cannot fail: every caller validated `target_modules` against LORA_TARGETS (plain words), so

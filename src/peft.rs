@@ -52,6 +52,7 @@ pub fn burn_path(peft: &str) -> Option<String> {
 
 /// Writes the model's adapters in PEFT format into `dir` (which must exist).
 pub fn save_adapter(model: &CausalLm, settings: &LoraSettings, base_model: &str, dir: &Path) -> Result<()> {
+    let settings = &settings.for_model(&model.config);
     let mut tensors: Vec<(String, HostTensor)> = named_parameters(model)
         .into_iter()
         .filter_map(|p| {

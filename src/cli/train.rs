@@ -160,7 +160,7 @@ pub struct TrainArgs {
     /// f16 runs the weight matrices' matmuls in half precision with a dynamic loss scale; LoRA also stores its frozen weights in f16, weights that train stay f32 masters. Needs a device with shader-f16 [default: f32].
     #[arg(long)]
     pub precision: Option<Precision>,
-    /// LoRA over a frozen base packed in blocks of 32: int8 (about half the f16 memory of the decoder's projections) or int4 (a third, 4-bit numbers with a scale and minimum per block). On a GPU the embedding and output projection are packed too; on the CPU they stay dense [default: none].
+    /// LoRA over a frozen base packed in blocks of 32: int8 (about half the f16 memory of the decoder's projections) or int4 (0.29×, 4-bit numbers with an 8-bit scale and minimum per block under f16 ones per 256, GGUF's Q4_K scheme). On a GPU the embedding and output projection are packed too; on the CPU they stay dense [default: none].
     #[arg(long)]
     pub base_quant: Option<BaseQuant>,
     /// Where to train: auto (a hardware GPU through wgpu, else the CPU), wgpu (any adapter: Vulkan, Metal, DX12, GL) or cpu [default: auto].

@@ -33,15 +33,16 @@ fn file_type(t: GgmlType) -> u32 {
     }
 }
 
-/// llama.cpp's architecture name: Mistral models are converted as `llama`. Gemma is not written
-/// yet: llama.cpp stores its norms as `1 + weight` and needs its soft-capping and window keys.
+/// llama.cpp's architecture name: Mistral models are converted as `llama`. Gemma and Phi-3 are
+/// not written yet: llama.cpp stores Gemma's norms as `1 + weight` and needs its soft-capping and
+/// window keys, and Phi-3's LongRoPE factors as tensors of their own.
 pub fn gguf_architecture(config: &ModelConfig) -> Result<&'static str> {
     match config.architecture {
         Architecture::Qwen2 => Ok("qwen2"),
         Architecture::Qwen3 => Ok("qwen3"),
         Architecture::Llama | Architecture::Mistral => Ok("llama"),
         Architecture::SmolLm3 => Ok("smollm3"),
-        Architecture::Gemma2 | Architecture::Gemma3 => Err(Error::setting(
+        Architecture::Gemma2 | Architecture::Gemma3 | Architecture::Phi3 => Err(Error::setting(
             "export",
             format!(
                 "GGUF export of {} models is not supported yet: export a Hugging Face folder (--merged) or a PEFT adapter",

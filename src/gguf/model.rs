@@ -149,7 +149,8 @@ impl GgufModel {
     }
 
     /// A `[rows, cols]` matrix's blocks as they are in the file, repacked for a LoRA base of
-    /// `bits`-bit numbers without a rounding of their own: Q8_0 for int8, Q4_0 and Q4_1 for int4.
+    /// `bits`-bit numbers keeping the file's numbers: Q8_0 for int8, Q4_K (exactly), Q4_0 and Q4_1
+    /// (their scales rounded to 8-bit sub-scales) for int4.
     /// `None` when the tensor is stored otherwise (the loader quantizes its values instead).
     pub fn read_packed(&self, hf_name: &str, expected: &[usize], bits: usize) -> Result<Option<HostPacked>> {
         let Some(info) = gguf_name(hf_name).and_then(|name| self.file.info(&name)) else { return Ok(None) };

@@ -4,7 +4,7 @@
 
 use half::f16;
 
-use crate::model::packed::{BLOCK, HostPacked, PackedLayout};
+use crate::model::packed::{HostPacked, Int4Rows, SUPER, SuperBlock};
 
 /// The ggml tensor types wgtune reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -157,29 +157,63 @@ fn quantize_q4_0(block: &[f32]) -> Vec<u8> {
     out
 }
 
-/// A `[rows, cols]` matrix of GGUF blocks as a LoRA base of `bits`-bit numbers, block for block:
-/// Q8_0 is int8 (its scale, minimum zero), Q4_0 is int4 with minimum `−8d`, Q4_1 is int4 as it
-/// is. `None` for other types, or when the bytes are not whole rows of blocks.
+/// A `[rows, cols]` matrix of GGUF blocks as a LoRA base of `bits`-bit numbers, keeping the
+/// file's numbers: Q8_0 is int8 as it is; Q4_K is int4 as it is (its 6-bit sub-scales fit the
+/// 8-bit ones, its minimum negated); Q4_0 and Q4_1 are int4 with each block's f16 scale and
+/// minimum rounded to the sub-scales of its super-block. `None` for other types, or when the
+/// bytes are not whole rows of blocks.
 pub fn repack(ggml_type: GgmlType, bytes: &[u8], rows: usize, cols: usize, bits: usize) -> Option<HostPacked> {
     let (per_block, size) = ggml_type.block();
-    let fits = matches!((ggml_type, bits), (GgmlType::Q8_0, 8) | (GgmlType::Q4_0 | GgmlType::Q4_1, 4));
-    if !fits || per_block != BLOCK || !cols.is_multiple_of(BLOCK) || bytes.len() != rows * cols / BLOCK * size {
+    let fits = matches!((ggml_type, bits), (GgmlType::Q8_0, 8) | (GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q4K, 4));
+    if !fits || !cols.is_multiple_of(per_block) || bytes.len() != rows * cols / per_block * size {
         return None;
     }
-    let mut packed = HostPacked { layout: PackedLayout { rows, cols, bits }, values: Vec::new(), params: Vec::new() };
-    let word = |lo: u16, hi: u16| lo as u32 | (hi as u32) << 16;
-    let bits_at = |block: &[u8], at: usize| u16::from_le_bytes([block[at], block[at + 1]]);
-    for block in bytes.chunks_exact(size) {
-        match ggml_type {
-            GgmlType::Q8_0 => packed.push_block(word(bits_at(block, 0), 0), &block[2..34]),
-            GgmlType::Q4_0 => {
-                let min = f16::from_f32(-8.0 * half_at(block, 0));
-                packed.push_block(word(bits_at(block, 0), min.to_bits()), &nibbles(&block[2..18]));
-            }
-            _ => packed.push_block(word(bits_at(block, 0), bits_at(block, 2)), &nibbles(&block[4..20])),
+    let row_bytes = cols / per_block * size;
+    if ggml_type == GgmlType::Q8_0 {
+        let mut packed = HostPacked::empty(rows, cols, 8);
+        for block in bytes.chunks_exact(size) {
+            packed.push_int8_block(f16::from_le_bytes([block[0], block[1]]), &block[2..34]);
+        }
+        return Some(packed);
+    }
+    let mut packed = Int4Rows::new(rows, cols);
+    for row in bytes.chunks_exact(row_bytes) {
+        let supers: Vec<SuperBlock> = match ggml_type {
+            GgmlType::Q4K => row.chunks_exact(size).map(q4_k_super_block).collect(),
+            _ => row
+                .chunks(size * SUPER)
+                .map(|blocks| SuperBlock::from_scales(blocks.chunks_exact(size).map(|b| q4_scale_min(ggml_type, b)).collect()))
+                .collect(),
+        };
+        packed.push_row(&supers);
+    }
+    Some(packed.finish())
+}
+
+/// A Q4_0 or Q4_1 block as `(scale, min, numbers)` with `w = scale·q + min`. Q4_0's `d·(q − 8)`
+/// is scale `d`, minimum `−8d`; a negative `d` flips the numbers, `|d|·(15 − q) − 7|d|`, so that
+/// the scale is never negative.
+fn q4_scale_min(ggml_type: GgmlType, block: &[u8]) -> (f32, f32, Vec<u8>) {
+    let d = half_at(block, 0);
+    match ggml_type {
+        GgmlType::Q4_0 if d < 0.0 => (-d, 7.0 * d, nibbles(&block[2..18]).into_iter().map(|q| 15 - q).collect()),
+        GgmlType::Q4_0 => (d, -8.0 * d, nibbles(&block[2..18])),
+        _ => (d, half_at(block, 2), nibbles(&block[4..20])),
+    }
+}
+
+/// A Q4_K super-block as it is: `d·sc · q − dmin·m` is `d·sc · q + (−dmin)·m`.
+fn q4_k_super_block(block: &[u8]) -> SuperBlock {
+    let (d, dmin) = (f16::from_le_bytes([block[0], block[1]]), f16::from_le_bytes([block[2], block[3]]));
+    let (scales, qs) = (&block[4..16], &block[16..144]);
+    let mut blocks = Vec::with_capacity(SUPER);
+    for (pair, q) in qs.chunks_exact(32).enumerate() {
+        for (half, shift) in [(0, 0), (1, 4)] {
+            let (sc, m) = scale_min_k4(2 * pair + half, scales);
+            blocks.push((sc, m as i8, q.iter().map(|&q| (q >> shift) & 0x0F).collect()));
         }
     }
-    Some(packed)
+    SuperBlock { d, dmin: -dmin, blocks }
 }
 
 /// A 32-value block's 16 bytes of nibbles in value order: low nibbles are values 0–15, high

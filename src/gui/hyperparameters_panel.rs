@@ -271,7 +271,7 @@ fn base_quant_label(q: BaseQuant) -> &'static str {
     match q {
         BaseQuant::None => "dense (f32, or f16 with f16 matmuls)",
         BaseQuant::Int8 => "int8 blocks (about half of f16)",
-        BaseQuant::Int4 => "4-bit blocks (about a third of f16)",
+        BaseQuant::Int4 => "4-bit blocks (0.29× of f16)",
     }
 }
 

@@ -185,7 +185,9 @@ fn packed_product(
     assert!(k.is_multiple_of(4) && n.is_multiple_of(4), "a packed weight has sides in multiples of 4");
     assert_eq!(a.meta.shape().dims::<2>()[1], k, "the input's columns match the weight");
     let output = empty_like(&a, Shape::new([m, n]));
-    let info: Vec<u8> = [m, k, n, cols.div_ceil(crate::model::packed::BLOCK)].iter().flat_map(|&v| (v as u32).to_le_bytes()).collect();
+    let layout = crate::model::packed::PackedLayout { rows, cols, bits };
+    let info = [m, k, n, layout.blocks_per_row(), layout.params_per_row(), layout.pair_words_per_row()];
+    let info: Vec<u8> = info.iter().flat_map(|&v| (v as u32).to_le_bytes()).collect();
     let info = a.client.create_from_slice(&info);
     let groups = (m.div_ceil(16) * n.div_ceil(16)).div_ceil(MATMUL_BLOCK);
     let values_template = vec![("block", MATMUL_BLOCK.to_string()), ("bits", bits.to_string())];

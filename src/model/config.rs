@@ -27,10 +27,13 @@ pub enum Architecture {
     /// Gemma 3's text model: Gemma 2 with Qwen3's per-head query and key norms, no soft-capping,
     /// and a RoPE base of its own for the sliding-window layers.
     Gemma3,
+    /// Phi-3 and Phi-4-mini: Llama with fused `qkv_proj` and `gate_up_proj`, LongRoPE scaling
+    /// and RoPE on part of each head (`partial_rotary_factor`).
+    Phi3,
 }
 
 impl Architecture {
-    pub const SUPPORTED: &'static [&'static str] = &["llama", "mistral", "qwen2", "qwen3", "smollm3", "gemma2", "gemma3_text"];
+    pub const SUPPORTED: &'static [&'static str] = &["llama", "mistral", "qwen2", "qwen3", "smollm3", "gemma2", "gemma3_text", "phi3"];
 
     fn from_model_type(model_type: &str) -> Option<Self> {
         match model_type {
@@ -41,6 +44,7 @@ impl Architecture {
             "smollm3" => Some(Self::SmolLm3),
             "gemma2" => Some(Self::Gemma2),
             "gemma3_text" => Some(Self::Gemma3),
+            "phi3" => Some(Self::Phi3),
             _ => None,
         }
     }
@@ -54,6 +58,7 @@ impl Architecture {
             Self::SmolLm3 => "smollm3",
             Self::Gemma2 => "gemma2",
             Self::Gemma3 => "gemma3_text",
+            Self::Phi3 => "phi3",
         }
     }
 
@@ -80,6 +85,15 @@ pub enum RopeScaling {
         high_freq_factor: f64,
         original_max_position_embeddings: f64,
     },
+    /// Phi-3's LongRoPE: per-frequency divisors, `short` up to the pretrained context and `long`
+    /// beyond it (chosen per forward pass by its last position), and cos and sin scaled by
+    /// `attention_factor`.
+    LongRope {
+        short_factor: Vec<f64>,
+        long_factor: Vec<f64>,
+        original_max_position_embeddings: usize,
+        attention_factor: f64,
+    },
 }
 
 /// The fields of `config.json` the model needs, resolved to their effective values.
@@ -93,6 +107,9 @@ pub struct ModelConfig {
     pub num_attention_heads: usize,
     pub num_key_value_heads: usize,
     pub head_dim: usize,
+    /// The leading dimensions of each head that RoPE rotates (`partial_rotary_factor` of
+    /// `head_dim`; all of it elsewhere).
+    pub rotary_dim: usize,
     pub rms_norm_eps: f64,
     pub rope_theta: f64,
     pub rope_scaling: RopeScaling,
@@ -129,6 +146,9 @@ pub struct ModelConfig {
     pub attn_logit_softcapping: Option<f64>,
     /// Logits pass through `cap · tanh(logit / cap)` (Gemma 2).
     pub final_logit_softcapping: Option<f64>,
+    /// The checkpoint stacks q, k and v into `qkv_proj`, and gate and up into `gate_up_proj`
+    /// (Phi-3); LoRA adapts those.
+    pub fused_projections: bool,
     /// The dtype the weights are stored in, as `config.json` declares it.
     pub torch_dtype: Option<String>,
     pub eos_token_ids: Vec<u32>,
@@ -168,6 +188,9 @@ struct RawConfig {
     rope_parameters: Option<serde_json::Value>,
     #[serde(default = "default_max_positions")]
     max_position_embeddings: usize,
+    /// Phi-3: the pretrained context, beyond which LongRoPE's long factors apply.
+    original_max_position_embeddings: Option<usize>,
+    partial_rotary_factor: Option<f64>,
     tie_word_embeddings: Option<bool>,
     #[serde(default)]
     attention_bias: bool,
@@ -286,8 +309,6 @@ impl ModelConfig {
         let theta_of = |p: Option<&serde_json::Value>| p.and_then(|p| p.get("rope_theta")).and_then(|v| v.as_f64());
         let default_theta = if architecture == Architecture::Gemma3 { 1_000_000.0 } else { 10_000.0 };
         let rope_theta = raw.rope_theta.or_else(|| theta_of(rope_parameters)).unwrap_or(default_theta);
-        let scaling = raw.rope_scaling.as_ref().or(rope_parameters);
-        let rope_scaling = parse_rope_scaling(scaling, path)?;
         let local_rope_theta = match architecture {
             Architecture::Gemma3 => Some(raw.rope_local_base_freq.or_else(|| theta_of(local_rope_parameters)).unwrap_or(10_000.0)),
             _ => None,
@@ -300,20 +321,45 @@ impl ModelConfig {
         if head_dim == 0 || !head_dim.is_multiple_of(2) {
             return Err(Error::invalid_file(path, format!("head_dim {head_dim} must be even and at least 2 for RoPE")));
         }
+        // transformers 5 moved `partial_rotary_factor` into the RoPE parameters.
+        let in_rope_parameters = |name: &str| rope_parameters.and_then(|p| p.get(name));
+        let partial = raw.partial_rotary_factor.or_else(|| in_rope_parameters("partial_rotary_factor").and_then(|v| v.as_f64()));
+        let rotary_dim = match partial {
+            // transformers truncates, as `int(head_dim * factor)`.
+            Some(factor) if factor > 0.0 && factor <= 1.0 => (head_dim as f64 * factor) as usize,
+            Some(factor) => {
+                return Err(Error::invalid_file(path, format!("field `partial_rotary_factor` must be in (0, 1], not {factor}")));
+            }
+            None => head_dim,
+        };
+        if rotary_dim == 0 || !rotary_dim.is_multiple_of(2) {
+            return Err(Error::invalid_file(
+                path,
+                format!("partial_rotary_factor leaves {rotary_dim} rotary dimensions; they must be even"),
+            ));
+        }
+        let context = RopeContext {
+            rotary_dim,
+            max_position_embeddings: raw.max_position_embeddings,
+            original_max_position_embeddings: raw
+                .original_max_position_embeddings
+                .or_else(|| in_rope_parameters("original_max_position_embeddings").and_then(|v| v.as_u64()).map(|v| v as usize)),
+        };
+        let rope_scaling = parse_rope_scaling(raw.rope_scaling.as_ref().or(rope_parameters), &context, path)?;
         if !(rope_theta > 0.0 && rope_theta.is_finite()) {
             return Err(Error::invalid_file(path, format!("field `rope_theta` must be positive, not {rope_theta}")));
         }
         let (qkv_bias, o_bias) = match architecture {
             Architecture::Qwen2 => (true, false),
             Architecture::Llama => (raw.attention_bias, raw.attention_bias),
-            Architecture::Qwen3 | Architecture::SmolLm3 | Architecture::Gemma2 | Architecture::Gemma3 => {
+            Architecture::Qwen3 | Architecture::SmolLm3 | Architecture::Gemma2 | Architecture::Gemma3 | Architecture::Phi3 => {
                 (raw.attention_bias, raw.attention_bias)
             }
             Architecture::Mistral => (false, false),
         };
         let labels = classifier_labels(&raw, path)?;
         let sliding_window = match architecture {
-            Architecture::Mistral => raw.sliding_window,
+            Architecture::Mistral | Architecture::Phi3 => raw.sliding_window,
             Architecture::Qwen2 | Architecture::Qwen3 if raw.use_sliding_window == Some(true) => raw.sliding_window,
             Architecture::Gemma2 | Architecture::Gemma3 => Some(raw.sliding_window.unwrap_or(4096)),
             _ => None,
@@ -351,6 +397,7 @@ impl ModelConfig {
             num_attention_heads: raw.num_attention_heads,
             num_key_value_heads,
             head_dim,
+            rotary_dim,
             rms_norm_eps: raw.rms_norm_eps,
             rope_theta,
             rope_scaling,
@@ -370,6 +417,7 @@ impl ModelConfig {
             query_pre_attn_scalar,
             attn_logit_softcapping: if gemma { attn_logit_softcapping } else { None },
             final_logit_softcapping: if gemma { final_logit_softcapping } else { None },
+            fused_projections: architecture == Architecture::Phi3,
             torch_dtype: raw.torch_dtype.or(raw.dtype),
             eos_token_ids: token_ids(raw.eos_token_id.as_ref()),
             bos_token_id: raw.bos_token_id,
@@ -389,6 +437,7 @@ impl ModelConfig {
         let qk_norm = if self.qk_norm { 2 * self.head_dim } else { 0 };
         let norms = if self.sandwich_norms { 4 * h } else { 2 * h };
         let layer = attn + mlp + norms + qk_norm;
+        // Fused projections stack the same matrices: the count is the same.
         let embed = self.vocab_size * h;
         let head = if self.tie_word_embeddings { 0 } else { embed };
         embed + head + h + self.num_hidden_layers * layer
@@ -466,7 +515,14 @@ fn token_ids(value: Option<&serde_json::Value>) -> Vec<u32> {
     }
 }
 
-fn parse_rope_scaling(value: Option<&serde_json::Value>, path: &Path) -> Result<RopeScaling> {
+/// What RoPE scaling is read against.
+struct RopeContext {
+    rotary_dim: usize,
+    max_position_embeddings: usize,
+    original_max_position_embeddings: Option<usize>,
+}
+
+fn parse_rope_scaling(value: Option<&serde_json::Value>, context: &RopeContext, path: &Path) -> Result<RopeScaling> {
     let Some(value) = value.filter(|v| !v.is_null()) else {
         return Ok(RopeScaling::None);
     };
@@ -483,7 +539,41 @@ fn parse_rope_scaling(value: Option<&serde_json::Value>, path: &Path) -> Result<
             high_freq_factor: require("high_freq_factor")?,
             original_max_position_embeddings: require("original_max_position_embeddings")?,
         }),
-        other => Err(Error::invalid_file(path, format!("rope_scaling type `{other}` is not supported (default, linear, llama3)"))),
+        // `su` is LongRoPE's first name, in Phi-3's early configs.
+        "longrope" | "su" => {
+            let factors = |name: &str| -> Result<Vec<f64>> {
+                let list: Vec<f64> =
+                    value.get(name).and_then(|v| v.as_array()).map(|a| a.iter().filter_map(|v| v.as_f64()).collect()).unwrap_or_default();
+                if list.len() != context.rotary_dim / 2 {
+                    return Err(Error::invalid_file(
+                        path,
+                        format!(
+                            "rope_scaling `{name}` has {} numbers; {} rotary dimensions need {}",
+                            list.len(),
+                            context.rotary_dim,
+                            context.rotary_dim / 2
+                        ),
+                    ));
+                }
+                Ok(list)
+            };
+            let original = context.original_max_position_embeddings.filter(|&o| o > 0).ok_or_else(|| {
+                Error::invalid_file(path, "rope_scaling of type `longrope` needs a positive `original_max_position_embeddings`")
+            })?;
+            // transformers' defaults: the context's growth, and the paper's attention factor.
+            let factor = field("factor").unwrap_or(context.max_position_embeddings as f64 / original as f64);
+            let attention_factor =
+                field("attention_factor").unwrap_or(if factor <= 1.0 { 1.0 } else { (1.0 + factor.ln() / (original as f64).ln()).sqrt() });
+            Ok(RopeScaling::LongRope {
+                short_factor: factors("short_factor")?,
+                long_factor: factors("long_factor")?,
+                original_max_position_embeddings: original,
+                attention_factor,
+            })
+        }
+        other => {
+            Err(Error::invalid_file(path, format!("rope_scaling type `{other}` is not supported (default, linear, llama3, longrope)")))
+        }
     }
 }
 
@@ -577,6 +667,33 @@ mod tests {
         assert!(err.contains("layer_types[1]") && err.contains("chunked_attention"), "{err}");
         let err = parse(&format!(r#"{{"model_type": "llama", {BASE}, "hidden_act": "relu"}}"#)).unwrap_err().to_string();
         assert!(err.contains("`relu`"), "{err}");
+    }
+
+    #[test]
+    fn phi3_reads_longrope_and_partial_rotary() {
+        // As microsoft/Phi-3-mini-128k-instruct's config.json has them (`su`, top-level fields).
+        let factors = |n: usize, v: f64| format!("[{}]", vec![v.to_string(); n].join(", "));
+        let cfg = parse(&format!(
+            r#"{{"model_type": "phi3", {BASE}, "max_position_embeddings": 131072, "original_max_position_embeddings": 4096,
+            "partial_rotary_factor": 0.75, "rope_scaling": {{"type": "su", "short_factor": {}, "long_factor": {}}}}}"#,
+            factors(6, 1.0),
+            factors(6, 2.0)
+        ))
+        .unwrap();
+        assert!(cfg.fused_projections);
+        assert_eq!((cfg.head_dim, cfg.rotary_dim), (16, 12));
+        let RopeScaling::LongRope { original_max_position_embeddings, attention_factor, .. } = cfg.rope_scaling else {
+            panic!("{:?}", cfg.rope_scaling)
+        };
+        assert_eq!(original_max_position_embeddings, 4096);
+        assert!((attention_factor - (1.0 + 32f64.ln() / 4096f64.ln()).sqrt()).abs() < 1e-12);
+        let err = parse(&format!(
+            r#"{{"model_type": "phi3", {BASE}, "original_max_position_embeddings": 16,
+            "rope_scaling": {{"type": "longrope", "short_factor": [1.0], "long_factor": [1.0]}}}}"#
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("`short_factor` has 1 numbers; 16 rotary dimensions need 8"), "{err}");
     }
 
     #[test]

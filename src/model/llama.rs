@@ -41,11 +41,24 @@ impl RmsNorm {
     }
 }
 
+/// The query, key and value projections as a checkpoint stores them.
+#[allow(clippy::large_enum_variant)] // Only passed to a constructor.
+pub enum QkvProjections {
+    /// `q_proj`, `k_proj`, `v_proj`.
+    Separate(Linear, Linear, Linear),
+    /// Phi-3's `qkv_proj`: the three stacked along the output, `[q; k; v]`.
+    Fused(Linear),
+}
+
+/// The attention of a decoder layer. Exactly one of `q_proj`/`k_proj`/`v_proj` (all three) and
+/// `qkv_proj` is set (see [`QkvProjections`]): each field is a checkpoint name, which LoRA
+/// targets and exports keep.
 #[derive(Module, Debug)]
 pub struct Attention {
-    pub q_proj: Linear,
-    pub k_proj: Linear,
-    pub v_proj: Linear,
+    pub q_proj: Option<Linear>,
+    pub k_proj: Option<Linear>,
+    pub v_proj: Option<Linear>,
+    pub qkv_proj: Option<Linear>,
     pub o_proj: Linear,
     /// Qwen3's RMSNorm over each head of the queries and keys, before the rotation.
     pub q_norm: Option<RmsNorm>,
@@ -64,13 +77,27 @@ pub struct Attention {
     head_dim: usize,
 }
 
+/// The gate and up projections as a checkpoint stores them.
+#[allow(clippy::large_enum_variant)] // Only passed to a constructor.
+pub enum GateUpProjections {
+    /// `gate_proj`, `up_proj`.
+    Separate(Linear, Linear),
+    /// Phi-3's `gate_up_proj`: the two stacked along the output, `[gate; up]`.
+    Fused(Linear),
+}
+
+/// The gated MLP. Either `gate_proj` and `up_proj` or `gate_up_proj` is set (see
+/// [`GateUpProjections`]).
 #[derive(Module, Debug)]
 pub struct Mlp {
-    pub gate_proj: Linear,
-    pub up_proj: Linear,
+    pub gate_proj: Option<Linear>,
+    pub up_proj: Option<Linear>,
+    pub gate_up_proj: Option<Linear>,
     pub down_proj: Linear,
     #[module(skip)]
     activation: Activation,
+    #[module(skip)]
+    intermediate_size: usize,
 }
 
 /// A decoder layer. Llama's `post_attention_layernorm` normalises the MLP's input; Gemma's
@@ -237,13 +264,24 @@ pub struct LayerContext {
 }
 
 impl Mlp {
-    pub fn new(gate_proj: Linear, up_proj: Linear, down_proj: Linear, activation: Activation) -> Self {
-        Self { gate_proj, up_proj, down_proj, activation }
+    pub fn new(gate_up: GateUpProjections, down_proj: Linear, config: &ModelConfig) -> Self {
+        let (gate_proj, up_proj, gate_up_proj) = match gate_up {
+            GateUpProjections::Separate(gate, up) => (Some(gate), Some(up), None),
+            GateUpProjections::Fused(gate_up) => (None, None, Some(gate_up)),
+        };
+        Self { gate_proj, up_proj, gate_up_proj, down_proj, activation: config.activation, intermediate_size: config.intermediate_size }
     }
 
     fn forward(&self, x: Tensor<3>, options: ForwardOptions) -> Tensor<3> {
-        let gate = self.gate_proj.forward(x.clone(), options);
-        let up = self.up_proj.forward(x, options);
+        let (gate, up) = match (&self.gate_up_proj, &self.gate_proj, &self.up_proj) {
+            (Some(gate_up), ..) => {
+                let both = gate_up.forward(x, options);
+                let i = self.intermediate_size;
+                (both.clone().narrow(2, 0, i), both.narrow(2, i, i))
+            }
+            (None, Some(gate), Some(up)) => (gate.forward(x.clone(), options), up.forward(x, options)),
+            _ => unreachable!("Mlp::new sets gate and up, or gate_up"),
+        };
         self.down_proj.forward(self.activation.gated(gate, up, options.fused), options)
     }
 }
@@ -252,21 +290,24 @@ impl Attention {
     /// `qk_norm`: the per-head norms of the queries and keys (Qwen3, Gemma 3); `layer`: how this
     /// layer attends.
     pub fn new(
-        q_proj: Linear,
-        k_proj: Linear,
-        v_proj: Linear,
+        qkv: QkvProjections,
         o_proj: Linear,
         qk_norm: Option<(RmsNorm, RmsNorm)>,
         layer: LayerAttention,
         config: &ModelConfig,
     ) -> Self {
         let (q_norm, k_norm) = qk_norm.unzip();
+        let (q_proj, k_proj, v_proj, qkv_proj) = match qkv {
+            QkvProjections::Separate(q, k, v) => (Some(q), Some(k), Some(v), None),
+            QkvProjections::Fused(qkv) => (None, None, None, Some(qkv)),
+        };
         let head_dim = config.head_dim as f64;
         let query_scale = (config.query_pre_attn_scalar != head_dim).then(|| (head_dim / config.query_pre_attn_scalar).sqrt());
         Self {
             q_proj,
             k_proj,
             v_proj,
+            qkv_proj,
             o_proj,
             q_norm,
             k_norm,
@@ -300,13 +341,14 @@ impl Attention {
             _ => &context.rope,
         };
         let rotate = |t: Tensor<4>| if self.rotary { apply_rotary(t, cos, sin) } else { t };
-        let q = rotate(norm(split(self.q_proj.forward(x.clone(), options), heads), &self.q_norm));
+        let (q, k, v) = self.project(x, options);
+        let q = rotate(norm(split(q, heads), &self.q_norm));
         let q = match self.query_scale {
             Some(scale) => q.mul_scalar(scale),
             None => q,
         };
-        let mut k = rotate(norm(split(self.k_proj.forward(x.clone(), options), kv_heads), &self.k_norm));
-        let mut v = split(self.v_proj.forward(x, options), kv_heads);
+        let mut k = rotate(norm(split(k, kv_heads), &self.k_norm));
+        let mut v = split(v, kv_heads);
         if let Some(cache) = cache {
             if let Some((past_k, past_v)) = cache.take() {
                 k = Tensor::cat(vec![past_k, k], 2);
@@ -323,6 +365,21 @@ impl Attention {
         let out = kernels::attention(q, k, v, &scores, options.fused);
         let out = out.swap_dims(1, 2).reshape([batch, len, heads * head_dim]);
         self.o_proj.forward(out, options)
+    }
+}
+
+impl Attention {
+    /// The queries, keys and values of `x`, `[batch, len, heads · head_dim]` each.
+    fn project(&self, x: Tensor<3>, options: ForwardOptions) -> (Tensor<3>, Tensor<3>, Tensor<3>) {
+        match (&self.qkv_proj, &self.q_proj, &self.k_proj, &self.v_proj) {
+            (Some(qkv), ..) => {
+                let all = qkv.forward(x, options);
+                let (q, kv) = (self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim);
+                (all.clone().narrow(2, 0, q), all.clone().narrow(2, q, kv), all.narrow(2, q + kv, kv))
+            }
+            (None, Some(q), Some(k), Some(v)) => (q.forward(x.clone(), options), k.forward(x.clone(), options), v.forward(x, options)),
+            _ => unreachable!("Attention::new sets q, k and v, or qkv"),
+        }
     }
 }
 
@@ -484,7 +541,8 @@ impl CausalLm {
             let p = |name: &str| format!("layers.{i}.{name}");
             out.push((p("input_layernorm.weight"), ParamRef::Vector(&layer.input_layernorm.weight)));
             let a = &layer.self_attn;
-            for (name, l) in [("q_proj", &a.q_proj), ("k_proj", &a.k_proj), ("v_proj", &a.v_proj), ("o_proj", &a.o_proj)] {
+            let projections = [("q_proj", &a.q_proj), ("k_proj", &a.k_proj), ("v_proj", &a.v_proj), ("qkv_proj", &a.qkv_proj)];
+            for (name, l) in projections.into_iter().filter_map(|(name, l)| Some((name, l.as_ref()?))).chain([("o_proj", &a.o_proj)]) {
                 linear(&mut out, p(&format!("self_attn.{name}")), l);
             }
             for (name, norm) in [("q_norm", &a.q_norm), ("k_norm", &a.k_norm)] {
@@ -502,7 +560,9 @@ impl CausalLm {
                 }
             }
             let m = &layer.mlp;
-            for (name, l) in [("gate_proj", &m.gate_proj), ("up_proj", &m.up_proj), ("down_proj", &m.down_proj)] {
+            let projections = [("gate_proj", &m.gate_proj), ("up_proj", &m.up_proj), ("gate_up_proj", &m.gate_up_proj)];
+            for (name, l) in projections.into_iter().filter_map(|(name, l)| Some((name, l.as_ref()?))).chain([("down_proj", &m.down_proj)])
+            {
                 linear(&mut out, p(&format!("mlp.{name}")), l);
             }
         }

@@ -7,7 +7,7 @@ use burn::tensor::{DType, Device, Distribution, Tensor, TensorData};
 
 use super::config::ModelConfig;
 use super::linear::Linear;
-use super::llama::{Attention, CausalLm, DecoderLayer, Embedding, Mlp, RmsNorm};
+use super::llama::{Attention, CausalLm, DecoderLayer, Embedding, GateUpProjections, Mlp, QkvProjections, RmsNorm};
 use super::packed::{BaseQuant, HostPacked, PackedWeight};
 use super::precision::Precision;
 use super::weights::{HostTensor, WeightDtype, WeightFiles};
@@ -124,7 +124,7 @@ impl ModelWeights {
         }
     }
 
-    /// A matrix already in blocks that pack without rounding again (GGUF's Q8_0, Q4_0, Q4_1), as
+    /// A matrix already in blocks whose numbers the base keeps (GGUF's Q8_0, Q4_K, Q4_0, Q4_1), as
     /// a base of `bits`-bit numbers; `None` when it must be quantized from its values.
     pub fn read_packed(&self, name: &str, expected: &[usize], bits: usize) -> Result<Option<HostPacked>> {
         match self {
@@ -258,9 +258,15 @@ impl Loader<'_> {
         Ok(DecoderLayer {
             input_layernorm: self.norm(c, &format!("{prefix}.input_layernorm"))?,
             self_attn: Attention::new(
-                self.linear(&attn("q_proj"), h, q, c.qkv_bias)?,
-                self.linear(&attn("k_proj"), h, kv, c.qkv_bias)?,
-                self.linear(&attn("v_proj"), h, kv, c.qkv_bias)?,
+                if c.fused_projections {
+                    QkvProjections::Fused(self.linear(&attn("qkv_proj"), h, q + 2 * kv, c.qkv_bias)?)
+                } else {
+                    QkvProjections::Separate(
+                        self.linear(&attn("q_proj"), h, q, c.qkv_bias)?,
+                        self.linear(&attn("k_proj"), h, kv, c.qkv_bias)?,
+                        self.linear(&attn("v_proj"), h, kv, c.qkv_bias)?,
+                    )
+                },
                 self.linear(&attn("o_proj"), q, h, c.o_bias)?,
                 if c.qk_norm { Some((self.head_norm(c, &attn("q_norm"))?, self.head_norm(c, &attn("k_norm"))?)) } else { None },
                 c.layers[index],
@@ -270,10 +276,16 @@ impl Loader<'_> {
             pre_feedforward_layernorm: sandwich("pre_feedforward_layernorm")?,
             post_feedforward_layernorm: sandwich("post_feedforward_layernorm")?,
             mlp: Mlp::new(
-                self.linear(&mlp("gate_proj"), h, c.intermediate_size, c.mlp_bias)?,
-                self.linear(&mlp("up_proj"), h, c.intermediate_size, c.mlp_bias)?,
+                if c.fused_projections {
+                    GateUpProjections::Fused(self.linear(&mlp("gate_up_proj"), h, 2 * c.intermediate_size, c.mlp_bias)?)
+                } else {
+                    GateUpProjections::Separate(
+                        self.linear(&mlp("gate_proj"), h, c.intermediate_size, c.mlp_bias)?,
+                        self.linear(&mlp("up_proj"), h, c.intermediate_size, c.mlp_bias)?,
+                    )
+                },
                 self.linear(&mlp("down_proj"), c.intermediate_size, h, c.mlp_bias)?,
-                c.activation,
+                c,
             ),
         })
     }

@@ -9,28 +9,39 @@ use super::config::{ModelConfig, RopeScaling};
 
 #[derive(Clone, Debug)]
 pub struct Rope {
-    /// One frequency per pair of dimensions, after any scaling.
+    /// One frequency per pair of rotated dimensions, after any scaling.
     inv_freq: Vec<f64>,
     position_scale: f64,
+    /// LongRoPE: the frequencies of a forward pass that reaches past `original` positions.
+    long: Option<(Vec<f64>, usize)>,
+    /// What cos and sin are multiplied by (LongRoPE's attention factor; 1 elsewhere).
+    attention_factor: f64,
 }
 
 impl Rope {
     /// The rotation of the global layers (every layer but Gemma 3's sliding-window ones).
     pub fn new(config: &ModelConfig) -> Self {
-        Self::with_base(config.head_dim, config.rope_theta, &config.rope_scaling)
+        Self::with_base(config.rotary_dim, config.rope_theta, &config.rope_scaling)
     }
 
     /// The rotation of Gemma 3's sliding-window layers: a base of their own, never scaled.
     pub fn local(config: &ModelConfig) -> Option<Self> {
-        config.local_rope_theta.map(|theta| Self::with_base(config.head_dim, theta, &RopeScaling::None))
+        config.local_rope_theta.map(|theta| Self::with_base(config.rotary_dim, theta, &RopeScaling::None))
     }
 
     fn with_base(dim: usize, theta: f64, scaling: &RopeScaling) -> Self {
         let base: Vec<f64> = (0..dim / 2).map(|i| 1.0 / theta.powf((2 * i) as f64 / dim as f64)).collect();
+        let plain = |inv_freq: Vec<f64>| Self { inv_freq, position_scale: 1.0, long: None, attention_factor: 1.0 };
+        let divided = |factors: &[f64]| base.iter().zip(factors).map(|(f, d)| f / d).collect::<Vec<f64>>();
         match scaling {
-            RopeScaling::None => Self { inv_freq: base, position_scale: 1.0 },
-            RopeScaling::Linear { factor } => Self { inv_freq: base, position_scale: 1.0 / factor },
-            RopeScaling::Factors(factors) => Self { inv_freq: base.iter().zip(factors).map(|(f, d)| f / d).collect(), position_scale: 1.0 },
+            RopeScaling::None => plain(base),
+            RopeScaling::Linear { factor } => Self { position_scale: 1.0 / factor, ..plain(base) },
+            RopeScaling::Factors(factors) => plain(divided(factors)),
+            RopeScaling::LongRope { short_factor, long_factor, original_max_position_embeddings, attention_factor } => Self {
+                long: Some((divided(long_factor), *original_max_position_embeddings)),
+                attention_factor: *attention_factor,
+                ..plain(divided(short_factor))
+            },
             RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings: original } => {
                 let low_freq_wavelen = original / low_freq_factor;
                 let high_freq_wavelen = original / high_freq_factor;
@@ -48,7 +59,7 @@ impl Rope {
                         }
                     })
                     .collect();
-                Self { inv_freq, position_scale: 1.0 }
+                plain(inv_freq)
             }
         }
     }
@@ -62,7 +73,13 @@ impl Rope {
     /// `padding[b]` columns, so column `start + t` is its position `start + t - padding[b]`
     /// (padding columns take position 0; nothing attends to them).
     pub fn shifted_tables(&self, start: usize, len: usize, padding: &[usize], device: &Device) -> (Tensor<3>, Tensor<3>) {
-        let half = self.inv_freq.len();
+        // LongRoPE picks one set of frequencies per forward pass, by its farthest position.
+        let farthest = start + len - padding.iter().copied().min().unwrap_or(0);
+        let inv_freq = match &self.long {
+            Some((long, original)) if farthest > *original => long,
+            _ => &self.inv_freq,
+        };
+        let half = inv_freq.len();
         let rows = padding.len() * len;
         let mut cos = Vec::with_capacity(rows * half * 2);
         let mut sin = Vec::with_capacity(rows * half * 2);
@@ -70,11 +87,11 @@ impl Rope {
             let p = pos as f64 * self.position_scale;
             // The two halves of a head share frequencies: [f0..f_{h-1}, f0..f_{h-1}].
             for _ in 0..2 {
-                for f in &self.inv_freq {
+                for f in inv_freq {
                     // The reference rounds the frequency to f32 before multiplying.
                     let angle = p * (*f as f32) as f64;
-                    cos.push(angle.cos() as f32);
-                    sin.push(angle.sin() as f32);
+                    cos.push((angle.cos() * self.attention_factor) as f32);
+                    sin.push((angle.sin() * self.attention_factor) as f32);
                 }
             }
         }
@@ -83,9 +100,14 @@ impl Rope {
     }
 }
 
-/// Rotates `x` (`[batch, heads, len, head_dim]`) by the given tables (`[1 or batch, len, head_dim]`).
+/// Rotates `x` (`[batch, heads, len, head_dim]`) by the given tables (`[1 or batch, len,
+/// rotary_dim]`): the first `rotary_dim` dimensions of each head, the rest passed through.
 pub fn apply_rotary(x: Tensor<4>, cos: &Tensor<3>, sin: &Tensor<3>) -> Tensor<4> {
-    let head_dim = x.dims()[3];
+    let (head_dim, rotary_dim) = (x.dims()[3], cos.dims()[2]);
+    if rotary_dim < head_dim {
+        let rotated = apply_rotary(x.clone().narrow(3, 0, rotary_dim), cos, sin);
+        return Tensor::cat(vec![rotated, x.narrow(3, rotary_dim, head_dim - rotary_dim)], 3);
+    }
     let half = head_dim / 2;
     let first = x.clone().narrow(3, 0, half);
     let second = x.clone().narrow(3, half, half);

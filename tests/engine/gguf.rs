@@ -38,20 +38,31 @@ fn every_type_decodes_bit_for_bit_as_gguf_does() {
     }
 }
 
-/// Q8_0, Q4_0 and Q4_1 blocks become a LoRA base block for block: what the packed base holds
-/// dequantizes exactly to what `gguf` dequantizes from the file (Q4_0's `d·(q − 8)` becomes
-/// `d·q − 8d`, which gives +0 where a negative `d` gave −0). Other types do not repack.
+/// Q8_0 and Q4_K blocks become a LoRA base as they are: what the packed base holds dequantizes
+/// exactly to what `gguf` dequantizes from the file. Q4_0 and Q4_1 keep their numbers with their
+/// scales rounded to 8-bit sub-scales: within 1/120 of a super-block's largest value (half a
+/// sub-scale step on the scale, times 15, and on the minimum), an eighth of a Q4_0 step. Other
+/// types do not repack.
 #[test]
-fn blocks_repack_into_a_lora_base_without_rounding_again() {
+fn blocks_repack_into_a_lora_base() {
     let file = GgufFile::open(&fixture("gguf/quants.gguf")).unwrap();
-    for (name, bits) in [("q8_0", 8), ("q4_0", 4), ("q4_1", 4)] {
+    for (name, bits, exact) in [("q8_0", 8, true), ("q4_k", 4, true), ("q4_0", 4, false), ("q4_1", 4, false)] {
         let info = file.info(name).unwrap();
         let packed = repack(info.ggml_type, file.raw(name).unwrap(), 3, 512, bits).unwrap_or_else(|| panic!("{name} repacks"));
         let reference = file.read(&format!("ref.{name}")).unwrap();
-        let differing = packed.dequantize().iter().zip(&reference).position(|(a, b)| a != b);
-        assert_eq!(differing, None, "{name}: first differing value at {differing:?}");
+        let ours = packed.dequantize();
+        if exact {
+            let differing = ours.iter().zip(&reference).position(|(a, b)| a != b);
+            assert_eq!(differing, None, "{name}: first differing value at {differing:?}");
+            continue;
+        }
+        for (s, (ours, reference)) in ours.chunks(256).zip(reference.chunks(256)).enumerate() {
+            let largest = reference.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let worst = ours.iter().zip(reference).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(worst <= largest / 120.0, "{name}, super-block {s}: off by {worst} against a largest value of {largest}");
+        }
     }
-    for (name, bits) in [("q8_0", 4), ("q4_1", 8), ("q4_k", 4), ("f16", 8)] {
+    for (name, bits) in [("q8_0", 4), ("q4_1", 8), ("q6_k", 4), ("f16", 8)] {
         let info = file.info(name).unwrap();
         assert!(repack(info.ggml_type, file.raw(name).unwrap(), 3, 512, bits).is_none(), "{name} as {bits} bits");
     }
@@ -71,7 +82,7 @@ fn a_q8_0_gguf_is_an_int8_base_as_it_is() {
     for dev in crate::common::devices() {
         let dense = logits(&q8, &dev.device);
         let model = q8.load_in(&dev.device, Precision::F32, BaseQuant::Int8).unwrap();
-        assert!(model.layers[0].self_attn.q_proj.packed.is_some());
+        assert!(model.layers[0].self_attn.q_proj.as_ref().is_some_and(|q| q.packed.is_some()));
         let inputs = Golden::open(&fixture("tiny-llama").join("golden.safetensors"));
         let hidden = model.hidden_states(inputs.ids("input_ids", &dev.device), None, ForwardOptions::default());
         let worst = worst_difference(&values(model.logits(hidden)).0, &dense);

@@ -227,7 +227,8 @@ fn packed_matmul_matches_a_dense_matmul_of_the_dequantized_weight() {
     use wgtune::model::packed::HostPacked;
     for dev in devices() {
         let device = dev.autodiff();
-        let shapes = [(37, 40, 20), (1, 64, 48), (70, 4, 4), (33, 576, 196), (130, 100, 36)];
+        // Rows of one block, of nine (two super-blocks, an odd count of sub-scale pairs), of 18.
+        let shapes = [(37, 40, 20), (1, 64, 48), (70, 4, 4), (33, 576, 196), (130, 100, 36), (9, 280, 24)];
         for ((m, cols, rows), bits) in shapes.into_iter().flat_map(|s| [(s, 8), (s, 4)]) {
             let what = format!("{}: x [{m}, {cols}] · W [{rows}, {cols}]ᵀ in int{bits}", dev.choice);
             let host_w: Vec<f32> =

@@ -16,7 +16,7 @@ use wgtune::train::{AdamW, OptimizerConfig, StepInputs, Targets, batch_gradients
 use crate::common::{Golden, assert_close, devices, fixture, one_run_at_a_time, values};
 
 const TOL: f64 = 1e-4;
-const MODELS: [&str; 6] = ["tiny-llama", "tiny-qwen2", "tiny-qwen3", "tiny-smollm3", "tiny-gemma2", "tiny-gemma3"];
+const MODELS: [&str; 7] = ["tiny-llama", "tiny-qwen2", "tiny-qwen3", "tiny-smollm3", "tiny-gemma2", "tiny-gemma3", "tiny-phi3"];
 
 /// The golden batch: `input_ids` with targets from `labels` (shifted), as the trainer builds them.
 fn golden_batch(golden: &Golden, labels: &str) -> Batch {
@@ -103,6 +103,20 @@ fn base_logits_match_transformers() {
             let (logits, shape) = logits(&model, &inputs, &dev.device);
             assert_close(&format!("{name} logits on {}", dev.choice), &logits, &shape, golden.get("logits"), TOL);
         }
+    }
+}
+
+/// Past its pretrained context (16 tokens in the fixture) Phi-3 rotates by LongRoPE's long
+/// factors, chosen for the whole forward pass.
+#[test]
+fn phi3_past_its_pretrained_context_matches_transformers() {
+    let folder = ModelFolder::open(&fixture("tiny-phi3")).unwrap();
+    let golden = Golden::open(&fixture("tiny-phi3").join("golden.safetensors"));
+    for dev in devices() {
+        let model = folder.load(&dev.device).unwrap();
+        let hidden = model.hidden_states(golden.ids("long_input_ids", &dev.device), None, ForwardOptions::default());
+        let (logits, shape) = values(model.logits(hidden));
+        assert_close(&format!("tiny-phi3 logits of 18 tokens on {}", dev.choice), &logits, &shape, golden.get("long_logits"), TOL);
     }
 }
 
@@ -214,8 +228,8 @@ fn lora_with_f16_weights_stays_within_half_precision_of_peft() {
             let device = dev.autodiff();
             let model = folder.load_in(&device, Precision::F16, BaseQuant::None).unwrap();
             let (model, _) = peft::load_adapter(model, &fixture(name).join("adapter")).unwrap();
-            assert_eq!(model.layers[0].mlp.up_proj.weight.base().dtype(), DType::F16);
-            assert_eq!(model.layers[0].mlp.up_proj.weight.adapter().unwrap().a.val().dtype(), DType::F32);
+            assert_eq!(model.layers[0].mlp.down_proj.weight.base().dtype(), DType::F16);
+            assert_eq!(model.layers[0].mlp.down_proj.weight.adapter().unwrap().a.val().dtype(), DType::F32);
             let what = format!("{name} on {} in f16 (gradient checkpointing: {checkpointing})", dev.choice);
             let (loss, grads) = loss_and_gradients(&model, &batch, &device, checkpointing, Precision::F16);
             let want = golden.scalar("lora_loss_masked");
@@ -322,7 +336,7 @@ fn full_fine_tuning_with_f16_matmuls_stays_within_half_precision_of_torch() {
             let method = Method::Full;
             let model = folder.load_in(&device, method.storage_precision(Precision::F16), BaseQuant::None).unwrap();
             let model = method.apply(model).unwrap();
-            assert_eq!(model.layers[0].mlp.up_proj.weight.val().dtype(), DType::F32, "f32 masters");
+            assert_eq!(model.layers[0].mlp.down_proj.weight.val().dtype(), DType::F32, "f32 masters");
             let what = format!("{name} on {} with f16 matmuls (gradient checkpointing: {checkpointing})", dev.choice);
             let (loss, grads) = loss_and_gradients(&model, &batch, &device, checkpointing, Precision::F16);
             let want = golden.scalar("loss_masked");

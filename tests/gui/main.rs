@@ -108,7 +108,7 @@ fn the_whole_journey_in_the_app() {
     // A 4-bit frozen base lowers it too; back to dense for the run below.
     harness.get_by_label("Frozen base (LoRA)").click();
     harness.run_steps(2);
-    harness.get_by_label("4-bit blocks (about a third of f16)").click();
+    harness.get_by_label("4-bit blocks (0.29× of f16)").click();
     harness.run_steps(2);
     assert_eq!(harness.state().settings.config.base_quant, wgtune::model::BaseQuant::Int4);
     assert_ne!(text_of(&harness, "Estimated training memory:"), f32_memory);
