@@ -26,6 +26,11 @@ pub fn parse(text: &str) -> Result<BTreeMap<String, String>> {
     Ok(out)
 }
 
+/// A mapping as `--columns` takes it: `prompt=question, completion=answer`.
+pub fn format(columns: &BTreeMap<String, String>) -> String {
+    columns.iter().map(|(field, column)| format!("{field}={column}")).collect::<Vec<_>>().join(", ")
+}
+
 /// Checks that every mapped field is one the shapes read, and no column is used twice.
 pub fn check(columns: &BTreeMap<String, String>) -> Result<()> {
     for field in columns.keys() {

@@ -225,6 +225,23 @@ pub fn count_records(path: &Path, config: &DataConfig) -> Result<usize> {
     Ok(count)
 }
 
+/// The columns of a file's first readable record, as the file names them: what a mapping can
+/// choose from, even when no record reads as a known shape yet.
+pub fn file_columns(path: &Path, config: &DataConfig) -> Result<Vec<String>> {
+    let mut columns = Vec::new();
+    let read = for_each_record(path, config.max_record_bytes(), |item| match item {
+        Ok(record) => {
+            columns = record.fields.keys().cloned().collect();
+            Err(Error::Stopped)
+        }
+        Err(_) => Ok(()),
+    });
+    match read {
+        Ok(()) | Err(Error::Stopped) => Ok(columns),
+        Err(e) => Err(e),
+    }
+}
+
 fn check_settings(config: &DataConfig) -> Result<()> {
     if config.max_seq_len < 2 {
         return Err(Error::setting("max_seq_len", "must be at least 2"));

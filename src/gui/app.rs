@@ -164,8 +164,9 @@ impl WgtuneApp {
                     Err(e) => self.model.error = Some(e),
                 }
             }
-            Reply::Dataset(result) => {
+            Reply::Dataset(result, columns) => {
                 self.dataset.loading = false;
+                self.dataset.file_columns = columns;
                 match result {
                     Ok(preview) => {
                         if let (Some(preset), Some(model)) = (self.dataset.preset_on_preview.take(), &self.model.summary) {

@@ -1,6 +1,8 @@
 //! The dataset panel: choose a file, see the detected format, token statistics, problems with
 //! their file and line, and the first examples with the trained tokens highlighted.
 
+use std::collections::BTreeMap;
+
 use crate::data::{DatasetFormat, Segment};
 use crate::train::{ClassWeights, Task, TrainConfig};
 use eframe::egui;
@@ -19,6 +21,8 @@ pub struct DatasetPanel {
     pub typed_validation_path: String,
     /// The column mapping as typed, `prompt=question, completion=answer`.
     pub typed_columns: String,
+    /// The training file's columns, which the mapping's drop-downs offer.
+    pub file_columns: Vec<String>,
     /// A starting point to apply once the dataset being read is previewed (the demo's).
     pub preset_on_preview: Option<crate::presets::Preset>,
 }
@@ -93,6 +97,10 @@ impl WgtuneApp {
                 Err(e) => self.dataset.error = Some(e.to_string()),
             }
         }
+        if column_choices_ui(ui, &self.dataset.file_columns, &mut data.columns) {
+            self.dataset.typed_columns = crate::data::columns::format(&data.columns);
+            changed = true;
+        }
         ui.horizontal(|ui| {
             ui.label("Validation");
             match &data.validation_file {
@@ -133,7 +141,7 @@ impl WgtuneApp {
             error_ui(ui, error);
         }
         if let Some(preview) = &self.dataset.preview {
-            preview_ui(ui, preview, self.settings.config.data.max_seq_len);
+            preview_ui(ui, preview, &self.settings.config.data);
         }
     }
 }
@@ -182,7 +190,44 @@ fn columns_ui(ui: &mut egui::Ui, text: &mut String) -> Option<String> {
     .inner
 }
 
-fn preview_ui(ui: &mut egui::Ui, preview: &DatasetPreview, max_seq_len: usize) {
+/// A drop-down per column of the file: read it as it is, or as one of the fields the shapes
+/// read. Returns true when the mapping changed.
+fn column_choices_ui(ui: &mut egui::Ui, file_columns: &[String], columns: &mut BTreeMap<String, String>) -> bool {
+    if file_columns.is_empty() {
+        return false;
+    }
+    let mut changed = false;
+    ui.horizontal_wrapped(|ui| {
+        ui.label("Read each column");
+        for column in file_columns {
+            let label = ui.label(format!("column `{column}` as"));
+            let current = columns.iter().find(|(_, c)| *c == column).map(|(field, _)| field.clone());
+            let mut chosen = current.clone();
+            egui::ComboBox::from_id_salt(("column", column.as_str()))
+                .selected_text(current.as_deref().unwrap_or("itself"))
+                .show_ui(ui, |ui| {
+                    ui.selectable_value(&mut chosen, None, "itself");
+                    for field in crate::data::columns::FIELDS {
+                        ui.selectable_value(&mut chosen, Some(field.to_string()), field);
+                    }
+                })
+                .response
+                .labelled_by(label.id);
+            if chosen != current {
+                // A column fills one field, and a field reads one column.
+                columns.retain(|field, c| c != column && Some(field) != chosen.as_ref());
+                if let Some(field) = chosen {
+                    columns.insert(field, column.clone());
+                }
+                changed = true;
+            }
+        }
+    });
+    changed
+}
+
+fn preview_ui(ui: &mut egui::Ui, preview: &DatasetPreview, data: &crate::data::DataConfig) {
+    let max_seq_len = data.max_seq_len;
     let r = &preview.report;
     egui::Grid::new("dataset-facts").num_columns(2).striped(true).show(ui, |ui| {
         let mut row = |name: &str, value: String| {
@@ -195,6 +240,10 @@ fn preview_ui(ui: &mut egui::Ui, preview: &DatasetPreview, max_seq_len: usize) {
             None => row("Format", r.format.map_or("?".into(), |f| f.name().to_string())),
         }
         row("Columns in the file", r.columns.join(", "));
+        if !data.columns.is_empty() {
+            let mapped: Vec<String> = data.columns.iter().map(|(field, column)| format!("{field}: {column}")).collect();
+            row("Fields read from", mapped.join(", "));
+        }
         row("Records", r.records.to_string());
         row("Training examples", r.train_examples.to_string());
         row("Validation examples", r.validation_examples.to_string());

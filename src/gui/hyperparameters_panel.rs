@@ -41,8 +41,9 @@ impl WgtuneApp {
         self.loop_ui(ui);
     }
 
-    /// The starting points, sized to the chosen model and dataset, each showing what it sets.
-    fn presets_ui(&mut self, ui: &mut egui::Ui) {
+    /// The starting points, sized to the chosen model and dataset, each showing what it sets
+    /// (in the Model tab and here).
+    pub(super) fn presets_ui(&mut self, ui: &mut egui::Ui) {
         let sizes = self.model.summary.as_ref().map(|m| m.parameters).zip(self.dataset.preview.as_ref().map(|p| p.report.train_examples));
         ui.horizontal_wrapped(|ui| {
             ui.label("Starting point");

@@ -122,7 +122,8 @@ pub enum Reply {
     /// What the picker chose, and how long the dialog was open.
     Picked(PickKind, Option<PathBuf>, std::time::Duration),
     Model(Result<ModelSummary, String>),
-    Dataset(Result<DatasetPreview, String>),
+    /// The preview, and the training file's columns (read even when no record has a known shape).
+    Dataset(Result<DatasetPreview, String>, Vec<String>),
     Generated {
         slot: Slot,
         prompt: String,
@@ -190,7 +191,8 @@ impl Jobs {
 
     pub fn read_dataset(&self, model: PathBuf, data: DataConfig, task: Task, seed: u64) {
         self.spawn(move |reply| {
-            reply.send(Reply::Dataset(guarded("while reading the dataset", || DatasetPreview::read(&model, &data, task, seed))))
+            let columns = crate::data::file_columns(&data.train_file, &data).unwrap_or_default();
+            reply.send(Reply::Dataset(guarded("while reading the dataset", || DatasetPreview::read(&model, &data, task, seed)), columns))
         });
     }
 

@@ -93,6 +93,9 @@ impl WgtuneApp {
                     row("Without fused kernels", generic.join(", "));
                 }
             });
+            // What to train it with, sized to it (and to the dataset, once one is chosen).
+            ui.add_space(6.0);
+            self.presets_ui(ui);
         }
     }
 }

@@ -318,8 +318,8 @@ fn without_a_file_dialog_paths_are_typed_and_a_folder_that_is_not_a_model_shows_
     assert!(report.validation_examples > 0, "{report:?}");
     assert_eq!(harness.state().settings.config.data.train_file, train);
 
-    // A Parquet file whose columns have names of their own: the preview lists them, and the
-    // mapping typed beside them makes it a prompt/completion dataset.
+    // A Parquet file whose columns have names of their own: the panel offers a drop-down per
+    // column, and choosing fields there makes it a prompt/completion dataset.
     let parquet = fixture("data/qa.parquet");
     harness.state_mut().settings.config.data.validation_file = None;
     harness.state_mut().dataset.typed_path.clear();
@@ -333,13 +333,29 @@ fn without_a_file_dialog_paths_are_typed_and_a_folder_that_is_not_a_model_shows_
         "{:?}",
         harness.state().dataset.error
     );
-    type_into(&mut harness, "Columns", "prompt=question, completion=answer");
-    harness.get_by_label("Apply mapping").click();
-    harness.run_steps(1);
+    assert_eq!(harness.state().dataset.file_columns, ["answer", "conversation", "question"]);
+    for (column, field) in [("question", "prompt"), ("answer", "completion")] {
+        harness.get_by_label(&format!("column `{column}` as")).click();
+        harness.run_steps(2);
+        harness.get_by_role_and_label(eframe::egui::accesskit::Role::Button, field).click();
+        harness.run_steps(2);
+        wait_until(&mut harness, 30, "the dataset read again", |app| !app.dataset.loading);
+    }
+    assert_eq!(harness.state().dataset.typed_columns, "completion=answer, prompt=question");
     wait_until(&mut harness, 30, "the mapped preview", |app| !app.dataset.loading && app.dataset.preview.is_some());
     let report = &harness.state().dataset.preview.as_ref().unwrap().report;
     assert_eq!((report.train_examples, report.columns.clone()), (3, vec!["answer".to_string(), "conversation".into(), "question".into()]));
     harness.get_by_label_contains("answer, conversation, question");
+    harness.get_by_label("completion: answer, prompt: question");
+
+    // The typed field applies a mapping too, and shows what the drop-downs chose.
+    harness.state_mut().dataset.typed_columns.clear();
+    type_into(&mut harness, "Columns", "messages=conversation");
+    harness.get_by_label("Apply mapping").click();
+    harness.run_steps(1);
+    wait_until(&mut harness, 30, "the chat preview", |app| !app.dataset.loading && app.dataset.preview.is_some());
+    let report = &harness.state().dataset.preview.as_ref().unwrap().report;
+    assert_eq!(report.format, Some(wgtune::data::DatasetFormat::Chat));
 }
 
 #[test]
@@ -385,6 +401,12 @@ fn a_text_classifier_in_the_app() {
     let parameters = harness.state().model.summary.as_ref().unwrap().parameters;
     let balanced = Preset::Balanced.settings(parameters, 336, harness.state().settings.config.batch_size);
     assert_eq!((harness.state().settings.config.optim.lr, harness.state().settings.config.epochs), (balanced.lr, balanced.epochs));
+    // The Model tab offers the same starting points, sized to the model and the data.
+    harness.get_by_role_and_label(eframe::egui::accesskit::Role::Button, "Model").click();
+    harness.run_steps(2);
+    harness.get_by_label_contains("quick test (rank 8").click();
+    harness.run_steps(2);
+    assert!(matches!(&harness.state().settings.config.method, Method::Lora(l) if l.rank == 8));
     harness.get_by_role_and_label(eframe::egui::accesskit::Role::Button, "Hyperparameters").click();
     harness.run_steps(2);
     harness.get_by_label_contains("best quality (rank 32").click();
