@@ -371,3 +371,21 @@ fn a_gemma_model_is_refused_for_llama_cpp_before_anything_is_written() {
     assert!(err.contains("gemma2"), "{err}");
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
+
+/// A SentencePiece tokenizer (Llama 2's and Mistral's kind) in GGUF: the merges derived from its
+/// pieces' scores, with byte fallback, give the ids and the text `sentencepiece` itself gives.
+#[test]
+fn a_sentencepiece_gguf_tokenizer_tokenizes_as_sentencepiece_does() {
+    let file = GgufFile::open(&fixture("gguf/spm-tokenizer.gguf")).unwrap();
+    let (json, _) = wgtune::gguf::tokenizer_files(&file).unwrap();
+    let tokenizer: tokenizers::Tokenizer = json.to_string().parse().unwrap();
+    let cases: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(fixture("gguf/spm-tokenizer.json")).unwrap()).unwrap();
+    for case in cases {
+        let text = case["text"].as_str().unwrap();
+        let want: Vec<u32> = case["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let encoding = tokenizer.encode(text, true).unwrap();
+        assert_eq!(encoding.get_ids(), want.as_slice(), "{text:?}");
+        assert_eq!(tokenizer.decode(&want, true).unwrap(), case["decoded"].as_str().unwrap(), "{text:?} decoded");
+    }
+}
