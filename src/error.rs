@@ -33,6 +33,8 @@ pub enum Error {
     #[error("dataset {path}: {message}")]
     EmptyDataset { path: PathBuf, message: String },
 
+    #[error("model {id}: {message}")]
+    Download { id: String, message: String },
     #[error("invalid setting `{field}`: {message}")]
     InvalidSetting { field: String, message: String },
 

@@ -1,8 +1,10 @@
-//! Finding models: a folder path, or a model id already downloaded into the local Hugging Face
-//! cache (`~/.cache/huggingface/hub`, or `$HF_HUB_CACHE` / `$HF_HOME/hub`). Nothing is downloaded.
+//! Finding models: a folder path, a GGUF file, an installed Ollama model, or a Hugging Face model
+//! id: from the local cache (`~/.cache/huggingface/hub`, or `$HF_HUB_CACHE` / `$HF_HOME/hub`) when
+//! it is there, downloaded into it otherwise (see [`crate::download`]).
 
 use std::path::{Path, PathBuf};
 
+use crate::download::DownloadProgress;
 use crate::error::{Error, Result};
 
 /// A model found in the local cache.
@@ -22,8 +24,14 @@ pub fn cache_dir() -> Option<PathBuf> {
     std::env::var("HOME").ok().map(|h| PathBuf::from(h).join(".cache/huggingface/hub"))
 }
 
-/// A folder as given, or the newest cached snapshot of a model id (`owner/name`).
+/// [`resolve_model_with`], downloading without showing progress.
 pub fn resolve_model(spec: &Path) -> Result<PathBuf> {
+    resolve_model_with(spec, |_| {})
+}
+
+/// A folder or file as given, an installed Ollama model (`ollama:NAME`), or a model id
+/// (`owner/name`): its newest cached snapshot, or one downloaded now with `progress`.
+pub fn resolve_model_with(spec: &Path, progress: impl FnMut(&DownloadProgress)) -> Result<PathBuf> {
     // A folder, or a file (a GGUF model; anything else is named as such when opened).
     if spec.exists() {
         return Ok(spec.to_path_buf());
@@ -35,7 +43,16 @@ pub fn resolve_model(spec: &Path) -> Result<PathBuf> {
     if let Some(found) = cached_models().into_iter().find(|m| m.id == id) {
         return Ok(found.path);
     }
-    Err(Error::invalid_file(spec, "not a model folder, nor a model id found in the local Hugging Face cache"))
+    if is_model_id(&id) {
+        return crate::download::download_model(&id, &crate::download::Hub::from_env(), progress);
+    }
+    Err(Error::invalid_file(spec, "not a model folder, a .gguf file, ollama:NAME, nor a Hugging Face model id (owner/name)"))
+}
+
+/// Whether `text` reads as a Hub id, `owner/name` of letters, digits, `-`, `_` and `.`.
+pub fn is_model_id(text: &str) -> bool {
+    let part = |p: &str| !p.is_empty() && !p.starts_with('.') && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    matches!(text.split_once('/'), Some((owner, name)) if part(owner) && part(name))
 }
 
 /// Models in the local cache that have a `config.json` and safetensors weights.

@@ -8,6 +8,7 @@ pub mod chat_template;
 pub mod classify;
 pub mod data;
 pub mod device;
+pub mod download;
 pub mod error;
 pub mod eval;
 pub mod export;

@@ -94,7 +94,7 @@ pub fn run_bench(args: BenchArgs) -> Result<()> {
         anyhow::bail!("--layers cuts a named --shape; a --model folder is benchmarked whole");
     }
     let model = match (&args.model, &args.shape) {
-        (Some(path), _) => BenchModel::Folder(wgtune::hub::resolve_model(path)?),
+        (Some(path), _) => BenchModel::Folder(super::progress::resolve_model(path)?),
         (None, Some(shape)) => BenchModel::Shape { name: shape.clone(), layers: args.layers },
         (None, None) => unreachable!("clap requires one"),
     };

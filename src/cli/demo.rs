@@ -50,7 +50,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
     }
     let assets = Path::new(ASSETS);
     let model_dir = match &args.model {
-        Some(m) => wgtune::hub::resolve_model(m)?,
+        Some(m) => super::progress::resolve_model(m)?,
         None => assets.join("demo-model"),
     };
     let data = args.data.clone().unwrap_or_else(|| assets.join("demo/train.jsonl"));
@@ -132,7 +132,7 @@ fn free_run_dir(stem: &str) -> PathBuf {
 fn run_classification(args: DemoArgs) -> Result<()> {
     let assets = Path::new(ASSETS);
     let model_dir = match &args.model {
-        Some(m) => wgtune::hub::resolve_model(m)?,
+        Some(m) => super::progress::resolve_model(m)?,
         None => assets.join("demo-model"),
     };
     let data = args.data.clone().unwrap_or_else(|| assets.join("reviews/train.jsonl"));

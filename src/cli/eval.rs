@@ -53,7 +53,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     if let Some(path) = &args.json {
         wgtune::fsutil::check_file_target(path, &[&args.data], args.overwrite, "--overwrite")?;
     }
-    let model_dir = wgtune::hub::resolve_model(&args.model)?;
+    let model_dir = super::progress::resolve_model(&args.model)?;
     let base = LoadedModel::load(&model_dir, args.device)?;
     let data = DataConfig { train_file: args.data.clone(), ..Default::default() };
     let trained_labels = args.trained.as_deref().map(trained_labels).transpose()?.flatten();

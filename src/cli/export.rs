@@ -58,7 +58,7 @@ fn parse_gguf_type(s: &str) -> Result<GgmlType, String> {
 }
 
 pub fn run(args: ExportArgs) -> Result<()> {
-    let model_dir = wgtune::hub::resolve_model(&args.model)?;
+    let model_dir = super::progress::resolve_model(&args.model)?;
     let outputs: Vec<&PathBuf> =
         [&args.merged, &args.adapter_out, &args.gguf, &args.gguf_adapter, &args.ollama].into_iter().flatten().collect();
     for (i, a) in outputs.iter().enumerate() {

@@ -40,7 +40,7 @@ pub struct GenerateArgs {
 }
 
 pub fn run(args: GenerateArgs) -> Result<()> {
-    let model_dir = wgtune::hub::resolve_model(&args.model)?;
+    let model_dir = super::progress::resolve_model(&args.model)?;
     let mut model = LoadedModel::load(&model_dir, args.device)?;
     if let Some(trained) = &args.trained {
         model = model.with_trained(trained)?;

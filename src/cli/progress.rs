@@ -129,3 +129,24 @@ fn clock(seconds: f64) -> String {
     let s = seconds.max(0.0) as u64;
     if s >= 3600 { format!("{}h{:02}m", s / 3600, (s % 3600) / 60) } else { format!("{}m{:02}s", s / 60, s % 60) }
 }
+
+/// A model as `--model` names it, with a progress bar while a Hugging Face id downloads.
+pub fn resolve_model(spec: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+    let bar = ProgressBar::hidden();
+    let mut shown = false;
+    let path = wgtune::hub::resolve_model_with(spec, |p| {
+        if !shown {
+            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template("{msg} {bar:30.cyan/blue} {bytes}/{total_bytes} {bytes_per_sec}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            shown = true;
+        }
+        bar.set_message(format!("{} ({}/{})", p.file, p.index, p.files));
+        bar.set_length(p.total);
+        bar.set_position(p.bytes);
+    });
+    bar.finish_and_clear();
+    Ok(path?)
+}

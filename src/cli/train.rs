@@ -201,7 +201,7 @@ impl TrainArgs {
             };
         }
         if let Some(model) = &self.model {
-            c.model = wgtune::hub::resolve_model(model)?;
+            c.model = super::progress::resolve_model(model)?;
         }
         if let Some(preset) = self.preset {
             self.apply_preset(preset, &mut c)?;

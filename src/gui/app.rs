@@ -157,8 +157,10 @@ impl WgtuneApp {
                 self.path_prompt = Some(PathPrompt::new(kind));
             }
             Reply::Picked(_, None, _) => {}
+            Reply::Download(progress) => self.model.download = Some(progress),
             Reply::Model(result) => {
                 self.model.loading = false;
+                self.model.download = None;
                 match result {
                     Ok(summary) => self.model_loaded(summary),
                     Err(e) => self.model.error = Some(e),

@@ -28,9 +28,10 @@ pub struct ModelSummary {
 }
 
 impl ModelSummary {
-    /// Reads a model folder, a GGUF file or an `ollama:NAME` model.
-    pub fn read(spec: &Path) -> Result<Self, String> {
-        let path = &crate::hub::resolve_model(spec).map_err(|e| e.to_string())?;
+    /// Reads a model folder, a GGUF file, an `ollama:NAME` model, or a Hugging Face model id
+    /// (downloaded first unless cached, with `progress`).
+    pub fn read(spec: &Path, progress: impl FnMut(&crate::download::DownloadProgress)) -> Result<Self, String> {
+        let path = &crate::hub::resolve_model_with(spec, progress).map_err(|e| e.to_string())?;
         let folder = ModelFolder::open(path).map_err(|e| e.to_string())?;
         let tokenizer = folder.tokenizer().map_err(|e| e.to_string())?;
         Ok(Self {
@@ -122,6 +123,8 @@ pub enum Reply {
     /// What the picker chose, and how long the dialog was open.
     Picked(PickKind, Option<PathBuf>, std::time::Duration),
     Model(Result<ModelSummary, String>),
+    /// A model being downloaded by id: where it stands.
+    Download(crate::download::DownloadProgress),
     /// The preview, and the training file's columns (read even when no record has a known shape).
     Dataset(Result<DatasetPreview, String>, Vec<String>),
     Generated {
@@ -186,7 +189,10 @@ impl Jobs {
     }
 
     pub fn read_model(&self, path: PathBuf) {
-        self.spawn(move |reply| reply.send(Reply::Model(guarded("while reading the model", || ModelSummary::read(&path)))));
+        self.spawn(move |reply| {
+            let progress = |p: &crate::download::DownloadProgress| reply.send(Reply::Download(p.clone()));
+            reply.send(Reply::Model(guarded("while reading the model", || ModelSummary::read(&path, progress))))
+        });
     }
 
     pub fn read_dataset(&self, model: PathBuf, data: DataConfig, task: Task, seed: u64) {

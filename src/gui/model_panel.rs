@@ -14,6 +14,10 @@ pub struct ModelPanel {
     pub error: Option<String>,
     pub loading: bool,
     pub typed_path: String,
+    /// A Hugging Face model id as typed.
+    pub typed_id: String,
+    /// Where the download of a model by id stands.
+    pub download: Option<crate::download::DownloadProgress>,
 }
 
 impl WgtuneApp {
@@ -37,6 +41,10 @@ impl WgtuneApp {
         });
 
         let mut chosen = typed_path_ui(ui, "Model folder path", "Open model", &mut self.model.typed_path);
+        // `owner/name`: from the cache, or downloaded into it (HF_ENDPOINT, HF_TOKEN apply).
+        if let Some(id) = typed_path_ui(ui, "Hugging Face model id", "Download model", &mut self.model.typed_id) {
+            chosen = Some(id);
+        }
         if !self.settings.recent_models.is_empty() {
             ui.collapsing("Recent models", |ui| {
                 for path in &self.settings.recent_models {
@@ -65,6 +73,12 @@ impl WgtuneApp {
                 ui.spinner();
                 ui.label("Reading the model…");
             });
+            if let Some(p) = &self.model.download {
+                let fraction = if p.total > 0 { p.bytes as f32 / p.total as f32 } else { 0.0 };
+                let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
+                let text = format!("Downloading {} ({} of {}): {:.1} / {:.1} MiB", p.file, p.index, p.files, mib(p.bytes), mib(p.total));
+                ui.add(egui::ProgressBar::new(fraction).text(text));
+            }
         }
         if let Some(error) = &self.model.error {
             error_ui(ui, error);

@@ -4,6 +4,7 @@ mod bad_input;
 mod classification;
 mod cli;
 mod common;
+mod download;
 mod e2e;
 mod eval;
 mod gguf;

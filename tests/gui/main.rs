@@ -252,6 +252,42 @@ fn a_gguf_model_opens_from_its_file() {
     assert_eq!(harness.state().settings.config.model, fixture("gguf/tiny-llama.gguf"));
 }
 
+#[path = "../support/hub_stand_in.rs"]
+#[allow(dead_code)] // The engine's tests use the rest.
+mod hub_stand_in;
+
+/// A model by Hugging Face id, typed in the Model tab, downloads from the Hub (a stand-in on
+/// 127.0.0.1) into the cache with a progress bar, and opens.
+#[test]
+fn a_model_by_hugging_face_id_downloads_with_a_progress_bar() {
+    let hub = hub_stand_in::StandIn::start(hub_stand_in::Behaviour { slow: true, ..Default::default() });
+    let cache = tempfile::tempdir().unwrap();
+    // SAFETY: set before this test's app reads them. The other tests of this binary read only
+    // the cache listing, which an empty cache leaves empty.
+    unsafe {
+        std::env::set_var("HF_ENDPOINT", &hub.endpoint);
+        std::env::set_var("HF_HUB_CACHE", cache.path());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let picker = Picker { out: dir.path().to_path_buf() };
+    let mut harness = Harness::builder().build_eframe(|cc| WgtuneApp::new(cc, Box::new(picker)));
+    type_into(&mut harness, "Hugging Face model id", "owner/tiny");
+    harness.get_by_label("Download model").click();
+    let mut saw_progress = false;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while harness.state().model.summary.is_none() && harness.state().model.error.is_none() && Instant::now() < deadline {
+        harness.run_steps(1);
+        saw_progress |= harness.query_by_label_contains("Downloading ").is_some();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(harness.state().model.error, None);
+    assert!(saw_progress, "a progress bar showed while the weights came");
+    harness.get_by_label_contains("llama (2 layers, hidden 64)");
+    let opened = &harness.state().model.summary.as_ref().unwrap().path;
+    assert!(opened.starts_with(cache.path().join("models--owner--tiny/snapshots")), "{}", opened.display());
+    assert!(hub.requests().iter().any(|r| r.starts_with("/owner/tiny/resolve/main/model.safetensors")));
+}
+
 /// A system where no file dialog can open (no XDG portal, no zenity): rfd answers "nothing".
 struct NoDialog;
 

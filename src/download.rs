@@ -1,0 +1,177 @@
+//! Models by Hugging Face id (`Qwen/Qwen3-0.6B`), downloaded with `hf-hub` into the standard
+//! cache (`HF_HUB_CACHE`, `HF_HOME/hub` or `~/.cache/huggingface/hub`), from `HF_ENDPOINT` (or
+//! huggingface.co), with `HF_TOKEN` for gated and private models. An interrupted file resumes from its `.part` file on
+//! the next try, and a weight file whose bytes do not hash to the sha256 the Hub names it by is
+//! deleted and reported.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use hf_hub::api::Progress;
+use hf_hub::api::sync::{ApiBuilder, ApiError, ApiRepo};
+use hf_hub::{Cache, Repo};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+
+/// The files a model folder needs besides its weights; those the repository lacks are skipped.
+const SIDE_FILES: [&str; 6] =
+    ["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"];
+
+/// Which Hub to download from, into which cache, as whom.
+#[derive(Clone, Debug)]
+pub struct Hub {
+    pub endpoint: String,
+    /// The cache's `hub` folder (see [`crate::hub::cache_dir`]).
+    pub cache: PathBuf,
+    pub token: Option<String>,
+}
+
+impl Hub {
+    /// `HF_ENDPOINT`, the cache [`crate::hub::cache_dir`] names, and `HF_TOKEN` (or the token
+    /// `huggingface-cli login` saved).
+    pub fn from_env() -> Self {
+        let cache = crate::hub::cache_dir().unwrap_or_else(|| PathBuf::from(".cache/huggingface/hub"));
+        let token = std::env::var("HF_TOKEN").ok().filter(|t| !t.is_empty()).or_else(|| Cache::new(cache.clone()).token());
+        Self { endpoint: std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".into()), cache, token }
+    }
+}
+
+/// Where a download stands, for a progress bar.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DownloadProgress {
+    /// The file being downloaded.
+    pub file: String,
+    /// Its index among the files to download, from 1, and how many there are.
+    pub index: usize,
+    pub files: usize,
+    pub bytes: u64,
+    pub total: u64,
+}
+
+/// Downloads what a model folder needs (the side files, then `model.safetensors` or the index and
+/// its shards) and returns the snapshot folder. Files already in the cache are not fetched again.
+pub fn download_model(id: &str, hub: &Hub, mut progress: impl FnMut(&DownloadProgress)) -> Result<PathBuf> {
+    let endpoint = &hub.endpoint;
+    let api = ApiBuilder::from_cache(Cache::new(hub.cache.clone()))
+        .with_endpoint(endpoint.clone())
+        .with_token(hub.token.clone())
+        .with_progress(false)
+        .with_retries(0)
+        .build()
+        .map_err(|e| hub_error(id, endpoint, e))?;
+    let repo = api.model(id.to_string());
+    let info = repo.info().map_err(|e| hub_error(id, endpoint, e))?;
+    let available: Vec<&str> = info.siblings.iter().map(|s| s.rfilename.as_str()).collect();
+    let weights: Vec<&str> = if available.contains(&"model.safetensors") {
+        vec!["model.safetensors"]
+    } else if available.contains(&"model.safetensors.index.json") {
+        let mut shards: Vec<&str> = available.iter().copied().filter(|f| f.ends_with(".safetensors") && !f.contains('/')).collect();
+        shards.insert(0, "model.safetensors.index.json");
+        shards
+    } else {
+        return Err(Error::Download {
+            id: id.into(),
+            message: "the repository has no safetensors weights (model.safetensors or model.safetensors.index.json)".into(),
+        });
+    };
+    let files: Vec<&str> = SIDE_FILES.iter().copied().filter(|f| available.contains(f)).chain(weights).collect();
+    if !files.contains(&"config.json") {
+        return Err(Error::Download { id: id.into(), message: "the repository has no config.json: not a transformers model".into() });
+    }
+    let cached = Cache::new(hub.cache.clone()).repo(Repo::model(id.to_string()));
+    let mut snapshot = None;
+    for (i, file) in files.iter().enumerate() {
+        let mut state = DownloadProgress { file: file.to_string(), index: i + 1, files: files.len(), bytes: 0, total: 0 };
+        progress(&state);
+        let path = match cached.get(file) {
+            // Already here (checked when it came): shown as done.
+            Some(path) => {
+                state.total = std::fs::metadata(&path).map_or(0, |m| m.len());
+                state.bytes = state.total;
+                progress(&state);
+                path
+            }
+            None => {
+                let path = download_file(&repo, file, &mut state, &mut progress).map_err(|e| hub_error(id, endpoint, e))?;
+                if file.ends_with(".safetensors") {
+                    verify_sha256(id, file, &path)?;
+                }
+                path
+            }
+        };
+        snapshot = path.parent().map(Path::to_path_buf);
+    }
+    snapshot.ok_or_else(|| Error::Download { id: id.into(), message: "nothing was downloaded".into() })
+}
+
+/// One file, or the cached copy of it.
+fn download_file(
+    repo: &ApiRepo,
+    file: &str,
+    state: &mut DownloadProgress,
+    progress: &mut impl FnMut(&DownloadProgress),
+) -> std::result::Result<PathBuf, ApiError> {
+    struct Forward<'a, F: FnMut(&DownloadProgress)> {
+        state: &'a mut DownloadProgress,
+        progress: &'a mut F,
+    }
+    impl<F: FnMut(&DownloadProgress)> Progress for Forward<'_, F> {
+        fn init(&mut self, size: usize, _: &str) {
+            (self.state.total, self.state.bytes) = (size as u64, 0);
+            (self.progress)(self.state);
+        }
+        fn update(&mut self, size: usize) {
+            self.state.bytes += size as u64;
+            (self.progress)(self.state);
+        }
+        fn finish(&mut self) {}
+    }
+    repo.download_with_progress(file, Forward { state, progress })
+}
+
+/// The Hub names an LFS file's blob by the sha256 of its bytes: a file whose bytes hash to
+/// something else is deleted (blob and snapshot link) so that the next try fetches it whole.
+fn verify_sha256(id: &str, file: &str, path: &Path) -> Result<()> {
+    let blob = std::fs::canonicalize(path).map_err(|e| Error::io(path, e))?;
+    let expected = blob.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+    if expected.len() != 64 || !expected.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(()); // Not an LFS file: named by its git hash, which the Hub checks itself.
+    }
+    let mut hasher = Sha256::new();
+    let mut reader = std::fs::File::open(&blob).map_err(|e| Error::io(&blob, e))?;
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let n = reader.read(&mut buffer).map_err(|e| Error::io(&blob, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+    }
+    let actual: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    if actual == expected {
+        return Ok(());
+    }
+    let _ = std::fs::remove_file(path);
+    let _ = std::fs::remove_file(&blob);
+    Err(Error::Download {
+        id: id.into(),
+        message: format!("{file} arrived corrupt (sha256 {actual}, expected {expected}); it was deleted, try again"),
+    })
+}
+
+/// The Hub's answer, for people: a missing model, a gated one, or the network.
+fn hub_error(id: &str, endpoint: &str, error: ApiError) -> Error {
+    let message = match &error {
+        ApiError::RequestError(e) => match e.as_ref() {
+            ureq::Error::StatusCode(401 | 403) => {
+                "the Hub refused access (401/403): the model is gated or private; accept its terms on its page and set HF_TOKEN".into()
+            }
+            ureq::Error::StatusCode(404) => format!("no such model on {endpoint} (404); check the id"),
+            ureq::Error::StatusCode(code) => format!("the Hub answered {code}"),
+            other => format!("could not reach {endpoint}: {other} (models already in the cache open offline)"),
+        },
+        other => other.to_string(),
+    };
+    Error::Download { id: id.into(), message }
+}

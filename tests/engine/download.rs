@@ -1,0 +1,73 @@
+//! Models by Hugging Face id, against a stand-in for the Hub on 127.0.0.1 that serves its API and
+//! file layout (the test starts and stops it; nothing else is reached): a download that opens, a
+//! second call served by the cache, an interrupted download resumed, 404 and 401 named, a
+//! corrupt file caught.
+
+#[path = "../support/hub_stand_in.rs"]
+mod hub_stand_in;
+
+use hub_stand_in::{Behaviour, COMMIT, StandIn};
+use wgtune::download::{DownloadProgress, download_model};
+use wgtune::model::ModelFolder;
+
+use crate::common::fixture;
+
+#[test]
+fn a_model_by_id_downloads_into_the_cache_and_opens() {
+    let hub = StandIn::start(Behaviour::default());
+    let cache = tempfile::tempdir().unwrap();
+    let mut seen: Vec<DownloadProgress> = Vec::new();
+    let folder = download_model("owner/tiny", &hub.hub(cache.path(), None), |p| seen.push(p.clone())).unwrap();
+    assert!(folder.starts_with(cache.path().join("models--owner--tiny/snapshots").join(COMMIT)), "{}", folder.display());
+    let model = ModelFolder::open(&folder).unwrap();
+    assert_eq!(model.config.num_hidden_layers, ModelFolder::open(&fixture("tiny-llama")).unwrap().config.num_hidden_layers);
+    model.tokenizer().unwrap();
+    // The progress names each file and ends with the weights whole.
+    let weights = std::fs::metadata(fixture("tiny-llama/model.safetensors")).unwrap().len();
+    let last = seen.last().unwrap();
+    assert_eq!((last.file.as_str(), last.index, last.files, last.bytes, last.total), ("model.safetensors", 6, 6, weights, weights));
+
+    // A second call finds every file in the cache: no file is fetched again.
+    let fetched = hub.requests().iter().filter(|r| r.contains("/resolve/") && !r.ends_with(" 0-0")).count();
+    download_model("owner/tiny", &hub.hub(cache.path(), None), |_| {}).unwrap();
+    let fetched_again = hub.requests().iter().filter(|r| r.contains("/resolve/") && !r.ends_with(" 0-0")).count();
+    assert_eq!(fetched, 6);
+    assert_eq!(fetched_again, fetched, "{:?}", hub.requests());
+}
+
+#[test]
+fn an_interrupted_download_resumes_where_it_stopped() {
+    let hub = StandIn::start(Behaviour { cut_once: Some("model.safetensors".into()), ..Behaviour::default() });
+    let cache = tempfile::tempdir().unwrap();
+    let err = download_model("owner/tiny", &hub.hub(cache.path(), None), |_| {}).unwrap_err().to_string();
+    assert!(err.starts_with("model owner/tiny: "), "{err}");
+    let folder = download_model("owner/tiny", &hub.hub(cache.path(), None), |_| {}).unwrap();
+    let weights = std::fs::read(fixture("tiny-llama/model.safetensors")).unwrap();
+    assert_eq!(std::fs::read(folder.join("model.safetensors")).unwrap(), weights);
+    let resumed = format!("/owner/tiny/resolve/main/model.safetensors {}-", weights.len() / 2);
+    assert!(hub.requests().contains(&resumed), "the second try asks for the rest only: {:?}", hub.requests());
+}
+
+#[test]
+fn a_missing_model_a_gated_one_and_a_corrupt_file_are_named() {
+    let hub = StandIn::start(Behaviour { corrupt: Some("model.safetensors".into()), ..Behaviour::default() });
+    let cache = tempfile::tempdir().unwrap();
+    let err = download_model("owner/nothing", &hub.hub(cache.path(), None), |_| {}).unwrap_err().to_string();
+    assert!(err.contains("model owner/nothing: no such model on http://127.0.0.1:") && err.contains("(404)"), "{err}");
+    let err = download_model("owner/gated", &hub.hub(cache.path(), None), |_| {}).unwrap_err().to_string();
+    assert!(err.contains("model owner/gated: the Hub refused access (401/403)") && err.contains("HF_TOKEN"), "{err}");
+
+    let err = download_model("owner/gated", &hub.hub(cache.path(), Some("secret")), |_| {}).unwrap_err().to_string();
+    assert!(err.contains("model.safetensors arrived corrupt") && err.contains("it was deleted"), "{err}");
+    let snapshot = cache.path().join("models--owner--gated/snapshots").join(COMMIT);
+    assert!(snapshot.join("config.json").exists() && !snapshot.join("model.safetensors").exists());
+}
+
+#[test]
+fn model_ids_are_told_from_paths() {
+    assert!(wgtune::hub::is_model_id("Qwen/Qwen3-0.6B"));
+    assert!(wgtune::hub::is_model_id("HuggingFaceTB/SmolLM2-135M-Instruct"));
+    for not_an_id in ["model", "./a/b", "a/b/c", "/abs", "a/", "ollama:qwen", "a b/c"] {
+        assert!(!wgtune::hub::is_model_id(not_an_id), "{not_an_id}");
+    }
+}
