@@ -59,9 +59,9 @@ pub fn download_model(id: &str, hub: &Hub, mut progress: impl FnMut(&DownloadPro
         .with_progress(false)
         .with_retries(0)
         .build()
-        .map_err(|e| hub_error(id, endpoint, e))?;
+        .map_err(|e| hub_error("model", id, endpoint, e))?;
     let repo = api.model(id.to_string());
-    let info = repo.info().map_err(|e| hub_error(id, endpoint, e))?;
+    let info = repo.info().map_err(|e| hub_error("model", id, endpoint, e))?;
     let available: Vec<&str> = info.siblings.iter().map(|s| s.rfilename.as_str()).collect();
     let weights: Vec<&str> = if available.contains(&"model.safetensors") {
         vec!["model.safetensors"]
@@ -71,13 +71,18 @@ pub fn download_model(id: &str, hub: &Hub, mut progress: impl FnMut(&DownloadPro
         shards
     } else {
         return Err(Error::Download {
+            what: "model",
             id: id.into(),
             message: "the repository has no safetensors weights (model.safetensors or model.safetensors.index.json)".into(),
         });
     };
     let files: Vec<&str> = SIDE_FILES.iter().copied().filter(|f| available.contains(f)).chain(weights).collect();
     if !files.contains(&"config.json") {
-        return Err(Error::Download { id: id.into(), message: "the repository has no config.json: not a transformers model".into() });
+        return Err(Error::Download {
+            what: "model",
+            id: id.into(),
+            message: "the repository has no config.json: not a transformers model".into(),
+        });
     }
     let cached = Cache::new(hub.cache.clone()).repo(Repo::model(id.to_string()));
     let mut snapshot = None;
@@ -93,16 +98,16 @@ pub fn download_model(id: &str, hub: &Hub, mut progress: impl FnMut(&DownloadPro
                 path
             }
             None => {
-                let path = download_file(&repo, file, &mut state, &mut progress).map_err(|e| hub_error(id, endpoint, e))?;
+                let path = download_file(&repo, file, &mut state, &mut progress).map_err(|e| hub_error("model", id, endpoint, e))?;
                 if file.ends_with(".safetensors") {
-                    verify_sha256(id, file, &path)?;
+                    verify_sha256("model", id, file, &path)?;
                 }
                 path
             }
         };
         snapshot = path.parent().map(Path::to_path_buf);
     }
-    snapshot.ok_or_else(|| Error::Download { id: id.into(), message: "nothing was downloaded".into() })
+    snapshot.ok_or_else(|| Error::Download { what: "model", id: id.into(), message: "nothing was downloaded".into() })
 }
 
 /// One file, or the cached copy of it.
@@ -132,7 +137,7 @@ fn download_file(
 
 /// The Hub names an LFS file's blob by the sha256 of its bytes: a file whose bytes hash to
 /// something else is deleted (blob and snapshot link) so that the next try fetches it whole.
-fn verify_sha256(id: &str, file: &str, path: &Path) -> Result<()> {
+fn verify_sha256(what: &'static str, id: &str, file: &str, path: &Path) -> Result<()> {
     let blob = std::fs::canonicalize(path).map_err(|e| Error::io(path, e))?;
     let expected = blob.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
     if expected.len() != 64 || !expected.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -155,23 +160,137 @@ fn verify_sha256(id: &str, file: &str, path: &Path) -> Result<()> {
     let _ = std::fs::remove_file(path);
     let _ = std::fs::remove_file(&blob);
     Err(Error::Download {
+        what,
         id: id.into(),
         message: format!("{file} arrived corrupt (sha256 {actual}, expected {expected}); it was deleted, try again"),
     })
 }
 
 /// The Hub's answer, for people: a missing model, a gated one, or the network.
-fn hub_error(id: &str, endpoint: &str, error: ApiError) -> Error {
+fn hub_error(what: &'static str, id: &str, endpoint: &str, error: ApiError) -> Error {
     let message = match &error {
         ApiError::RequestError(e) => match e.as_ref() {
             ureq::Error::StatusCode(401 | 403) => {
-                "the Hub refused access (401/403): the model is gated or private; accept its terms on its page and set HF_TOKEN".into()
+                format!("the Hub refused access (401/403): the {what} is gated or private; accept its terms on its page and set HF_TOKEN")
             }
-            ureq::Error::StatusCode(404) => format!("no such model on {endpoint} (404); check the id"),
+            ureq::Error::StatusCode(404) => format!("no such {what} on {endpoint} (404); check the id"),
             ureq::Error::StatusCode(code) => format!("the Hub answered {code}"),
             other => format!("could not reach {endpoint}: {other} (models already in the cache open offline)"),
         },
         other => other.to_string(),
     };
-    Error::Download { id: id.into(), message }
+    Error::Download { what, id: id.into(), message }
+}
+
+/// The Parquet file of one split of a dataset on the Hub (`--data owner/name --split train
+/// [--subset NAME]`), from the cache or downloaded into it. A split is found by its folder
+/// (`SUBSET/train/0000.parquet`) or its file name (`data/train-00000-of-00001.parquet`,
+/// `train.parquet`), under the subset's folder when one is named.
+pub fn download_dataset(
+    id: &str,
+    subset: Option<&str>,
+    split: &str,
+    hub: &Hub,
+    mut progress: impl FnMut(&DownloadProgress),
+) -> Result<PathBuf> {
+    let cached = cached_dataset_files(hub, id);
+    if let Ok(file) = split_file(id, &cached.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>(), subset, split)
+        && let Some((_, path)) = cached.iter().find(|(name, _)| *name == file)
+    {
+        return Ok(path.clone());
+    }
+    let endpoint = &hub.endpoint;
+    let api = ApiBuilder::from_cache(Cache::new(hub.cache.clone()))
+        .with_endpoint(endpoint.clone())
+        .with_token(hub.token.clone())
+        .with_progress(false)
+        .with_retries(0)
+        .build()
+        .map_err(|e| hub_error("dataset", id, endpoint, e))?;
+    let repo = api.dataset(id.to_string());
+    let info = repo.info().map_err(|e| hub_error("dataset", id, endpoint, e))?;
+    let files: Vec<&str> = info.siblings.iter().map(|s| s.rfilename.as_str()).collect();
+    let file = split_file(id, &files, subset, split)?;
+    let mut state = DownloadProgress { file: file.clone(), index: 1, files: 1, bytes: 0, total: 0 };
+    progress(&state);
+    let path = download_file(&repo, &file, &mut state, &mut progress).map_err(|e| hub_error("dataset", id, endpoint, e))?;
+    verify_sha256("dataset", id, &file, &path)?;
+    Ok(path)
+}
+
+/// The one Parquet file among `files` (paths in the repository) that holds `split`.
+fn split_file(id: &str, files: &[&str], subset: Option<&str>, split: &str) -> Result<String> {
+    let parquet: Vec<&str> = files.iter().copied().filter(|f| f.ends_with(".parquet")).collect();
+    let in_subset = |f: &&str| subset.is_none_or(|s| f.starts_with(&format!("{s}/")));
+    let of_split = |f: &&str| {
+        let mut parts: Vec<&str> = f.split('/').collect();
+        let name = parts.pop().unwrap_or_default();
+        let stem = name.trim_end_matches(".parquet");
+        parts.contains(&split) || stem == split || stem.starts_with(&format!("{split}-"))
+    };
+    let found: Vec<&str> = parquet.iter().copied().filter(in_subset).filter(of_split).collect();
+    match found.as_slice() {
+        [one] => Ok(one.to_string()),
+        [] => {
+            let listed: Vec<&str> = parquet.iter().copied().take(12).collect();
+            let subset = subset.map(|s| format!(" in subset `{s}`")).unwrap_or_default();
+            let message = match listed.is_empty() {
+                true => "the repository holds no Parquet files".to_string(),
+                false => format!("no Parquet file for split `{split}`{subset} (--split, --subset); it holds {}", listed.join(", ")),
+            };
+            Err(Error::Download { what: "dataset", id: id.into(), message })
+        }
+        many => Err(Error::Download {
+            what: "dataset",
+            id: id.into(),
+            message: format!(
+                "split `{split}` is {} Parquet files ({}, ...); wgtune reads one file: choose a subset with --subset, or join them",
+                many.len(),
+                many[0]
+            ),
+        }),
+    }
+}
+
+/// A dataset's Parquet files in the newest cached snapshot: (path in the repository, local path).
+fn cached_dataset_files(hub: &Hub, id: &str) -> Vec<(String, PathBuf)> {
+    let snapshots = hub.cache.join(format!("datasets--{}", id.replace('/', "--"))).join("snapshots");
+    let newest = std::fs::read_dir(&snapshots)
+        .ok()
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+    let mut out = Vec::new();
+    let mut pending: Vec<PathBuf> = newest.iter().cloned().collect();
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if let (Some(root), true) = (&newest, path.extension().is_some_and(|e| e == "parquet")) {
+                let relative = path.strip_prefix(root).map(|p| p.to_string_lossy().replace('\\', "/")).unwrap_or_default();
+                out.push((relative, path));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_split_is_found_by_its_folder_or_its_name() {
+        let files = ["README.md", "data/train-00000-of-00001.parquet", "data/test-00000-of-00001.parquet"];
+        assert_eq!(split_file("o/d", &files, None, "train").unwrap(), "data/train-00000-of-00001.parquet");
+        let files = ["main/train/0000.parquet", "main/test/0000.parquet", "extra/train/0000.parquet"];
+        assert_eq!(split_file("o/d", &files, Some("extra"), "train").unwrap(), "extra/train/0000.parquet");
+        let err = split_file("o/d", &files, None, "train").unwrap_err().to_string();
+        assert!(err.contains("split `train` is 2 Parquet files") && err.contains("--subset"), "{err}");
+        let err = split_file("o/d", &files, None, "validation").unwrap_err().to_string();
+        assert!(err.starts_with("dataset o/d: no Parquet file for split `validation`") && err.contains("main/test/0000.parquet"), "{err}");
+    }
 }

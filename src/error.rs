@@ -33,8 +33,9 @@ pub enum Error {
     #[error("dataset {path}: {message}")]
     EmptyDataset { path: PathBuf, message: String },
 
-    #[error("model {id}: {message}")]
-    Download { id: String, message: String },
+    /// `what` is `model` or `dataset`.
+    #[error("{what} {id}: {message}")]
+    Download { what: &'static str, id: String, message: String },
     #[error("invalid setting `{field}`: {message}")]
     InvalidSetting { field: String, message: String },
 

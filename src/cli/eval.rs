@@ -13,7 +13,7 @@ use wgtune::session::{LoadedModel, trained_labels};
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
-    /// Model: a Hugging Face folder, a .gguf file, ollama:NAME[:TAG], or a model id in the local Hugging Face cache.
+    /// Model: a Hugging Face folder, a .gguf file, ollama:NAME[:TAG], or a Hugging Face model id (owner/name: from the local cache, else downloaded into it).
     #[arg(long)]
     pub model: PathBuf,
     /// Trained weights: a PEFT adapter folder, a run directory, or one of its checkpoints [default: none, the base model].

@@ -14,7 +14,7 @@ use wgtune::session::LoadedModel;
 #[derive(Args, Debug)]
 #[command(group(clap::ArgGroup::new("outputs").required(true).multiple(true).args(["merged", "adapter_out", "gguf", "gguf_adapter", "ollama"])))]
 pub struct ExportArgs {
-    /// The base model the weights were trained on (folder, .gguf file, ollama:NAME or cached model id).
+    /// The base model the weights were trained on (folder, .gguf file, ollama:NAME or a Hugging Face model id).
     #[arg(long)]
     pub model: PathBuf,
     /// Trained weights: a run directory, one of its checkpoints, or a PEFT adapter folder.

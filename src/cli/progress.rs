@@ -132,9 +132,20 @@ fn clock(seconds: f64) -> String {
 
 /// A model as `--model` names it, with a progress bar while a Hugging Face id downloads.
 pub fn resolve_model(spec: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+    Ok(with_download_bar(|progress| wgtune::hub::resolve_model_with(spec, progress))?)
+}
+
+/// A data file as `--data` names it: a Hugging Face dataset id's `split` (under `subset`) is
+/// downloaded with a progress bar.
+pub fn resolve_dataset(spec: &std::path::Path, subset: Option<&str>, split: &str) -> anyhow::Result<std::path::PathBuf> {
+    Ok(with_download_bar(|progress| wgtune::hub::resolve_dataset_with(spec, subset, split, progress))?)
+}
+
+/// Runs `job` with a progress bar on stderr that appears with the first download.
+fn with_download_bar<T>(job: impl FnOnce(&mut dyn FnMut(&wgtune::download::DownloadProgress)) -> T) -> T {
     let bar = ProgressBar::hidden();
     let mut shown = false;
-    let path = wgtune::hub::resolve_model_with(spec, |p| {
+    let result = job(&mut |p| {
         if !shown {
             bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
             bar.set_style(
@@ -148,5 +159,5 @@ pub fn resolve_model(spec: &std::path::Path) -> anyhow::Result<std::path::PathBu
         bar.set_position(p.bytes);
     });
     bar.finish_and_clear();
-    Ok(path?)
+    result
 }

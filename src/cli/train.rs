@@ -28,7 +28,7 @@ pub struct TrainArgs {
     #[arg(long, conflicts_with = "resume")]
     pub overwrite: bool,
 
-    /// Model: a Hugging Face folder, a .gguf file, ollama:NAME[:TAG] (an installed Ollama model), or a model id in the local Hugging Face cache.
+    /// Model: a Hugging Face folder, a .gguf file, ollama:NAME[:TAG] (an installed Ollama model), or a Hugging Face model id (owner/name: from the local cache, else downloaded into it).
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// What to learn: causal-lm (continue text: replies, completions) or classification (a class per record: `text`, `label`, optional `text_pair`) [default: causal-lm].
@@ -37,9 +37,18 @@ pub struct TrainArgs {
     /// With --task classification: none, or balanced (each class weighs examples / (classes × its examples) in the loss, for imbalanced labels) [default: none].
     #[arg(long)]
     pub class_weights: Option<ClassWeights>,
-    /// Training data: JSONL, JSON, CSV or Parquet (alpaca, chat, sharegpt, prompt/completion or text records; text and label for classification).
+    /// Training data: JSONL, JSON, CSV or Parquet (alpaca, chat, sharegpt, prompt/completion or text records; text and label for classification), or a Hugging Face dataset id (owner/name: its Parquet split, see --split, --subset).
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// With a Hugging Face dataset id in --data (or --validation): the split to train on [default: train].
+    #[arg(long)]
+    pub split: Option<String>,
+    /// With a Hugging Face dataset id: its subset (configuration), the folder its Parquet files are under.
+    #[arg(long)]
+    pub subset: Option<String>,
+    /// With a Hugging Face dataset id: the split to validate on, from --validation's dataset or else --data's [default: validation, when --validation is an id].
+    #[arg(long)]
+    pub validation_split: Option<String>,
     /// Validation data in the same shapes [default: none; see --validation-fraction].
     #[arg(long)]
     pub validation: Option<PathBuf>,
@@ -203,11 +212,26 @@ impl TrainArgs {
         if let Some(model) = &self.model {
             c.model = super::progress::resolve_model(model)?;
         }
+        // A dataset id becomes the Parquet file of its split, downloaded unless cached.
+        let subset = self.subset.as_deref();
+        if let Some(data) = &self.data {
+            c.data.train_file = super::progress::resolve_dataset(data, subset, self.split.as_deref().unwrap_or("train"))?;
+        }
+        let validation_split = self.validation_split.as_deref();
+        match (&self.validation, &self.data) {
+            (Some(validation), _) => {
+                c.data.validation_file =
+                    Some(super::progress::resolve_dataset(validation, subset, validation_split.unwrap_or("validation"))?);
+            }
+            (None, Some(data)) if validation_split.is_some() && wgtune::hub::is_model_id(&data.to_string_lossy()) && !data.exists() => {
+                c.data.validation_file = Some(super::progress::resolve_dataset(data, subset, validation_split.unwrap_or_default())?);
+            }
+            _ => {}
+        }
         if let Some(preset) = self.preset {
             self.apply_preset(preset, &mut c)?;
         }
         set!(
-            data => c.data.train_file,
             output => c.output_dir,
             task => c.task,
             class_weights => c.class_weights,
@@ -239,9 +263,6 @@ impl TrainArgs {
         if self.max_steps.is_some() {
             c.max_steps = self.max_steps;
         }
-        if self.validation.is_some() {
-            c.data.validation_file = self.validation.clone();
-        }
         if self.format.is_some() {
             c.data.format = self.format;
         }
@@ -257,7 +278,7 @@ impl TrainArgs {
 
     /// Applies `preset` for the chosen model and data, before the other flags.
     fn apply_preset(&self, preset: Preset, c: &mut TrainConfig) -> Result<()> {
-        let data = self.data.as_ref().unwrap_or(&c.data.train_file);
+        let data = &c.data.train_file;
         if c.model.as_os_str().is_empty() || data.as_os_str().is_empty() {
             anyhow::bail!("--preset sizes its settings to the model and the data: give --model and --data");
         }

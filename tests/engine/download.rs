@@ -67,7 +67,49 @@ fn a_missing_model_a_gated_one_and_a_corrupt_file_are_named() {
 fn model_ids_are_told_from_paths() {
     assert!(wgtune::hub::is_model_id("Qwen/Qwen3-0.6B"));
     assert!(wgtune::hub::is_model_id("HuggingFaceTB/SmolLM2-135M-Instruct"));
-    for not_an_id in ["model", "./a/b", "a/b/c", "/abs", "a/", "ollama:qwen", "a b/c"] {
+    for not_an_id in ["model", "./a/b", "a/b/c", "/abs", "a/", "ollama:qwen", "a b/c", "data/train.jsonl", "models/m.gguf"] {
         assert!(!wgtune::hub::is_model_id(not_an_id), "{not_an_id}");
     }
+}
+
+#[test]
+fn a_dataset_split_by_id_downloads_and_is_found_again_in_the_cache() {
+    use hub_stand_in::{TEST, TRAIN};
+    let hub = StandIn::start(Behaviour::default());
+    let cache = tempfile::tempdir().unwrap();
+    let settings = hub.hub(cache.path(), None);
+    let train = wgtune::download::download_dataset("owner/qa", None, "train", &settings, |_| {}).unwrap();
+    assert!(train.ends_with(TRAIN), "{}", train.display());
+    assert_eq!(std::fs::read(&train).unwrap(), std::fs::read(fixture("data/qa.parquet")).unwrap());
+    let test = wgtune::download::download_dataset("owner/qa", None, "test", &settings, |_| {}).unwrap();
+    assert!(test.ends_with(TEST), "{}", test.display());
+    // Both splits are cached now: asked again, the Hub is not.
+    let asked = hub.requests().len();
+    wgtune::download::download_dataset("owner/qa", None, "train", &settings, |_| {}).unwrap();
+    assert_eq!(hub.requests().len(), asked, "{:?}", hub.requests());
+    let err = wgtune::download::download_dataset("owner/qa", None, "validation", &settings, |_| {}).unwrap_err().to_string();
+    assert!(err.contains("dataset owner/qa: no Parquet file for split `validation`") && err.contains(TEST), "{err}");
+    let err = wgtune::download::download_dataset("owner/none", None, "train", &settings, |_| {}).unwrap_err().to_string();
+    assert!(err.contains("dataset owner/none: no such dataset") && err.contains("(404)"), "{err}");
+}
+
+/// `wgtune train --data owner/qa --validation-split test`: a Parquet dataset on the Hub, with
+/// columns of its own mapped by --columns, trains end to end.
+#[test]
+fn a_parquet_dataset_by_id_with_its_own_columns_trains_from_the_command_line() {
+    let hub = StandIn::start(Behaviour::default());
+    let (cache, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let run = dir.path().join("run");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wgtune"))
+        .env("HF_ENDPOINT", &hub.endpoint)
+        .env("HF_HUB_CACHE", cache.path())
+        .args(["train", "--model", fixture("tiny-llama").to_str().unwrap(), "--data", "owner/qa", "--validation-split", "test"])
+        .args(["--columns", "prompt=question,completion=answer", "--max-steps", "3", "--device", "cpu", "--output", run.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}\n{}", String::from_utf8_lossy(&out.stdout));
+    let settings = std::fs::read_to_string(run.join("run.toml")).unwrap();
+    assert!(settings.contains(hub_stand_in::TRAIN) && settings.contains(hub_stand_in::TEST), "{settings}");
+    assert!(run.join("final").exists());
 }

@@ -12,6 +12,9 @@ use sha2::{Digest, Sha256};
 use wgtune::download::Hub;
 
 pub const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
+/// The dataset `owner/qa`'s two splits.
+pub const TRAIN: &str = "data/train-00000-of-00001.parquet";
+pub const TEST: &str = "data/test-00000-of-00001.parquet";
 const FILES: [&str; 6] =
     ["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "model.safetensors"];
 
@@ -39,7 +42,8 @@ impl StandIn {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-llama");
-        let files: HashMap<String, Vec<u8>> = FILES.iter().map(|f| (f.to_string(), std::fs::read(folder.join(f)).unwrap())).collect();
+        let mut files: HashMap<String, Vec<u8>> = FILES.iter().map(|f| (f.to_string(), std::fs::read(folder.join(f)).unwrap())).collect();
+        files.insert("qa.parquet".into(), std::fs::read(folder.join("../data/qa.parquet")).unwrap());
         let log = Arc::new(Mutex::new(Vec::new()));
         let served = log.clone();
         std::thread::spawn(move || {
@@ -92,6 +96,14 @@ fn serve(stream: TcpStream, files: &HashMap<String, Vec<u8>>, behaviour: &mut Be
     };
     let not_found = |out: &mut TcpStream| respond(out, "404 Not Found", &[], b"{\"error\":\"Repository Not Found\"}", 31);
 
+    // A dataset: owner/qa, a Parquet file with columns of its own as its train and test splits.
+    if path == "/api/datasets/owner/qa/revision/main" {
+        let body = format!(
+            "{{\"sha\":\"{COMMIT}\",\"siblings\":[{{\"rfilename\":\"README.md\"}},{{\"rfilename\":\"{TRAIN}\"}},{{\"rfilename\":\"{TEST}\"}}]}}"
+        );
+        return respond(&mut out, "200 OK", &[("Content-Type".into(), "application/json".into())], body.as_bytes(), body.len());
+    }
+    let dataset_file = path.strip_prefix("/datasets/owner/qa/resolve/main/").filter(|f| [TRAIN, TEST].contains(f));
     if let Some(repo) = path.strip_prefix("/api/models/").and_then(|p| p.strip_suffix("/revision/main")) {
         return match repo {
             "owner/gated" if !authorized => respond(&mut out, "401 Unauthorized", &[], b"{}", 2),
@@ -103,13 +115,21 @@ fn serve(stream: TcpStream, files: &HashMap<String, Vec<u8>>, behaviour: &mut Be
             _ => not_found(&mut out),
         };
     }
-    let Some(file) = path.strip_prefix("/owner/tiny/resolve/main/").or_else(|| path.strip_prefix("/owner/gated/resolve/main/")) else {
-        return not_found(&mut out);
+    // A model's file by its name; a dataset's splits are both the one Parquet file.
+    let (file, content) = match dataset_file {
+        Some(file) => (file, &files["qa.parquet"]),
+        None => {
+            let file = path.strip_prefix("/owner/tiny/resolve/main/").or_else(|| path.strip_prefix("/owner/gated/resolve/main/"));
+            match file.and_then(|f| Some((f, files.get(f)?))) {
+                Some(found) => found,
+                None => return not_found(&mut out),
+            }
+        }
     };
-    let Some(content) = files.get(file) else { return not_found(&mut out) };
     let sha: String = Sha256::digest(content).iter().map(|b| format!("{b:02x}")).collect();
-    // LFS files go by their sha256, the others by a git hash (40 hex digits).
-    let etag = if file.ends_with(".safetensors") { sha } else { sha[..40].to_string() };
+    // LFS files (weights, Parquet) go by their sha256, the others by a git hash (40 hex digits).
+    let lfs = file.ends_with(".safetensors") || file.ends_with(".parquet");
+    let etag = if lfs { sha } else { sha[..40].to_string() };
     let mut body = content.clone();
     if behaviour.corrupt.as_deref() == Some(file) {
         body[100] ^= 0xff;
