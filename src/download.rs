@@ -110,6 +110,26 @@ pub fn download_model(id: &str, hub: &Hub, mut progress: impl FnMut(&DownloadPro
     snapshot.ok_or_else(|| Error::Download { what: "model", id: id.into(), message: "nothing was downloaded".into() })
 }
 
+/// Model ids on the Hub matching `query`, most downloaded first (at most 20): the app's search.
+pub fn search_models(query: &str, hub: &Hub) -> Result<Vec<String>> {
+    let failed = |message: String| Error::Download { what: "search", id: format!("`{query}`"), message };
+    let mut request = ureq::get(format!("{}/api/models", hub.endpoint))
+        .query("search", query)
+        .query("sort", "downloads")
+        .query("direction", "-1")
+        .query("limit", "20");
+    if let Some(token) = &hub.token {
+        request = request.header("Authorization", format!("Bearer {token}"));
+    }
+    let text = request
+        .call()
+        .and_then(|mut response| response.body_mut().read_to_string())
+        .map_err(|e| failed(format!("could not reach {}: {e}", hub.endpoint)))?;
+    let found: Vec<serde_json::Value> =
+        serde_json::from_str(&text).map_err(|e| failed(format!("an answer that is not a list of models: {e}")))?;
+    Ok(found.iter().filter_map(|m| m.get("id").or_else(|| m.get("modelId")).and_then(|id| id.as_str()).map(str::to_string)).collect())
+}
+
 /// One file, or the cached copy of it.
 fn download_file(
     repo: &ApiRepo,

@@ -158,6 +158,7 @@ impl WgtuneApp {
             }
             Reply::Picked(_, None, _) => {}
             Reply::Download(progress) => self.model.download = Some(progress),
+            Reply::Searched(found) => self.model.search_results = Some(found),
             Reply::Model(result) => {
                 self.model.loading = false;
                 self.model.download = None;

@@ -125,6 +125,8 @@ pub enum Reply {
     Model(Result<ModelSummary, String>),
     /// A model being downloaded by id: where it stands.
     Download(crate::download::DownloadProgress),
+    /// Model ids the Hub found for a search.
+    Searched(Result<Vec<String>, String>),
     /// The preview, and the training file's columns (read even when no record has a known shape).
     Dataset(Result<DatasetPreview, String>, Vec<String>),
     Generated {
@@ -192,6 +194,13 @@ impl Jobs {
         self.spawn(move |reply| {
             let progress = |p: &crate::download::DownloadProgress| reply.send(Reply::Download(p.clone()));
             reply.send(Reply::Model(guarded("while reading the model", || ModelSummary::read(&path, progress))))
+        });
+    }
+
+    pub fn search_models(&self, query: String) {
+        self.spawn(move |reply| {
+            let hub = crate::download::Hub::from_env();
+            reply.send(Reply::Searched(crate::download::search_models(&query, &hub).map_err(|e| e.to_string())))
         });
     }
 

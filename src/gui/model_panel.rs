@@ -18,6 +18,9 @@ pub struct ModelPanel {
     pub typed_id: String,
     /// Where the download of a model by id stands.
     pub download: Option<crate::download::DownloadProgress>,
+    /// The Hub search as typed, and what it found.
+    pub search: String,
+    pub search_results: Option<Result<Vec<String>, String>>,
 }
 
 impl WgtuneApp {
@@ -44,6 +47,10 @@ impl WgtuneApp {
         // `owner/name`: from the cache, or downloaded into it (HF_ENDPOINT, HF_TOKEN apply).
         if let Some(id) = typed_path_ui(ui, "Hugging Face model id", "Download model", &mut self.model.typed_id) {
             chosen = Some(id);
+        }
+        if let Some(id) = self.hub_search_ui(ui) {
+            self.model.typed_id = id.clone();
+            chosen = Some(id.into());
         }
         if !self.settings.recent_models.is_empty() {
             ui.collapsing("Recent models", |ui| {
@@ -111,6 +118,42 @@ impl WgtuneApp {
             ui.add_space(6.0);
             self.presets_ui(ui);
         }
+    }
+}
+
+impl WgtuneApp {
+    /// A search of the Hub's models; returns the id clicked among the results.
+    fn hub_search_ui(&mut self, ui: &mut egui::Ui) -> Option<String> {
+        ui.horizontal(|ui| {
+            let label = ui.label("Search the Hub");
+            let field = ui
+                .add(egui::TextEdit::singleline(&mut self.model.search).hint_text("qwen3, gemma-3, smollm").desired_width(280.0))
+                .labelled_by(label.id);
+            let entered = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+            let search = self.model.search.trim().to_string();
+            if (ui.add_enabled(!search.is_empty(), egui::Button::new("Search")).clicked() || entered) && !search.is_empty() {
+                self.model.search_results = None;
+                self.jobs.search_models(search);
+            }
+        });
+        let mut chosen = None;
+        match &self.model.search_results {
+            Some(Ok(ids)) if ids.is_empty() => {
+                ui.weak("No model matches.");
+            }
+            Some(Ok(ids)) => {
+                ui.horizontal_wrapped(|ui| {
+                    for id in ids {
+                        if ui.link(id).on_hover_text("Open it (downloaded into the cache unless it is there)").clicked() {
+                            chosen = Some(id.clone());
+                        }
+                    }
+                });
+            }
+            Some(Err(e)) => error_ui(ui, e),
+            None => {}
+        }
+        chosen
     }
 }
 

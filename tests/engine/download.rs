@@ -113,3 +113,16 @@ fn a_parquet_dataset_by_id_with_its_own_columns_trains_from_the_command_line() {
     assert!(settings.contains(hub_stand_in::TRAIN) && settings.contains(hub_stand_in::TEST), "{settings}");
     assert!(run.join("final").exists());
 }
+
+#[test]
+fn the_hub_is_searched_for_model_ids() {
+    let hub = StandIn::start(Behaviour::default());
+    let cache = tempfile::tempdir().unwrap();
+    let settings = hub.hub(cache.path(), None);
+    assert_eq!(wgtune::download::search_models("tiny", &settings).unwrap(), ["owner/tiny"]);
+    assert_eq!(wgtune::download::search_models("owner", &settings).unwrap(), ["owner/tiny", "owner/gated"]);
+    assert!(wgtune::download::search_models("nothing", &settings).unwrap().is_empty());
+    let offline = wgtune::download::Hub { endpoint: "http://127.0.0.1:9".into(), ..settings };
+    let err = wgtune::download::search_models("tiny", &offline).unwrap_err().to_string();
+    assert!(err.starts_with("search `tiny`: could not reach http://127.0.0.1:9"), "{err}");
+}

@@ -271,8 +271,12 @@ fn a_model_by_hugging_face_id_downloads_with_a_progress_bar() {
     let dir = tempfile::tempdir().unwrap();
     let picker = Picker { out: dir.path().to_path_buf() };
     let mut harness = Harness::builder().build_eframe(|cc| WgtuneApp::new(cc, Box::new(picker)));
-    type_into(&mut harness, "Hugging Face model id", "owner/tiny");
-    harness.get_by_label("Download model").click();
+    // Found by a search of the Hub, opened by its link.
+    type_into(&mut harness, "Search the Hub", "tiny");
+    harness.get_by_label("Search").click();
+    wait_until(&mut harness, 10, "the search results", |app| app.model.search_results.is_some());
+    assert_eq!(harness.state().model.search_results, Some(Ok(vec!["owner/tiny".to_string()])));
+    harness.get_by_label("owner/tiny").click();
     let mut saw_progress = false;
     let deadline = Instant::now() + Duration::from_secs(30);
     while harness.state().model.summary.is_none() && harness.state().model.error.is_none() && Instant::now() < deadline {

@@ -96,6 +96,14 @@ fn serve(stream: TcpStream, files: &HashMap<String, Vec<u8>>, behaviour: &mut Be
     };
     let not_found = |out: &mut TcpStream| respond(out, "404 Not Found", &[], b"{\"error\":\"Repository Not Found\"}", 31);
 
+    // The search: every model whose id holds the text.
+    if let Some(query) = path.strip_prefix("/api/models?") {
+        let search = query.split('&').find_map(|p| p.strip_prefix("search=")).unwrap_or_default();
+        let found: Vec<String> =
+            ["owner/tiny", "owner/gated"].iter().filter(|id| id.contains(search)).map(|id| format!("{{\"id\":\"{id}\"}}")).collect();
+        let body = format!("[{}]", found.join(","));
+        return respond(&mut out, "200 OK", &[("Content-Type".into(), "application/json".into())], body.as_bytes(), body.len());
+    }
     // A dataset: owner/qa, a Parquet file with columns of its own as its train and test splits.
     if path == "/api/datasets/owner/qa/revision/main" {
         let body = format!(
