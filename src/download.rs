@@ -1,8 +1,8 @@
 //! Models by Hugging Face id (`Qwen/Qwen3-0.6B`), downloaded with `hf-hub` into the standard
 //! cache (`HF_HUB_CACHE`, `HF_HOME/hub` or `~/.cache/huggingface/hub`), from `HF_ENDPOINT` (or
 //! huggingface.co), with `HF_TOKEN` for gated and private models. An interrupted file resumes from its `.part` file on
-//! the next try, and a weight file whose bytes do not hash to the sha256 the Hub names it by is
-//! deleted and reported.
+//! the next try, and a file whose bytes do not hash to what the Hub names it by is deleted and
+//! reported.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -99,9 +99,7 @@ pub fn download_model(id: &str, hub: &Hub, mut progress: impl FnMut(&DownloadPro
             }
             None => {
                 let path = download_file(&repo, file, &mut state, &mut progress).map_err(|e| hub_error("model", id, endpoint, e))?;
-                if file.ends_with(".safetensors") {
-                    verify_sha256("model", id, file, &path)?;
-                }
+                verify_hash("model", id, file, &path)?;
                 path
             }
         };
@@ -155,25 +153,22 @@ fn download_file(
     repo.download_with_progress(file, Forward { state, progress })
 }
 
-/// The Hub names an LFS file's blob by the sha256 of its bytes: a file whose bytes hash to
-/// something else is deleted (blob and snapshot link) so that the next try fetches it whole.
-fn verify_sha256(what: &'static str, id: &str, file: &str, path: &Path) -> Result<()> {
+/// The Hub names a file's blob by a hash of its bytes: an LFS file (weights, Parquet) by their
+/// sha256, any other by its git blob hash (sha1 of `blob LEN\0` and the bytes). A file whose
+/// bytes hash to something else is deleted (blob and snapshot link), so that the next try
+/// fetches it whole.
+fn verify_hash(what: &'static str, id: &str, file: &str, path: &Path) -> Result<()> {
     let blob = std::fs::canonicalize(path).map_err(|e| Error::io(path, e))?;
     let expected = blob.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
-    if expected.len() != 64 || !expected.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Ok(()); // Not an LFS file: named by its git hash, which the Hub checks itself.
+    if !expected.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(()); // A name that is no hash: nothing to check against.
     }
-    let mut hasher = Sha256::new();
-    let mut reader = std::fs::File::open(&blob).map_err(|e| Error::io(&blob, e))?;
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let n = reader.read(&mut buffer).map_err(|e| Error::io(&blob, e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buffer[..n]);
-    }
-    let actual: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let size = std::fs::metadata(&blob).map_err(|e| Error::io(&blob, e))?.len();
+    let actual = match expected.len() {
+        64 => hash_file::<Sha256>(&blob, &[])?,
+        40 => hash_file::<sha1::Sha1>(&blob, format!("blob {size}\0").as_bytes())?,
+        _ => return Ok(()),
+    };
     if actual == expected {
         return Ok(());
     }
@@ -182,8 +177,24 @@ fn verify_sha256(what: &'static str, id: &str, file: &str, path: &Path) -> Resul
     Err(Error::Download {
         what,
         id: id.into(),
-        message: format!("{file} arrived corrupt (sha256 {actual}, expected {expected}); it was deleted, try again"),
+        message: format!("{file} arrived corrupt (its bytes hash to {actual}, the Hub names {expected}); it was deleted, try again"),
     })
+}
+
+/// The hex digest of `prefix` then the file's bytes.
+fn hash_file<D: Digest>(path: &Path, prefix: &[u8]) -> Result<String> {
+    let mut hasher = D::new();
+    hasher.update(prefix);
+    let mut reader = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let n = reader.read(&mut buffer).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+    }
+    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// The Hub's answer, for people: a missing model, a gated one, or the network.
@@ -234,7 +245,7 @@ pub fn download_dataset(
     let mut state = DownloadProgress { file: file.clone(), index: 1, files: 1, bytes: 0, total: 0 };
     progress(&state);
     let path = download_file(&repo, &file, &mut state, &mut progress).map_err(|e| hub_error("dataset", id, endpoint, e))?;
-    verify_sha256("dataset", id, &file, &path)?;
+    verify_hash("dataset", id, &file, &path)?;
     Ok(path)
 }
 

@@ -59,6 +59,12 @@ fn a_missing_model_a_gated_one_and_a_corrupt_file_are_named() {
 
     let err = download_model("owner/gated", &hub.hub(cache.path(), Some("secret")), |_| {}).unwrap_err().to_string();
     assert!(err.contains("model.safetensors arrived corrupt") && err.contains("it was deleted"), "{err}");
+
+    // A small file goes by its git hash: checked too.
+    let hub = StandIn::start(Behaviour { corrupt: Some("tokenizer.json".into()), ..Behaviour::default() });
+    let other = tempfile::tempdir().unwrap();
+    let err = download_model("owner/tiny", &hub.hub(other.path(), None), |_| {}).unwrap_err().to_string();
+    assert!(err.contains("tokenizer.json arrived corrupt"), "{err}");
     let snapshot = cache.path().join("models--owner--gated/snapshots").join(COMMIT);
     assert!(snapshot.join("config.json").exists() && !snapshot.join("model.safetensors").exists());
 }

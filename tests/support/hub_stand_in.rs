@@ -134,10 +134,13 @@ fn serve(stream: TcpStream, files: &HashMap<String, Vec<u8>>, behaviour: &mut Be
             }
         }
     };
-    let sha: String = Sha256::digest(content).iter().map(|b| format!("{b:02x}")).collect();
-    // LFS files (weights, Parquet) go by their sha256, the others by a git hash (40 hex digits).
+    // LFS files (weights, Parquet) go by their sha256, the others by their git blob hash.
+    let hex = |digest: &[u8]| digest.iter().map(|b| format!("{b:02x}")).collect::<String>();
     let lfs = file.ends_with(".safetensors") || file.ends_with(".parquet");
-    let etag = if lfs { sha } else { sha[..40].to_string() };
+    let etag = match lfs {
+        true => hex(&Sha256::digest(content)),
+        false => hex(&sha1::Sha1::new().chain_update(format!("blob {}\0", content.len())).chain_update(content).finalize()),
+    };
     let mut body = content.clone();
     if behaviour.corrupt.as_deref() == Some(file) {
         body[100] ^= 0xff;
