@@ -167,9 +167,22 @@ impl WgtuneApp {
                     Err(e) => self.model.error = Some(e),
                 }
             }
-            Reply::Dataset(result, columns) => {
+            Reply::DatasetDownload(progress) => self.dataset.download = Some(progress),
+            Reply::Dataset(result, columns, read) => {
                 self.dataset.loading = false;
+                self.dataset.download = None;
                 self.dataset.file_columns = columns;
+                // A dataset id now names the split's Parquet file in the cache.
+                let data = &mut self.settings.config.data;
+                if data.train_file != read.train_file && crate::hub::is_model_id(&data.train_file.to_string_lossy()) {
+                    data.train_file = read.train_file;
+                }
+                if let (Some(ours), Some(read)) = (&data.validation_file, read.validation_file)
+                    && *ours != read
+                    && crate::hub::is_model_id(&ours.to_string_lossy())
+                {
+                    data.validation_file = Some(read);
+                }
                 match result {
                     Ok(preview) => {
                         if let (Some(preset), Some(model)) = (self.dataset.preset_on_preview.take(), &self.model.summary) {

@@ -23,6 +23,8 @@ pub struct DatasetPanel {
     pub typed_columns: String,
     /// The training file's columns, which the mapping's drop-downs offer.
     pub file_columns: Vec<String>,
+    /// Where the download of a dataset by id stands.
+    pub download: Option<crate::download::DownloadProgress>,
     /// A starting point to apply once the dataset being read is previewed (the demo's).
     pub preset_on_preview: Option<crate::presets::Preset>,
 }
@@ -34,10 +36,12 @@ impl WgtuneApp {
         let classification = self.settings.config.task == Task::Classification;
         ui.label(if classification {
             "JSONL, JSON, CSV or Parquet records with `text` (and optionally `text_pair`) and a `label`, a string or an integer; \
-             columns of other names through the mapping below."
+             columns of other names through the mapping below. A Hugging Face dataset id (owner/name) typed as the path \
+             reads its train split."
         } else {
             "JSONL, JSON, CSV or Parquet records: alpaca (instruction/input/output), chat (messages), ShareGPT (conversations), \
-             prompt/completion, or text; columns of other names through the mapping below."
+             prompt/completion, or text; columns of other names through the mapping below. A Hugging Face dataset id \
+             (owner/name) typed as the path reads its train split (and, as the validation path, its validation split)."
         });
         ui.horizontal(|ui| {
             if ui.button("Open dataset…").clicked() {
@@ -136,6 +140,10 @@ impl WgtuneApp {
                 ui.spinner();
                 ui.label("Reading and tokenizing…");
             });
+            if let Some(p) = &self.dataset.download {
+                let fraction = if p.total > 0 { p.bytes as f32 / p.total as f32 } else { 0.0 };
+                ui.add(egui::ProgressBar::new(fraction).text(format!("Downloading {}: {} of {} bytes", p.file, p.bytes, p.total)));
+            }
         }
         if let Some(error) = &self.dataset.error {
             error_ui(ui, error);

@@ -127,8 +127,11 @@ pub enum Reply {
     Download(crate::download::DownloadProgress),
     /// Model ids the Hub found for a search.
     Searched(Result<Vec<String>, String>),
-    /// The preview, and the training file's columns (read even when no record has a known shape).
-    Dataset(Result<DatasetPreview, String>, Vec<String>),
+    /// The preview, the training file's columns (read even when no record has a known shape), and
+    /// the files read (a dataset id's split, downloaded, in place of the id).
+    Dataset(Result<DatasetPreview, String>, Vec<String>, DataConfig),
+    /// A dataset being downloaded by id: where it stands.
+    DatasetDownload(crate::download::DownloadProgress),
     Generated {
         slot: Slot,
         prompt: String,
@@ -206,8 +209,24 @@ impl Jobs {
 
     pub fn read_dataset(&self, model: PathBuf, data: DataConfig, task: Task, seed: u64) {
         self.spawn(move |reply| {
+            let mut data = data;
+            // A Hub id (`owner/name`) is its `train` (or, for validation, `validation`) split.
+            let progress = |p: &crate::download::DownloadProgress| reply.send(Reply::DatasetDownload(p.clone()));
+            let downloaded = crate::hub::resolve_dataset_with(&data.train_file, None, "train", progress).and_then(|train| {
+                data.train_file = train;
+                match &data.validation_file {
+                    Some(file) => {
+                        crate::hub::resolve_dataset_with(file, None, "validation", progress).map(|v| data.validation_file = Some(v))
+                    }
+                    None => Ok(()),
+                }
+            });
+            if let Err(e) = downloaded {
+                return reply.send(Reply::Dataset(Err(e.to_string()), Vec::new(), data));
+            }
             let columns = crate::data::file_columns(&data.train_file, &data).unwrap_or_default();
-            reply.send(Reply::Dataset(guarded("while reading the dataset", || DatasetPreview::read(&model, &data, task, seed)), columns))
+            let preview = guarded("while reading the dataset", || DatasetPreview::read(&model, &data, task, seed));
+            reply.send(Reply::Dataset(preview, columns, data))
         });
     }
 

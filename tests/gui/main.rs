@@ -290,6 +290,15 @@ fn a_model_by_hugging_face_id_downloads_with_a_progress_bar() {
     let opened = &harness.state().model.summary.as_ref().unwrap().path;
     assert!(opened.starts_with(cache.path().join("models--owner--tiny/snapshots")), "{}", opened.display());
     assert!(hub.requests().iter().any(|r| r.starts_with("/owner/tiny/resolve/main/model.safetensors")));
+
+    // A dataset by id is its train split's Parquet file, downloaded; its columns are offered.
+    harness.get_by_role_and_label(eframe::egui::accesskit::Role::Button, "Dataset").click();
+    harness.run_steps(2);
+    type_into(&mut harness, "Dataset file path", "owner/qa");
+    harness.get_by_label("Open dataset").click();
+    wait_until(&mut harness, 30, "the dataset read", |app| !app.dataset.loading && !app.dataset.file_columns.is_empty());
+    assert!(harness.state().settings.config.data.train_file.ends_with(hub_stand_in::TRAIN));
+    assert_eq!(harness.state().dataset.file_columns, ["answer", "conversation", "question"]);
 }
 
 /// A system where no file dialog can open (no XDG portal, no zenity): rfd answers "nothing".
