@@ -213,10 +213,12 @@ fn hub_error(what: &'static str, id: &str, endpoint: &str, error: ApiError) -> E
     Error::Download { what, id: id.into(), message }
 }
 
-/// The Parquet file of one split of a dataset on the Hub (`--data owner/name --split train
+/// The data file of one split of a dataset on the Hub (`--data owner/name --split train
 /// [--subset NAME]`), from the cache or downloaded into it. A split is found by its folder
 /// (`SUBSET/train/0000.parquet`) or its file name (`data/train-00000-of-00001.parquet`,
-/// `train.parquet`), under the subset's folder when one is named.
+/// `train.parquet`), under the subset's folder when one is named. A split of one Parquet file is
+/// that file; one of several shards is their records joined in order into one JSONL file beside
+/// the cached snapshots, so that it reads as one file.
 pub fn download_dataset(
     id: &str,
     subset: Option<&str>,
@@ -224,11 +226,19 @@ pub fn download_dataset(
     hub: &Hub,
     mut progress: impl FnMut(&DownloadProgress),
 ) -> Result<PathBuf> {
+    let joined = hub
+        .cache
+        .join(format!("datasets--{}", id.replace('/', "--")))
+        .join("wgtune-joined")
+        .join(format!("{}-{split}.jsonl", subset.unwrap_or("default")));
     let cached = cached_dataset_files(hub, id);
-    if let Ok(file) = split_file(id, &cached.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>(), subset, split)
-        && let Some((_, path)) = cached.iter().find(|(name, _)| *name == file)
-    {
-        return Ok(path.clone());
+    let cached_names: Vec<&str> = cached.iter().map(|(name, _)| name.as_str()).collect();
+    if let Ok(files) = split_files(id, &cached_names, subset, split) {
+        match files.as_slice() {
+            [one] => return Ok(cached.iter().find(|(name, _)| name == one).map(|(_, path)| path.clone()).unwrap_or_default()),
+            _ if joined.exists() => return Ok(joined),
+            _ => {}
+        }
     }
     let endpoint = &hub.endpoint;
     let api = ApiBuilder::from_cache(Cache::new(hub.cache.clone()))
@@ -241,16 +251,46 @@ pub fn download_dataset(
     let repo = api.dataset(id.to_string());
     let info = repo.info().map_err(|e| hub_error("dataset", id, endpoint, e))?;
     let files: Vec<&str> = info.siblings.iter().map(|s| s.rfilename.as_str()).collect();
-    let file = split_file(id, &files, subset, split)?;
-    let mut state = DownloadProgress { file: file.clone(), index: 1, files: 1, bytes: 0, total: 0 };
-    progress(&state);
-    let path = download_file(&repo, &file, &mut state, &mut progress).map_err(|e| hub_error("dataset", id, endpoint, e))?;
-    verify_hash("dataset", id, &file, &path)?;
-    Ok(path)
+    let shards = split_files(id, &files, subset, split)?;
+    let mut paths = Vec::with_capacity(shards.len());
+    for (i, file) in shards.iter().enumerate() {
+        let mut state = DownloadProgress { file: file.clone(), index: i + 1, files: shards.len(), bytes: 0, total: 0 };
+        progress(&state);
+        let path = download_file(&repo, file, &mut state, &mut progress).map_err(|e| hub_error("dataset", id, endpoint, e))?;
+        verify_hash("dataset", id, file, &path)?;
+        paths.push(path);
+    }
+    match paths.as_slice() {
+        [one] => Ok(one.clone()),
+        _ => join_shards(&paths, &joined).map(|()| joined),
+    }
 }
 
-/// The one Parquet file among `files` (paths in the repository) that holds `split`.
-fn split_file(id: &str, files: &[&str], subset: Option<&str>, split: &str) -> Result<String> {
+/// Writes every record of `shards`, in order, as one JSONL file `out` (through a temporary file,
+/// so that a cut write leaves nothing half there). A record that cannot be read stops it, named
+/// by its shard and row.
+fn join_shards(shards: &[PathBuf], out: &Path) -> Result<()> {
+    use std::io::Write;
+    let parent = out.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    let partial = out.with_extension("jsonl.part");
+    let file = std::fs::File::create(&partial).map_err(|e| Error::io(&partial, e))?;
+    let mut writer = std::io::BufWriter::new(file);
+    let max_record_bytes = crate::data::DataConfig::default().max_record_bytes();
+    for shard in shards {
+        crate::data::for_each_record(shard, max_record_bytes, |item| {
+            let record =
+                item.map_err(|problem| Error::InvalidRecord { path: shard.clone(), line: problem.line, message: problem.message })?;
+            let line = serde_json::to_string(&record.fields).unwrap_or_default();
+            writeln!(writer, "{line}").map_err(|e| Error::io(&partial, e))
+        })?;
+    }
+    writer.flush().map_err(|e| Error::io(&partial, e))?;
+    std::fs::rename(&partial, out).map_err(|e| Error::io(out, e))
+}
+
+/// The Parquet files among `files` (paths in the repository) that hold `split`, in order.
+fn split_files(id: &str, files: &[&str], subset: Option<&str>, split: &str) -> Result<Vec<String>> {
     let parquet: Vec<&str> = files.iter().copied().filter(|f| f.ends_with(".parquet")).collect();
     let in_subset = |f: &&str| subset.is_none_or(|s| f.starts_with(&format!("{s}/")));
     let of_split = |f: &&str| {
@@ -259,28 +299,28 @@ fn split_file(id: &str, files: &[&str], subset: Option<&str>, split: &str) -> Re
         let stem = name.trim_end_matches(".parquet");
         parts.contains(&split) || stem == split || stem.starts_with(&format!("{split}-"))
     };
-    let found: Vec<&str> = parquet.iter().copied().filter(in_subset).filter(of_split).collect();
-    match found.as_slice() {
-        [one] => Ok(one.to_string()),
-        [] => {
-            let listed: Vec<&str> = parquet.iter().copied().take(12).collect();
-            let subset = subset.map(|s| format!(" in subset `{s}`")).unwrap_or_default();
-            let message = match listed.is_empty() {
-                true => "the repository holds no Parquet files".to_string(),
-                false => format!("no Parquet file for split `{split}`{subset} (--split, --subset); it holds {}", listed.join(", ")),
-            };
-            Err(Error::Download { what: "dataset", id: id.into(), message })
-        }
-        many => Err(Error::Download {
+    let mut found: Vec<String> = parquet.iter().copied().filter(in_subset).filter(of_split).map(str::to_string).collect();
+    found.sort();
+    // Shards of one split share a folder; the same split name in two folders is two subsets.
+    let folders: std::collections::BTreeSet<&str> = found.iter().map(|f| f.rsplit_once('/').map_or("", |(dir, _)| dir)).collect();
+    if folders.len() > 1 {
+        let folders: Vec<&str> = folders.into_iter().collect();
+        return Err(Error::Download {
             what: "dataset",
             id: id.into(),
-            message: format!(
-                "split `{split}` is {} Parquet files ({}, ...); wgtune reads one file: choose a subset with --subset, or join them",
-                many.len(),
-                many[0]
-            ),
-        }),
+            message: format!("split `{split}` is in {} folders ({}): choose one with --subset", folders.len(), folders.join(", ")),
+        });
     }
+    if found.is_empty() {
+        let listed: Vec<&str> = parquet.iter().copied().take(12).collect();
+        let subset = subset.map(|s| format!(" in subset `{s}`")).unwrap_or_default();
+        let message = match listed.is_empty() {
+            true => "the repository holds no Parquet files".to_string(),
+            false => format!("no Parquet file for split `{split}`{subset} (--split, --subset); it holds {}", listed.join(", ")),
+        };
+        return Err(Error::Download { what: "dataset", id: id.into(), message });
+    }
+    Ok(found)
 }
 
 /// A dataset's Parquet files in the newest cached snapshot: (path in the repository, local path).
@@ -315,13 +355,17 @@ mod tests {
 
     #[test]
     fn a_split_is_found_by_its_folder_or_its_name() {
-        let files = ["README.md", "data/train-00000-of-00001.parquet", "data/test-00000-of-00001.parquet"];
-        assert_eq!(split_file("o/d", &files, None, "train").unwrap(), "data/train-00000-of-00001.parquet");
+        let files =
+            ["README.md", "data/train-00001-of-00002.parquet", "data/train-00000-of-00002.parquet", "data/test-00000-of-00001.parquet"];
+        assert_eq!(
+            split_files("o/d", &files, None, "train").unwrap(),
+            ["data/train-00000-of-00002.parquet", "data/train-00001-of-00002.parquet"]
+        );
         let files = ["main/train/0000.parquet", "main/test/0000.parquet", "extra/train/0000.parquet"];
-        assert_eq!(split_file("o/d", &files, Some("extra"), "train").unwrap(), "extra/train/0000.parquet");
-        let err = split_file("o/d", &files, None, "train").unwrap_err().to_string();
-        assert!(err.contains("split `train` is 2 Parquet files") && err.contains("--subset"), "{err}");
-        let err = split_file("o/d", &files, None, "validation").unwrap_err().to_string();
+        assert_eq!(split_files("o/d", &files, Some("extra"), "train").unwrap(), ["extra/train/0000.parquet"]);
+        let err = split_files("o/d", &files, None, "train").unwrap_err().to_string();
+        assert!(err.contains("split `train` is in 2 folders (extra/train, main/train): choose one with --subset"), "{err}");
+        let err = split_files("o/d", &files, None, "validation").unwrap_err().to_string();
         assert!(err.starts_with("dataset o/d: no Parquet file for split `validation`") && err.contains("main/test/0000.parquet"), "{err}");
     }
 }

@@ -132,3 +132,21 @@ fn the_hub_is_searched_for_model_ids() {
     let err = wgtune::download::search_models("tiny", &offline).unwrap_err().to_string();
     assert!(err.starts_with("search `tiny`: could not reach http://127.0.0.1:9"), "{err}");
 }
+
+/// A split in two shards reads as one file: their records joined in order, found again offline.
+#[test]
+fn a_split_of_several_shards_is_joined_into_one_file() {
+    let hub = StandIn::start(Behaviour::default());
+    let cache = tempfile::tempdir().unwrap();
+    let settings = hub.hub(cache.path(), None);
+    let joined = wgtune::download::download_dataset("owner/shards", None, "train", &settings, |_| {}).unwrap();
+    assert!(joined.ends_with("datasets--owner--shards/wgtune-joined/default-train.jsonl"), "{}", joined.display());
+    let lines: Vec<serde_json::Value> =
+        std::fs::read_to_string(&joined).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 6, "three records a shard");
+    assert_eq!(lines[0], lines[3], "the second shard follows the first");
+    assert!(lines[0].get("question").is_some() && lines[0].get("conversation").is_some(), "{}", lines[0]);
+    let asked = hub.requests().len();
+    assert_eq!(wgtune::download::download_dataset("owner/shards", None, "train", &settings, |_| {}).unwrap(), joined);
+    assert_eq!(hub.requests().len(), asked, "the second call stays offline");
+}

@@ -15,6 +15,8 @@ pub const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 /// The dataset `owner/qa`'s two splits.
 pub const TRAIN: &str = "data/train-00000-of-00001.parquet";
 pub const TEST: &str = "data/test-00000-of-00001.parquet";
+/// The dataset `owner/shards`'s train split.
+pub const SHARDS: [&str; 2] = ["data/train-00000-of-00002.parquet", "data/train-00001-of-00002.parquet"];
 const FILES: [&str; 6] =
     ["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "model.safetensors"];
 
@@ -104,14 +106,22 @@ fn serve(stream: TcpStream, files: &HashMap<String, Vec<u8>>, behaviour: &mut Be
         let body = format!("[{}]", found.join(","));
         return respond(&mut out, "200 OK", &[("Content-Type".into(), "application/json".into())], body.as_bytes(), body.len());
     }
-    // A dataset: owner/qa, a Parquet file with columns of its own as its train and test splits.
-    if path == "/api/datasets/owner/qa/revision/main" {
-        let body = format!(
-            "{{\"sha\":\"{COMMIT}\",\"siblings\":[{{\"rfilename\":\"README.md\"}},{{\"rfilename\":\"{TRAIN}\"}},{{\"rfilename\":\"{TEST}\"}}]}}"
-        );
+    // Datasets: owner/qa, a Parquet file with columns of its own as its train and test splits;
+    // owner/shards, the same file twice as the two shards of its train split.
+    let listing = match path.as_str() {
+        "/api/datasets/owner/qa/revision/main" => Some(vec!["README.md", TRAIN, TEST]),
+        "/api/datasets/owner/shards/revision/main" => Some(vec![SHARDS[0], SHARDS[1]]),
+        _ => None,
+    };
+    if let Some(listing) = listing {
+        let siblings: Vec<String> = listing.iter().map(|f| format!("{{\"rfilename\":\"{f}\"}}")).collect();
+        let body = format!("{{\"sha\":\"{COMMIT}\",\"siblings\":[{}]}}", siblings.join(","));
         return respond(&mut out, "200 OK", &[("Content-Type".into(), "application/json".into())], body.as_bytes(), body.len());
     }
-    let dataset_file = path.strip_prefix("/datasets/owner/qa/resolve/main/").filter(|f| [TRAIN, TEST].contains(f));
+    let dataset_file = path
+        .strip_prefix("/datasets/owner/qa/resolve/main/")
+        .filter(|f| [TRAIN, TEST].contains(f))
+        .or_else(|| path.strip_prefix("/datasets/owner/shards/resolve/main/").filter(|f| SHARDS.contains(f)));
     if let Some(repo) = path.strip_prefix("/api/models/").and_then(|p| p.strip_suffix("/revision/main")) {
         return match repo {
             "owner/gated" if !authorized => respond(&mut out, "401 Unauthorized", &[], b"{}", 2),
