@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use hf_hub::api::Progress;
 use hf_hub::api::sync::{ApiBuilder, ApiError, ApiRepo};
-use hf_hub::{Cache, Repo};
+use hf_hub::{Cache, Repo, RepoType};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
@@ -35,6 +35,18 @@ impl Hub {
         let token = std::env::var("HF_TOKEN").ok().filter(|t| !t.is_empty()).or_else(|| Cache::new(cache.clone()).token());
         Self { endpoint: std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".into()), cache, token }
     }
+
+    /// hf-hub's handle on `repo` here: no terminal bar of its own (the caller shows progress), no
+    /// retries (a cut download resumes on the next call instead).
+    fn repo(&self, repo: Repo) -> std::result::Result<ApiRepo, ApiError> {
+        let api = ApiBuilder::from_cache(Cache::new(self.cache.clone()))
+            .with_endpoint(self.endpoint.clone())
+            .with_token(self.token.clone())
+            .with_progress(false)
+            .with_retries(0)
+            .build()?;
+        Ok(api.repo(repo))
+    }
 }
 
 /// Where a download stands, for a progress bar.
@@ -53,14 +65,7 @@ pub struct DownloadProgress {
 /// its shards) and returns the snapshot folder. Files already in the cache are not fetched again.
 pub fn download_model(id: &str, hub: &Hub, mut progress: impl FnMut(&DownloadProgress)) -> Result<PathBuf> {
     let endpoint = &hub.endpoint;
-    let api = ApiBuilder::from_cache(Cache::new(hub.cache.clone()))
-        .with_endpoint(endpoint.clone())
-        .with_token(hub.token.clone())
-        .with_progress(false)
-        .with_retries(0)
-        .build()
-        .map_err(|e| hub_error("model", id, endpoint, e))?;
-    let repo = api.model(id.to_string());
+    let repo = hub.repo(Repo::model(id.to_string())).map_err(|e| hub_error("model", id, endpoint, e))?;
     let info = repo.info().map_err(|e| hub_error("model", id, endpoint, e))?;
     let available: Vec<&str> = info.siblings.iter().map(|s| s.rfilename.as_str()).collect();
     let weights: Vec<&str> = if available.contains(&"model.safetensors") {
@@ -241,14 +246,7 @@ pub fn download_dataset(
         }
     }
     let endpoint = &hub.endpoint;
-    let api = ApiBuilder::from_cache(Cache::new(hub.cache.clone()))
-        .with_endpoint(endpoint.clone())
-        .with_token(hub.token.clone())
-        .with_progress(false)
-        .with_retries(0)
-        .build()
-        .map_err(|e| hub_error("dataset", id, endpoint, e))?;
-    let repo = api.dataset(id.to_string());
+    let repo = hub.repo(Repo::new(id.to_string(), RepoType::Dataset)).map_err(|e| hub_error("dataset", id, endpoint, e))?;
     let info = repo.info().map_err(|e| hub_error("dataset", id, endpoint, e))?;
     let files: Vec<&str> = info.siblings.iter().map(|s| s.rfilename.as_str()).collect();
     let shards = split_files(id, &files, subset, split)?;
