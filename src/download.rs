@@ -1,8 +1,8 @@
-//! Models by Hugging Face id (`Qwen/Qwen3-0.6B`), downloaded with `hf-hub` into the standard
-//! cache (`HF_HUB_CACHE`, `HF_HOME/hub` or `~/.cache/huggingface/hub`), from `HF_ENDPOINT` (or
-//! huggingface.co), with `HF_TOKEN` for gated and private models. An interrupted file resumes from its `.part` file on
-//! the next try, and a file whose bytes do not hash to what the Hub names it by is deleted and
-//! reported.
+//! Models and datasets by Hugging Face id (`Qwen/Qwen3-0.6B`), downloaded with `hf-hub` into the
+//! standard cache (`HF_HUB_CACHE`, `HF_HOME/hub` or `~/.cache/huggingface/hub`), from
+//! `HF_ENDPOINT` (or huggingface.co), with `HF_TOKEN` for gated and private models. An
+//! interrupted file resumes from its `.part` file on the next try, and a file whose bytes do not
+//! hash to what the Hub names it by is deleted and reported.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -68,33 +68,31 @@ pub fn download_model(id: &str, hub: &Hub, mut progress: impl FnMut(&DownloadPro
     let repo = hub.repo(Repo::model(id.to_string())).map_err(|e| hub_error("model", id, endpoint, e))?;
     let info = repo.info().map_err(|e| hub_error("model", id, endpoint, e))?;
     let available: Vec<&str> = info.siblings.iter().map(|s| s.rfilename.as_str()).collect();
-    let weights: Vec<&str> = if available.contains(&"model.safetensors") {
-        vec!["model.safetensors"]
-    } else if available.contains(&"model.safetensors.index.json") {
-        let mut shards: Vec<&str> = available.iter().copied().filter(|f| f.ends_with(".safetensors") && !f.contains('/')).collect();
-        shards.insert(0, "model.safetensors.index.json");
-        shards
-    } else {
-        return Err(Error::Download {
+    let weights = ["model.safetensors", "model.safetensors.index.json"].into_iter().find(|f| available.contains(f)).ok_or_else(|| {
+        Error::Download {
             what: "model",
             id: id.into(),
             message: "the repository has no safetensors weights (model.safetensors or model.safetensors.index.json)".into(),
-        });
-    };
-    let files: Vec<&str> = SIDE_FILES.iter().copied().filter(|f| available.contains(f)).chain(weights).collect();
-    if !files.contains(&"config.json") {
+        }
+    })?;
+    if !available.contains(&"config.json") {
         return Err(Error::Download {
             what: "model",
             id: id.into(),
             message: "the repository has no config.json: not a transformers model".into(),
         });
     }
+    // The side files and the weights (or their index, which names the shards to fetch next).
+    let mut files: Vec<String> = SIDE_FILES.iter().filter(|f| available.contains(f)).map(|f| f.to_string()).collect();
+    files.push(weights.to_string());
     let cached = Cache::new(hub.cache.clone()).repo(Repo::model(id.to_string()));
     let mut snapshot = None;
-    for (i, file) in files.iter().enumerate() {
-        let mut state = DownloadProgress { file: file.to_string(), index: i + 1, files: files.len(), bytes: 0, total: 0 };
+    let mut i = 0;
+    while i < files.len() {
+        let file = files[i].clone();
+        let mut state = DownloadProgress { file: file.clone(), index: i + 1, files: files.len(), bytes: 0, total: 0 };
         progress(&state);
-        let path = match cached.get(file) {
+        let path = match cached.get(&file) {
             // Already here (checked when it came): shown as done.
             Some(path) => {
                 state.total = std::fs::metadata(&path).map_or(0, |m| m.len());
@@ -103,14 +101,31 @@ pub fn download_model(id: &str, hub: &Hub, mut progress: impl FnMut(&DownloadPro
                 path
             }
             None => {
-                let path = download_file(&repo, file, &mut state, &mut progress).map_err(|e| hub_error("model", id, endpoint, e))?;
-                verify_hash("model", id, file, &path)?;
+                let path = download_file(&repo, &file, &mut state, &mut progress).map_err(|e| hub_error("model", id, endpoint, e))?;
+                verify_hash("model", id, &file, &path)?;
                 path
             }
         };
+        if file == "model.safetensors.index.json" {
+            files.extend(index_shards(id, &path)?);
+        }
         snapshot = path.parent().map(Path::to_path_buf);
+        i += 1;
     }
     snapshot.ok_or_else(|| Error::Download { what: "model", id: id.into(), message: "nothing was downloaded".into() })
+}
+
+/// The shard files `model.safetensors.index.json` names, each once, in order.
+fn index_shards(id: &str, index: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(index).map_err(|e| Error::io(index, e))?;
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::invalid_file(index, e.to_string()))?;
+    let map = json.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| Error::Download {
+        what: "model",
+        id: id.into(),
+        message: "model.safetensors.index.json has no `weight_map`".into(),
+    })?;
+    let shards: std::collections::BTreeSet<String> = map.values().filter_map(|v| v.as_str().map(str::to_string)).collect();
+    Ok(shards.into_iter().collect())
 }
 
 /// Model ids on the Hub matching `query`, most downloaded first (at most 20): the app's search.
@@ -133,7 +148,7 @@ pub fn search_models(query: &str, hub: &Hub) -> Result<Vec<String>> {
     Ok(found.iter().filter_map(|m| m.get("id").or_else(|| m.get("modelId")).and_then(|id| id.as_str()).map(str::to_string)).collect())
 }
 
-/// One file, or the cached copy of it.
+/// One file through hf-hub, its progress forwarded to `progress`.
 fn download_file(
     repo: &ApiRepo,
     file: &str,

@@ -43,7 +43,7 @@ pub fn resolve_model_with(spec: &Path, progress: impl FnMut(&DownloadProgress)) 
     if let Some(found) = cached_models().into_iter().find(|m| m.id == id) {
         return Ok(found.path);
     }
-    if is_model_id(&id) {
+    if is_hub_id(&id) {
         return crate::download::download_model(&id, &crate::download::Hub::from_env(), progress);
     }
     Err(Error::invalid_file(spec, "not a model folder, a .gguf file, ollama:NAME, nor a Hugging Face model id (owner/name)"))
@@ -53,15 +53,15 @@ pub fn resolve_model_with(spec: &Path, progress: impl FnMut(&DownloadProgress)) 
 /// (`owner/name`), from the cache or downloaded now with `progress`.
 pub fn resolve_dataset_with(spec: &Path, subset: Option<&str>, split: &str, progress: impl FnMut(&DownloadProgress)) -> Result<PathBuf> {
     let id = spec.to_string_lossy();
-    if spec.exists() || !is_model_id(&id) {
+    if spec.exists() || !is_hub_id(&id) {
         return Ok(spec.to_path_buf());
     }
     crate::download::download_dataset(&id, subset, split, &crate::download::Hub::from_env(), progress)
 }
 
-/// Whether `text` reads as a Hub id, `owner/name` of letters, digits, `-`, `_` and `.`, and not
-/// as a file wgtune reads (`data/train.jsonl` that is not there is a missing file, not an id).
-pub fn is_model_id(text: &str) -> bool {
+/// Whether `text` reads as a Hub id (a model's or a dataset's): `owner/name` of letters, digits,
+/// `-`, `_` and `.`, and not a file wgtune reads (a missing `data/train.jsonl` is a missing file).
+pub fn is_hub_id(text: &str) -> bool {
     const FILE_TYPES: [&str; 6] = [".jsonl", ".json", ".csv", ".parquet", ".gguf", ".toml"];
     let part = |p: &str| !p.is_empty() && !p.starts_with('.') && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
     let file = FILE_TYPES.iter().any(|t| text.to_ascii_lowercase().ends_with(t));

@@ -223,7 +223,7 @@ impl TrainArgs {
                 c.data.validation_file =
                     Some(super::progress::resolve_dataset(validation, subset, validation_split.unwrap_or("validation"))?);
             }
-            (None, Some(data)) if validation_split.is_some() && wgtune::hub::is_model_id(&data.to_string_lossy()) && !data.exists() => {
+            (None, Some(data)) if validation_split.is_some() && wgtune::hub::is_hub_id(&data.to_string_lossy()) && !data.exists() => {
                 c.data.validation_file = Some(super::progress::resolve_dataset(data, subset, validation_split.unwrap_or_default())?);
             }
             _ => {}

@@ -174,12 +174,12 @@ impl WgtuneApp {
                 self.dataset.file_columns = columns;
                 // A dataset id now names the split's Parquet file in the cache.
                 let data = &mut self.settings.config.data;
-                if data.train_file != read.train_file && crate::hub::is_model_id(&data.train_file.to_string_lossy()) {
+                if data.train_file != read.train_file && crate::hub::is_hub_id(&data.train_file.to_string_lossy()) {
                     data.train_file = read.train_file;
                 }
                 if let (Some(ours), Some(read)) = (&data.validation_file, read.validation_file)
                     && *ours != read
-                    && crate::hub::is_model_id(&ours.to_string_lossy())
+                    && crate::hub::is_hub_id(&ours.to_string_lossy())
                 {
                     data.validation_file = Some(read);
                 }

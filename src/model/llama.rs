@@ -1,7 +1,7 @@
-//! The Llama-family decoder (Llama 2/3, SmolLM, Mistral, Qwen2/3, Gemma 2/3), read top to bottom
-//! like the paper: embed, then per layer `h += attn(norm(h))`, `h += mlp(norm(h))`, then norm and
-//! the language-model head. The families differ in the config fields that name each variation
-//! (see [`ModelConfig`]).
+//! The Llama-family decoder (Llama 2/3, SmolLM, Mistral, Qwen2/3, Gemma 2/3, Phi-3), read top
+//! to bottom like the paper: embed, then per layer `h += attn(norm(h))`, `h += mlp(norm(h))`, then
+//! norm and the language-model head. The families differ in the config fields that name each
+//! variation (see [`ModelConfig`]).
 //!
 //! Field names follow the Hugging Face checkpoint, so a parameter's Burn module path is its
 //! checkpoint name without the leading `model.` (see [`hf_name`]).

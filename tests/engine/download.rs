@@ -71,10 +71,10 @@ fn a_missing_model_a_gated_one_and_a_corrupt_file_are_named() {
 
 #[test]
 fn model_ids_are_told_from_paths() {
-    assert!(wgtune::hub::is_model_id("Qwen/Qwen3-0.6B"));
-    assert!(wgtune::hub::is_model_id("HuggingFaceTB/SmolLM2-135M-Instruct"));
+    assert!(wgtune::hub::is_hub_id("Qwen/Qwen3-0.6B"));
+    assert!(wgtune::hub::is_hub_id("HuggingFaceTB/SmolLM2-135M-Instruct"));
     for not_an_id in ["model", "./a/b", "a/b/c", "/abs", "a/", "ollama:qwen", "a b/c", "data/train.jsonl", "models/m.gguf"] {
-        assert!(!wgtune::hub::is_model_id(not_an_id), "{not_an_id}");
+        assert!(!wgtune::hub::is_hub_id(not_an_id), "{not_an_id}");
     }
 }
 
@@ -149,4 +149,19 @@ fn a_split_of_several_shards_is_joined_into_one_file() {
     let asked = hub.requests().len();
     assert_eq!(wgtune::download::download_dataset("owner/shards", None, "train", &settings, |_| {}).unwrap(), joined);
     assert_eq!(hub.requests().len(), asked, "the second call stays offline");
+}
+
+/// A model in shards: the index names what to fetch; a file beside them that no loader needs is
+/// left on the Hub.
+#[test]
+fn a_sharded_model_downloads_the_shards_its_index_names() {
+    let hub = StandIn::start(Behaviour::default());
+    let cache = tempfile::tempdir().unwrap();
+    let folder = download_model("owner/sharded", &hub.hub(cache.path(), None), |_| {}).unwrap();
+    let model = ModelFolder::open(&folder).unwrap();
+    assert_eq!(model.config.architecture, wgtune::model::Architecture::Qwen2);
+    model.load(&burn::tensor::Device::default()).unwrap();
+    let fetched: Vec<String> = hub.requests().into_iter().filter(|r| r.ends_with(" 0-")).collect();
+    assert_eq!(fetched.iter().filter(|r| r.contains("/model-0000")).count(), 5, "{fetched:?}");
+    assert!(!hub.requests().iter().any(|r| r.contains("consolidated")), "{:?}", hub.requests());
 }

@@ -31,6 +31,19 @@ pub struct Behaviour {
     pub slow: bool,
 }
 
+/// tiny-qwen2's files: a model whose weights are five shards and their index.
+fn sharded_files() -> Vec<String> {
+    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-qwen2");
+    let mut names: Vec<String> = std::fs::read_dir(folder)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".json") && !n.starts_with("golden") || n.starts_with("model-") || n == "chat_template.jinja")
+        .collect();
+    names.sort();
+    names
+}
+
 pub struct StandIn {
     pub endpoint: String,
     /// Every request, as `PATH RANGE`.
@@ -46,6 +59,9 @@ impl StandIn {
         let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-llama");
         let mut files: HashMap<String, Vec<u8>> = FILES.iter().map(|f| (f.to_string(), std::fs::read(folder.join(f)).unwrap())).collect();
         files.insert("qa.parquet".into(), std::fs::read(folder.join("../data/qa.parquet")).unwrap());
+        for name in sharded_files() {
+            files.insert(format!("sharded/{name}"), std::fs::read(folder.join("../tiny-qwen2").join(&name)).unwrap());
+        }
         let log = Arc::new(Mutex::new(Vec::new()));
         let served = log.clone();
         std::thread::spawn(move || {
@@ -125,6 +141,13 @@ fn serve(stream: TcpStream, files: &HashMap<String, Vec<u8>>, behaviour: &mut Be
     if let Some(repo) = path.strip_prefix("/api/models/").and_then(|p| p.strip_suffix("/revision/main")) {
         return match repo {
             "owner/gated" if !authorized => respond(&mut out, "401 Unauthorized", &[], b"{}", 2),
+            "owner/sharded" => {
+                // Beside the index's shards, a file no loader needs, which must not be fetched.
+                let names = sharded_files().into_iter().chain(["consolidated.safetensors".to_string()]);
+                let siblings: Vec<String> = names.map(|f| format!("{{\"rfilename\":\"{f}\"}}")).collect();
+                let body = format!("{{\"sha\":\"{COMMIT}\",\"siblings\":[{}]}}", siblings.join(","));
+                respond(&mut out, "200 OK", &[("Content-Type".into(), "application/json".into())], body.as_bytes(), body.len())
+            }
             "owner/tiny" | "owner/gated" => {
                 let siblings: Vec<String> = FILES.iter().map(|f| format!("{{\"rfilename\":\"{f}\"}}")).collect();
                 let body = format!("{{\"sha\":\"{COMMIT}\",\"siblings\":[{}]}}", siblings.join(","));
@@ -138,7 +161,12 @@ fn serve(stream: TcpStream, files: &HashMap<String, Vec<u8>>, behaviour: &mut Be
         Some(file) => (file, &files["qa.parquet"]),
         None => {
             let file = path.strip_prefix("/owner/tiny/resolve/main/").or_else(|| path.strip_prefix("/owner/gated/resolve/main/"));
-            match file.and_then(|f| Some((f, files.get(f)?))) {
+            let sharded = path.strip_prefix("/owner/sharded/resolve/main/");
+            let found = match sharded {
+                Some(f) => files.get(&format!("sharded/{f}")).map(|content| (f, content)),
+                None => file.and_then(|f| Some((f, files.get(f)?))),
+            };
+            match found {
                 Some(found) => found,
                 None => return not_found(&mut out),
             }
