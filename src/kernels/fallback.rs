@@ -1,12 +1,12 @@
 //! The fused-kernel operations on the CPU backend, in plain tensor operations: what the WGSL
-//! kernels compute, without their memory savings in attention.
+//! kernels compute. Attention keeps, as the kernels do, only its inputs, output and log-sum-exp
+//! for the backward pass, which recomputes the probabilities from them.
 
 use burn::backend::Flex;
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::tensor::{Int, Tensor};
 
 use super::adamw::{AdamWStep, adamw_reference};
-use super::attention::attention_reference;
 use super::cross_entropy::{grad_reference, loss_only, rows_reference};
 use super::extension::FusedKernels;
 use super::packed::dense;
@@ -80,21 +80,17 @@ impl FusedKernels for Flex {
         q: FloatTensor<Self>,
         k: FloatTensor<Self>,
         v: FloatTensor<Self>,
-        _output: FloatTensor<Self>,
-        _lse: FloatTensor<Self>,
+        output: FloatTensor<Self>,
+        lse: FloatTensor<Self>,
         grad: FloatTensor<Self>,
         q_start: usize,
         window: usize,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        // Differentiate the reference on a graph of its own.
-        let track = |t: FloatTensor<Self>| tensor::<4>(t).autodiff().require_grad();
-        let (q, k, v) = (track(q), track(k), track(v));
         let window = (window > 0).then_some(window);
-        let scores = super::Scores { start: q_start, window, ..super::Scores::default() };
-        let output = attention_reference(q.clone(), k.clone(), v.clone(), &scores);
-        let grads = (output * tensor::<4>(grad).autodiff()).sum().backward();
-        let grad_of = |t: &Tensor<4>| primitive(t.grad(&grads).expect("a tracked input has a gradient"));
-        (grad_of(&q), grad_of(&k), grad_of(&v))
+        let (q, k, v, output, grad) = (tensor::<4>(q), tensor::<4>(k), tensor::<4>(v), tensor::<4>(output), tensor::<4>(grad));
+        let (grad_q, grad_k, grad_v) =
+            super::attention::attention_backward_from_lse(q, k, v, output, tensor::<3>(lse), grad, q_start, window);
+        (primitive(grad_q), primitive(grad_k), primitive(grad_v))
     }
 
     fn cross_entropy_rows(logits: FloatTensor<Self>, targets: Vec<u32>) -> (FloatTensor<Self>, FloatTensor<Self>) {

@@ -3,7 +3,7 @@
 
 use burn::tensor::{Distribution, Tensor};
 use wgtune::device::DeviceChoice;
-use wgtune::kernels::{Scores, attention, attention_reference, is_wgpu};
+use wgtune::kernels::{Scores, attention, attention_reference};
 
 use crate::common::{assert_close, devices, values};
 
@@ -38,12 +38,10 @@ const CASES: [Case; 6] = [
 
 #[test]
 fn fused_attention_matches_the_reference_forward_and_backward() {
-    let Some(dev) = devices().into_iter().find(|d| d.choice == DeviceChoice::Wgpu) else {
-        return;
-    };
-    let device = dev.autodiff();
-    assert!(is_wgpu(&device));
-    for (i, c) in CASES.iter().enumerate() {
+    // On wgpu the WGSL kernels; on the CPU the tensor-op forward with the log-sum-exp and its
+    // backward from it.
+    for (dev, c, i) in devices().into_iter().flat_map(|d| CASES.iter().enumerate().map(move |(i, c)| (d.clone(), c, i))) {
+        let device = dev.autodiff();
         let kv_len = c.q_len + c.cached;
         let random = |shape: [usize; 4]| Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
         let q = random([c.batch, c.heads, c.q_len, c.head_dim]);
@@ -64,10 +62,11 @@ fn fused_attention_matches_the_reference_forward_and_backward() {
             (out.inner(), grad(&q), grad(&k), grad(&v))
         };
         let (fused, reference) = (run(true), run(false));
-        close(&format!("case {i}: output"), fused.0, reference.0);
-        close(&format!("case {i}: grad q"), fused.1, reference.1);
-        close(&format!("case {i}: grad k"), fused.2, reference.2);
-        close(&format!("case {i}: grad v"), fused.3, reference.3);
+        let what = |part: &str| format!("{}, case {i}: {part}", dev.choice);
+        close(&what("output"), fused.0, reference.0);
+        close(&what("grad q"), fused.1, reference.1);
+        close(&what("grad k"), fused.2, reference.2);
+        close(&what("grad v"), fused.3, reference.3);
     }
 }
 
