@@ -19,8 +19,9 @@ pub enum Error {
     InvalidRecord { path: PathBuf, line: usize, message: String },
 
     #[error(
-        "{path}: unsupported model_type `{model_type}`; wgtune supports {}",
-        crate::model::Architecture::SUPPORTED.join(", ")
+        "{path}: unsupported model_type `{model_type}`; wgtune supports {}{}",
+        crate::model::Architecture::SUPPORTED.join(", "),
+        crate::model::Architecture::hint(model_type)
     )]
     UnsupportedArchitecture { path: PathBuf, model_type: String },
 

@@ -62,6 +62,18 @@ impl Architecture {
         }
     }
 
+    /// What to use instead of a `model_type` close to one we support, for the error that names it.
+    pub fn hint(model_type: &str) -> &'static str {
+        match model_type {
+            "gemma3" => {
+                " (Gemma 3 4B and larger are image-and-text models: open a text model such as gemma-3-1b or gemma-3-270m, \
+                 model_type gemma3_text)"
+            }
+            "phi4" | "phi4mm" | "phi4_multimodal" => " (Phi-4-mini's model_type is phi3; the multimodal Phi-4 is not supported)",
+            _ => "",
+        }
+    }
+
     fn is_gemma(self) -> bool {
         matches!(self, Self::Gemma2 | Self::Gemma3)
     }
@@ -595,6 +607,12 @@ mod tests {
         assert!(text.contains("`gpt2`"), "{text}");
         assert!(text.contains("llama, mistral, qwen2"), "{text}");
         assert!(text.contains("config.json"), "{text}");
+    }
+
+    #[test]
+    fn a_multimodal_gemma_3_points_to_its_text_siblings() {
+        let err = parse(&format!(r#"{{"model_type": "gemma3", {BASE}}}"#)).unwrap_err().to_string();
+        assert!(err.contains("`gemma3`") && err.contains("gemma3_text") && err.contains("gemma-3-1b"), "{err}");
     }
 
     #[test]
