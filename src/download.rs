@@ -36,16 +36,65 @@ impl Hub {
         Self { endpoint: std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".into()), cache, token }
     }
 
-    /// hf-hub's handle on `repo` here: no terminal bar of its own (the caller shows progress), no
+    /// Where `repo` sits in the cache.
+    fn cached(&self, repo: &Repo) -> PathBuf {
+        self.cache.join(repo.folder_name())
+    }
+}
+
+/// A repository on the Hub through hf-hub, and how its errors are named.
+struct Remote<'a> {
+    repo: ApiRepo,
+    /// `model` or `dataset`.
+    what: &'static str,
+    id: &'a str,
+    endpoint: &'a str,
+}
+
+impl<'a> Remote<'a> {
+    /// hf-hub's handle on `repo`: no terminal bar of its own (the caller shows progress), no
     /// retries (a cut download resumes on the next call instead).
-    fn repo(&self, repo: Repo) -> std::result::Result<ApiRepo, ApiError> {
-        let api = ApiBuilder::from_cache(Cache::new(self.cache.clone()))
-            .with_endpoint(self.endpoint.clone())
-            .with_token(self.token.clone())
+    fn open(hub: &'a Hub, repo: Repo, what: &'static str, id: &'a str) -> Result<Self> {
+        let api = ApiBuilder::from_cache(Cache::new(hub.cache.clone()))
+            .with_endpoint(hub.endpoint.clone())
+            .with_token(hub.token.clone())
             .with_progress(false)
             .with_retries(0)
-            .build()?;
-        Ok(api.repo(repo))
+            .build()
+            .map_err(|e| hub_error(what, id, &hub.endpoint, e))?;
+        Ok(Self { repo: api.repo(repo), what, id, endpoint: &hub.endpoint })
+    }
+
+    /// The paths of the repository's files.
+    fn files(&self) -> Result<Vec<String>> {
+        let info = self.repo.info().map_err(|e| hub_error(self.what, self.id, self.endpoint, e))?;
+        Ok(info.siblings.into_iter().map(|s| s.rfilename).collect())
+    }
+
+    /// Downloads `file`, its progress forwarded to `progress`, and checks its bytes against the
+    /// hash the Hub names it by (see [`verify_hash`]).
+    fn fetch(&self, file: &str, state: &mut DownloadProgress, progress: &mut impl FnMut(&DownloadProgress)) -> Result<PathBuf> {
+        struct Forward<'a, F: FnMut(&DownloadProgress)> {
+            state: &'a mut DownloadProgress,
+            progress: &'a mut F,
+        }
+        impl<F: FnMut(&DownloadProgress)> Progress for Forward<'_, F> {
+            fn init(&mut self, size: usize, _: &str) {
+                (self.state.total, self.state.bytes) = (size as u64, 0);
+                (self.progress)(self.state);
+            }
+            fn update(&mut self, size: usize) {
+                self.state.bytes += size as u64;
+                (self.progress)(self.state);
+            }
+            fn finish(&mut self) {}
+        }
+        let path = self
+            .repo
+            .download_with_progress(file, Forward { state, progress })
+            .map_err(|e| hub_error(self.what, self.id, self.endpoint, e))?;
+        verify_hash(self.what, self.id, file, &path)?;
+        Ok(path)
     }
 }
 
@@ -64,10 +113,9 @@ pub struct DownloadProgress {
 /// Downloads what a model folder needs (the side files, then `model.safetensors` or the index and
 /// its shards) and returns the snapshot folder. Files already in the cache are not fetched again.
 pub fn download_model(id: &str, hub: &Hub, mut progress: impl FnMut(&DownloadProgress)) -> Result<PathBuf> {
-    let endpoint = &hub.endpoint;
-    let repo = hub.repo(Repo::model(id.to_string())).map_err(|e| hub_error("model", id, endpoint, e))?;
-    let info = repo.info().map_err(|e| hub_error("model", id, endpoint, e))?;
-    let available: Vec<&str> = info.siblings.iter().map(|s| s.rfilename.as_str()).collect();
+    let remote = Remote::open(hub, Repo::model(id.to_string()), "model", id)?;
+    let listed = remote.files()?;
+    let available: Vec<&str> = listed.iter().map(String::as_str).collect();
     let weights = ["model.safetensors", "model.safetensors.index.json"].into_iter().find(|f| available.contains(f)).ok_or_else(|| {
         Error::Download {
             what: "model",
@@ -100,11 +148,7 @@ pub fn download_model(id: &str, hub: &Hub, mut progress: impl FnMut(&DownloadPro
                 progress(&state);
                 path
             }
-            None => {
-                let path = download_file(&repo, &file, &mut state, &mut progress).map_err(|e| hub_error("model", id, endpoint, e))?;
-                verify_hash("model", id, &file, &path)?;
-                path
-            }
+            None => remote.fetch(&file, &mut state, &mut progress)?,
         };
         if file == "model.safetensors.index.json" {
             files.extend(index_shards(id, &path)?);
@@ -146,31 +190,6 @@ pub fn search_models(query: &str, hub: &Hub) -> Result<Vec<String>> {
     let found: Vec<serde_json::Value> =
         serde_json::from_str(&text).map_err(|e| failed(format!("an answer that is not a list of models: {e}")))?;
     Ok(found.iter().filter_map(|m| m.get("id").or_else(|| m.get("modelId")).and_then(|id| id.as_str()).map(str::to_string)).collect())
-}
-
-/// One file through hf-hub, its progress forwarded to `progress`.
-fn download_file(
-    repo: &ApiRepo,
-    file: &str,
-    state: &mut DownloadProgress,
-    progress: &mut impl FnMut(&DownloadProgress),
-) -> std::result::Result<PathBuf, ApiError> {
-    struct Forward<'a, F: FnMut(&DownloadProgress)> {
-        state: &'a mut DownloadProgress,
-        progress: &'a mut F,
-    }
-    impl<F: FnMut(&DownloadProgress)> Progress for Forward<'_, F> {
-        fn init(&mut self, size: usize, _: &str) {
-            (self.state.total, self.state.bytes) = (size as u64, 0);
-            (self.progress)(self.state);
-        }
-        fn update(&mut self, size: usize) {
-            self.state.bytes += size as u64;
-            (self.progress)(self.state);
-        }
-        fn finish(&mut self) {}
-    }
-    repo.download_with_progress(file, Forward { state, progress })
 }
 
 /// The Hub names a file's blob by a hash of its bytes: an LFS file (weights, Parquet) by their
@@ -246,12 +265,9 @@ pub fn download_dataset(
     hub: &Hub,
     mut progress: impl FnMut(&DownloadProgress),
 ) -> Result<PathBuf> {
-    let joined = hub
-        .cache
-        .join(format!("datasets--{}", id.replace('/', "--")))
-        .join("wgtune-joined")
-        .join(format!("{}-{split}.jsonl", subset.unwrap_or("default")));
-    let cached = cached_dataset_files(hub, id);
+    let repo = Repo::new(id.to_string(), RepoType::Dataset);
+    let joined = hub.cached(&repo).join("wgtune-joined").join(format!("{}-{split}.jsonl", subset.unwrap_or("default")));
+    let cached = cached_dataset_files(&hub.cached(&repo));
     let cached_names: Vec<&str> = cached.iter().map(|(name, _)| name.as_str()).collect();
     if let Ok(files) = split_files(id, &cached_names, subset, split) {
         match files.as_slice() {
@@ -260,18 +276,14 @@ pub fn download_dataset(
             _ => {}
         }
     }
-    let endpoint = &hub.endpoint;
-    let repo = hub.repo(Repo::new(id.to_string(), RepoType::Dataset)).map_err(|e| hub_error("dataset", id, endpoint, e))?;
-    let info = repo.info().map_err(|e| hub_error("dataset", id, endpoint, e))?;
-    let files: Vec<&str> = info.siblings.iter().map(|s| s.rfilename.as_str()).collect();
-    let shards = split_files(id, &files, subset, split)?;
+    let remote = Remote::open(hub, repo, "dataset", id)?;
+    let listed = remote.files()?;
+    let shards = split_files(id, &listed.iter().map(String::as_str).collect::<Vec<_>>(), subset, split)?;
     let mut paths = Vec::with_capacity(shards.len());
     for (i, file) in shards.iter().enumerate() {
         let mut state = DownloadProgress { file: file.clone(), index: i + 1, files: shards.len(), bytes: 0, total: 0 };
         progress(&state);
-        let path = download_file(&repo, file, &mut state, &mut progress).map_err(|e| hub_error("dataset", id, endpoint, e))?;
-        verify_hash("dataset", id, file, &path)?;
-        paths.push(path);
+        paths.push(remote.fetch(file, &mut state, &mut progress)?);
     }
     match paths.as_slice() {
         [one] => Ok(one.clone()),
@@ -336,16 +348,10 @@ fn split_files(id: &str, files: &[&str], subset: Option<&str>, split: &str) -> R
     Ok(found)
 }
 
-/// A dataset's Parquet files in the newest cached snapshot: (path in the repository, local path).
-fn cached_dataset_files(hub: &Hub, id: &str) -> Vec<(String, PathBuf)> {
-    let snapshots = hub.cache.join(format!("datasets--{}", id.replace('/', "--"))).join("snapshots");
-    let newest = std::fs::read_dir(&snapshots)
-        .ok()
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+/// A dataset's Parquet files in the newest snapshot of its cache folder `cached`: (path in the
+/// repository, local path).
+fn cached_dataset_files(cached: &Path) -> Vec<(String, PathBuf)> {
+    let newest = crate::hub::newest_snapshot(&cached.join("snapshots"), |_| true);
     let mut out = Vec::new();
     let mut pending: Vec<PathBuf> = newest.iter().cloned().collect();
     while let Some(dir) = pending.pop() {

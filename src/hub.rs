@@ -64,7 +64,8 @@ pub fn resolve_dataset_with(spec: &Path, subset: Option<&str>, split: &str, prog
 pub fn is_hub_id(text: &str) -> bool {
     const FILE_TYPES: [&str; 6] = [".jsonl", ".json", ".csv", ".parquet", ".gguf", ".toml"];
     let part = |p: &str| !p.is_empty() && !p.starts_with('.') && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-    let file = FILE_TYPES.iter().any(|t| text.to_ascii_lowercase().ends_with(t));
+    let lower = text.to_ascii_lowercase();
+    let file = FILE_TYPES.iter().any(|t| lower.ends_with(t));
     !file && matches!(text.split_once('/'), Some((owner, name)) if part(owner) && part(name))
 }
 
@@ -77,7 +78,10 @@ pub fn cached_models() -> Vec<CachedModel> {
         .filter_map(|entry| {
             let name = entry.file_name().to_string_lossy().to_string();
             let id = name.strip_prefix("models--")?.replacen("--", "/", 1);
-            let snapshot = newest_snapshot(&entry.path().join("snapshots"))?;
+            let has_model = |p: &Path| {
+                p.join("config.json").exists() && (p.join("model.safetensors").exists() || p.join("model.safetensors.index.json").exists())
+            };
+            let snapshot = newest_snapshot(&entry.path().join("snapshots"), has_model)?;
             Some(CachedModel { id, path: snapshot })
         })
         .collect();
@@ -85,14 +89,13 @@ pub fn cached_models() -> Vec<CachedModel> {
     models
 }
 
-fn newest_snapshot(snapshots: &Path) -> Option<PathBuf> {
+/// The most recently written of the snapshot folders under `snapshots` that `accept` takes.
+pub(crate) fn newest_snapshot(snapshots: &Path, accept: impl Fn(&Path) -> bool) -> Option<PathBuf> {
     std::fs::read_dir(snapshots)
         .ok()?
         .flatten()
         .map(|e| e.path())
-        .filter(|p| {
-            p.join("config.json").exists() && (p.join("model.safetensors").exists() || p.join("model.safetensors.index.json").exists())
-        })
+        .filter(|p| accept(p))
         .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
 }
 

@@ -9,7 +9,7 @@ use eframe::egui;
 
 use super::app::WgtuneApp;
 use super::jobs::DatasetPreview;
-use super::model_panel::{display_path, error_ui};
+use super::model_panel::{display_path, download_ui, error_ui};
 use super::picker::{PickKind, typed_path_ui};
 
 #[derive(Default)]
@@ -140,9 +140,8 @@ impl WgtuneApp {
                 ui.spinner();
                 ui.label("Reading and tokenizing…");
             });
-            if let Some(p) = &self.dataset.download {
-                let fraction = if p.total > 0 { p.bytes as f32 / p.total as f32 } else { 0.0 };
-                ui.add(egui::ProgressBar::new(fraction).text(format!("Downloading {}: {} of {} bytes", p.file, p.bytes, p.total)));
+            if let Some(progress) = &self.dataset.download {
+                download_ui(ui, progress);
             }
         }
         if let Some(error) = &self.dataset.error {

@@ -80,11 +80,8 @@ impl WgtuneApp {
                 ui.spinner();
                 ui.label("Reading the model…");
             });
-            if let Some(p) = &self.model.download {
-                let fraction = if p.total > 0 { p.bytes as f32 / p.total as f32 } else { 0.0 };
-                let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
-                let text = format!("Downloading {} ({} of {}): {:.1} / {:.1} MiB", p.file, p.index, p.files, mib(p.bytes), mib(p.total));
-                ui.add(egui::ProgressBar::new(fraction).text(text));
+            if let Some(progress) = &self.model.download {
+                download_ui(ui, progress);
             }
         }
         if let Some(error) = &self.model.error {
@@ -155,6 +152,14 @@ impl WgtuneApp {
         }
         chosen
     }
+}
+
+/// A download from the Hub: the file, which of how many, and its bytes so far.
+pub fn download_ui(ui: &mut egui::Ui, p: &crate::download::DownloadProgress) {
+    let fraction = if p.total > 0 { p.bytes as f32 / p.total as f32 } else { 0.0 };
+    let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
+    let text = format!("Downloading {} ({} of {}): {:.1} / {:.1} MiB", p.file, p.index, p.files, mib(p.bytes), mib(p.total));
+    ui.add(egui::ProgressBar::new(fraction).text(text));
 }
 
 /// A framed, red error message.
