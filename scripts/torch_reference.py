@@ -28,6 +28,13 @@ SHAPES = {
         num_attention_heads=9, num_key_value_heads=3, rms_norm_eps=1e-5, rope_theta=100000.0,
         max_position_embeddings=8192, tie_word_embeddings=True,
     ),
+    "llama-1b": dict(
+        vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
+        num_attention_heads=32, num_key_value_heads=8, head_dim=64, rms_norm_eps=1e-5, rope_theta=500000.0,
+        max_position_embeddings=131072, tie_word_embeddings=True,
+        rope_scaling=dict(rope_type="llama3", factor=32.0, low_freq_factor=1.0, high_freq_factor=4.0,
+                          original_max_position_embeddings=8192),
+    ),
 }
 
 
@@ -43,14 +50,18 @@ def main():
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--precision", choices=["f32", "f16"], default="f32",
+                   help="f16: matmuls under autocast; LoRA's frozen base stored in f16 (PEFT keeps the adapter in f32)")
     p.add_argument("--gradient-checkpointing", action="store_true", help="recompute each decoder layer in the backward pass")
     args = p.parse_args()
 
     torch.manual_seed(0)
+    # As wgtune: in f16 LoRA's frozen base is stored in half precision, a full fine-tune keeps f32 weights.
+    dtype = torch.float16 if args.precision == "f16" and args.method == "lora" else torch.float32
     if args.model:
-        model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(args.model, dtype=dtype)
     else:
-        model = AutoModelForCausalLM.from_config(LlamaConfig(**SHAPES[args.shape]), dtype=torch.float32)
+        model = AutoModelForCausalLM.from_config(LlamaConfig(**SHAPES[args.shape]), dtype=dtype)
     model = model.to(args.device)
     if args.gradient_checkpointing:
         # Per decoder layer, as wgtune's; non-reentrant so that LoRA's frozen inputs work.
@@ -64,8 +75,11 @@ def main():
     vocab = model.config.vocab_size
     ids = torch.randint(0, vocab, (args.batch_size, args.seq_len), device=args.device)
 
+    autocast = torch.autocast(device_type=args.device, dtype=torch.float16, enabled=args.precision == "f16")
+
     def step():
-        loss = model(ids, labels=ids).loss
+        with autocast:
+            loss = model(ids, labels=ids).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         opt.step()
@@ -87,6 +101,7 @@ def main():
         "device": args.device if args.device != "cuda" else torch.cuda.get_device_name(),
         "threads": torch.get_num_threads(),
         "method": args.method,
+        "precision": args.precision,
         "gradient_checkpointing": args.gradient_checkpointing,
         "trainable_parameters": sum(p.numel() for p in trainable),
         "batch_size": args.batch_size,

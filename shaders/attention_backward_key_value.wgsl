@@ -21,13 +21,14 @@ const BLOCK: u32 = {{ block }}u;
 
 @compute @workgroup_size({{ invocations }}, 1, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let heads = info[1];
-    let kv_heads = info[2];
-    let q_len = info[3];
-    let kv_len = info[4];
-    let q_start = info[5];
-    let window = info[6];
-    let scale = bitcast<f32>(info[7]);
+    let a = read_info();
+    let heads = a.heads;
+    let kv_heads = a.kv_heads;
+    let q_len = a.q_len;
+    let kv_len = a.kv_len;
+    let q_start = a.q_start;
+    let window = a.window;
+    let scale = a.scale;
     let group = heads / kv_heads;
 
     let bkv = wg.y;
@@ -49,14 +50,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         v4[d] = mat4x4<f32>(v[kv_rows.x + d], v[kv_rows.y + d], v[kv_rows.z + d], v[kv_rows.w + d]);
     }
     // The queries that see some key of this workgroup (the same for every invocation).
-    let last_key = min(first_key + BLOCK, kv_len) - 1u;
-    let query_begin = select(0u, first_key - q_start, first_key > q_start);
-    let window_end = select(0u, last_key + window - q_start, last_key + window > q_start);
-    let query_end = select(q_len, min(q_len, window_end), window != 0u);
+    let queries = query_range(a, first_key, BLOCK);
 
     for (var g = 0u; g < group; g++) {
         let bh = b * heads + kvh * group + g;
-        for (var i = query_begin; i < query_end; i++) {
+        for (var i = queries.x; i < queries.y; i++) {
             let query = (bh * q_len + i) * D;
             let pos = vec4<u32>(q_start + i);
             var s = vec4<f32>(0.0);

@@ -20,26 +20,23 @@ const BLOCK: u32 = {{ block }}u;
 
 @compute @workgroup_size({{ invocations }}, 1, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let heads = info[1];
-    let kv_heads = info[2];
-    let q_len = info[3];
-    let kv_len = info[4];
-    let q_start = info[5];
-    let window = info[6];
-    let scale = bitcast<f32>(info[7]);
+    let a = read_info();
+    let heads = a.heads;
+    let q_len = a.q_len;
+    let q_start = a.q_start;
+    let window = a.window;
+    let scale = a.scale;
 
     let bh = wg.y;
     let b = bh / heads;
     let h = bh % heads;
-    let kv_base = (b * kv_heads + h / (heads / kv_heads)) * kv_len * D;
+    let kv_base = (b * a.kv_heads + h / (heads / a.kv_heads)) * a.kv_len * D;
 
     let first_row = wg.x * BLOCK;
     let row0 = first_row + 4u * lid;
     let rows = min(vec4<u32>(row0, row0 + 1u, row0 + 2u, row0 + 3u), vec4<u32>(q_len - 1u));
     let pos = vec4<u32>(q_start) + rows;
-    let first_pos = q_start + first_row;
-    let key_begin = select(0u, first_pos + 1u - min(window, first_pos + 1u), window != 0u);
-    let key_end = min(kv_len, q_start + min(first_row + BLOCK, q_len));
+    let keys = key_range(a, first_row, BLOCK);
 
     // Four rows side by side, as in attention_forward.wgsl: column r of q4[d] is row r's d-th vec4.
     var q4: array<mat4x4<f32>, D>;
@@ -54,7 +51,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let row_lse = vec4<f32>(lse[stat.x], lse[stat.y], lse[stat.z], lse[stat.w]);
     let row_delta = vec4<f32>(delta[stat.x], delta[stat.y], delta[stat.z], delta[stat.w]);
 
-    for (var j = key_begin; j < key_end; j++) {
+    for (var j = keys.x; j < keys.y; j++) {
         let key = kv_base + j * D;
         var s = vec4<f32>(0.0);
         var dp = vec4<f32>(0.0);

@@ -6,9 +6,8 @@
 // from the storage buffers; a row masks the keys it may not see (see "uniform loads" in
 // src/kernels/launch.rs).
 //
-// q: [batch, heads, q_len, D]; k, v: [batch, kv_heads, kv_len, D]; o: like q; lse: [batch, heads, q_len].
-// info: batch, heads, kv_heads, q_len, kv_len, q_start (absolute position of query 0), window
-// (0: unlimited), scale (f32 bits).
+// q: [batch, heads, q_len, D]; k, v: [batch, kv_heads, kv_len, D]; o: like q; lse: [batch, heads, q_len];
+// info as attention_common.wgsl reads it.
 
 @group(0) @binding(0) var<storage, read_write> q: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read_write> k: array<vec4<f32>>;
@@ -25,18 +24,17 @@ const NEG: f32 = -3.0e38;
 
 @compute @workgroup_size({{ invocations }}, 1, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let heads = info[1];
-    let kv_heads = info[2];
-    let q_len = info[3];
-    let kv_len = info[4];
-    let q_start = info[5];
-    let window = info[6];
-    let scale = bitcast<f32>(info[7]);
+    let a = read_info();
+    let heads = a.heads;
+    let q_len = a.q_len;
+    let q_start = a.q_start;
+    let window = a.window;
+    let scale = a.scale;
 
     let bh = wg.y;
     let b = bh / heads;
     let h = bh % heads;
-    let kv_base = (b * kv_heads + h / (heads / kv_heads)) * kv_len * D;
+    let kv_base = (b * a.kv_heads + h / (heads / a.kv_heads)) * a.kv_len * D;
 
     let first_row = wg.x * BLOCK;
     // This invocation's four rows; those past the last row compute a copy of it and store nothing.
@@ -44,9 +42,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let rows = min(vec4<u32>(row0, row0 + 1u, row0 + 2u, row0 + 3u), vec4<u32>(q_len - 1u));
     let pos = vec4<u32>(q_start) + rows;
     // The keys some row of this workgroup sees (the same for every invocation).
-    let first_pos = q_start + first_row;
-    let key_begin = select(0u, first_pos + 1u - min(window, first_pos + 1u), window != 0u);
-    let key_end = min(kv_len, q_start + min(first_row + BLOCK, q_len));
+    let keys = key_range(a, first_row, BLOCK);
 
     // Column r of q4[d] (acc[d]) is row r's d-th vec4 of the query (of the output), so that one
     // key vec4 times q4[d] is the four rows' partial scores: each key is loaded once for four rows.
@@ -59,7 +55,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     var m = vec4<f32>(NEG);
     var l = vec4<f32>(0.0);
 
-    for (var j = key_begin; j < key_end; j++) {
+    for (var j = keys.x; j < keys.y; j++) {
         let key = kv_base + j * D;
         var s = vec4<f32>(0.0);
         for (var d = 0u; d < D; d++) {

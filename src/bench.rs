@@ -18,6 +18,7 @@ use crate::data::{Batch, IGNORE};
 use crate::device::{ComputeDevice, DeviceChoice};
 use crate::error::{Error, Result};
 use crate::inspect::{StepPlan, estimate_memory};
+use crate::kernels::{KernelShape, force_kernel_shape, kernel_shape};
 use crate::method::{Method, trainable_parameters};
 use crate::model::{BaseQuant, CausalLm, ForwardOptions, LoraForward, ModelConfig, ModelFolder, Precision, random_model};
 use crate::train::{AdamW, LossScale, OptimizerConfig, StepInputs, StepTimings, chunk_rows, optimizer_step};
@@ -83,6 +84,8 @@ pub struct BenchConfig {
     pub materialize_lora: bool,
     /// Use the fused WGSL kernels (off: Burn's generic operations everywhere).
     pub fused: bool,
+    /// Run the kernels in this shape whatever the adapter (`--kernel-shape`).
+    pub kernel_shape: Option<KernelShape>,
     pub gradient_checkpointing: bool,
     pub precision: Precision,
     /// LoRA over a base packed in blocks (`--base-quant`).
@@ -97,7 +100,8 @@ pub struct BenchReport {
     pub device: String,
     pub method: String,
     pub lora: &'static str,
-    pub kernels: &'static str,
+    /// fused or generic, and on wgpu the kernels' shape.
+    pub kernels: String,
     pub gradient_checkpointing: bool,
     pub precision: Precision,
     pub base_quant: BaseQuant,
@@ -127,6 +131,8 @@ pub struct BenchReport {
 
 pub fn run(config: &BenchConfig) -> Result<BenchReport> {
     let kernel_log = if config.profile_kernels { Some(KernelLog::enable()?) } else { None };
+    // Every step runs on this thread, so forcing the shape here reaches all of them.
+    let _forced = config.kernel_shape.map(force_kernel_shape);
     let device = ComputeDevice::open(config.device)?;
     device.check_precision(config.precision)?;
     let train_device = device.autodiff();
@@ -207,7 +213,11 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
         device: device.description.clone(),
         method: config.method.name().to_string(),
         lora: if config.materialize_lora { "materialized" } else { "factored" },
-        kernels: if config.fused { "fused" } else { "generic" },
+        kernels: match (config.fused, on_wgpu) {
+            (false, _) => "generic".into(),
+            (true, true) => format!("fused, {}-shaped", kernel_shape()),
+            (true, false) => "fused".into(),
+        },
         gradient_checkpointing: config.gradient_checkpointing,
         precision: config.precision,
         base_quant: config.base_quant,

@@ -96,10 +96,10 @@ impl ComputeDevice {
     }
 }
 
-/// Whether `device` is the wgpu device and its adapter a CPU (software Vulkan such as lavapipe),
-/// where some kernels are chosen differently.
-pub fn is_software_wgpu(device: &Device) -> bool {
-    crate::kernels::is_wgpu(device) && matches!(wgpu_device(), Ok((_, false)))
+/// Whether the wgpu adapter is a hardware GPU (not software Vulkan such as lavapipe); false when
+/// wgpu cannot open. `kernels::kernel_shape` picks kernel variants by it.
+pub(crate) fn wgpu_adapter_is_hardware() -> bool {
+    matches!(wgpu_device(), Ok((_, true)))
 }
 
 /// wgpu can be initialised once per process; every caller shares that device. The flag says

@@ -114,9 +114,12 @@ fn parse_duration(text: &str) -> Option<Duration> {
 fn family_of(kernel: &str) -> &'static str {
     let first = kernel.split(" | ").next().unwrap_or(kernel);
     let has = |part: &str| first.contains(part);
-    // wgtune's own matmul is a WGSL source kernel named `WgslMatmul`.
+    // wgtune's own matmul and attention are WGSL source kernels named `WgslMatmul` and
+    // `WgslAttention` (src/kernels/launch.rs).
     if has("Matmul") || kernel.contains("WgslMatmul") {
         "matmul"
+    } else if kernel.contains("WgslAttention") {
+        "attention"
     } else if has("SourceKernel") {
         "wgtune WGSL kernels"
     } else if has("Binop") || has("Unary") || has("Cast") || has("Mask") || has("Clamp") {
@@ -143,6 +146,8 @@ mod tests {
 | 500ms      | MatmulEntry | TensorArgs | SimpleMatmulFamily_8929f3c4
 | 200.5ms    | SourceKernel | Wgsl_2da499f7
 | 100ms      | SourceKernel | WgslMatmul_5d0c11aa
+| 300ms      | SourceKernel | WgslAttention_1a2b3c4d
+| 100ms      | SourceKernel | WgslAttention_5e6f7a8b
 | 250µs      | KernelBinop | AddOp_01eb861c
 | 750µs      | KernelScalarBinop | MulOp_7b86323a
 | 1ms        | SharedSumKernel_2960c81f
@@ -158,11 +163,12 @@ mod tests {
         assert_eq!(families[0].family, "matmul");
         assert!((get("matmul").map(|f| f.ms).unwrap_or(0.0) - 2050.0).abs() < 1e-6, "the WGSL matmul counts as matmul");
         assert_eq!(get("matmul").map(|f| f.launches), Some(1));
+        assert_eq!(get("attention").map(|f| (f.ms, f.launches)), Some((200.0, 1)), "the attention kernels apart");
         assert!((get("wgtune WGSL kernels").map(|f| f.ms).unwrap_or(0.0) - 100.25).abs() < 1e-6);
         assert!((get("element-wise").map(|f| f.ms).unwrap_or(0.0) - 0.5).abs() < 1e-6);
         assert!((get("reduction").map(|f| f.ms).unwrap_or(0.0) - 0.5).abs() < 1e-6);
         assert!((get("copy, slice, gather").map(|f| f.ms).unwrap_or(0.0) - 3.0).abs() < 1e-6);
         assert!(get("fill and random").is_some());
-        assert_eq!(families.len(), 6, "{families:?}");
+        assert_eq!(families.len(), 7, "{families:?}");
     }
 }

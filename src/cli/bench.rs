@@ -7,6 +7,7 @@ use clap::Args;
 use wgtune::bench::{BenchConfig, BenchModel, run};
 use wgtune::device::DeviceChoice;
 use wgtune::inspect::human_bytes;
+use wgtune::kernels::KernelShape;
 use wgtune::method::{LoraSettings, Method};
 use wgtune::model::{BaseQuant, Precision};
 
@@ -49,6 +50,10 @@ pub struct BenchArgs {
     /// fused (the WGSL kernels on wgpu) or generic (Burn's tensor operations only).
     #[arg(long, default_value = "fused")]
     pub kernels: String,
+    /// Force the fused kernels' shape on wgpu: software (lavapipe's) or hardware (a GPU's,
+    /// FlashAttention-2-shaped) [default: the adapter's].
+    #[arg(long)]
+    pub kernel_shape: Option<KernelShape>,
     /// Keep only each decoder layer's input and recompute the layer in the backward pass [default: off].
     #[arg(long)]
     pub gradient_checkpointing: bool,
@@ -108,6 +113,7 @@ pub fn run_bench(args: BenchArgs) -> Result<()> {
         steps: args.steps,
         materialize_lora,
         fused,
+        kernel_shape: args.kernel_shape,
         gradient_checkpointing: args.gradient_checkpointing,
         precision: args.precision,
         base_quant: args.base_quant,

@@ -50,54 +50,6 @@ pub fn attention_reference(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, scores: &Sc
     softmax(scores, 3).matmul(v).reshape(shape)
 }
 
-/// The reference attention and its row log-sum-exp `[batch, heads·q_len]` (grouped by key/value
-/// head), as the fused kernel returns them.
-pub(super) fn attention_with_lse(
-    q: Tensor<4>,
-    k: Tensor<4>,
-    v: Tensor<4>,
-    q_start: usize,
-    window: Option<usize>,
-) -> (Tensor<4>, Tensor<4>) {
-    let shape = q.dims();
-    let scores = masked_scores(q, k, &Scores { start: q_start, window, ..Scores::default() });
-    let max = scores.clone().max_dim(3);
-    let lse = (scores.clone() - max.clone()).exp().sum_dim(3).log() + max;
-    let output = (scores - lse.clone()).exp().matmul(v).reshape(shape);
-    (output, lse)
-}
-
-/// The gradients of the attention for `q`, `k` and `v` from its output, its row log-sum-exp
-/// (`[batch, heads, q_len]`, as [`attention_with_lse`] gives it) and the output's gradient, in
-/// tensor operations: the probabilities are recomputed from the log-sum-exp, and nothing of the
-/// forward pass but its inputs and output is kept (FlashAttention's backward, unblocked).
-#[allow(clippy::too_many_arguments)]
-pub(super) fn attention_backward_from_lse(
-    q: Tensor<4>,
-    k: Tensor<4>,
-    v: Tensor<4>,
-    output: Tensor<4>,
-    lse: Tensor<3>,
-    grad: Tensor<4>,
-    q_start: usize,
-    window: Option<usize>,
-) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
-    let [batch, heads, len, head_dim] = q.dims();
-    let kv_heads = k.dims()[1];
-    let stacked = |t: Tensor<4>| t.reshape([batch, kv_heads, heads / kv_heads * len, head_dim]);
-    let scale = 1.0 / (head_dim as f64).sqrt();
-    let scores = masked_scores(q.clone(), k.clone(), &Scores { start: q_start, window, ..Scores::default() });
-    let lse = lse.reshape([batch, kv_heads, heads / kv_heads * len, 1]);
-    let probs = (scores - lse).exp();
-    let (grad, output) = (stacked(grad), stacked(output));
-    let grad_v = probs.clone().swap_dims(2, 3).matmul(grad.clone());
-    let row_dot = (grad.clone() * output).sum_dim(3);
-    let grad_scores = probs * (grad.matmul(v.swap_dims(2, 3)) - row_dot);
-    let grad_q = grad_scores.clone().matmul(k).mul_scalar(scale).reshape([batch, heads, len, head_dim]);
-    let grad_k = grad_scores.swap_dims(2, 3).matmul(stacked(q)).mul_scalar(scale);
-    (grad_q, grad_k, grad_v)
-}
-
 /// `Q Kᵀ / √head_dim`, soft-capped when asked, plus the causal mask (and the padding's, when
 /// there is any), `[batch, kv_heads, rep·q_len, kv_len]`: the query heads that share a key/value
 /// head are stacked along the sequence axis, so keys and values are never repeated.

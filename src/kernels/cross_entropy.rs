@@ -9,7 +9,7 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Autodiff, Dispatch, DispatchKindConversion, DispatchTensor};
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor};
 
 use super::extension::FusedKernels;
 use crate::model::packed::{PackedLayout, PackedWeight};
@@ -141,25 +141,6 @@ where
     let primitive = |t: Tensor<2>| t.try_into_primitive::<B>().expect("gradients stay on their backend");
     let loss = out.loss.try_into_primitive::<B>().expect("the loss stays on its backend");
     (loss, out.grad_hidden.map(primitive), out.grad_head.map(primitive))
-}
-
-/// The row statistics in plain tensor operations: `(lse, nll)`, each `[rows]`.
-pub(super) fn rows_reference(logits: Tensor<2>, targets: &[u32]) -> (Tensor<1>, Tensor<1>) {
-    let rows = logits.dims()[0];
-    let max = logits.clone().max_dim(1);
-    let lse = (logits.clone() - max.clone()).exp().sum_dim(1).log() + max;
-    let index = Tensor::<2, Int>::from_data(TensorData::new(targets.iter().map(|&t| t as i64).collect(), [rows, 1]), &logits.device());
-    let target = logits.gather(1, index);
-    ((lse.clone()).reshape([rows]), (lse - target).reshape([rows]))
-}
-
-/// `softmax(logits) − one_hot(targets)` in plain tensor operations.
-pub(super) fn grad_reference(logits: Tensor<2>, lse: Tensor<1>, targets: &[u32]) -> Tensor<2> {
-    let rows = logits.dims()[0];
-    let device = logits.device();
-    let probs = (logits - lse.reshape([rows, 1])).exp();
-    let index = Tensor::<2, Int>::from_data(TensorData::new(targets.iter().map(|&t| t as i64).collect(), [rows, 1]), &device);
-    probs.scatter(1, index, Tensor::<2>::full([rows, 1], -1.0, &device), burn::tensor::IndexingUpdateOp::Add)
 }
 
 /// The loss on an inner (non-autodiff) backend: no gradients.

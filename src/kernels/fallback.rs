@@ -1,16 +1,16 @@
-//! The fused-kernel operations on the CPU backend, in plain tensor operations: what the WGSL
-//! kernels compute. Attention keeps, as the kernels do, only its inputs, output and log-sum-exp
-//! for the backward pass, which recomputes the probabilities from them.
+//! The fused-kernel operations on the CPU backend: what the WGSL kernels compute, in Burn's tensor
+//! operations (its matmuls above all) and in element-wise passes of our own on every core
+//! (`cpu_passes.rs`, `cpu_attention.rs`).
 
 use burn::backend::Flex;
 use burn::backend::tensor::{FloatTensor, IntTensor};
-use burn::tensor::{Int, Tensor};
+use burn::tensor::{Int, Tensor, TensorData};
 
 use super::adamw::{AdamWStep, adamw_reference};
-use super::cross_entropy::{grad_reference, loss_only, rows_reference};
+use super::cpu_passes;
+use super::cross_entropy::loss_only;
 use super::extension::FusedKernels;
 use super::packed::dense;
-use super::swiglu::swiglu_backward_reference;
 use crate::model::packed::{HostPacked, PackedLayout};
 
 fn tensor<const D: usize>(t: FloatTensor<Flex>) -> Tensor<D> {
@@ -69,11 +69,9 @@ impl FusedKernels for Flex {
         q_start: usize,
         window: usize,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        let (q, k, v) = (tensor::<4>(q), tensor::<4>(k), tensor::<4>(v));
-        let [batch, heads, len, _] = q.dims();
         let window = (window > 0).then_some(window);
-        let (output, lse) = super::attention::attention_with_lse(q, k, v, q_start, window);
-        (primitive(output), primitive(lse.reshape([batch, heads, len])))
+        let (output, lse) = super::cpu_attention::forward(tensor(q), tensor(k), tensor(v), q_start, window);
+        (primitive(output), primitive(lse))
     }
 
     fn fused_attention_backward(
@@ -88,18 +86,21 @@ impl FusedKernels for Flex {
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let window = (window > 0).then_some(window);
         let (q, k, v, output, grad) = (tensor::<4>(q), tensor::<4>(k), tensor::<4>(v), tensor::<4>(output), tensor::<4>(grad));
-        let (grad_q, grad_k, grad_v) =
-            super::attention::attention_backward_from_lse(q, k, v, output, tensor::<3>(lse), grad, q_start, window);
+        let (grad_q, grad_k, grad_v) = super::cpu_attention::backward(q, k, v, output, tensor::<3>(lse), grad, q_start, window);
         (primitive(grad_q), primitive(grad_k), primitive(grad_v))
     }
 
     fn cross_entropy_rows(logits: FloatTensor<Self>, targets: Vec<u32>) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        let (lse, nll) = rows_reference(tensor(logits), &targets);
-        (primitive(lse), primitive(nll))
+        let logits = tensor::<2>(logits);
+        let (rows, device) = (logits.dims()[0], logits.device());
+        let (lse, nll) = cpu_passes::cross_entropy_rows(logits, &targets);
+        let column = |values: Vec<f32>| primitive::<1>(Tensor::from_data(TensorData::new(values, [rows]), &device));
+        (column(lse), column(nll))
     }
 
     fn cross_entropy_grad(logits: FloatTensor<Self>, lse: FloatTensor<Self>, targets: Vec<u32>) -> FloatTensor<Self> {
-        primitive(grad_reference(tensor(logits), tensor(lse), &targets))
+        let lse = tensor::<1>(lse).into_data().try_into_vec::<f32>().expect("the log-sum-exp is f32");
+        primitive(cpu_passes::softmax_minus_one_hot(tensor(logits), &lse, &targets))
     }
 
     fn fused_cross_entropy(hidden: FloatTensor<Self>, head: FloatTensor<Self>, targets: Vec<u32>, chunk: usize) -> FloatTensor<Self> {
@@ -118,7 +119,7 @@ impl FusedKernels for Flex {
     }
 
     fn fused_swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {
-        primitive(burn::tensor::activation::silu(tensor::<1>(gate)) * tensor::<1>(up))
+        primitive(cpu_passes::swiglu(tensor(gate), tensor(up)))
     }
 
     fn fused_swiglu_backward(
@@ -126,7 +127,7 @@ impl FusedKernels for Flex {
         up: FloatTensor<Self>,
         grad: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        let (grad_gate, grad_up) = swiglu_backward_reference(tensor::<1>(gate), tensor::<1>(up), tensor::<1>(grad));
+        let (grad_gate, grad_up) = cpu_passes::swiglu_backward(tensor(gate), tensor(up), tensor(grad));
         (primitive(grad_gate), primitive(grad_up))
     }
 

@@ -9,6 +9,7 @@ use burn::cubecl::{CubeCount, CubeDim};
 use burn::tensor::{DType, Shape};
 
 use super::extension::FusedKernels;
+use super::shape::{KernelShape, count_hardware_launch, kernel_shape};
 
 /// A WGSL source with its template values filled in. Kernels differ by name and values, which
 /// together identify the compiled pipeline.
@@ -32,17 +33,28 @@ impl KernelSource for Wgsl {
     }
 }
 
-/// The matmul kernels: a type of their own because kernel profiles name a kernel by its type,
-/// and these belong with the matmuls there.
-struct WgslMatmul(Wgsl);
+/// A kernel of a family that kernel profiles tell apart: they name a source kernel by the type its
+/// id is made from, so each family wraps [`Wgsl`] in a type of its own.
+struct Family<Name>(Wgsl, std::marker::PhantomData<Name>);
 
-impl KernelSource for WgslMatmul {
+/// The matmul kernels, with the matmuls in profiles.
+struct WgslMatmul;
+/// The attention kernels, in either shape.
+struct WgslAttention;
+
+impl<Name: Send + Sync + 'static> Family<Name> {
+    fn new(kernel: Wgsl) -> Self {
+        Self(kernel, std::marker::PhantomData)
+    }
+}
+
+impl<Name: Send + Sync + 'static> KernelSource for Family<Name> {
     fn source(&self) -> SourceTemplate {
         self.0.source()
     }
 
     fn id(&self) -> KernelId {
-        KernelId::new::<Self>().info((self.0.name, self.0.values.clone()))
+        KernelId::new::<Name>().info((self.0.name, self.0.values.clone()))
     }
 
     fn lang(&self) -> &'static str {
@@ -50,9 +62,18 @@ impl KernelSource for WgslMatmul {
     }
 }
 
-const ATTENTION_FORWARD: &str = include_str!("../../shaders/attention_forward.wgsl");
-const ATTENTION_BACKWARD_QUERY: &str = include_str!("../../shaders/attention_backward_query.wgsl");
-const ATTENTION_BACKWARD_KEY_VALUE: &str = include_str!("../../shaders/attention_backward_key_value.wgsl");
+const ATTENTION_FORWARD: &str =
+    concat!(include_str!("../../shaders/attention_common.wgsl"), include_str!("../../shaders/attention_forward.wgsl"));
+const ATTENTION_BACKWARD_QUERY: &str =
+    concat!(include_str!("../../shaders/attention_common.wgsl"), include_str!("../../shaders/attention_backward_query.wgsl"));
+const ATTENTION_BACKWARD_KEY_VALUE: &str =
+    concat!(include_str!("../../shaders/attention_common.wgsl"), include_str!("../../shaders/attention_backward_key_value.wgsl"));
+const FLASH_ATTENTION_FORWARD: &str =
+    concat!(include_str!("../../shaders/attention_common.wgsl"), include_str!("../../shaders/flash_attention_forward.wgsl"));
+const FLASH_ATTENTION_BACKWARD_QUERY: &str =
+    concat!(include_str!("../../shaders/attention_common.wgsl"), include_str!("../../shaders/flash_attention_backward_query.wgsl"));
+const FLASH_ATTENTION_BACKWARD_KEY_VALUE: &str =
+    concat!(include_str!("../../shaders/attention_common.wgsl"), include_str!("../../shaders/flash_attention_backward_key_value.wgsl"));
 const CROSS_ENTROPY_ROWS: &str = include_str!("../../shaders/cross_entropy_rows.wgsl");
 const CROSS_ENTROPY_GRAD: &str = include_str!("../../shaders/cross_entropy_grad.wgsl");
 const ADAMW: &str = include_str!("../../shaders/adamw.wgsl");
@@ -100,19 +121,27 @@ fn cross_entropy_inputs(logits: &CubeTensor, targets: &[u32]) -> (burn::cubecl::
     (logits.client.create_from_slice(&targets), logits.client.create_from_slice(&info))
 }
 
-/// Query (or key) rows per attention workgroup.
+/// Query (or key) rows per attention workgroup, in either shape.
 ///
-/// Uniform loads: in the attention kernels every invocation of a workgroup walks the same keys
-/// (or queries) in the same order, reading them straight from the storage buffers and masking what
-/// its rows may not see, so at each step the whole workgroup reads one row: a broadcast from cache
-/// on GPUs. They do not stage rows in workgroup memory: lavapipe's llvmpipe loads from workgroup
-/// memory one invocation at a time, like any storage-buffer load whose address is not a constant,
-/// so staging only added copies and barriers. For the same reason each invocation takes four
-/// rows, so that every key it loads serves four (BENCHMARKS.md has the figures).
+/// Software shape, uniform loads: every invocation of a workgroup walks the same keys (or
+/// queries) in the same order, reading them straight from the storage buffers and masking what its
+/// rows may not see. They do not stage rows in workgroup memory: lavapipe's llvmpipe loads from
+/// workgroup memory one invocation at a time, like any storage-buffer load whose address is not a
+/// constant, so staging only added copies and barriers. For the same reason each invocation takes
+/// four rows, so that every key it loads serves four (BENCHMARKS.md has the figures).
+///
+/// Hardware shape (`flash_attention_*.wgsl`): one row per invocation, so a workgroup is BLOCK
+/// invocations wide (two warps, one or two wavefronts), and the keys (or queries) are staged in
+/// tiles of workgroup memory that all of them read.
 const BLOCK: usize = 64;
 
-/// Rows each attention invocation takes; the kernels hold them side by side in `mat4x4`s.
+/// Rows each software-shaped attention invocation takes; the kernels hold them side by side in
+/// `mat4x4`s.
 const ROWS_PER_INVOCATION: usize = 4;
+
+/// Workgroup memory the hardware-shaped attention kernels may use: WebGPU's guaranteed minimum
+/// (`maxComputeWorkgroupStorageSize`), so that every adapter takes them.
+const WORKGROUP_BYTES: usize = 16384;
 
 /// Whether the attention kernels take this head dimension: rows are read as `vec4`s, and
 /// per-invocation arrays are sized by it.
@@ -120,13 +149,40 @@ pub fn supports_head_dim(head_dim: usize) -> bool {
     head_dim.is_multiple_of(4) && head_dim <= 256
 }
 
-fn attention_kernel(name: &'static str, source: &'static str, head_dim: usize) -> Box<SourceKernel<Wgsl>> {
-    let invocations = BLOCK / ROWS_PER_INVOCATION;
-    let kernel = Wgsl {
-        name,
-        source,
-        values: vec![("head_dim_vec4", (head_dim / 4).to_string()), ("block", BLOCK.to_string()), ("invocations", invocations.to_string())],
+/// The three attention kernels.
+#[derive(Clone, Copy)]
+enum AttentionPass {
+    Forward,
+    BackwardQuery,
+    BackwardKeyValue,
+}
+
+/// The kernel of `pass` in the shape [`kernel_shape`] picks for this thread.
+fn attention_kernel(pass: AttentionPass, head_dim: usize) -> Box<SourceKernel<Family<WgslAttention>>> {
+    let head_dim_vec4 = ("head_dim_vec4", (head_dim / 4).to_string());
+    let (name, source, invocations, values) = match kernel_shape() {
+        KernelShape::Software => {
+            let (name, source) = match pass {
+                AttentionPass::Forward => ("attention_forward", ATTENTION_FORWARD),
+                AttentionPass::BackwardQuery => ("attention_backward_query", ATTENTION_BACKWARD_QUERY),
+                AttentionPass::BackwardKeyValue => ("attention_backward_key_value", ATTENTION_BACKWARD_KEY_VALUE),
+            };
+            let invocations = BLOCK / ROWS_PER_INVOCATION;
+            (name, source, invocations, vec![head_dim_vec4, ("block", BLOCK.to_string()), ("invocations", invocations.to_string())])
+        }
+        KernelShape::Hardware => {
+            count_hardware_launch();
+            // Two tiles of `tile` rows, and for the key/value pass a log-sum-exp and a delta per row.
+            let (name, source, per_row_extra) = match pass {
+                AttentionPass::Forward => ("flash_attention_forward", FLASH_ATTENTION_FORWARD, 0),
+                AttentionPass::BackwardQuery => ("flash_attention_backward_query", FLASH_ATTENTION_BACKWARD_QUERY, 0),
+                AttentionPass::BackwardKeyValue => ("flash_attention_backward_key_value", FLASH_ATTENTION_BACKWARD_KEY_VALUE, 8),
+            };
+            let tile = (WORKGROUP_BYTES / (2 * head_dim * 4 + per_row_extra)).min(BLOCK);
+            (name, source, BLOCK, vec![head_dim_vec4, ("block", BLOCK.to_string()), ("tile", tile.to_string())])
+        }
     };
+    let kernel = Family::new(Wgsl { name, source, values });
     Box::new(SourceKernel::new(kernel, CubeDim::new_1d(invocations as u32)))
 }
 
@@ -191,7 +247,7 @@ fn packed_product(
     let info = a.client.create_from_slice(&info);
     let groups = (m.div_ceil(16) * n.div_ceil(16)).div_ceil(MATMUL_BLOCK);
     let values_template = vec![("block", MATMUL_BLOCK.to_string()), ("bits", bits.to_string())];
-    let kernel = WgslMatmul(Wgsl { name, source, values: values_template });
+    let kernel = Family::<WgslMatmul>::new(Wgsl { name, source, values: values_template });
     a.client.launch(
         Box::new(SourceKernel::new(kernel, CubeDim::new_1d(MATMUL_BLOCK as u32))),
         CubeCount::Static(groups.min(65535) as u32, groups.div_ceil(65535) as u32, 1),
@@ -233,7 +289,7 @@ impl FusedKernels for CubeBackend {
         let info = q.client.create_from_slice(&attention_info(&q, &k, q_start, window));
         let count = CubeCount::Static(q_len.div_ceil(BLOCK) as u32, (batch * heads) as u32, 1);
         q.client.launch(
-            attention_kernel("attention_forward", ATTENTION_FORWARD, head_dim),
+            attention_kernel(AttentionPass::Forward, head_dim),
             count,
             KernelArguments::new().with_buffers(vec![
                 q.handle.clone().binding(),
@@ -272,7 +328,7 @@ impl FusedKernels for CubeBackend {
         let info = q.client.create_from_slice(&attention_info(&q, &k, q_start, window));
 
         q.client.launch(
-            attention_kernel("attention_backward_query", ATTENTION_BACKWARD_QUERY, head_dim),
+            attention_kernel(AttentionPass::BackwardQuery, head_dim),
             CubeCount::Static(q_len.div_ceil(BLOCK) as u32, (batch * heads) as u32, 1),
             KernelArguments::new().with_buffers(vec![
                 q.handle.clone().binding(),
@@ -286,7 +342,7 @@ impl FusedKernels for CubeBackend {
             ]),
         );
         q.client.launch(
-            attention_kernel("attention_backward_key_value", ATTENTION_BACKWARD_KEY_VALUE, head_dim),
+            attention_kernel(AttentionPass::BackwardKeyValue, head_dim),
             CubeCount::Static(kv_len.div_ceil(BLOCK) as u32, (batch * kv_heads) as u32, 1),
             KernelArguments::new().with_buffers(vec![
                 q.handle.clone().binding(),
@@ -324,7 +380,7 @@ impl FusedKernels for CubeBackend {
         let groups = (m.div_ceil(16) * n.div_ceil(16)).div_ceil(MATMUL_BLOCK);
         let (b_type, enable_f16) = if f16 { ("f16", "enable f16;") } else { ("f32", "") };
         let values = vec![("block", MATMUL_BLOCK.to_string()), ("b_type", b_type.into()), ("enable_f16", enable_f16.into())];
-        let kernel = WgslMatmul(Wgsl { name, source, values });
+        let kernel = Family::<WgslMatmul>::new(Wgsl { name, source, values });
         a.client.launch(
             Box::new(SourceKernel::new(kernel, CubeDim::new_1d(MATMUL_BLOCK as u32))),
             CubeCount::Static(groups.min(65535) as u32, groups.div_ceil(65535) as u32, 1),

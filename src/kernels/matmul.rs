@@ -16,7 +16,11 @@ use super::extension::FusedKernels;
 /// f16 `b` to f32 as they read it. Elsewhere an f16 `b` multiplies in f16, `a` cast to it.
 pub fn matmul(a: Tensor<2>, b: Tensor<2>, fused: bool) -> Tensor<2> {
     let (a_type, b_type) = (a.dtype(), b.dtype());
-    let wgsl = fused && a_type == DType::F32 && matches!(b_type, DType::F32 | DType::F16) && crate::device::is_software_wgpu(&a.device());
+    let wgsl = fused
+        && a_type == DType::F32
+        && matches!(b_type, DType::F32 | DType::F16)
+        && super::is_wgpu(&a.device())
+        && super::kernel_shape() == super::KernelShape::Software;
     if wgsl {
         Tensor::from_dispatch(Dispatch::fused_matmul(a.into_dispatch(), b.into_dispatch()))
     } else if a_type == b_type {

@@ -3,18 +3,22 @@
 //! Model code calls the functions here. Each one runs a hand-written WGSL kernel from `shaders/`
 //! when its tensors live on a wgpu device (through Burn's backend-extension mechanism, with a
 //! custom backward pass under autodiff), and the same computation in plain Burn tensor operations
-//! on every other backend, or when the fused path is switched off to measure it. The matmul is
-//! the exception: its kernel is written for software Vulkan (lavapipe) and runs only there.
+//! on every other backend, or when the fused path is switched off to measure it. The attention
+//! kernels come in two shapes, one for software Vulkan (lavapipe) and one for hardware GPUs
+//! (`shape.rs` picks); the matmul kernel is written for software Vulkan and runs only there.
 
 mod adamw;
 mod attention;
 mod autodiff;
+mod cpu_attention;
+mod cpu_passes;
 mod cross_entropy;
 mod extension;
 mod fallback;
 mod launch;
 mod matmul;
 mod packed;
+mod shape;
 mod swiglu;
 
 pub use adamw::{AdamWStep, adamw, adamw_reference};
@@ -23,7 +27,8 @@ pub use cross_entropy::{cross_entropy, cross_entropy_packed};
 pub use extension::FusedKernels;
 pub use matmul::matmul;
 pub use packed::{dense as dense_packed, packed_matmul};
-pub use swiglu::{swiglu, swiglu_backward_reference};
+pub use shape::{ForcedShape, KernelShape, force_kernel_shape, hardware_launches, kernel_shape};
+pub use swiglu::swiglu;
 
 use burn::tensor::Device;
 

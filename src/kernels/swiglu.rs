@@ -1,6 +1,7 @@
-//! The SwiGLU activation of the MLP, `silu(gate) · up`: fused on wgpu, where the backward pass
-//! recomputes `σ(gate)` and keeps only the two inputs (the tensor-op version keeps `σ(gate)` and
-//! `silu(gate)` as well, two more `[tokens × intermediate]` tensors per layer).
+//! The SwiGLU activation of the MLP, `silu(gate) · up`, fused on every backend (a WGSL kernel on
+//! wgpu, one pass on every core on the CPU): the backward pass recomputes `σ(gate)` and keeps only
+//! the two inputs (the tensor-op version keeps `σ(gate)` and `silu(gate)` as well, two more
+//! `[tokens × intermediate]` tensors per layer).
 
 use burn::backend::Dispatch;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -8,13 +9,13 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops};
 use burn::backend::tensor::FloatTensor;
 use burn::tensor::Tensor;
-use burn::tensor::activation::{sigmoid, silu};
+use burn::tensor::activation::silu;
 
 use super::extension::FusedKernels;
 
-/// `silu(gate) · up`; `fused` picks the WGSL kernels where they apply.
+/// `silu(gate) · up`; `fused` picks the fused operation (off: Burn's tensor operations).
 pub fn swiglu<const D: usize>(gate: Tensor<D>, up: Tensor<D>, fused: bool) -> Tensor<D> {
-    if fused && super::is_wgpu(&gate.device()) {
+    if fused {
         let shape = gate.shape();
         let n = shape.num_elements();
         let output = Dispatch::fused_swiglu(gate.reshape([n]).into_dispatch(), up.reshape([n]).into_dispatch());
@@ -22,14 +23,6 @@ pub fn swiglu<const D: usize>(gate: Tensor<D>, up: Tensor<D>, fused: bool) -> Te
     } else {
         silu(gate) * up
     }
-}
-
-/// The gradients of `silu(gate) · up` for `gate` and `up`, in tensor operations.
-pub fn swiglu_backward_reference<const D: usize>(gate: Tensor<D>, up: Tensor<D>, grad: Tensor<D>) -> (Tensor<D>, Tensor<D>) {
-    let s = sigmoid(gate.clone());
-    let grad_up = grad.clone() * gate.clone() * s.clone();
-    let grad_gate = grad * up * s.clone() * (gate * (s.neg() + 1.0) + 1.0);
-    (grad_gate, grad_up)
 }
 
 #[derive(Debug)]

@@ -14,8 +14,8 @@ pub enum Activation {
 }
 
 impl Activation {
-    /// `act(gate) · up`; `fused` picks the WGSL SwiGLU kernel where it applies (GeGLU has none and
-    /// takes tensor operations).
+    /// `act(gate) · up`; `fused` picks the fused SwiGLU (GeGLU has none and takes tensor
+    /// operations).
     pub fn gated<const D: usize>(self, gate: Tensor<D>, up: Tensor<D>, fused: bool) -> Tensor<D> {
         match self {
             Self::Silu => kernels::swiglu(gate, up, fused),

@@ -7,6 +7,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use safetensors::SafeTensors;
 use safetensors::tensor::Dtype;
 use wgtune::device::{ComputeDevice, DeviceChoice};
+use wgtune::kernels::{ForcedShape, KernelShape, force_kernel_shape, kernel_shape};
 
 /// Backends draw random numbers (LoRA initialisation, dropout) from one process-wide generator,
 /// so runs that must be reproducible take turns.
@@ -31,6 +32,38 @@ pub fn devices() -> Vec<ComputeDevice> {
             ComputeDevice::open(choice).unwrap_or_else(|e| panic!("{choice}: {e}"))
         })
         .collect()
+}
+
+/// One run of a test: a device, and on wgpu the kernel shape forced while the run lasts.
+pub struct DeviceRun {
+    pub dev: ComputeDevice,
+    /// The device, and the kernel shape when one is forced, for messages.
+    pub label: String,
+    _forced: Option<ForcedShape>,
+}
+
+/// [`devices`], with wgpu taken twice: in its adapter's kernel shape, then in the other one, so
+/// that lavapipe runs the kernels a hardware GPU would (and a GPU lavapipe's). Each run forces its
+/// shape on this thread while it is in use: iterate, do not collect.
+pub fn device_runs() -> impl Iterator<Item = DeviceRun> {
+    devices().into_iter().flat_map(|dev| {
+        let forced: Vec<Option<KernelShape>> = if dev.choice == DeviceChoice::Wgpu {
+            let other = match kernel_shape() {
+                KernelShape::Software => KernelShape::Hardware,
+                KernelShape::Hardware => KernelShape::Software,
+            };
+            vec![None, Some(other)]
+        } else {
+            vec![None]
+        };
+        forced.into_iter().map(move |shape| {
+            let label = match shape {
+                Some(shape) => format!("{} ({shape}-shaped kernels)", dev.choice),
+                None => dev.choice.to_string(),
+            };
+            DeviceRun { dev: dev.clone(), label, _forced: shape.map(force_kernel_shape) }
+        })
+    })
 }
 
 /// A golden file's tensors, by name.

@@ -1,5 +1,6 @@
 //! Forward pass, loss, LoRA gradients, optimizer step and merge against transformers + PEFT, on
-//! every backend (`tests/fixtures/make_golden.py` wrote the reference values).
+//! every backend, on wgpu in both kernel shapes (`tests/fixtures/make_golden.py` wrote the
+//! reference values).
 
 use std::collections::HashMap;
 
@@ -13,7 +14,7 @@ use wgtune::params::{gradients_by_path, named_parameters};
 use wgtune::peft;
 use wgtune::train::{AdamW, OptimizerConfig, StepInputs, Targets, batch_gradients, cross_entropy_sum, optimizer_step};
 
-use crate::common::{Golden, assert_close, devices, fixture, one_run_at_a_time, values};
+use crate::common::{Golden, assert_close, device_runs, devices, fixture, one_run_at_a_time, values};
 
 const TOL: f64 = 1e-4;
 const MODELS: [&str; 7] = ["tiny-llama", "tiny-qwen2", "tiny-qwen3", "tiny-smollm3", "tiny-gemma2", "tiny-gemma3", "tiny-phi3"];
@@ -98,10 +99,11 @@ fn base_logits_match_transformers() {
         let folder = ModelFolder::open(&fixture(name)).unwrap();
         let golden = Golden::open(&fixture(name).join("golden.safetensors"));
         let inputs = Golden::open(&fixture("tiny-llama").join("golden.safetensors"));
-        for dev in devices() {
+        for run in device_runs() {
+            let dev = &run.dev;
             let model = folder.load(&dev.device).unwrap();
             let (logits, shape) = logits(&model, &inputs, &dev.device);
-            assert_close(&format!("{name} logits on {}", dev.choice), &logits, &shape, golden.get("logits"), TOL);
+            assert_close(&format!("{name} logits on {}", run.label), &logits, &shape, golden.get("logits"), TOL);
         }
     }
 }
@@ -112,11 +114,12 @@ fn base_logits_match_transformers() {
 fn phi3_past_its_pretrained_context_matches_transformers() {
     let folder = ModelFolder::open(&fixture("tiny-phi3")).unwrap();
     let golden = Golden::open(&fixture("tiny-phi3").join("golden.safetensors"));
-    for dev in devices() {
+    for run in device_runs() {
+        let dev = &run.dev;
         let model = folder.load(&dev.device).unwrap();
         let hidden = model.hidden_states(golden.ids("long_input_ids", &dev.device), None, ForwardOptions::default());
         let (logits, shape) = values(model.logits(hidden));
-        assert_close(&format!("tiny-phi3 logits of 18 tokens on {}", dev.choice), &logits, &shape, golden.get("long_logits"), TOL);
+        assert_close(&format!("tiny-phi3 logits of 18 tokens on {}", run.label), &logits, &shape, golden.get("long_logits"), TOL);
     }
 }
 
@@ -125,13 +128,14 @@ fn losses_with_and_without_mask_match_transformers() {
     for name in MODELS {
         let folder = ModelFolder::open(&fixture(name)).unwrap();
         let golden = Golden::open(&fixture(name).join("golden.safetensors"));
-        for dev in devices() {
+        for run in device_runs() {
+            let dev = &run.dev;
             let model = folder.load(&dev.device).unwrap();
             for (labels, expected) in [("input_ids", "loss_all"), ("labels", "loss_masked")] {
                 let loss = mean_loss(&model, &golden_batch(&golden, labels), &dev.device);
                 let (v, _) = values(loss);
                 let want = golden.scalar(expected);
-                assert!((v[0] as f64 - want).abs() < TOL, "{name} {expected} on {}: {} vs {want}", dev.choice, v[0]);
+                assert!((v[0] as f64 - want).abs() < TOL, "{name} {expected} on {}: {} vs {want}", run.label, v[0]);
             }
         }
     }
@@ -151,15 +155,16 @@ fn lora_logits_and_rslora_match_peft() {
         let text = std::fs::read_to_string(&config_path).unwrap().replace("\"use_rslora\": false", "\"use_rslora\": true");
         std::fs::write(&config_path, text).unwrap();
 
-        for dev in devices() {
+        for run in device_runs() {
+            let dev = &run.dev;
             let (model, _) = peft::load_adapter(folder.load(&dev.device).unwrap(), &fixture(name).join("adapter")).unwrap();
             let (l, shape) = logits(&model, &golden, &dev.device);
-            assert_close(&format!("{name} LoRA logits on {}", dev.choice), &l, &shape, golden.get("lora_logits"), TOL);
+            assert_close(&format!("{name} LoRA logits on {}", run.label), &l, &shape, golden.get("lora_logits"), TOL);
 
             let (model, settings) = peft::load_adapter(folder.load(&dev.device).unwrap(), rslora_dir.path()).unwrap();
             assert!(settings.rslora);
             let (l, shape) = logits(&model, &golden, &dev.device);
-            assert_close(&format!("{name} rsLoRA logits on {}", dev.choice), &l, &shape, golden.get("rslora_logits"), TOL);
+            assert_close(&format!("{name} rsLoRA logits on {}", run.label), &l, &shape, golden.get("rslora_logits"), TOL);
         }
     }
 }
@@ -171,44 +176,50 @@ fn lora_gradients_and_adamw_step_match_peft_and_torch() {
         let folder = ModelFolder::open(&fixture(name)).unwrap();
         let golden = Golden::open(&fixture(name).join("golden.safetensors"));
         let batch = golden_batch(&golden, "labels");
-        for (dev, checkpointing) in devices().into_iter().flat_map(|d| [(d.clone(), false), (d, true)]) {
-            let device = dev.autodiff();
-            let (model, _) = peft::load_adapter(folder.load(&device).unwrap(), &fixture(name).join("adapter")).unwrap();
-            let (loss, grads) = loss_and_gradients(&model, &batch, &device, checkpointing, Precision::F32);
-            assert!((loss - golden.scalar("lora_loss_masked")).abs() < TOL, "{name} loss {loss} (gradient checkpointing: {checkpointing})");
-
-            let by_path = gradients_by_path(&model, &grads);
-            let lora_grads: HashMap<&String, &HostTensor> = by_path.iter().filter(|(p, _)| p.contains(".lora.")).collect();
-            assert_eq!(
-                lora_grads.len(),
-                golden.names().filter(|n| n.starts_with("lora_grad.")).count(),
-                "{name}: only adapter factors get gradients"
-            );
-            for (path, grad) in &lora_grads {
-                let peft_name = peft::peft_name(path).unwrap();
-                let want = golden_param(&golden, &format!("lora_grad.{peft_name}"), path);
-                assert_close(
-                    &format!("{name} grad {peft_name} on {} (gradient checkpointing: {checkpointing})", dev.choice),
-                    &grad.values,
-                    &grad.shape,
-                    &want,
-                    TOL,
+        for run in device_runs() {
+            let dev = &run.dev;
+            for checkpointing in [false, true] {
+                let device = dev.autodiff();
+                let (model, _) = peft::load_adapter(folder.load(&device).unwrap(), &fixture(name).join("adapter")).unwrap();
+                let (loss, grads) = loss_and_gradients(&model, &batch, &device, checkpointing, Precision::F32);
+                assert!(
+                    (loss - golden.scalar("lora_loss_masked")).abs() < TOL,
+                    "{name} loss {loss} (gradient checkpointing: {checkpointing})"
                 );
-            }
 
-            let mut optimizer = AdamW::new(&adamw(), true);
-            let model = optimizer.step(model, grads, 1e-2, 1.0);
-            for p in named_parameters(&model).into_iter().filter(|p| p.is_adapter_factor()) {
-                let peft_name = peft::peft_name(&p.path).unwrap();
-                let want = golden_param(&golden, &format!("lora_step.{peft_name}"), &p.path);
-                let host = p.to_host();
-                assert_close(
-                    &format!("{name} AdamW step {peft_name} on {} (gradient checkpointing: {checkpointing})", dev.choice),
-                    &host.values,
-                    &host.shape,
-                    &want,
-                    TOL,
+                let by_path = gradients_by_path(&model, &grads);
+                let lora_grads: HashMap<&String, &HostTensor> = by_path.iter().filter(|(p, _)| p.contains(".lora.")).collect();
+                assert_eq!(
+                    lora_grads.len(),
+                    golden.names().filter(|n| n.starts_with("lora_grad.")).count(),
+                    "{name}: only adapter factors get gradients"
                 );
+                for (path, grad) in &lora_grads {
+                    let peft_name = peft::peft_name(path).unwrap();
+                    let want = golden_param(&golden, &format!("lora_grad.{peft_name}"), path);
+                    assert_close(
+                        &format!("{name} grad {peft_name} on {} (gradient checkpointing: {checkpointing})", run.label),
+                        &grad.values,
+                        &grad.shape,
+                        &want,
+                        TOL,
+                    );
+                }
+
+                let mut optimizer = AdamW::new(&adamw(), true);
+                let model = optimizer.step(model, grads, 1e-2, 1.0);
+                for p in named_parameters(&model).into_iter().filter(|p| p.is_adapter_factor()) {
+                    let peft_name = peft::peft_name(&p.path).unwrap();
+                    let want = golden_param(&golden, &format!("lora_step.{peft_name}"), &p.path);
+                    let host = p.to_host();
+                    assert_close(
+                        &format!("{name} AdamW step {peft_name} on {} (gradient checkpointing: {checkpointing})", run.label),
+                        &host.values,
+                        &host.shape,
+                        &want,
+                        TOL,
+                    );
+                }
             }
         }
     }
@@ -224,28 +235,31 @@ fn lora_with_f16_weights_stays_within_half_precision_of_peft() {
         let folder = ModelFolder::open(&fixture(name)).unwrap();
         let golden = Golden::open(&fixture(name).join("golden.safetensors"));
         let batch = golden_batch(&golden, "labels");
-        for (dev, checkpointing) in devices().into_iter().flat_map(|d| [(d.clone(), false), (d, true)]) {
-            let device = dev.autodiff();
-            let model = folder.load_in(&device, Precision::F16, BaseQuant::None).unwrap();
-            let (model, _) = peft::load_adapter(model, &fixture(name).join("adapter")).unwrap();
-            assert_eq!(model.layers[0].mlp.down_proj.weight.base().dtype(), DType::F16);
-            assert_eq!(model.layers[0].mlp.down_proj.weight.adapter().unwrap().a.val().dtype(), DType::F32);
-            let what = format!("{name} on {} in f16 (gradient checkpointing: {checkpointing})", dev.choice);
-            let (loss, grads) = loss_and_gradients(&model, &batch, &device, checkpointing, Precision::F16);
-            let want = golden.scalar("lora_loss_masked");
-            assert!((loss - want).abs() < 1e-2, "{what}: loss {loss} against {want}");
-            let by_path = gradients_by_path(&model, &grads);
-            let mut compared = 0;
-            for (path, grad) in by_path.iter().filter(|(p, _)| p.contains(".lora.")) {
-                let peft_name = peft::peft_name(path).unwrap();
-                let want = golden_param(&golden, &format!("lora_grad.{peft_name}"), path);
-                let unscaled: Vec<f32> = grad.values.iter().map(|g| (*g as f64 / F16_LOSS_SCALE) as f32).collect();
-                // f16 keeps 11 significant bits: 1 % of the tensor's largest gradient.
-                let largest = want.1.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-                assert_close(&format!("{what}: grad {peft_name}"), &unscaled, &grad.shape, &want, 1e-2 * largest);
-                compared += 1;
+        for run in device_runs() {
+            let dev = &run.dev;
+            for checkpointing in [false, true] {
+                let device = dev.autodiff();
+                let model = folder.load_in(&device, Precision::F16, BaseQuant::None).unwrap();
+                let (model, _) = peft::load_adapter(model, &fixture(name).join("adapter")).unwrap();
+                assert_eq!(model.layers[0].mlp.down_proj.weight.base().dtype(), DType::F16);
+                assert_eq!(model.layers[0].mlp.down_proj.weight.adapter().unwrap().a.val().dtype(), DType::F32);
+                let what = format!("{name} on {} in f16 (gradient checkpointing: {checkpointing})", run.label);
+                let (loss, grads) = loss_and_gradients(&model, &batch, &device, checkpointing, Precision::F16);
+                let want = golden.scalar("lora_loss_masked");
+                assert!((loss - want).abs() < 1e-2, "{what}: loss {loss} against {want}");
+                let by_path = gradients_by_path(&model, &grads);
+                let mut compared = 0;
+                for (path, grad) in by_path.iter().filter(|(p, _)| p.contains(".lora.")) {
+                    let peft_name = peft::peft_name(path).unwrap();
+                    let want = golden_param(&golden, &format!("lora_grad.{peft_name}"), path);
+                    let unscaled: Vec<f32> = grad.values.iter().map(|g| (*g as f64 / F16_LOSS_SCALE) as f32).collect();
+                    // f16 keeps 11 significant bits: 1 % of the tensor's largest gradient.
+                    let largest = want.1.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+                    assert_close(&format!("{what}: grad {peft_name}"), &unscaled, &grad.shape, &want, 1e-2 * largest);
+                    compared += 1;
+                }
+                assert_eq!(compared, golden.names().filter(|n| n.starts_with("lora_grad.")).count(), "{what}");
             }
-            assert_eq!(compared, golden.names().filter(|n| n.starts_with("lora_grad.")).count(), "{what}");
         }
     }
 }
@@ -301,23 +315,26 @@ fn full_fine_tuning_gradients_and_adamw_step_match_torch() {
         let folder = ModelFolder::open(&fixture(name)).unwrap();
         let golden = Golden::open(&fixture(name).join("golden.safetensors"));
         let batch = golden_batch(&golden, "labels");
-        for (dev, checkpointing) in devices().into_iter().flat_map(|d| [(d.clone(), false), (d, true)]) {
-            let device = dev.autodiff();
-            let model = Method::Full.apply(folder.load(&device).unwrap()).unwrap();
-            let (_, grads) = loss_and_gradients(&model, &batch, &device, checkpointing, Precision::F32);
-            let by_path = gradients_by_path(&model, &grads);
-            assert_eq!(by_path.len(), golden.names().filter(|n| n.starts_with("full_grad.")).count());
-            for (path, grad) in &by_path {
-                let want = golden_param(&golden, &format!("full_grad.{}", hf_name(path)), path);
-                let what = format!("{name} grad {path} on {} (gradient checkpointing: {checkpointing})", dev.choice);
-                assert_close(&what, &grad.values, &grad.shape, &want, TOL);
-            }
-            let mut optimizer = AdamW::new(&adamw(), true);
-            let model = optimizer.step(model, grads, 1e-2, 1.0);
-            for p in named_parameters(&model) {
-                let want = golden_param(&golden, &format!("full_step.{}", hf_name(&p.path)), &p.path);
-                let host = p.to_host();
-                assert_close(&format!("{name} AdamW step {} on {}", p.path, dev.choice), &host.values, &host.shape, &want, TOL);
+        for run in device_runs() {
+            let dev = &run.dev;
+            for checkpointing in [false, true] {
+                let device = dev.autodiff();
+                let model = Method::Full.apply(folder.load(&device).unwrap()).unwrap();
+                let (_, grads) = loss_and_gradients(&model, &batch, &device, checkpointing, Precision::F32);
+                let by_path = gradients_by_path(&model, &grads);
+                assert_eq!(by_path.len(), golden.names().filter(|n| n.starts_with("full_grad.")).count());
+                for (path, grad) in &by_path {
+                    let want = golden_param(&golden, &format!("full_grad.{}", hf_name(path)), path);
+                    let what = format!("{name} grad {path} on {} (gradient checkpointing: {checkpointing})", run.label);
+                    assert_close(&what, &grad.values, &grad.shape, &want, TOL);
+                }
+                let mut optimizer = AdamW::new(&adamw(), true);
+                let model = optimizer.step(model, grads, 1e-2, 1.0);
+                for p in named_parameters(&model) {
+                    let want = golden_param(&golden, &format!("full_step.{}", hf_name(&p.path)), &p.path);
+                    let host = p.to_host();
+                    assert_close(&format!("{name} AdamW step {} on {}", p.path, run.label), &host.values, &host.shape, &want, TOL);
+                }
             }
         }
     }
@@ -331,23 +348,26 @@ fn full_fine_tuning_with_f16_matmuls_stays_within_half_precision_of_torch() {
         let folder = ModelFolder::open(&fixture(name)).unwrap();
         let golden = Golden::open(&fixture(name).join("golden.safetensors"));
         let batch = golden_batch(&golden, "labels");
-        for (dev, checkpointing) in devices().into_iter().flat_map(|d| [(d.clone(), false), (d, true)]) {
-            let device = dev.autodiff();
-            let method = Method::Full;
-            let model = folder.load_in(&device, method.storage_precision(Precision::F16), BaseQuant::None).unwrap();
-            let model = method.apply(model).unwrap();
-            assert_eq!(model.layers[0].mlp.down_proj.weight.val().dtype(), DType::F32, "f32 masters");
-            let what = format!("{name} on {} with f16 matmuls (gradient checkpointing: {checkpointing})", dev.choice);
-            let (loss, grads) = loss_and_gradients(&model, &batch, &device, checkpointing, Precision::F16);
-            let want = golden.scalar("loss_masked");
-            assert!((loss - want).abs() < 1e-2, "{what}: loss {loss} against {want}");
-            let by_path = gradients_by_path(&model, &grads);
-            assert_eq!(by_path.len(), golden.names().filter(|n| n.starts_with("full_grad.")).count(), "{what}");
-            for (path, grad) in &by_path {
-                let want = golden_param(&golden, &format!("full_grad.{}", hf_name(path)), path);
-                let unscaled: Vec<f32> = grad.values.iter().map(|g| (*g as f64 / F16_LOSS_SCALE) as f32).collect();
-                let largest = want.1.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-                assert_close(&format!("{what}: grad {path}"), &unscaled, &grad.shape, &want, 1e-2 * largest);
+        for run in device_runs() {
+            let dev = &run.dev;
+            for checkpointing in [false, true] {
+                let device = dev.autodiff();
+                let method = Method::Full;
+                let model = folder.load_in(&device, method.storage_precision(Precision::F16), BaseQuant::None).unwrap();
+                let model = method.apply(model).unwrap();
+                assert_eq!(model.layers[0].mlp.down_proj.weight.val().dtype(), DType::F32, "f32 masters");
+                let what = format!("{name} on {} with f16 matmuls (gradient checkpointing: {checkpointing})", run.label);
+                let (loss, grads) = loss_and_gradients(&model, &batch, &device, checkpointing, Precision::F16);
+                let want = golden.scalar("loss_masked");
+                assert!((loss - want).abs() < 1e-2, "{what}: loss {loss} against {want}");
+                let by_path = gradients_by_path(&model, &grads);
+                assert_eq!(by_path.len(), golden.names().filter(|n| n.starts_with("full_grad.")).count(), "{what}");
+                for (path, grad) in &by_path {
+                    let want = golden_param(&golden, &format!("full_grad.{}", hf_name(path)), path);
+                    let unscaled: Vec<f32> = grad.values.iter().map(|g| (*g as f64 / F16_LOSS_SCALE) as f32).collect();
+                    let largest = want.1.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+                    assert_close(&format!("{what}: grad {path}"), &unscaled, &grad.shape, &want, 1e-2 * largest);
+                }
             }
         }
     }
@@ -396,11 +416,12 @@ fn greedy_generation_with_kv_cache_matches_transformers() {
         let golden = Golden::open(&fixture(name).join("golden.safetensors"));
         let prompt: Vec<u32> = golden.rows("greedy_prompt")[0].iter().map(|&i| i as u32).collect();
         let want: Vec<u32> = golden.rows("greedy_ids")[0].iter().map(|&i| i as u32).collect();
-        for dev in devices() {
+        for run in device_runs() {
+            let dev = &run.dev;
             let model = folder.load(&dev.device).unwrap();
             let settings = GenerationSettings { max_new_tokens: want.len(), ..Default::default() };
             let got = generate_ids(&model, &prompt, &settings, &[], |_| true);
-            assert_eq!(got, want, "{name} greedy continuation on {}", dev.choice);
+            assert_eq!(got, want, "{name} greedy continuation on {}", run.label);
         }
     }
 }

@@ -1,0 +1,81 @@
+// Causal grouped-query attention, backward for the queries, in the shape of
+// flash_attention_forward.wgsl: one query row per invocation, keys and values staged in tiles.
+//   p_ij = exp(scale · q_i·k_j − lse_i),  ds_ij = p_ij (dO_i·v_j − delta_i),  dQ_i = scale Σ_j ds_ij k_j
+// where delta_i = dO_i·O_i. An invocation holds its query row, its output-gradient row and its
+// query-gradient row. Layouts as in attention_forward.wgsl.
+
+@group(0) @binding(0) var<storage, read_write> q: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> k: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> v: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> grad_out: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> lse: array<f32>;
+@group(0) @binding(5) var<storage, read_write> delta: array<f32>;
+@group(0) @binding(6) var<storage, read_write> grad_q: array<vec4<f32>>;
+@group(0) @binding(7) var<storage, read_write> info: array<u32>;
+
+const D: u32 = {{ head_dim_vec4 }}u;
+const BLOCK: u32 = {{ block }}u;
+const TILE: u32 = {{ tile }}u;
+
+var<workgroup> tile_k: array<vec4<f32>, TILE * D>;
+var<workgroup> tile_v: array<vec4<f32>, TILE * D>;
+var<workgroup> shared_keys: vec2<u32>;
+
+@compute @workgroup_size({{ block }}, 1, 1)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let a = read_info();
+
+    let bh = wg.y;
+    let b = bh / a.heads;
+    let h = bh % a.heads;
+    let kv_base = (b * a.kv_heads + h / (a.heads / a.kv_heads)) * a.kv_len * D;
+
+    let first_row = wg.x * BLOCK;
+    if lid == 0u {
+        shared_keys = key_range(a, first_row, BLOCK);
+    }
+    let keys = workgroupUniformLoad(&shared_keys);
+
+    let row = min(first_row + lid, a.q_len - 1u);
+    let pos = a.q_start + row;
+    let base = (bh * a.q_len + row) * D;
+    var query: array<vec4<f32>, D>;
+    var grad: array<vec4<f32>, D>;
+    var acc: array<vec4<f32>, D>;
+    for (var d = 0u; d < D; d++) {
+        query[d] = q[base + d] * a.scale;
+        grad[d] = grad_out[base + d];
+    }
+    let row_lse = lse[bh * a.q_len + row];
+    let row_delta = delta[bh * a.q_len + row];
+
+    for (var t0 = keys.x; t0 < keys.y; t0 += TILE) {
+        let count = min(TILE, keys.y - t0);
+        workgroupBarrier();
+        for (var i = lid; i < count * D; i += BLOCK) {
+            tile_k[i] = k[kv_base + t0 * D + i];
+            tile_v[i] = v[kv_base + t0 * D + i];
+        }
+        workgroupBarrier();
+
+        for (var c = 0u; c < count; c++) {
+            var score = 0.0;
+            var dp = 0.0;
+            for (var d = 0u; d < D; d++) {
+                score += dot(query[d], tile_k[c * D + d]);
+                dp += dot(grad[d], tile_v[c * D + d]);
+            }
+            let visible = sees(a, pos, t0 + c);
+            let ds = select(0.0, exp(score - row_lse) * (dp - row_delta), visible);
+            for (var d = 0u; d < D; d++) {
+                acc[d] += ds * tile_k[c * D + d];
+            }
+        }
+    }
+
+    if first_row + lid < a.q_len {
+        for (var d = 0u; d < D; d++) {
+            grad_q[base + d] = acc[d] * a.scale;
+        }
+    }
+}
