@@ -144,7 +144,8 @@ pub fn run_bench(args: BenchArgs) -> Result<()> {
     match &report.kernel_families {
         Some(families) => {
             let total: f64 = families.iter().map(|f| f.ms).sum();
-            println!("device time by op family, per step ({total:.0} ms profiled):");
+            let launches: usize = families.iter().map(|f| f.launches).sum();
+            println!("device time by op family, per step ({total:.0} ms profiled, {launches} launches):");
             for f in families {
                 let share = 100.0 * f.ms / total.max(f64::MIN_POSITIVE);
                 println!("  {:<22} {:>9.0} ms {:>5.1} % {:>6} launches", f.family, f.ms, share, f.launches);
