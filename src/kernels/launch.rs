@@ -157,10 +157,16 @@ enum AttentionPass {
     BackwardKeyValue,
 }
 
+/// The largest head dimension the software-shaped kernels take. Past it their four rows of
+/// `mat4x4`s per invocation (16 KiB at 256) take llvmpipe minutes to compile, so wider heads
+/// (Gemma's 256) take the hardware shape on every adapter.
+const SOFTWARE_MAX_HEAD_DIM: usize = 128;
+
 /// The kernel of `pass` in the shape [`kernel_shape`] picks for this thread.
 fn attention_kernel(pass: AttentionPass, head_dim: usize) -> Box<SourceKernel<Family<WgslAttention>>> {
     let head_dim_vec4 = ("head_dim_vec4", (head_dim / 4).to_string());
-    let (name, source, invocations, values) = match kernel_shape() {
+    let shape = if head_dim > SOFTWARE_MAX_HEAD_DIM { KernelShape::Hardware } else { kernel_shape() };
+    let (name, source, invocations, values) = match shape {
         KernelShape::Software => {
             let (name, source) = match pass {
                 AttentionPass::Forward => ("attention_forward", ATTENTION_FORWARD),
