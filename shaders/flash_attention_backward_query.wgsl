@@ -17,46 +17,23 @@ const D: u32 = {{ head_dim_vec4 }}u;
 const BLOCK: u32 = {{ block }}u;
 const TILE: u32 = {{ tile }}u;
 
-var<workgroup> tile_k: array<vec4<f32>, TILE * D>;
-var<workgroup> tile_v: array<vec4<f32>, TILE * D>;
-var<workgroup> shared_keys: vec2<u32>;
-
 @compute @workgroup_size({{ block }}, 1, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let a = read_info();
-
-    let bh = wg.y;
-    let b = bh / a.heads;
-    let h = bh % a.heads;
-    let kv_base = (b * a.kv_heads + h / (a.heads / a.kv_heads)) * a.kv_len * D;
-
-    let first_row = wg.x * BLOCK;
-    if lid == 0u {
-        shared_keys = key_range(a, first_row, BLOCK);
-    }
-    let keys = workgroupUniformLoad(&shared_keys);
-
-    let row = min(first_row + lid, a.q_len - 1u);
-    let pos = a.q_start + row;
-    let base = (bh * a.q_len + row) * D;
+    let r = query_row(a, wg, lid);
     var query: array<vec4<f32>, D>;
     var grad: array<vec4<f32>, D>;
     var acc: array<vec4<f32>, D>;
     for (var d = 0u; d < D; d++) {
-        query[d] = q[base + d] * a.scale;
-        grad[d] = grad_out[base + d];
+        query[d] = q[r.base + d] * a.scale;
+        grad[d] = grad_out[r.base + d];
     }
-    let row_lse = lse[bh * a.q_len + row];
-    let row_delta = delta[bh * a.q_len + row];
+    let row_lse = lse[r.bh * a.q_len + r.row];
+    let row_delta = delta[r.bh * a.q_len + r.row];
 
-    for (var t0 = keys.x; t0 < keys.y; t0 += TILE) {
-        let count = min(TILE, keys.y - t0);
-        workgroupBarrier();
-        for (var i = lid; i < count * D; i += BLOCK) {
-            tile_k[i] = k[kv_base + t0 * D + i];
-            tile_v[i] = v[kv_base + t0 * D + i];
-        }
-        workgroupBarrier();
+    for (var t0 = r.keys.x; t0 < r.keys.y; t0 += TILE) {
+        let count = min(TILE, r.keys.y - t0);
+        stage_tile(r, t0, count, lid);
 
         for (var c = 0u; c < count; c++) {
             var score = 0.0;
@@ -65,7 +42,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
                 score += dot(query[d], tile_k[c * D + d]);
                 dp += dot(grad[d], tile_v[c * D + d]);
             }
-            let visible = sees(a, pos, t0 + c);
+            let visible = sees(a, r.pos, t0 + c);
             let ds = select(0.0, exp(score - row_lse) * (dp - row_delta), visible);
             for (var d = 0u; d < D; d++) {
                 acc[d] += ds * tile_k[c * D + d];
@@ -73,9 +50,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         }
     }
 
-    if first_row + lid < a.q_len {
+    if r.stored {
         for (var d = 0u; d < D; d++) {
-            grad_q[base + d] = acc[d] * a.scale;
+            grad_q[r.base + d] = acc[d] * a.scale;
         }
     }
 }

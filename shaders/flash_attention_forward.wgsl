@@ -22,47 +22,22 @@ const BLOCK: u32 = {{ block }}u;
 const TILE: u32 = {{ tile }}u;
 const NEG: f32 = -3.0e38;
 
-var<workgroup> tile_k: array<vec4<f32>, TILE * D>;
-var<workgroup> tile_v: array<vec4<f32>, TILE * D>;
-// The keys some row of the workgroup sees, loaded uniformly so that the tile loop may hold barriers.
-var<workgroup> shared_keys: vec2<u32>;
-
 @compute @workgroup_size({{ block }}, 1, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let a = read_info();
-
-    let bh = wg.y;
-    let b = bh / a.heads;
-    let h = bh % a.heads;
-    let kv_base = (b * a.kv_heads + h / (a.heads / a.kv_heads)) * a.kv_len * D;
-
-    let first_row = wg.x * BLOCK;
-    if lid == 0u {
-        shared_keys = key_range(a, first_row, BLOCK);
-    }
-    let keys = workgroupUniformLoad(&shared_keys);
-
-    // Rows past the last compute a copy of it and store nothing.
-    let row = min(first_row + lid, a.q_len - 1u);
-    let pos = a.q_start + row;
-    let base = (bh * a.q_len + row) * D;
+    let r = query_row(a, wg, lid);
     var query: array<vec4<f32>, D>;
     var acc: array<vec4<f32>, D>;
     for (var d = 0u; d < D; d++) {
-        query[d] = q[base + d] * a.scale;
+        query[d] = q[r.base + d] * a.scale;
     }
     var m = NEG;
     var l = 0.0;
     var s: array<f32, TILE>;
 
-    for (var t0 = keys.x; t0 < keys.y; t0 += TILE) {
-        let count = min(TILE, keys.y - t0);
-        workgroupBarrier();
-        for (var i = lid; i < count * D; i += BLOCK) {
-            tile_k[i] = k[kv_base + t0 * D + i];
-            tile_v[i] = v[kv_base + t0 * D + i];
-        }
-        workgroupBarrier();
+    for (var t0 = r.keys.x; t0 < r.keys.y; t0 += TILE) {
+        let count = min(TILE, r.keys.y - t0);
+        stage_tile(r, t0, count, lid);
 
         var tile_max = NEG;
         for (var c = 0u; c < count; c++) {
@@ -70,7 +45,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
             for (var d = 0u; d < D; d++) {
                 score += dot(query[d], tile_k[c * D + d]);
             }
-            let visible = sees(a, pos, t0 + c);
+            let visible = sees(a, r.pos, t0 + c);
             s[c] = select(NEG, score, visible);
             tile_max = max(tile_max, s[c]);
         }
@@ -90,11 +65,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         m = m_new;
     }
 
-    if first_row + lid < a.q_len {
+    if r.stored {
         let inv = 1.0 / l;
         for (var d = 0u; d < D; d++) {
-            o[base + d] = acc[d] * inv;
+            o[r.base + d] = acc[d] * inv;
         }
-        lse[bh * a.q_len + row] = m + log(l);
+        lse[r.bh * a.q_len + r.row] = m + log(l);
     }
 }

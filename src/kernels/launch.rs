@@ -68,10 +68,16 @@ const ATTENTION_BACKWARD_QUERY: &str =
     concat!(include_str!("../../shaders/attention_common.wgsl"), include_str!("../../shaders/attention_backward_query.wgsl"));
 const ATTENTION_BACKWARD_KEY_VALUE: &str =
     concat!(include_str!("../../shaders/attention_common.wgsl"), include_str!("../../shaders/attention_backward_key_value.wgsl"));
-const FLASH_ATTENTION_FORWARD: &str =
-    concat!(include_str!("../../shaders/attention_common.wgsl"), include_str!("../../shaders/flash_attention_forward.wgsl"));
-const FLASH_ATTENTION_BACKWARD_QUERY: &str =
-    concat!(include_str!("../../shaders/attention_common.wgsl"), include_str!("../../shaders/flash_attention_backward_query.wgsl"));
+const FLASH_ATTENTION_FORWARD: &str = concat!(
+    include_str!("../../shaders/attention_common.wgsl"),
+    include_str!("../../shaders/flash_attention_queries.wgsl"),
+    include_str!("../../shaders/flash_attention_forward.wgsl")
+);
+const FLASH_ATTENTION_BACKWARD_QUERY: &str = concat!(
+    include_str!("../../shaders/attention_common.wgsl"),
+    include_str!("../../shaders/flash_attention_queries.wgsl"),
+    include_str!("../../shaders/flash_attention_backward_query.wgsl")
+);
 const FLASH_ATTENTION_BACKWARD_KEY_VALUE: &str =
     concat!(include_str!("../../shaders/attention_common.wgsl"), include_str!("../../shaders/flash_attention_backward_key_value.wgsl"));
 const CROSS_ENTROPY_ROWS: &str = include_str!("../../shaders/cross_entropy_rows.wgsl");
