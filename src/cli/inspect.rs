@@ -45,9 +45,9 @@ pub fn run(args: InspectArgs) -> Result<()> {
     println!("stored as      {}", folder.storage());
     let generic = generic_paths(c);
     if generic.is_empty() {
-        println!("kernels        fused attention, SwiGLU and loss on wgpu");
+        println!("kernels        fused attention, SwiGLU and loss (WGSL on wgpu, passes on every core on the CPU)");
     } else {
-        println!("kernels        Burn's tensor operations for {}; fused elsewhere on wgpu", generic.join(", "));
+        println!("kernels        Burn's tensor operations for {}; fused elsewhere", generic.join(", "));
     }
     println!("parameters     {} ({total})", human_count(total));
     println!("method         {}", config.method.name());
