@@ -2,20 +2,8 @@
 // of a key/value head, summing over every query head that shares it and every query that sees it.
 //   dV_j = Σ_i p_ij dO_i,  dK_j = scale Σ_i ds_ij q_i   (p, ds as in attention_backward_query.wgsl)
 // grad_k, grad_v: [batch, kv_heads, kv_len, D]. Queries are walked and read the way
-// attention_forward.wgsl walks keys; info as there.
+// attention_forward.wgsl walks keys.
 
-@group(0) @binding(0) var<storage, read_write> q: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read_write> k: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> v: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> grad_out: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read_write> lse: array<f32>;
-@group(0) @binding(5) var<storage, read_write> delta: array<f32>;
-@group(0) @binding(6) var<storage, read_write> grad_k: array<vec4<f32>>;
-@group(0) @binding(7) var<storage, read_write> grad_v: array<vec4<f32>>;
-@group(0) @binding(8) var<storage, read_write> info: array<u32>;
-
-// Head dimension in vec4 units.
-const D: u32 = {{ head_dim_vec4 }}u;
 // Key rows per workgroup; each invocation takes four consecutive ones.
 const BLOCK: u32 = {{ block }}u;
 

@@ -1,20 +1,8 @@
 // Causal grouped-query attention, backward for the queries: one invocation per four query rows,
 // recomputing the probabilities from the saved log-sum-exp.
 //   p_ij = exp(scale · q_i·k_j − lse_i),  ds_ij = p_ij (dO_i·v_j − delta_i),  dQ_i = scale Σ_j ds_ij k_j
-// where delta_i = dO_i·O_i. Keys are walked and read as in attention_forward.wgsl; layouts and
-// info as there.
+// where delta_i = dO_i·O_i. Keys are walked and read as in attention_forward.wgsl.
 
-@group(0) @binding(0) var<storage, read_write> q: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read_write> k: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> v: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> grad_out: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read_write> lse: array<f32>;
-@group(0) @binding(5) var<storage, read_write> delta: array<f32>;
-@group(0) @binding(6) var<storage, read_write> grad_q: array<vec4<f32>>;
-@group(0) @binding(7) var<storage, read_write> info: array<u32>;
-
-// Head dimension in vec4 units.
-const D: u32 = {{ head_dim_vec4 }}u;
 // Query rows per workgroup; each invocation takes four consecutive ones.
 const BLOCK: u32 = {{ block }}u;
 

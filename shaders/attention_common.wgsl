@@ -1,7 +1,10 @@
-// What every attention kernel shares (launch.rs puts this file before each of them). Each kernel
-// declares its own bindings, the last of which is `info`: batch, heads, kv_heads, q_len, kv_len,
+// What every attention kernel shares (launch.rs puts this file before each of them). The bindings
+// of each pass (attention_bindings_*.wgsl) end with `info`: batch, heads, kv_heads, q_len, kv_len,
 // q_start (the absolute position of query 0; the keys before it are cached), window (0:
 // unlimited), scale (f32 bits).
+
+// Head dimension in vec4 units: rows are read as vec4s.
+const D: u32 = {{ head_dim_vec4 }}u;
 
 struct Attention {
     heads: u32,

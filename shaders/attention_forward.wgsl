@@ -5,19 +5,7 @@
 // Every invocation of a workgroup walks the same keys in the same order and reads them straight
 // from the storage buffers; a row masks the keys it may not see (see "uniform loads" in
 // src/kernels/launch.rs).
-//
-// q: [batch, heads, q_len, D]; k, v: [batch, kv_heads, kv_len, D]; o: like q; lse: [batch, heads, q_len];
-// info as attention_common.wgsl reads it.
 
-@group(0) @binding(0) var<storage, read_write> q: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read_write> k: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> v: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> o: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read_write> lse: array<f32>;
-@group(0) @binding(5) var<storage, read_write> info: array<u32>;
-
-// Head dimension in vec4 units.
-const D: u32 = {{ head_dim_vec4 }}u;
 // Query rows per workgroup; each invocation takes four consecutive ones.
 const BLOCK: u32 = {{ block }}u;
 const NEG: f32 = -3.0e38;

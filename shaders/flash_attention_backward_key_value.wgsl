@@ -3,19 +3,7 @@
 // every head that shares it staged in tiles (with their output gradients, log-sum-exp and delta).
 //   dV_j = Σ_i p_ij dO_i,  dK_j = scale Σ_i ds_ij q_i   (p, ds as in flash_attention_backward_query.wgsl)
 // An invocation holds its key and value rows and their two gradient rows.
-// grad_k, grad_v: [batch, kv_heads, kv_len, D].
 
-@group(0) @binding(0) var<storage, read_write> q: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read_write> k: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> v: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> grad_out: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read_write> lse: array<f32>;
-@group(0) @binding(5) var<storage, read_write> delta: array<f32>;
-@group(0) @binding(6) var<storage, read_write> grad_k: array<vec4<f32>>;
-@group(0) @binding(7) var<storage, read_write> grad_v: array<vec4<f32>>;
-@group(0) @binding(8) var<storage, read_write> info: array<u32>;
-
-const D: u32 = {{ head_dim_vec4 }}u;
 // Key rows (and invocations) per workgroup.
 const BLOCK: u32 = {{ block }}u;
 // Query rows per tile staged in workgroup memory.

@@ -2,18 +2,8 @@
 // flash_attention_forward.wgsl: one query row per invocation, keys and values staged in tiles.
 //   p_ij = exp(scale · q_i·k_j − lse_i),  ds_ij = p_ij (dO_i·v_j − delta_i),  dQ_i = scale Σ_j ds_ij k_j
 // where delta_i = dO_i·O_i. An invocation holds its query row, its output-gradient row and its
-// query-gradient row. Layouts as in attention_forward.wgsl.
+// query-gradient row.
 
-@group(0) @binding(0) var<storage, read_write> q: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read_write> k: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> v: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> grad_out: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read_write> lse: array<f32>;
-@group(0) @binding(5) var<storage, read_write> delta: array<f32>;
-@group(0) @binding(6) var<storage, read_write> grad_q: array<vec4<f32>>;
-@group(0) @binding(7) var<storage, read_write> info: array<u32>;
-
-const D: u32 = {{ head_dim_vec4 }}u;
 const BLOCK: u32 = {{ block }}u;
 const TILE: u32 = {{ tile }}u;
 

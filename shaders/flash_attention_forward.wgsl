@@ -4,18 +4,7 @@
 // tiles of TILE rows that it stages together in workgroup memory. Each invocation scores its row
 // against the whole tile, then rescales its output once per tile (online softmax). An invocation
 // holds its query row, its output row and one tile's scores.
-//
-// Layouts as in attention_forward.wgsl.
 
-@group(0) @binding(0) var<storage, read_write> q: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read_write> k: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> v: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> o: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read_write> lse: array<f32>;
-@group(0) @binding(5) var<storage, read_write> info: array<u32>;
-
-// Head dimension in vec4 units.
-const D: u32 = {{ head_dim_vec4 }}u;
 // Query rows (and invocations) per workgroup.
 const BLOCK: u32 = {{ block }}u;
 // Keys per tile staged in workgroup memory.

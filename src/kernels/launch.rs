@@ -62,24 +62,40 @@ impl<Name: Send + Sync + 'static> KernelSource for Family<Name> {
     }
 }
 
-const ATTENTION_FORWARD: &str =
-    concat!(include_str!("../../shaders/attention_common.wgsl"), include_str!("../../shaders/attention_forward.wgsl"));
-const ATTENTION_BACKWARD_QUERY: &str =
-    concat!(include_str!("../../shaders/attention_common.wgsl"), include_str!("../../shaders/attention_backward_query.wgsl"));
-const ATTENTION_BACKWARD_KEY_VALUE: &str =
-    concat!(include_str!("../../shaders/attention_common.wgsl"), include_str!("../../shaders/attention_backward_key_value.wgsl"));
+// Each attention kernel: what they all share, its pass's bindings (the same in both shapes), and
+// for the hardware-shaped kernels over a block of queries, their block setup and tile staging.
+const ATTENTION_FORWARD: &str = concat!(
+    include_str!("../../shaders/attention_common.wgsl"),
+    include_str!("../../shaders/attention_bindings_forward.wgsl"),
+    include_str!("../../shaders/attention_forward.wgsl")
+);
+const ATTENTION_BACKWARD_QUERY: &str = concat!(
+    include_str!("../../shaders/attention_common.wgsl"),
+    include_str!("../../shaders/attention_bindings_backward_query.wgsl"),
+    include_str!("../../shaders/attention_backward_query.wgsl")
+);
+const ATTENTION_BACKWARD_KEY_VALUE: &str = concat!(
+    include_str!("../../shaders/attention_common.wgsl"),
+    include_str!("../../shaders/attention_bindings_backward_key_value.wgsl"),
+    include_str!("../../shaders/attention_backward_key_value.wgsl")
+);
 const FLASH_ATTENTION_FORWARD: &str = concat!(
     include_str!("../../shaders/attention_common.wgsl"),
+    include_str!("../../shaders/attention_bindings_forward.wgsl"),
     include_str!("../../shaders/flash_attention_queries.wgsl"),
     include_str!("../../shaders/flash_attention_forward.wgsl")
 );
 const FLASH_ATTENTION_BACKWARD_QUERY: &str = concat!(
     include_str!("../../shaders/attention_common.wgsl"),
+    include_str!("../../shaders/attention_bindings_backward_query.wgsl"),
     include_str!("../../shaders/flash_attention_queries.wgsl"),
     include_str!("../../shaders/flash_attention_backward_query.wgsl")
 );
-const FLASH_ATTENTION_BACKWARD_KEY_VALUE: &str =
-    concat!(include_str!("../../shaders/attention_common.wgsl"), include_str!("../../shaders/flash_attention_backward_key_value.wgsl"));
+const FLASH_ATTENTION_BACKWARD_KEY_VALUE: &str = concat!(
+    include_str!("../../shaders/attention_common.wgsl"),
+    include_str!("../../shaders/attention_bindings_backward_key_value.wgsl"),
+    include_str!("../../shaders/flash_attention_backward_key_value.wgsl")
+);
 const CROSS_ENTROPY_ROWS: &str = include_str!("../../shaders/cross_entropy_rows.wgsl");
 const CROSS_ENTROPY_GRAD: &str = include_str!("../../shaders/cross_entropy_grad.wgsl");
 const ADAMW: &str = include_str!("../../shaders/adamw.wgsl");
