@@ -119,12 +119,9 @@ pub struct MemoryEstimate {
 /// How a training step runs, which decides what it keeps for the backward pass.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StepPlan {
-    /// Attention that keeps only its output and log-sum-exp for the backward pass (the WGSL
-    /// kernels on wgpu, tensor operations on the CPU).
-    pub fused_attention: bool,
-    /// SwiGLU that recomputes its intermediates in the backward pass (the WGSL kernel on wgpu, one
-    /// pass on every core on the CPU).
-    pub fused_swiglu: bool,
+    /// Attention that keeps only its output and log-sum-exp for the backward pass, and SwiGLU that
+    /// recomputes its intermediates there (WGSL kernels on wgpu, passes on every core on the CPU).
+    pub fused_layers: bool,
     /// Cross-entropy with its gradients computed in the forward pass, a chunk of logits at a time.
     pub fused_loss: bool,
     /// Gradient checkpointing: one layer's activations at a time, plus every layer's input.
@@ -142,8 +139,7 @@ impl StepPlan {
     /// What a run's settings select on a device.
     pub fn new(fused_kernels: bool, on_wgpu: bool, gradient_checkpointing: bool, precision: Precision) -> Self {
         Self {
-            fused_attention: fused_kernels,
-            fused_swiglu: fused_kernels,
+            fused_layers: fused_kernels,
             fused_loss: fused_kernels,
             recompute_layers: gradient_checkpointing,
             f16_matmuls: precision == Precision::F16,
@@ -214,8 +210,8 @@ pub fn estimate_memory(c: &ModelConfig, method: &Method, batch: usize, seq_len: 
     // intermediate tensors (gate, up, their product; unfused also σ(gate) and silu(gate)), LoRA's
     // low-rank products, and attention scores with their softmax (fused, only the log-sum-exp
     // the backward pass recomputes them from).
-    let mlp = if plan.fused_swiglu && c.activation.is_fused() { 3 * i } else { 5 * i };
-    let fused_attention = plan.fused_attention && c.attn_logit_softcapping.is_none();
+    let mlp = if plan.fused_layers && c.activation.is_fused() { 3 * i } else { 5 * i };
+    let fused_attention = plan.fused_layers && c.attn_logit_softcapping.is_none();
     let attention = if fused_attention { heads } else { 2 * heads * seq_len as u64 };
     let per_token_layer = 6 * h + 3 * q + 4 * kv + mlp + rank + attention;
     let layers = c.num_hidden_layers as u64;

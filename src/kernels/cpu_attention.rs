@@ -9,7 +9,7 @@
 
 use burn::tensor::{Tensor, TensorData};
 
-use super::cpu_passes::map_rows;
+use super::cpu_passes::{host, map_rows};
 
 /// The query heads that share a key/value head, stacked along the sequence axis:
 /// `[batch, kv_heads, rep·len, head_dim]`, so that keys and values are never repeated.
@@ -87,7 +87,7 @@ pub(super) fn backward(
     let scale = 1.0 / (head_dim as f32).sqrt();
     let (q, grad, output) = (stacked(q, kv_heads), stacked(grad, kv_heads), stacked(output, kv_heads));
 
-    let lse = lse.into_data().convert::<f32>().try_into_vec::<f32>().expect("the log-sum-exp is f32");
+    let lse = host(lse);
     let (probs, _) = map_rows(q.clone().matmul(k.clone().swap_dims(2, 3)), |row, s| {
         let (begin, end) = rows.visible(row);
         for x in &mut s[begin..end] {
@@ -100,8 +100,8 @@ pub(super) fn backward(
     let grad_v = probs.clone().swap_dims(2, 3).matmul(grad.clone());
 
     // dS = P ∘ (dO·Vᵀ − rowsum(dO ∘ O)), written over dO·Vᵀ.
-    let row_dot = (grad.clone() * output).sum_dim(3).into_data().convert::<f32>().try_into_vec::<f32>().expect("f32");
-    let probs = probs.into_data().try_into_vec::<f32>().expect("f32");
+    let row_dot = host((grad.clone() * output).sum_dim(3));
+    let probs = host(probs);
     let (grad_scores, _) = map_rows(grad.matmul(v.swap_dims(2, 3)), |row, ds| {
         let (begin, end) = rows.visible(row);
         let p = &probs[row * total..(row + 1) * total];

@@ -21,14 +21,14 @@ pub(super) fn map_rows<const D: usize>(t: Tensor<D>, f: impl Fn(usize, &mut [f32
 }
 
 /// The values of an f32 tensor, on the host (no copy for a contiguous CPU tensor held once).
-fn host(t: Tensor<1>) -> Vec<f32> {
+pub(super) fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().try_into_vec::<f32>().expect("the fused operations compute in f32")
 }
 
 /// Per row of `logits` `[rows, vocab]`: the log-sum-exp and `lse − logit[target]`.
 pub(super) fn cross_entropy_rows(logits: Tensor<2>, targets: &[u32]) -> (Vec<f32>, Vec<f32>) {
-    let [rows, vocab] = logits.dims();
-    let values = host(logits.reshape([rows * vocab]));
+    let vocab = logits.dims()[1];
+    let values = host(logits);
     values
         .par_chunks(vocab)
         .zip(targets.par_iter())

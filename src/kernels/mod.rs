@@ -2,10 +2,11 @@
 //!
 //! Model code calls the functions here. Each one runs a hand-written WGSL kernel from `shaders/`
 //! when its tensors live on a wgpu device (through Burn's backend-extension mechanism, with a
-//! custom backward pass under autodiff), and the same computation in plain Burn tensor operations
-//! on every other backend, or when the fused path is switched off to measure it. The attention
-//! kernels come in two shapes, one for software Vulkan (lavapipe) and one for hardware GPUs
-//! (`shape.rs` picks); the matmul kernel is written for software Vulkan and runs only there.
+//! custom backward pass under autodiff), and the same computation on the CPU in Burn's tensor
+//! operations and passes of our own on every core; the fused path can be switched off, for plain
+//! tensor operations everywhere, to measure it. The attention kernels come in two shapes, one for
+//! software Vulkan (lavapipe) and one for hardware GPUs (`shape.rs` picks); the matmul kernel is
+//! written for software Vulkan and runs only there.
 
 mod adamw;
 mod attention;
