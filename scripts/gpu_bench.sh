@@ -52,6 +52,8 @@ wgtune_bench smollm2-4x512-f16-generic 60 "${small[@]}" --precision f16 --kernel
 torch_bench 60 "${small[@]}" --precision f16
 wgtune_bench smollm2-4x512-f32-hardware-profiled 60 "${small[@]}" --kernel-shape hardware --steps 2 --profile-kernels
 wgtune_bench smollm2-4x512-f32-software-profiled 60 "${small[@]}" --kernel-shape software --steps 2 --profile-kernels
+wgtune_bench smollm2-4x512-f32-hardware-separate 60 "${small[@]}" --kernel-shape hardware --projections separate
+wgtune_bench smollm2-4x512-f32-hardware-separate-profiled 60 "${small[@]}" --kernel-shape hardware --projections separate --steps 2 --profile-kernels
 
 large=(--shape llama-1b --batch-size 8 --seq-len 1024)
 wgtune_bench llama1b-8x1024-f16-hardware 90 "${large[@]}" --precision f16 --kernel-shape hardware --warmup 1 --steps 3

@@ -82,6 +82,8 @@ pub struct BenchConfig {
     pub steps: usize,
     /// Materialise LoRA weights in every forward, as Burn's built-in LoRA does.
     pub materialize_lora: bool,
+    /// Let the frozen projections of one input share one matmul (`CausalLm::share_frozen_bases`).
+    pub shared_projections: bool,
     /// Use the fused WGSL kernels (off: Burn's generic operations everywhere).
     pub fused: bool,
     /// Run the kernels in this shape whatever the adapter (`--kernel-shape`).
@@ -102,6 +104,8 @@ pub struct BenchReport {
     pub lora: &'static str,
     /// fused or generic, and on wgpu the kernels' shape.
     pub kernels: String,
+    /// Whether the frozen projections of one input shared one matmul.
+    pub shared_projections: bool,
     pub gradient_checkpointing: bool,
     pub precision: Precision,
     pub base_quant: BaseQuant,
@@ -157,7 +161,7 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
             (label, c, model)
         }
     };
-    let mut model: CausalLm = config.method.apply(model)?;
+    let mut model: CausalLm = config.method.apply_with(model, config.shared_projections)?;
     let batch = random_batch(&model_config, config.batch_size, config.seq_len);
     let mut optimizer = AdamW::new(&OptimizerConfig::default(), config.fused);
     let options = ForwardOptions {
@@ -218,6 +222,7 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
             (true, true) => format!("fused, {}-shaped", kernel_shape()),
             (true, false) => "fused".into(),
         },
+        shared_projections: config.shared_projections,
         gradient_checkpointing: config.gradient_checkpointing,
         precision: config.precision,
         base_quant: config.base_quant,

@@ -168,12 +168,20 @@ impl Method {
         if self.lora().is_some() { compute } else { Precision::F32 }
     }
 
-    /// Marks what trains and attaches adapters. Returns an error naming the setting at fault.
+    /// Marks what trains and attaches adapters, the frozen projections of one input sharing one
+    /// matmul ([`CausalLm::share_frozen_bases`]). Returns an error naming the setting at fault.
     pub fn apply(&self, model: CausalLm) -> Result<CausalLm> {
+        self.apply_with(model, true)
+    }
+
+    /// [`Self::apply`]; `share_bases` off keeps every projection's base apart (to measure the
+    /// difference).
+    pub fn apply_with(&self, model: CausalLm, share_bases: bool) -> Result<CausalLm> {
+        let share = |model: CausalLm| if share_bases { model.share_frozen_bases() } else { model };
         match self {
             Method::Lora(settings) => {
                 settings.validate_for(&model.config)?;
-                Ok(train_score_head(attach_lora(model, settings)))
+                Ok(train_score_head(attach_lora(model, settings, share_bases)))
             }
             Method::Full => Ok(model.unfreeze()),
             Method::TopLayers { layers } => {
@@ -184,7 +192,7 @@ impl Method {
                 let first = total - layers;
                 let indices: Vec<String> = (first..total).map(|i| i.to_string()).collect();
                 let group = regex_group(&format!(r"^layers\.({})\.", indices.join("|")))?;
-                Ok(train_score_head(model.freeze().unfreeze_group(group)))
+                Ok(share(train_score_head(model.freeze().unfreeze_group(group))))
             }
             Method::Modules { names } => {
                 if names.is_empty() {
@@ -192,7 +200,7 @@ impl Method {
                 }
                 let escaped: Vec<String> = names.iter().map(|n| regex_escape(n)).collect();
                 let pattern = format!(r"(^|\.)({})(\.|$)", escaped.join("|"));
-                let model = train_score_head(model.freeze().unfreeze_group(regex_group(&pattern)?));
+                let model = share(train_score_head(model.freeze().unfreeze_group(regex_group(&pattern)?)));
                 if trainable_parameters(&model) == 0 {
                     return Err(Error::setting(
                         "method.names",
@@ -213,8 +221,6 @@ fn regex_escape(text: &str) -> String {
     text.chars().flat_map(|c| if "\\.+*?()|[]{}^$".contains(c) { vec!['\\', c] } else { vec![c] }).collect()
 }
 
-/// Attaches Burn's LoRA adapters, initialised as PEFT does: `A` uniform in ±1/√d_in (Kaiming
-/// uniform with a = √5), `B` zero.
 /// A classifier's head is new and always trained, whatever else is frozen (PEFT's
 /// `modules_to_save`).
 pub(crate) fn train_score_head(model: CausalLm) -> CausalLm {
@@ -224,7 +230,10 @@ pub(crate) fn train_score_head(model: CausalLm) -> CausalLm {
     model.unfreeze_group(ParamGroup::from_regex(r"^score\.").expect("a valid regex"))
 }
 
-pub fn attach_lora(model: CausalLm, settings: &LoraSettings) -> CausalLm {
+/// Attaches Burn's LoRA adapters, initialised as PEFT does: `A` uniform in ±1/√d_in (Kaiming
+/// uniform with a = √5), `B` zero. `share_bases`: let the frozen projections of one input share
+/// one matmul ([`CausalLm::share_frozen_bases`]); off only to measure what that changes.
+pub fn attach_lora(model: CausalLm, settings: &LoraSettings, share_bases: bool) -> CausalLm {
     let settings = &settings.for_model(&model.config);
     // Burn scales by alpha / rank; rsLoRA's alpha / sqrt(rank) is the same with a larger alpha.
     let alpha = settings.scale() * settings.rank as f64;
@@ -233,7 +242,9 @@ pub fn attach_lora(model: CausalLm, settings: &LoraSettings) -> CausalLm {
     let group = ParamGroup::from_regex(settings.pattern()).expect("the target pattern is a valid regex");
     // The factors train in f32 whatever the frozen weights are stored in.
     let lora = Lora::new(settings.rank, alpha).set_param_group(group).set_dtype(FloatDType::F32);
-    let model = model.freeze().apply_lora(lora);
+    let model = model.freeze();
+    let model = if share_bases { model.share_frozen_bases() } else { model };
+    let model = model.apply_lora(lora);
     model.map(&mut AdapterInit::default())
 }
 

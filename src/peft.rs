@@ -169,7 +169,7 @@ pub fn load_adapter(model: CausalLm, dir: &Path) -> Result<(CausalLm, LoraSettin
     let weights_path = dir.join(WEIGHTS_FILE);
     let files = WeightFiles::open_files(std::slice::from_ref(&weights_path), &weights_path)?;
     // A classifier's head trains beside the adapter, as in the run that wrote it.
-    let model = train_score_head(attach_lora(model, &settings));
+    let model = train_score_head(attach_lora(model, &settings, true));
     let expected: HashMap<String, Vec<usize>> =
         named_parameters(&model).into_iter().filter(|p| p.is_adapter_factor() || p.path == SCORE).map(|p| (p.path, p.shape)).collect();
 

@@ -50,6 +50,10 @@ pub struct BenchArgs {
     /// fused (the WGSL kernels on wgpu) or generic (Burn's tensor operations only).
     #[arg(long, default_value = "fused")]
     pub kernels: String,
+    /// shared: the frozen q/k/v and gate/up projections multiply in one matmul each; separate: one
+    /// matmul per projection (always with `--lora materialized`).
+    #[arg(long, default_value = "shared")]
+    pub projections: String,
     /// Force the fused kernels' shape on wgpu: software (lavapipe's) or hardware (a GPU's,
     /// FlashAttention-2-shaped) [default: the adapter's].
     #[arg(long)]
@@ -95,6 +99,11 @@ pub fn run_bench(args: BenchArgs) -> Result<()> {
         "generic" => false,
         other => anyhow::bail!("--kernels `{other}`: expected fused or generic"),
     };
+    let shared_projections = match args.projections.as_str() {
+        "shared" => !materialize_lora,
+        "separate" => false,
+        other => anyhow::bail!("--projections `{other}`: expected shared or separate"),
+    };
     if args.layers.is_some() && args.shape.is_none() {
         anyhow::bail!("--layers cuts a named --shape; a --model folder is benchmarked whole");
     }
@@ -112,6 +121,7 @@ pub fn run_bench(args: BenchArgs) -> Result<()> {
         warmup_steps: args.warmup,
         steps: args.steps,
         materialize_lora,
+        shared_projections,
         fused,
         kernel_shape: args.kernel_shape,
         gradient_checkpointing: args.gradient_checkpointing,
@@ -123,8 +133,9 @@ pub fn run_bench(args: BenchArgs) -> Result<()> {
     println!("device       {}", report.device);
     let checkpointing = if report.gradient_checkpointing { ", gradient checkpointing" } else { "" };
     let lora = if report.method == "lora" { format!("{} LoRA, ", report.lora) } else { String::new() };
+    let projections = if report.shared_projections { "shared" } else { "separate" };
     println!(
-        "method       {} ({lora}{} kernels, {}, {} base{checkpointing}), {} of {} parameters trainable",
+        "method       {} ({lora}{} kernels, {projections} projections, {}, {} base{checkpointing}), {} of {} parameters trainable",
         report.method, report.kernels, report.precision, report.base_quant, report.trainable_parameters, report.total_parameters
     );
     println!("batch        {} x {} tokens, {} timed steps", report.batch_size, report.seq_len, report.steps);

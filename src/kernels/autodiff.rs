@@ -11,6 +11,7 @@ use super::cross_entropy::{autodiff_loss, autodiff_loss_packed};
 use super::extension::FusedKernels;
 use super::matmul::MatmulBackward;
 use super::packed::PackedMatmulBackward;
+use super::split::{Meeting, SplitBackward};
 use super::swiglu::SwigluBackward;
 
 impl<B, C> FusedKernels for Autodiff<B, C>
@@ -123,6 +124,22 @@ where
         chunk: usize,
     ) -> FloatTensor<Self> {
         autodiff_loss_packed::<B, C>(hidden, values, params, layout, targets, chunk)
+    }
+
+    fn split_columns(product: FloatTensor<Self>, widths: Vec<usize>) -> Vec<FloatTensor<Self>> {
+        // Each piece is a node of its own with the product as its parent.
+        let parents: Vec<_> = widths.iter().map(|_| product.clone().into_parts().1).collect();
+        let pieces = B::split_columns(product.into_primitive(), widths);
+        let meeting = Meeting::new(pieces.len());
+        pieces
+            .into_iter()
+            .zip(parents)
+            .enumerate()
+            .map(|(index, (piece, parent))| match SplitBackward.prepare::<C>([parent]).compute_bound().stateful() {
+                OpsKind::Tracked(prep) => prep.finish((index, meeting.clone()), piece),
+                OpsKind::UnTracked(prep) => prep.finish(piece),
+            })
+            .collect()
     }
 
     fn fused_swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {

@@ -82,6 +82,11 @@ pub trait FusedKernels: burn::backend::Backend {
         bits: usize,
     ) -> FloatTensor<Self>;
 
+    /// `product` `[rows, Σ widths]` cut into `[rows, width]` pieces by columns, left to right
+    /// (views). Under autodiff the pieces' gradients are joined into one for `product` (see
+    /// `split.rs`).
+    fn split_columns(product: FloatTensor<Self>, widths: Vec<usize>) -> Vec<FloatTensor<Self>>;
+
     /// `silu(gate) · up` of two flat tensors `[n]`.
     fn fused_swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self>;
 

@@ -118,6 +118,10 @@ impl FusedKernels for Flex {
         super::cross_entropy::loss_only_packed::<Self>(hidden, values, params, layout, targets, chunk)
     }
 
+    fn split_columns(product: FloatTensor<Self>, widths: Vec<usize>) -> Vec<FloatTensor<Self>> {
+        super::split::column_views::<Self>(product, &widths)
+    }
+
     fn fused_swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {
         primitive(cpu_passes::swiglu(tensor(gate), tensor(up)))
     }

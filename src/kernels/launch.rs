@@ -500,6 +500,10 @@ impl FusedKernels for CubeBackend {
         super::cross_entropy::loss_only_packed::<Self>(hidden, values, params, layout, targets, chunk)
     }
 
+    fn split_columns(product: FloatTensor<Self>, widths: Vec<usize>) -> Vec<FloatTensor<Self>> {
+        super::split::column_views::<Self>(product, &widths)
+    }
+
     fn fused_swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {
         let [output] = elementwise("swiglu_forward", SWIGLU_FORWARD, [gate, up], None);
         output

@@ -20,6 +20,7 @@ mod launch;
 mod matmul;
 mod packed;
 mod shape;
+mod split;
 mod swiglu;
 
 pub use adamw::{AdamWStep, adamw, adamw_reference};
@@ -29,6 +30,7 @@ pub use extension::FusedKernels;
 pub use matmul::matmul;
 pub use packed::{dense as dense_packed, packed_matmul};
 pub use shape::{ForcedShape, KernelShape, force_kernel_shape, hardware_launches, kernel_shape};
+pub use split::split_columns;
 pub use swiglu::swiglu;
 
 use burn::tensor::Device;

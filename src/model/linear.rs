@@ -8,7 +8,9 @@
 //!
 //! A frozen base may be packed in blocks of int8 or 4-bit numbers (`--base-quant`, see
 //! [`packed`](super::packed)): the product against it then runs through the dequantizing kernels,
-//! and `weight` keeps only its shape and the adapter.
+//! and `weight` keeps only its shape and the adapter. So it does when the base is shared with the
+//! other projections of the same input (see [`shared_base`](super::shared_base)): the owner
+//! multiplies by the shared base and hands each layer its part with [`Linear::forward_from_base`].
 
 use burn::module::{Module, Param};
 use burn::tensor::{Distribution, Tensor};
@@ -26,6 +28,9 @@ pub struct Linear {
     /// The frozen base in blocks (`[d_out, d_in]`, the checkpoint's orientation), when packed.
     pub packed: Option<PackedWeight>,
     pub bias: Option<Param<Tensor<1>>>,
+    /// The frozen base lives in the owner's [`SharedBase`](super::shared_base::SharedBase).
+    #[module(skip)]
+    pub shares_base: bool,
 }
 
 /// How LoRA behaves in one forward pass.
@@ -39,13 +44,13 @@ pub struct LoraForward {
 
 impl Linear {
     pub fn dense(weight: Param<Tensor<2>>, bias: Option<Param<Tensor<1>>>) -> Self {
-        Self { weight, packed: None, bias }
+        Self { weight, packed: None, bias, shares_base: false }
     }
 
     /// A layer over a packed frozen base; `weight` becomes a placeholder of its shape.
     pub fn packed(packed: PackedWeight, bias: Option<Param<Tensor<1>>>, device: &burn::tensor::Device) -> Self {
         let shape = [packed.layout.cols, packed.layout.rows];
-        Self { weight: super::packed::placeholder(shape, device), packed: Some(packed), bias }
+        Self { weight: super::packed::placeholder(shape, device), packed: Some(packed), bias, shares_base: false }
     }
 
     pub fn d_in(&self) -> usize {
@@ -58,17 +63,26 @@ impl Linear {
 
     /// `x·W (+ s·(x·a)·b) (+ bias)`, the matmul against `W` in the options' precision.
     pub fn forward(&self, x: Tensor<3>, options: ForwardOptions) -> Tensor<3> {
+        assert!(!self.shares_base, "a projection that shares its base runs through forward_from_base");
         let ForwardOptions { lora, fused, compute, .. } = options;
         let [batch, len, d_in] = x.dims();
         let x = x.reshape([batch * len, d_in]);
-        let base = |x: Tensor<2>| match &self.packed {
-            Some(packed) => kernels::packed_matmul(x, packed),
-            None => kernels::matmul(x, compute.matmul_weight(self.weight.base()), fused),
+        let y = match (self.weight.adapter(), &self.packed) {
+            // Materialised: `x·(W + s·a·b)`. A packed base never is: that is the point of packing it.
+            (Some(_), None) if lora.materialize => self.add_bias(kernels::matmul(x, compute.matmul_weight(self.weight.val()), fused)),
+            (_, Some(packed)) => self.forward_from_base(x.clone(), kernels::packed_matmul(x, packed), options),
+            (_, None) => self.forward_from_base(x.clone(), kernels::matmul(x, compute.matmul_weight(self.weight.base()), fused), options),
         };
-        let mut y = match self.weight.adapter() {
-            // A packed base is never materialised: that is the point of packing it.
-            Some(adapter) if !lora.materialize || self.packed.is_some() => {
-                let base = base(x.clone());
+        y.reshape([batch, len, self.d_out()])
+    }
+
+    /// `base + s·(x·a)·b (+ bias)`, `[rows, d_out]` for `x` `[rows, d_in]`, given the base product
+    /// `x·W` (from a shared base, or this layer's own): the adapter's update in factored form, its
+    /// input dropped out. A shared base, like a packed one, is never materialised.
+    pub fn forward_from_base(&self, x: Tensor<2>, base: Tensor<2>, options: ForwardOptions) -> Tensor<2> {
+        let ForwardOptions { lora, fused, .. } = options;
+        let y = match self.weight.adapter() {
+            Some(adapter) => {
                 let x = if lora.dropout > 0.0 {
                     let keep = 1.0 - lora.dropout;
                     let mask = x.random_like(Distribution::Bernoulli(keep));
@@ -76,15 +90,20 @@ impl Linear {
                 } else {
                     x
                 };
-                let update = kernels::matmul(kernels::matmul(x, adapter.a.val(), fused), adapter.b.val(), fused);
-                base + update.mul_scalar(adapter.scale)
+                // Scaled at rank width, `[rows, r]`, rather than at the output's: the same
+                // product, for a pass over a few columns instead of all of them.
+                let down = kernels::matmul(x, adapter.a.val(), fused).mul_scalar(adapter.scale);
+                base + kernels::matmul(down, adapter.b.val(), fused)
             }
-            _ if self.packed.is_some() => base(x),
-            _ => kernels::matmul(x, compute.matmul_weight(self.weight.val()), fused),
+            None => base,
         };
-        if let Some(bias) = &self.bias {
-            y = y + bias.val().unsqueeze::<2>();
+        self.add_bias(y)
+    }
+
+    fn add_bias(&self, y: Tensor<2>) -> Tensor<2> {
+        match &self.bias {
+            Some(bias) => y + bias.val().unsqueeze::<2>(),
+            None => y,
         }
-        y.reshape([batch, len, self.d_out()])
     }
 }

@@ -17,6 +17,7 @@ use super::linear::{Linear, LoraForward};
 use super::packed::{HostPacked, PackedWeight};
 use super::precision::{Precision, to_f32};
 use super::rope::{Rope, apply_rotary};
+use super::shared_base::SharedBase;
 use crate::classify::LabelSet;
 use crate::kernels;
 
@@ -59,6 +60,9 @@ pub struct Attention {
     pub k_proj: Option<Linear>,
     pub v_proj: Option<Linear>,
     pub qkv_proj: Option<Linear>,
+    /// The frozen bases of `q_proj`, `k_proj` and `v_proj` side by side, when they share one
+    /// product (see [`SharedBase`]).
+    pub qkv_base: Option<SharedBase>,
     pub o_proj: Linear,
     /// Qwen3's RMSNorm over each head of the queries and keys, before the rotation.
     pub q_norm: Option<RmsNorm>,
@@ -93,6 +97,8 @@ pub struct Mlp {
     pub gate_proj: Option<Linear>,
     pub up_proj: Option<Linear>,
     pub gate_up_proj: Option<Linear>,
+    /// The frozen bases of `gate_proj` and `up_proj` side by side, when they share one product.
+    pub gate_up_base: Option<SharedBase>,
     pub down_proj: Linear,
     #[module(skip)]
     activation: Activation,
@@ -269,7 +275,15 @@ impl Mlp {
             GateUpProjections::Separate(gate, up) => (Some(gate), Some(up), None),
             GateUpProjections::Fused(gate_up) => (None, None, Some(gate_up)),
         };
-        Self { gate_proj, up_proj, gate_up_proj, down_proj, activation: config.activation, intermediate_size: config.intermediate_size }
+        Self {
+            gate_proj,
+            up_proj,
+            gate_up_proj,
+            gate_up_base: None,
+            down_proj,
+            activation: config.activation,
+            intermediate_size: config.intermediate_size,
+        }
     }
 
     fn forward(&self, x: Tensor<3>, options: ForwardOptions) -> Tensor<3> {
@@ -279,7 +293,10 @@ impl Mlp {
                 let i = self.intermediate_size;
                 (both.clone().narrow(2, 0, i), both.narrow(2, i, i))
             }
-            (None, Some(gate), Some(up)) => (gate.forward(x.clone(), options), up.forward(x, options)),
+            (None, Some(gate), Some(up)) => match &self.gate_up_base {
+                Some(shared) => shared.forward(x, [gate, up], options).into(),
+                None => (gate.forward(x.clone(), options), up.forward(x, options)),
+            },
             _ => unreachable!("Mlp::new sets gate and up, or gate_up"),
         };
         self.down_proj.forward(self.activation.gated(gate, up, options.fused), options)
@@ -308,6 +325,7 @@ impl Attention {
             k_proj,
             v_proj,
             qkv_proj,
+            qkv_base: None,
             o_proj,
             q_norm,
             k_norm,
@@ -377,9 +395,37 @@ impl Attention {
                 let (q, kv) = (self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim);
                 (all.clone().narrow(2, 0, q), all.clone().narrow(2, q, kv), all.narrow(2, q + kv, kv))
             }
-            (None, Some(q), Some(k), Some(v)) => (q.forward(x.clone(), options), k.forward(x.clone(), options), v.forward(x, options)),
+            (None, Some(q), Some(k), Some(v)) => match &self.qkv_base {
+                Some(shared) => shared.forward(x, [q, k, v], options).into(),
+                None => (q.forward(x.clone(), options), k.forward(x.clone(), options), v.forward(x, options)),
+            },
             _ => unreachable!("Attention::new sets q, k and v, or qkv"),
         }
+    }
+
+    /// Moves the frozen bases of `q_proj`, `k_proj` and `v_proj` into one shared base, where all
+    /// three are frozen and stored alike (see [`SharedBase::take`]).
+    fn share_frozen_bases(mut self, device: &Device) -> Self {
+        if self.qkv_base.is_some() {
+            return self;
+        }
+        if let (Some(q), Some(k), Some(v)) = (&mut self.q_proj, &mut self.k_proj, &mut self.v_proj) {
+            self.qkv_base = SharedBase::take(&mut [q, k, v], device);
+        }
+        self
+    }
+}
+
+impl Mlp {
+    /// [`Attention::share_frozen_bases`] for `gate_proj` and `up_proj`.
+    fn share_frozen_bases(mut self, device: &Device) -> Self {
+        if self.gate_up_base.is_some() {
+            return self;
+        }
+        if let (Some(gate), Some(up)) = (&mut self.gate_proj, &mut self.up_proj) {
+            self.gate_up_base = SharedBase::take(&mut [gate, up], device);
+        }
+        self
     }
 }
 
@@ -430,6 +476,25 @@ impl CausalLm {
         let shape = [self.config.hidden_size, labels.len()];
         let weight = Tensor::random(shape, burn::tensor::Distribution::Normal(0.0, std), &self.device());
         self.with_score_head(Param::from_tensor(weight), labels, Some(pad_token_id))
+    }
+
+    /// Lets the frozen projections of one input share one matmul: q, k and v, and gate and up, in
+    /// every layer where they are frozen (see [`SharedBase`]). Call it after freezing and before
+    /// attaching adapters; it changes no output.
+    pub fn share_frozen_bases(mut self) -> Self {
+        let device = self.device();
+        self.layers = self
+            .layers
+            .into_iter()
+            .map(|layer| DecoderLayer {
+                self_attn: layer.self_attn.share_frozen_bases(&device),
+                mlp: layer.mlp.share_frozen_bases(&device),
+                ..layer
+            })
+            .collect();
+        // The separate bases' memory goes back to the device instead of staying reserved.
+        device.memory_cleanup();
+        self
     }
 
     /// The number of classes of a classifier; `None` for a language model.

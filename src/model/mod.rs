@@ -8,6 +8,7 @@ mod load;
 pub mod packed;
 mod precision;
 mod rope;
+mod shared_base;
 pub mod weights;
 
 pub use activation::Activation;
@@ -20,4 +21,5 @@ pub use llama::{
 pub use load::{ModelFolder, ModelWeights, random_model, transpose};
 pub use packed::{BaseQuant, PackedWeight};
 pub use precision::Precision;
+pub use shared_base::SharedBase;
 pub use weights::{HostTensor, WeightDtype, WeightFiles};

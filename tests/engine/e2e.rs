@@ -161,8 +161,11 @@ fn lora_over_a_packed_base_follows_the_f32_run() {
             let what = format!("{device}, {base_quant} base");
             let worst = f32_losses.iter().zip(&losses).map(|(a, b)| (a - b).abs() / a).fold(0.0, f64::max);
             eprintln!("{what}: the loss curve is within {:.2} % of the f32 base's", worst * 100.0);
-            let layer = trained.layers[1].self_attn.k_proj.as_ref().expect("tiny-llama has a k_proj");
-            assert!(layer.packed.is_some() && trained.layers[0].mlp.down_proj.packed.is_some(), "{what}: the layers stay packed");
+            let attention = &trained.layers[1].self_attn;
+            let layer = attention.k_proj.as_ref().expect("tiny-llama has a k_proj");
+            // q, k and v share one packed base; o_proj and down_proj, with nothing to share, keep their own.
+            let shared_packed = attention.qkv_base.as_ref().is_some_and(|base| base.packed.is_some()) && layer.shares_base;
+            assert!(shared_packed && trained.layers[0].mlp.down_proj.packed.is_some(), "{what}: the layers stay packed");
             assert!(layer.weight.adapter().is_some(), "{what}: the adapter sits on the packed layer");
             let on_gpu = wgtune::kernels::is_wgpu(&trained.device());
             assert_eq!(trained.embed_tokens.packed.is_some(), on_gpu, "{what}: the tied embedding is the packed head on a GPU only");

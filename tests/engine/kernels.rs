@@ -311,3 +311,51 @@ fn a_packed_head_and_embedding_match_their_dequantized_matrices() {
         }
     }
 }
+
+/// One product cut into pieces (`kernels::split_columns`, the shared base of q, k and v) against
+/// Burn's `narrow`: the same pieces, and, with each piece flowing on through an operation of its
+/// own, the same gradient for the product's input; untracked, the same pieces too.
+#[test]
+fn split_columns_matches_narrow_forward_and_backward() {
+    use wgtune::kernels::split_columns;
+    for run in device_runs() {
+        let device = run.dev.autodiff();
+        for widths in [vec![576, 192, 192], vec![5, 1, 7], vec![16, 16]] {
+            let n: usize = widths.iter().sum();
+            let random = |shape: [usize; 2], std: f64| Tensor::<2>::random(shape, Distribution::Normal(0.0, std), &device);
+            let (x, w) = (random([37, 24], 1.0), random([24, n], 0.2));
+            let weights: Vec<Tensor<2>> = widths.iter().map(|&width| random([37, width], 1.0)).collect();
+            let forward = |fused: bool| {
+                let x = x.clone().require_grad();
+                let pieces = split_columns(x.clone().matmul(w.clone()), &widths, fused);
+                // A different path per piece, as q, k and v take: scaled, squared, as they are.
+                let loss = pieces
+                    .iter()
+                    .zip(&weights)
+                    .enumerate()
+                    .map(|(i, (piece, weight))| match i % 3 {
+                        0 => (piece.clone().mul_scalar(2.0) * weight.clone()).sum(),
+                        1 => (piece.clone().powf_scalar(2.0) * weight.clone()).sum(),
+                        _ => (piece.clone() * weight.clone()).sum(),
+                    })
+                    .reduce(|a, b| a + b)
+                    .expect("pieces");
+                let grads = loss.backward();
+                (pieces.into_iter().map(|p| p.inner()).collect::<Vec<_>>(), x.grad(&grads).expect("a gradient for x"))
+            };
+            let ((pieces, grad), (reference_pieces, reference_grad)) = (forward(true), forward(false));
+            let what = format!("{} widths {widths:?}", run.label);
+            assert_eq!(pieces.len(), widths.len(), "{what}");
+            for (i, (piece, reference)) in pieces.into_iter().zip(reference_pieces).enumerate() {
+                assert_eq!(piece.dims(), [37, widths[i]], "{what}: piece {i}");
+                close(&format!("{what}: piece {i}"), piece.unsqueeze::<4>(), reference.unsqueeze::<4>());
+            }
+            close(&format!("{what}: grad x"), grad.unsqueeze::<4>(), reference_grad.unsqueeze::<4>());
+
+            let untracked = split_columns(x.clone().inner().matmul(w.clone().inner()), &widths, true);
+            let last = untracked.last().expect("pieces").clone();
+            let reference = x.clone().inner().matmul(w.clone().inner()).narrow(1, n - widths[widths.len() - 1], widths[widths.len() - 1]);
+            close(&format!("{what}: untracked last piece"), last.unsqueeze::<4>(), reference.unsqueeze::<4>());
+        }
+    }
+}

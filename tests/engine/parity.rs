@@ -225,6 +225,42 @@ fn lora_gradients_and_adamw_step_match_peft_and_torch() {
     }
 }
 
+/// LoRA and partial fine-tuning let the frozen query/key/value and gate/up projections of each
+/// layer share one matmul (`SharedBase`) and leave the ones that train apart; either way the
+/// logits stay transformers' (Qwen2's projections have biases).
+#[test]
+fn frozen_projections_share_one_matmul_and_change_no_logit() {
+    let _turn = one_run_at_a_time();
+    for name in ["tiny-llama", "tiny-qwen2"] {
+        let folder = ModelFolder::open(&fixture(name)).unwrap();
+        let golden = Golden::open(&fixture(name).join("golden.safetensors"));
+        // The golden logits are of tiny-llama's inputs (see `base_logits_match_transformers`).
+        let inputs = Golden::open(&fixture("tiny-llama").join("golden.safetensors"));
+        for run in device_runs() {
+            let device = &run.dev.device;
+            let (model, _) = peft::load_adapter(folder.load(device).unwrap(), &fixture(name).join("adapter")).unwrap();
+            for (i, layer) in model.layers.iter().enumerate() {
+                let (attn, mlp) = (&layer.self_attn, &layer.mlp);
+                assert!(attn.qkv_base.is_some() && mlp.gate_up_base.is_some(), "{name} LoRA layer {i}: shared bases");
+                let projections = [&attn.q_proj, &attn.k_proj, &attn.v_proj, &mlp.gate_proj, &mlp.up_proj];
+                assert!(projections.iter().all(|p| p.as_ref().is_some_and(|p| p.shares_base)), "{name} LoRA layer {i}");
+                assert!(!attn.o_proj.shares_base && !mlp.down_proj.shares_base, "{name} LoRA layer {i}: nothing to share with");
+            }
+
+            // Only on an autodiff device does a layer train (elsewhere every weight is frozen).
+            let device = &run.dev.autodiff();
+            let model = Method::TopLayers { layers: 1 }.apply(folder.load(device).unwrap()).unwrap();
+            let last = model.num_layers() - 1;
+            for (i, layer) in model.layers.iter().enumerate() {
+                let shared = (layer.self_attn.qkv_base.is_some(), layer.mlp.gate_up_base.is_some());
+                assert_eq!(shared, (i != last, i != last), "{name} top layer trains, layer {i}: only frozen layers share");
+            }
+            let (l, shape) = logits(&model, &inputs, device);
+            assert_close(&format!("{name} logits, frozen layers sharing, on {}", run.label), &l, &shape, golden.get("logits"), TOL);
+        }
+    }
+}
+
 /// Frozen weights in f16 (and their matmuls, and the gradients flowing back through them): the
 /// loss and the LoRA gradients stay within half precision of PEFT's f32 values, and the loss scale
 /// leaves no trace in them.
