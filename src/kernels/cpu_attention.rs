@@ -9,7 +9,7 @@
 
 use burn::tensor::{Tensor, TensorData};
 
-use super::cpu_passes::{host, map_rows};
+use super::cpu_passes::{exp, host, map_rows};
 
 /// The query heads that share a key/value head, stacked along the sequence axis:
 /// `[batch, kv_heads, rep·len, head_dim]`, so that keys and values are never repeated.
@@ -53,11 +53,8 @@ pub(super) fn forward(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, start: usize, wi
             *x *= scale;
             max = max.max(*x);
         }
-        let mut sum = 0.0;
-        for x in &mut s[begin..end] {
-            *x = (*x - max).exp();
-            sum += *x;
-        }
+        s[begin..end].iter_mut().for_each(|x| *x = exp(*x - max));
+        let sum: f32 = s[begin..end].iter().sum();
         let inverse = 1.0 / sum;
         s[begin..end].iter_mut().for_each(|x| *x *= inverse);
         s[..begin].fill(0.0);
@@ -91,7 +88,7 @@ pub(super) fn backward(
     let (probs, _) = map_rows(q.clone().matmul(k.clone().swap_dims(2, 3)), |row, s| {
         let (begin, end) = rows.visible(row);
         for x in &mut s[begin..end] {
-            *x = (*x * scale - lse[row]).exp();
+            *x = exp(*x * scale - lse[row]);
         }
         s[..begin].fill(0.0);
         s[end..].fill(0.0);
