@@ -38,14 +38,8 @@ pub(super) fn exp(x: f32) -> f32 {
     const ROUND: f32 = 12_582_912.0;
     const LOW: f32 = -87.0;
     const HIGH: f32 = 88.0;
-    // Comparisons rather than `clamp`, which would turn NaN into a number.
-    let clamped = if x < LOW {
-        LOW
-    } else if x > HIGH {
-        HIGH
-    } else {
-        x
-    };
+    // `clamp` keeps NaN a NaN, and so the result.
+    let clamped = x.clamp(LOW, HIGH);
     let shifted = clamped * LOG2_E + ROUND;
     let n = shifted - ROUND;
     let r = clamped - n * LN2_HI - n * LN2_LO;
