@@ -144,7 +144,7 @@ mod tests {
     use super::exp;
 
     #[test]
-    fn exp_is_within_two_ulp_of_libm_and_keeps_the_edges() {
+    fn exp_is_within_two_epsilon_of_libm_and_keeps_the_edges() {
         let mut worst = 0.0f32;
         for i in 0..=2_000_000 {
             let x = -87.0 + 175.0 * i as f32 / 2_000_000.0;

@@ -62,66 +62,36 @@ impl<Name: Send + Sync + 'static> KernelSource for Family<Name> {
     }
 }
 
+/// The source of a kernel: the named files of `shaders/` (without `.wgsl`) one after the other,
+/// the parts it shares with other kernels first.
+macro_rules! shader {
+    ($($file:literal),+) => {
+        concat!($(include_str!(concat!("../../shaders/", $file, ".wgsl"))),+)
+    };
+}
+
 // Each attention kernel: what they all share, its pass's bindings (the same in both shapes), and
 // for the hardware-shaped kernels over a block of queries, their block setup and tile staging.
-const ATTENTION_FORWARD: &str = concat!(
-    include_str!("../../shaders/attention_common.wgsl"),
-    include_str!("../../shaders/attention_bindings_forward.wgsl"),
-    include_str!("../../shaders/attention_forward.wgsl")
-);
-const ATTENTION_BACKWARD_QUERY: &str = concat!(
-    include_str!("../../shaders/attention_common.wgsl"),
-    include_str!("../../shaders/attention_bindings_backward_query.wgsl"),
-    include_str!("../../shaders/attention_backward_query.wgsl")
-);
-const ATTENTION_BACKWARD_KEY_VALUE: &str = concat!(
-    include_str!("../../shaders/attention_common.wgsl"),
-    include_str!("../../shaders/attention_bindings_backward_key_value.wgsl"),
-    include_str!("../../shaders/attention_backward_key_value.wgsl")
-);
-const FLASH_ATTENTION_FORWARD: &str = concat!(
-    include_str!("../../shaders/attention_common.wgsl"),
-    include_str!("../../shaders/attention_bindings_forward.wgsl"),
-    include_str!("../../shaders/flash_attention_queries.wgsl"),
-    include_str!("../../shaders/flash_attention_forward.wgsl")
-);
-const FLASH_ATTENTION_BACKWARD_QUERY: &str = concat!(
-    include_str!("../../shaders/attention_common.wgsl"),
-    include_str!("../../shaders/attention_bindings_backward_query.wgsl"),
-    include_str!("../../shaders/flash_attention_queries.wgsl"),
-    include_str!("../../shaders/flash_attention_backward_query.wgsl")
-);
-const FLASH_ATTENTION_BACKWARD_KEY_VALUE: &str = concat!(
-    include_str!("../../shaders/attention_common.wgsl"),
-    include_str!("../../shaders/attention_bindings_backward_key_value.wgsl"),
-    include_str!("../../shaders/flash_attention_backward_key_value.wgsl")
-);
-const CROSS_ENTROPY_ROWS: &str = include_str!("../../shaders/cross_entropy_rows.wgsl");
-const CROSS_ENTROPY_GRAD: &str = include_str!("../../shaders/cross_entropy_grad.wgsl");
-const ADAMW: &str = include_str!("../../shaders/adamw.wgsl");
-const SWIGLU_FORWARD: &str = include_str!("../../shaders/swiglu_forward.wgsl");
-const SWIGLU_BACKWARD: &str = include_str!("../../shaders/swiglu_backward.wgsl");
-const MATMUL: &str = concat!(
-    include_str!("../../shaders/matmul_common.wgsl"),
-    include_str!("../../shaders/matmul_tiles.wgsl"),
-    include_str!("../../shaders/matmul.wgsl")
-);
-const MATMUL_NT: &str = concat!(
-    include_str!("../../shaders/matmul_common.wgsl"),
-    include_str!("../../shaders/matmul_tiles.wgsl"),
-    include_str!("../../shaders/matmul_nt.wgsl")
-);
+const ATTENTION_FORWARD: &str = shader!("attention_common", "attention_bindings_forward", "attention_forward");
+const ATTENTION_BACKWARD_QUERY: &str = shader!("attention_common", "attention_bindings_backward_query", "attention_backward_query");
+const ATTENTION_BACKWARD_KEY_VALUE: &str =
+    shader!("attention_common", "attention_bindings_backward_key_value", "attention_backward_key_value");
+const FLASH_ATTENTION_FORWARD: &str =
+    shader!("attention_common", "attention_bindings_forward", "flash_attention_queries", "flash_attention_forward");
+const FLASH_ATTENTION_BACKWARD_QUERY: &str =
+    shader!("attention_common", "attention_bindings_backward_query", "flash_attention_queries", "flash_attention_backward_query");
+const FLASH_ATTENTION_BACKWARD_KEY_VALUE: &str =
+    shader!("attention_common", "attention_bindings_backward_key_value", "flash_attention_backward_key_value");
+const CROSS_ENTROPY_ROWS: &str = shader!("cross_entropy_rows");
+const CROSS_ENTROPY_GRAD: &str = shader!("cross_entropy_grad");
+const ADAMW: &str = shader!("adamw");
+const SWIGLU_FORWARD: &str = shader!("swiglu_forward");
+const SWIGLU_BACKWARD: &str = shader!("swiglu_backward");
+const MATMUL: &str = shader!("matmul_common", "matmul_tiles", "matmul");
+const MATMUL_NT: &str = shader!("matmul_common", "matmul_tiles", "matmul_nt");
 // The same two kernels over a packed B: the forward product `x · Wᵀ` and the input gradient `dy · W`.
-const PACKED_MATMUL: &str = concat!(
-    include_str!("../../shaders/packed_common.wgsl"),
-    include_str!("../../shaders/matmul_tiles.wgsl"),
-    include_str!("../../shaders/matmul_nt.wgsl")
-);
-const PACKED_MATMUL_GRAD: &str = concat!(
-    include_str!("../../shaders/packed_common.wgsl"),
-    include_str!("../../shaders/matmul_tiles.wgsl"),
-    include_str!("../../shaders/matmul.wgsl")
-);
+const PACKED_MATMUL: &str = shader!("packed_common", "matmul_tiles", "matmul_nt");
+const PACKED_MATMUL_GRAD: &str = shader!("packed_common", "matmul_tiles", "matmul");
 
 /// Invocations per workgroup of the matmul kernels.
 const MATMUL_BLOCK: usize = 64;
