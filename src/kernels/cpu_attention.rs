@@ -1,14 +1,16 @@
-//! The CPU's fused attention: its matmuls (Q·Kᵀ, P·V and those of the backward pass) are Burn's,
-//! on every core, and between them one pass over each row of scores, in place and on every core
-//! (`cpu_passes::map_rows`), scales, masks and exponentiates it, touching only the keys the row
-//! sees. Burn's element-wise operations would make some ten passes over the `[queries × keys]`
-//! scores on one core, and send the masked half through libm's slow underflow path.
+//! The CPU's fused attention: its matmuls (Q·Kᵀ, P·V and those of the backward pass) are `gemm`'s
+//! (`cpu_matmul.rs`), on every core, and between them one pass over each row of scores, in place
+//! and on every core (`cpu_passes::map_rows`), scales, masks and exponentiates it, touching only
+//! the keys the row sees. Burn's element-wise operations would make some ten passes over the
+//! `[queries × keys]` scores on one core, and send the masked half through libm's slow underflow
+//! path.
 //!
 //! Nothing of the forward pass but its inputs, output and row log-sum-exp is kept: the backward
 //! pass recomputes the probabilities from the log-sum-exp (FlashAttention's backward, unblocked).
 
 use burn::tensor::{Tensor, TensorData};
 
+use super::cpu_matmul::product;
 use super::cpu_passes::{exp, host, map_rows};
 
 /// The query heads that share a key/value head, stacked along the sequence axis:
@@ -45,7 +47,7 @@ pub(super) fn forward(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, start: usize, wi
     let rows = Rows { len, total, start, window };
     let scale = 1.0 / (head_dim as f32).sqrt();
     let device = q.device();
-    let scores = stacked(q, kv_heads).matmul(k.swap_dims(2, 3));
+    let scores = product(stacked(q, kv_heads), k.swap_dims(2, 3));
     let (probs, lse) = map_rows(scores, |row, s| {
         let (begin, end) = rows.visible(row);
         let mut max = f32::NEG_INFINITY;
@@ -61,7 +63,7 @@ pub(super) fn forward(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, start: usize, wi
         s[end..].fill(0.0);
         max + sum.ln()
     });
-    let output = probs.matmul(v).reshape([batch, heads, len, head_dim]);
+    let output = product(probs, v).reshape([batch, heads, len, head_dim]);
     let lse = Tensor::from_data(TensorData::new(lse, [batch, heads, len]), &device);
     (output, lse)
 }
@@ -85,7 +87,8 @@ pub(super) fn backward(
     let (q, grad, output) = (stacked(q, kv_heads), stacked(grad, kv_heads), stacked(output, kv_heads));
 
     let lse = host(lse);
-    let (probs, _) = map_rows(q.clone().matmul(k.clone().swap_dims(2, 3)), |row, s| {
+    let lse = lse.values();
+    let (probs, _) = map_rows(product(q.clone(), k.clone().swap_dims(2, 3)), |row, s| {
         let (begin, end) = rows.visible(row);
         for x in &mut s[begin..end] {
             *x = exp(*x * scale - lse[row]);
@@ -94,12 +97,12 @@ pub(super) fn backward(
         s[end..].fill(0.0);
         0.0
     });
-    let grad_v = probs.clone().swap_dims(2, 3).matmul(grad.clone());
+    let grad_v = product(probs.clone().swap_dims(2, 3), grad.clone());
 
     // dS = P ∘ (dO·Vᵀ − rowsum(dO ∘ O)), written over dO·Vᵀ.
-    let row_dot = host((grad.clone() * output).sum_dim(3));
-    let probs = host(probs);
-    let (grad_scores, _) = map_rows(grad.matmul(v.swap_dims(2, 3)), |row, ds| {
+    let (row_dot, probs) = (host((grad.clone() * output).sum_dim(3)), host(probs));
+    let (row_dot, probs) = (row_dot.values(), probs.values());
+    let (grad_scores, _) = map_rows(product(grad, v.swap_dims(2, 3)), |row, ds| {
         let (begin, end) = rows.visible(row);
         let p = &probs[row * total..(row + 1) * total];
         for j in begin..end {
@@ -109,7 +112,7 @@ pub(super) fn backward(
         ds[end..].fill(0.0);
         0.0
     });
-    let grad_q = grad_scores.clone().matmul(k).mul_scalar(scale).reshape([batch, heads, len, head_dim]);
-    let grad_k = grad_scores.swap_dims(2, 3).matmul(q).mul_scalar(scale);
+    let grad_q = product(grad_scores.clone(), k).mul_scalar(scale).reshape([batch, heads, len, head_dim]);
+    let grad_k = product(grad_scores.swap_dims(2, 3), q).mul_scalar(scale);
     (grad_q, grad_k, grad_v)
 }

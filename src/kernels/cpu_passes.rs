@@ -3,26 +3,58 @@
 //! memory: a softmax is some six passes, SwiGLU's backward eight (BENCHMARKS.md, "A profile of the
 //! CPU step"). The matmuls around these passes stay Burn's.
 
+use burn::backend::Flex;
+use burn::backend::tensor::FloatTensor;
 use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
 
 /// Elements per task of the flat passes: large enough that scheduling costs nothing.
 const FLAT_CHUNK: usize = 1 << 14;
 
+/// The CPU backend's own tensor under a `Tensor`.
+fn flex<const D: usize>(t: Tensor<D>) -> FloatTensor<Flex> {
+    t.try_into_primitive::<Flex>().expect("the CPU passes run on the CPU backend")
+}
+
 /// Rewrites each row (the last axis) of `t` with `f`, given the row's index, on every core;
 /// returns the tensor, its memory reused where no one else holds it, and what `f` returned for
 /// each row.
 pub(super) fn map_rows<const D: usize>(t: Tensor<D>, f: impl Fn(usize, &mut [f32]) -> f32 + Sync) -> (Tensor<D>, Vec<f32>) {
-    let (shape, device) = (t.dims(), t.device());
-    let mut data = t.into_data();
-    let values = data.as_mut_slice::<f32>().expect("the fused operations compute in f32");
-    let per_row = values.par_chunks_mut(shape[D - 1]).enumerate().map(|(row, values)| f(row, values)).collect();
-    (Tensor::from_data(data, &device), per_row)
+    let row = t.dims()[D - 1];
+    let mut t = writable(t);
+    let values = t.try_storage_mut::<f32>().expect("a tensor held once");
+    let per_row = values.par_chunks_mut(row).enumerate().map(|(row, values)| f(row, values)).collect();
+    (Tensor::from_primitive::<Flex>(t), per_row)
 }
 
-/// The values of an f32 tensor, on the host (no copy for a contiguous CPU tensor held once).
-pub(super) fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().try_into_vec::<f32>().expect("the fused operations compute in f32")
+/// `t` on the CPU backend with memory of its own to rewrite: its memory where no one else holds
+/// it and it is all of it, else a copy.
+fn writable<const D: usize>(t: Tensor<D>) -> FloatTensor<Flex> {
+    let (shape, device) = (t.dims(), t.device());
+    let t = flex(t);
+    let whole = t.layout().contiguous_offsets() == Some((0, t.bytes().len() / size_of::<f32>()));
+    if whole && t.is_unique() {
+        return t;
+    }
+    let copy = host(Tensor::<D>::from_primitive::<Flex>(t)).values().to_vec();
+    flex(Tensor::<D>::from_data(TensorData::new(copy, shape), &device))
+}
+
+/// An f32 tensor on the CPU whose values are read where they lie (copied only when the tensor is
+/// a strided view). Going through `TensorData` would copy even a contiguous tensor: Burn's CPU
+/// tensors are allocated more aligned than a `Vec<f32>` may be.
+pub(super) struct HostValues(FloatTensor<Flex>);
+
+pub(super) fn host<const D: usize>(t: Tensor<D>) -> HostValues {
+    let t = flex(t);
+    HostValues(if t.as_slice::<f32>().is_some() { t } else { t.to_contiguous() })
+}
+
+impl HostValues {
+    /// The values, row-major. Each call checks the layout: take them once, outside any loop.
+    pub(super) fn values(&self) -> &[f32] {
+        self.0.as_slice::<f32>().expect("an f32 tensor, made contiguous by `host`")
+    }
 }
 
 /// `eˣ` within a relative 2·ε of `f32::exp` for `x ≤ 88` (+∞ above, 0 below −87, NaN
@@ -77,8 +109,9 @@ fn sum_exp(values: &[f32], shift: f32) -> f32 {
 /// Per row of `logits` `[rows, vocab]`: the log-sum-exp and `lse − logit[target]`.
 pub(super) fn cross_entropy_rows(logits: Tensor<2>, targets: &[u32]) -> (Vec<f32>, Vec<f32>) {
     let vocab = logits.dims()[1];
-    let values = host(logits);
-    values
+    let logits = host(logits);
+    logits
+        .values()
         .par_chunks(vocab)
         .zip(targets.par_iter())
         .map(|(row, &target)| {
@@ -99,13 +132,91 @@ pub(super) fn softmax_minus_one_hot(logits: Tensor<2>, lse: &[f32], targets: &[u
     .0
 }
 
-/// `silu(gate) · up` of two flat tensors.
+/// `Σ a·b` over two equally long slices, in eight independent sums so that it vectorises.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let (a_chunks, b_chunks) = (a.chunks_exact(8), b.chunks_exact(8));
+    let rest: f32 = a_chunks.remainder().iter().zip(b_chunks.remainder()).map(|(x, y)| x * y).sum();
+    for (a, b) in a_chunks.zip(b_chunks) {
+        for ((lane, x), y) in lanes.iter_mut().zip(a).zip(b) {
+            *lane += x * y;
+        }
+    }
+    lanes.iter().sum::<f32>() + rest
+}
+
+/// RMSNorm of each row of `x` `[rows, dim]`: `x · r · weight`, `r = 1/√(mean(x²) + eps)`, into
+/// new memory (training keeps `x`); returns the output and each row's `r` `[rows]`. Multiplying
+/// by `r`, like transformers' `rsqrt`, rather than dividing by the root.
+pub(super) fn rms_norm(x: Tensor<2>, weight: Tensor<1>, eps: f32) -> (Tensor<2>, Tensor<1>) {
+    let ([rows, dim], device) = (x.dims(), x.device());
+    let (x, weight) = (host(x), host(weight));
+    let (x, weight) = (x.values(), weight.values());
+    let mut output = vec![0.0f32; rows * dim];
+    let inv_rms = output
+        .par_chunks_mut(dim)
+        .zip(x.par_chunks(dim))
+        .map(|(output, x)| {
+            let r = 1.0 / (dot(x, x) / dim as f32 + eps).sqrt();
+            for ((o, x), w) in output.iter_mut().zip(x).zip(weight.iter()) {
+                *o = x * r * w;
+            }
+            r
+        })
+        .collect();
+    (Tensor::from_data(TensorData::new(output, [rows, dim]), &device), flat(inv_rms, &device))
+}
+
+/// The gradient of [`rms_norm`] for `x`, given the gradient `g` of its output and each row's `r`:
+/// `r·(w∘g) − x·r³·mean(x∘w∘g)`, in `grad`'s memory where no one else holds it.
+pub(super) fn rms_norm_backward(x: Tensor<2>, weight: Tensor<1>, inv_rms: Tensor<1>, grad: Tensor<2>) -> Tensor<2> {
+    let dim = x.dims()[1];
+    let (x, weight, inv_rms) = (host(x), host(weight), host(inv_rms));
+    let (x, weight, inv_rms) = (x.values(), weight.values(), inv_rms.values());
+    map_rows(grad, |row, g| {
+        let (x, r) = (&x[row * dim..(row + 1) * dim], inv_rms[row]);
+        g.iter_mut().zip(weight.iter()).for_each(|(g, w)| *g *= w);
+        // g now holds w∘g.
+        let shift = r * r * r * dot(x, g) / dim as f32;
+        g.iter_mut().zip(x).for_each(|(g, x)| *g = r * *g - x * shift);
+        0.0
+    })
+    .0
+}
+
+/// `x` `[batch, heads, len, head_dim]` rotated by `cos`, `sin` `[1 or batch, len, head_dim]`
+/// (`inverse`: the other way), one row of a head at a time.
+pub(super) fn rotary(x: Tensor<4>, cos: Tensor<3>, sin: Tensor<3>, inverse: bool) -> Tensor<4> {
+    let [_, heads, len, head_dim] = x.dims();
+    let per_sequence = cos.dims()[0] > 1;
+    let (cos, sin) = (host(cos), host(sin));
+    let (cos, sin) = (cos.values(), sin.values());
+    let (half, sign) = (head_dim / 2, if inverse { -1.0 } else { 1.0 });
+    map_rows(x, |row, values| {
+        let (sequence, position) = (row / (heads * len), row % len);
+        let at = ((if per_sequence { sequence } else { 0 }) * len + position) * head_dim;
+        let (cos, sin) = (&cos[at..at + half], &sin[at..at + half]);
+        let (first, second) = values.split_at_mut(half);
+        for j in 0..half {
+            let (a, b, s) = (first[j], second[j], sign * sin[j]);
+            first[j] = a * cos[j] - b * s;
+            second[j] = b * cos[j] + a * s;
+        }
+        0.0
+    })
+    .0
+}
+
+/// `silu(gate) · up` of two flat tensors, into new memory (training keeps `gate` for the
+/// backward pass).
 pub(super) fn swiglu(gate: Tensor<1>, up: Tensor<1>) -> Tensor<1> {
     let device = gate.device();
-    let (mut output, up) = (host(gate), host(up));
-    output.par_chunks_mut(FLAT_CHUNK).zip(up.par_chunks(FLAT_CHUNK)).for_each(|(gate, up)| {
-        for (g, u) in gate.iter_mut().zip(up) {
-            *g = *g / (1.0 + exp(-*g)) * u;
+    let (gate, up) = (host(gate), host(up));
+    let (gate, up) = (gate.values(), up.values());
+    let mut output = vec![0.0f32; gate.len()];
+    output.par_chunks_mut(FLAT_CHUNK).zip(gate.par_chunks(FLAT_CHUNK).zip(up.par_chunks(FLAT_CHUNK))).for_each(|(output, (gate, up))| {
+        for ((o, g), u) in output.iter_mut().zip(gate).zip(up) {
+            *o = g / (1.0 + exp(-g)) * u;
         }
     });
     flat(output, &device)
@@ -117,15 +228,16 @@ fn flat(values: Vec<f32>, device: &Device) -> Tensor<1> {
 }
 
 /// The gradients of [`swiglu`] for `gate` and `up`, given the gradient of its output:
-/// `d·u·s·(1 + g·(1 − s))` and `d·g·s`, with `s = sigmoid(g)`.
+/// `d·u·s·(1 + g·(1 − s))` and `d·g·s`, with `s = sigmoid(g)`; the second in `up`'s memory.
 pub(super) fn swiglu_backward(gate: Tensor<1>, up: Tensor<1>, grad: Tensor<1>) -> (Tensor<1>, Tensor<1>) {
     let n = gate.dims()[0];
     let device = gate.device();
-    let (gate, mut up, grad) = (host(gate), host(up), host(grad));
+    let (gate, grad, mut up) = (host(gate), host(grad), writable(up));
+    let (gate, grad) = (gate.values(), grad.values());
     let mut grad_gate = vec![0.0f32; n];
     grad_gate
         .par_chunks_mut(FLAT_CHUNK)
-        .zip(up.par_chunks_mut(FLAT_CHUNK))
+        .zip(up.try_storage_mut::<f32>().expect("a tensor held once").par_chunks_mut(FLAT_CHUNK))
         .zip(gate.par_chunks(FLAT_CHUNK).zip(grad.par_chunks(FLAT_CHUNK)))
         .for_each(|((grad_gate, up), (gate, grad))| {
             for i in 0..gate.len() {
@@ -136,7 +248,7 @@ pub(super) fn swiglu_backward(gate: Tensor<1>, up: Tensor<1>, grad: Tensor<1>) -
                 up[i] = d * g * s;
             }
         });
-    (flat(grad_gate, &device), flat(up, &device))
+    (flat(grad_gate, &device), Tensor::from_primitive::<Flex>(up))
 }
 
 #[cfg(test)]

@@ -87,6 +87,26 @@ pub trait FusedKernels: burn::backend::Backend {
     /// `split.rs`).
     fn split_columns(product: FloatTensor<Self>, widths: Vec<usize>) -> Vec<FloatTensor<Self>>;
 
+    /// RMSNorm of each row of `x` `[rows, dim]`: `x · r · weight` with `r = 1/√(mean(x²) + eps)`
+    /// and `weight` `[dim]` (Gemma's `1 + w` already added). Returns the output and each row's `r`
+    /// `[rows]`, which the backward pass needs.
+    fn fused_rms_norm(x: FloatTensor<Self>, weight: FloatTensor<Self>, eps: f32) -> (FloatTensor<Self>, FloatTensor<Self>);
+
+    /// The gradient of [`fused_rms_norm`](Self::fused_rms_norm) for `x`, given the gradient `g` of
+    /// its output: `r·(w∘g) − x·r³·mean(x∘w∘g)` per row.
+    fn fused_rms_norm_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        inv_rms: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+
+    /// `x` `[batch, heads, len, head_dim]` (any strides) rotated by `cos`, `sin` `[1 or batch, len,
+    /// head_dim]`: `x·cos + rotate_half(x)·sin`, `rotate_half(x) = [−x₂, x₁]` of the two halves;
+    /// `inverse`, the opposite rotation (`sin` negated), which is the backward pass because the
+    /// halves of each table row are alike. Returns a contiguous tensor like `x`.
+    fn fused_rotary(x: FloatTensor<Self>, cos: FloatTensor<Self>, sin: FloatTensor<Self>, inverse: bool) -> FloatTensor<Self>;
+
     /// `silu(gate) · up` of two flat tensors `[n]`.
     fn fused_swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self>;
 

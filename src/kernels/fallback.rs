@@ -7,6 +7,7 @@ use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::tensor::{Int, Tensor, TensorData};
 
 use super::adamw::{AdamWStep, adamw_reference};
+use super::cpu_matmul;
 use super::cpu_passes;
 use super::cross_entropy::loss_only;
 use super::extension::FusedKernels;
@@ -41,7 +42,7 @@ impl FusedKernels for Flex {
     ) -> FloatTensor<Self> {
         let x = tensor::<2>(x);
         let w = dense(&host_packed(values, params, rows, cols, bits), &x.device());
-        primitive(x.matmul(w.transpose()))
+        primitive(cpu_matmul::product(x, w.transpose()))
     }
 
     fn packed_matmul_input_grad(
@@ -54,10 +55,13 @@ impl FusedKernels for Flex {
     ) -> FloatTensor<Self> {
         let grad = tensor::<2>(grad);
         let w = dense(&host_packed(values, params, rows, cols, bits), &grad.device());
-        primitive(grad.matmul(w))
+        primitive(cpu_matmul::product(grad, w))
     }
 
     fn fused_matmul(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self> {
+        if let Some(product) = cpu_matmul::matmul(&a, &b) {
+            return product;
+        }
         let a = tensor::<2>(a);
         primitive::<2>(a.clone().matmul(tensor::<2>(b).cast(a.dtype())))
     }
@@ -100,7 +104,7 @@ impl FusedKernels for Flex {
 
     fn cross_entropy_grad(logits: FloatTensor<Self>, lse: FloatTensor<Self>, targets: Vec<u32>) -> FloatTensor<Self> {
         let lse = cpu_passes::host(tensor::<1>(lse));
-        primitive(cpu_passes::softmax_minus_one_hot(tensor(logits), &lse, &targets))
+        primitive(cpu_passes::softmax_minus_one_hot(tensor(logits), lse.values(), &targets))
     }
 
     fn fused_cross_entropy(hidden: FloatTensor<Self>, head: FloatTensor<Self>, targets: Vec<u32>, chunk: usize) -> FloatTensor<Self> {
@@ -120,6 +124,24 @@ impl FusedKernels for Flex {
 
     fn split_columns(product: FloatTensor<Self>, widths: Vec<usize>) -> Vec<FloatTensor<Self>> {
         super::split::column_views::<Self>(product, &widths)
+    }
+
+    fn fused_rms_norm(x: FloatTensor<Self>, weight: FloatTensor<Self>, eps: f32) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let (output, inv_rms) = cpu_passes::rms_norm(tensor(x), tensor(weight), eps);
+        (primitive(output), primitive(inv_rms))
+    }
+
+    fn fused_rms_norm_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        inv_rms: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        primitive(cpu_passes::rms_norm_backward(tensor(x), tensor(weight), tensor(inv_rms), tensor(grad)))
+    }
+
+    fn fused_rotary(x: FloatTensor<Self>, cos: FloatTensor<Self>, sin: FloatTensor<Self>, inverse: bool) -> FloatTensor<Self> {
+        primitive(cpu_passes::rotary(tensor(x), tensor(cos), tensor(sin), inverse))
     }
 
     fn fused_swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {

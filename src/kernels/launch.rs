@@ -85,6 +85,9 @@ const FLASH_ATTENTION_BACKWARD_KEY_VALUE: &str =
 const CROSS_ENTROPY_ROWS: &str = shader!("cross_entropy_rows");
 const CROSS_ENTROPY_GRAD: &str = shader!("cross_entropy_grad");
 const ADAMW: &str = shader!("adamw");
+const RMS_NORM_FORWARD: &str = shader!("rms_norm_forward");
+const RMS_NORM_BACKWARD: &str = shader!("rms_norm_backward");
+const ROTARY: &str = shader!("rotary");
 const SWIGLU_FORWARD: &str = shader!("swiglu_forward");
 const SWIGLU_BACKWARD: &str = shader!("swiglu_backward");
 const MATMUL: &str = shader!("matmul_common", "matmul_tiles", "matmul");
@@ -102,6 +105,30 @@ const ROW_BLOCK: usize = 256;
 fn row_kernel(name: &'static str, source: &'static str) -> Box<SourceKernel<Wgsl>> {
     let kernel = Wgsl { name, source, values: vec![("block", ROW_BLOCK.to_string())] };
     Box::new(SourceKernel::new(kernel, CubeDim::new_1d(ROW_BLOCK as u32)))
+}
+
+/// Invocations per workgroup of the RMSNorm kernels, one workgroup per row (a power of two): rows
+/// are a few hundred to a few thousand wide.
+const NORM_BLOCK: usize = 64;
+
+/// Launches an RMSNorm kernel over the rows of `x` `[rows, dim]`: `buffers` bound in order, then
+/// the info buffer (rows, dim, then `extra_info`).
+fn norm_rows(
+    name: &'static str,
+    source: &'static str,
+    x: &CubeTensor,
+    buffers: Vec<burn::cubecl::server::BufferBinding>,
+    extra_info: &[u32],
+) {
+    let [rows, dim] = x.meta.shape().dims::<2>();
+    let info: Vec<u8> = [rows as u32, dim as u32].iter().chain(extra_info).flat_map(|v| v.to_le_bytes()).collect();
+    let info = x.client.create_from_slice(&info);
+    let kernel = Wgsl { name, source, values: vec![("block", NORM_BLOCK.to_string())] };
+    x.client.launch(
+        Box::new(SourceKernel::new(kernel, CubeDim::new_1d(NORM_BLOCK as u32))),
+        CubeCount::Static(rows.min(65535) as u32, rows.div_ceil(65535) as u32, 1),
+        KernelArguments::new().with_buffers(buffers.into_iter().chain([info.binding()]).collect()),
+    );
 }
 
 /// Targets and the `[rows, vocab]` info buffer of the cross-entropy kernels.
@@ -472,6 +499,41 @@ impl FusedKernels for CubeBackend {
 
     fn split_columns(product: FloatTensor<Self>, widths: Vec<usize>) -> Vec<FloatTensor<Self>> {
         super::split::column_views::<Self>(product, &widths)
+    }
+
+    fn fused_rms_norm(x: FloatTensor<Self>, weight: FloatTensor<Self>, eps: f32) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let (x, weight) = (into_contiguous(x), into_contiguous(weight));
+        check_f32(&[&x, &weight]);
+        let rows = x.meta.shape().dims::<2>()[0];
+        let output = empty_like(&x, x.meta.shape().clone());
+        let inv_rms = empty_like(&x, Shape::new([rows]));
+        let buffers = [&x, &weight, &output, &inv_rms].map(|t| t.handle.clone().binding());
+        norm_rows("rms_norm_forward", RMS_NORM_FORWARD, &x, buffers.into(), &[eps.to_bits()]);
+        (output, inv_rms)
+    }
+
+    fn fused_rms_norm_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        inv_rms: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let [x, weight, inv_rms, grad] = [x, weight, inv_rms, grad].map(into_contiguous);
+        check_f32(&[&x, &weight, &inv_rms, &grad]);
+        let dx = empty_like(&x, x.meta.shape().clone());
+        let buffers = [&x, &weight, &inv_rms, &grad, &dx].map(|t| t.handle.clone().binding());
+        norm_rows("rms_norm_backward", RMS_NORM_BACKWARD, &x, buffers.into(), &[]);
+        dx
+    }
+
+    fn fused_rotary(x: FloatTensor<Self>, cos: FloatTensor<Self>, sin: FloatTensor<Self>, inverse: bool) -> FloatTensor<Self> {
+        let [_, heads, len, head_dim] = x.meta.shape().dims::<4>();
+        let per_sequence = cos.meta.shape().dims::<3>()[0] > 1;
+        let params: Vec<u8> =
+            [head_dim, len, heads, per_sequence as usize, inverse as usize].iter().flat_map(|&v| (v as u32).to_le_bytes()).collect();
+        let params = x.client.create_from_slice(&params);
+        let [output] = elementwise("rotary", ROTARY, [x, cos, sin], Some(params));
+        output
     }
 
     fn fused_swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {

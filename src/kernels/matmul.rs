@@ -1,6 +1,7 @@
-//! `a · b` of 2-D matrices (f32, the right one also f16) with the WGSL kernels of `shaders/matmul*.wgsl` on software Vulkan
-//! (lavapipe), where they run at about twice the speed of CubeCL's matmul (BENCHMARKS.md), and
-//! with Burn's matmul everywhere else: on GPUs CubeCL's tiled kernels are the faster ones.
+//! `a · b` of 2-D matrices (f32, the right one also f16): with the WGSL kernels of
+//! `shaders/matmul*.wgsl` on software Vulkan (lavapipe), where they run at about twice the speed
+//! of CubeCL's matmul (BENCHMARKS.md); on the CPU with `gemm` called directly (`cpu_matmul.rs`);
+//! with Burn's matmul on GPUs, where CubeCL's tiled kernels are the faster ones.
 
 use burn::backend::Dispatch;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -12,8 +13,9 @@ use burn::tensor::{DType, Tensor};
 use super::extension::FusedKernels;
 
 /// `a · b` for an f32 `a` `[m, k]` and a `b` `[k, n]` in f32 or f16 (a weight stored in half
-/// precision); the result is f32. `fused` picks the WGSL kernels where they win; they widen an
-/// f16 `b` to f32 as they read it. Elsewhere an f16 `b` multiplies in f16, `a` cast to it.
+/// precision); the result is f32. `fused` picks the WGSL kernels where they win, which widen an
+/// f16 `b` to f32 as they read it, and the direct `gemm` call on the CPU for f32. Elsewhere an
+/// f16 `b` multiplies in f16, `a` cast to it.
 pub fn matmul(a: Tensor<2>, b: Tensor<2>, fused: bool) -> Tensor<2> {
     let (a_type, b_type) = (a.dtype(), b.dtype());
     let wgsl = fused
@@ -21,7 +23,8 @@ pub fn matmul(a: Tensor<2>, b: Tensor<2>, fused: bool) -> Tensor<2> {
         && matches!(b_type, DType::F32 | DType::F16)
         && super::is_wgpu(&a.device())
         && super::kernel_shape() == super::KernelShape::Software;
-    if wgsl {
+    let cpu = fused && a_type == DType::F32 && b_type == DType::F32 && super::is_cpu(&a.device());
+    if wgsl || cpu {
         Tensor::from_dispatch(Dispatch::fused_matmul(a.into_dispatch(), b.into_dispatch()))
     } else if a_type == b_type {
         a.matmul(b)

@@ -12,6 +12,7 @@ mod adamw;
 mod attention;
 mod autodiff;
 mod cpu_attention;
+mod cpu_matmul;
 mod cpu_passes;
 mod cross_entropy;
 mod extension;
@@ -19,6 +20,8 @@ mod fallback;
 mod launch;
 mod matmul;
 mod packed;
+mod rms_norm;
+mod rotary;
 mod shape;
 mod split;
 mod swiglu;
@@ -29,11 +32,27 @@ pub use cross_entropy::{cross_entropy, cross_entropy_packed};
 pub use extension::FusedKernels;
 pub use matmul::matmul;
 pub use packed::{dense as dense_packed, packed_matmul};
+pub use rms_norm::{rms_norm, rms_norm_reference};
+pub use rotary::{rotary, rotary_reference};
 pub use shape::{ForcedShape, KernelShape, force_kernel_shape, hardware_launches, kernel_shape};
 pub use split::split_columns;
 pub use swiglu::swiglu;
 
 use burn::tensor::Device;
+
+/// Whether `device` (autodiff or not) is Burn's CPU backend, where the CPU passes apply.
+pub fn is_cpu(device: &Device) -> bool {
+    use burn::backend::DispatchDevice;
+    fn cpu(device: &DispatchDevice) -> bool {
+        match device {
+            DispatchDevice::Flex(_) => true,
+            DispatchDevice::Autodiff(inner) => cpu(inner),
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+    }
+    cpu(device.as_dispatch())
+}
 
 /// Whether `device` (autodiff or not) runs on wgpu, where the WGSL kernels apply.
 pub fn is_wgpu(device: &Device) -> bool {

@@ -16,7 +16,7 @@ use super::config::{LayerAttention, ModelConfig};
 use super::linear::{Linear, LoraForward};
 use super::packed::{HostPacked, PackedWeight};
 use super::precision::{Precision, to_f32};
-use super::rope::{Rope, apply_rotary};
+use super::rope::Rope;
 use super::shared_base::SharedBase;
 use crate::classify::LabelSet;
 use crate::kernels;
@@ -34,11 +34,10 @@ impl RmsNorm {
         Self { weight, eps, unit_offset }
     }
 
-    /// Normalises the last dimension.
-    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        let rms = x.clone().square().mean_dim(D - 1).add_scalar(self.eps).sqrt();
+    /// Normalises the last dimension; `fused` picks the fused operation.
+    pub fn forward<const D: usize>(&self, x: Tensor<D>, fused: bool) -> Tensor<D> {
         let weight = if self.unit_offset { self.weight.val().add_scalar(1.0) } else { self.weight.val() };
-        x / rms * weight.unsqueeze::<D>()
+        kernels::rms_norm(x, weight, self.eps, fused)
     }
 }
 
@@ -348,25 +347,29 @@ impl Attention {
     ) -> Tensor<3> {
         let [batch, len, _] = x.dims();
         let (heads, kv_heads, head_dim) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        let split = |t: Tensor<3>, n: usize| t.reshape([batch, len, n, head_dim]).swap_dims(1, 2);
-
-        let norm = |t: Tensor<4>, norm: &Option<RmsNorm>| match norm {
-            Some(norm) => norm.forward(t),
-            None => t,
+        // Into heads, each normalised on its own where the model says (before the heads move to
+        // axis 1, so that each head's row is contiguous).
+        let split = |t: Tensor<3>, n: usize, norm: &Option<RmsNorm>| {
+            let t = t.reshape([batch, len, n, head_dim]);
+            let t = match norm {
+                Some(norm) => norm.forward(t, options.fused),
+                None => t,
+            };
+            t.swap_dims(1, 2)
         };
         let (cos, sin) = match &context.local_rope {
             Some(local) if self.sliding => local,
             _ => &context.rope,
         };
-        let rotate = |t: Tensor<4>| if self.rotary { apply_rotary(t, cos, sin) } else { t };
+        let rotate = |t: Tensor<4>| if self.rotary { kernels::rotary(t, cos, sin, options.fused) } else { t };
         let (q, k, v) = self.project(x, options);
-        let q = rotate(norm(split(q, heads), &self.q_norm));
+        let q = rotate(split(q, heads, &self.q_norm));
         let q = match self.query_scale {
             Some(scale) => q.mul_scalar(scale),
             None => q,
         };
-        let mut k = rotate(norm(split(k, kv_heads), &self.k_norm));
-        let mut v = split(v, kv_heads);
+        let mut k = rotate(split(k, kv_heads, &self.k_norm));
+        let mut v = split(v, kv_heads, &None);
         if let Some(cache) = cache {
             if let Some((past_k, past_v)) = cache.take() {
                 k = Tensor::cat(vec![past_k, k], 2);
@@ -437,16 +440,17 @@ impl DecoderLayer {
         cache: Option<&mut Option<(Tensor<4>, Tensor<4>)>>,
         options: ForwardOptions,
     ) -> Tensor<3> {
-        let attn = self.self_attn.forward(self.input_layernorm.forward(h.clone()), context, cache, options);
+        let fused = options.fused;
+        let attn = self.self_attn.forward(self.input_layernorm.forward(h.clone(), fused), context, cache, options);
         match (&self.pre_feedforward_layernorm, &self.post_feedforward_layernorm) {
             (Some(pre), Some(post)) => {
-                let h = h + self.post_attention_layernorm.forward(attn);
-                let mlp = self.mlp.forward(pre.forward(h.clone()), options);
-                h + post.forward(mlp)
+                let h = h + self.post_attention_layernorm.forward(attn, fused);
+                let mlp = self.mlp.forward(pre.forward(h.clone(), fused), options);
+                h + post.forward(mlp, fused)
             }
             _ => {
                 let h = h + attn;
-                let mlp = self.mlp.forward(self.post_attention_layernorm.forward(h.clone()), options);
+                let mlp = self.mlp.forward(self.post_attention_layernorm.forward(h.clone(), fused), options);
                 h + mlp
             }
         }
@@ -541,7 +545,7 @@ impl CausalLm {
             let layer_cache = cache.as_deref_mut().map(|c| &mut c.layers[i]);
             h = self.forward_layer(i, h, &context, layer_cache, options);
         }
-        self.norm.forward(h)
+        self.norm.forward(h, options.fused)
     }
 
     /// The token embeddings, `[batch, len, hidden]`; Gemma's scaled by √hidden.

@@ -99,20 +99,3 @@ impl Rope {
         (Tensor::from_data(TensorData::new(cos, shape), device), Tensor::from_data(TensorData::new(sin, shape), device))
     }
 }
-
-/// Rotates `x` (`[batch, heads, len, head_dim]`) by the given tables (`[1 or batch, len,
-/// rotary_dim]`): the first `rotary_dim` dimensions of each head, the rest passed through.
-pub fn apply_rotary(x: Tensor<4>, cos: &Tensor<3>, sin: &Tensor<3>) -> Tensor<4> {
-    let (head_dim, rotary_dim) = (x.dims()[3], cos.dims()[2]);
-    if rotary_dim < head_dim {
-        let rotated = apply_rotary(x.clone().narrow(3, 0, rotary_dim), cos, sin);
-        return Tensor::cat(vec![rotated, x.narrow(3, rotary_dim, head_dim - rotary_dim)], 3);
-    }
-    let half = head_dim / 2;
-    let first = x.clone().narrow(3, 0, half);
-    let second = x.clone().narrow(3, half, half);
-    let rotated = Tensor::cat(vec![second.neg(), first], 3);
-    let cos = cos.clone().unsqueeze_dim::<4>(1);
-    let sin = sin.clone().unsqueeze_dim::<4>(1);
-    x * cos + rotated * sin
-}

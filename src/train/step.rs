@@ -123,7 +123,7 @@ pub fn batch_gradients(
     let ids = Tensor::<2, Int>::from_data(TensorData::new(batch.input_ids.clone(), [batch.batch_size, batch.len]), device);
     let (hidden, checkpoints) = if inputs.gradient_checkpointing {
         let checkpoints = LayerCheckpoints::forward(model, ids, options);
-        (model.norm.forward(checkpoints.output()), Some(checkpoints))
+        (model.norm.forward(checkpoints.output(), options.fused), Some(checkpoints))
     } else {
         (model.hidden_states(ids, None, options), None)
     };

@@ -177,6 +177,79 @@ fn fused_swiglu_matches_the_reference_forward_and_backward() {
     }
 }
 
+/// The fused RMSNorm against the tensor-op one, output and the gradients for the input and the
+/// weight: rows narrower and wider than a workgroup, one element, and rows of very different
+/// scales (the per-row `1/rms` must be each row's own).
+#[test]
+fn fused_rms_norm_matches_the_reference_forward_and_backward() {
+    use wgtune::kernels::{rms_norm, rms_norm_reference};
+    for dev in devices() {
+        let device = dev.autodiff();
+        for shape in [[1, 1, 1], [2, 5, 37], [3, 7, 1531], [1, 70, 576]] {
+            let what = format!("{} {shape:?}", dev.choice);
+            let random = |shape: [usize; 3], std: f64| Tensor::<3>::random(shape, Distribution::Normal(0.0, std), &device);
+            let row_scales = Tensor::<3>::random([shape[0], shape[1], 1], Distribution::Uniform(0.1, 10.0), &device);
+            let x = (random(shape, 1.0) * row_scales).require_grad();
+            let weight = Tensor::<1>::random([shape[2]], Distribution::Normal(1.0, 0.5), &device).require_grad();
+            let weights = random(shape, 1.0);
+
+            let run = |fused: bool| {
+                let output = if fused {
+                    rms_norm(x.clone(), weight.clone(), 1e-5, true)
+                } else {
+                    rms_norm_reference(x.clone(), weight.clone(), 1e-5)
+                };
+                let grads = (output.clone() * weights.clone()).sum().backward();
+                (output.inner(), x.grad(&grads).expect("a gradient for x"), weight.grad(&grads).expect("a gradient for the weight"))
+            };
+            let ((output, grad_x, grad_weight), (reference, reference_x, reference_weight)) = (run(true), run(false));
+            let as_4d = |t: Tensor<3>| t.unsqueeze::<4>();
+            close(&format!("{what}: output"), as_4d(output), as_4d(reference));
+            close(&format!("{what}: grad x"), as_4d(grad_x), as_4d(reference_x));
+            let vector = |t: Tensor<1>| t.unsqueeze::<4>();
+            close(&format!("{what}: grad weight"), vector(grad_weight), vector(reference_weight));
+        }
+    }
+}
+
+/// The fused rotary embedding against transformers' `x·cos + rotate_half(x)·sin` in tensor
+/// operations, output and input gradient: one table for every sequence and one per sequence (a
+/// left-padded batch), and the queries as the model hands them over, a view with the heads
+/// swapped in (not contiguous).
+#[test]
+fn fused_rotary_matches_the_reference_forward_and_backward() {
+    use wgtune::kernels::{rotary, rotary_reference};
+    for dev in devices() {
+        let device = dev.autodiff();
+        for ([batch, heads, len, head_dim], tables, swapped) in
+            [([1, 1, 1, 2], 1, false), ([2, 3, 5, 8], 1, false), ([2, 3, 5, 8], 2, true), ([2, 9, 70, 64], 2, true)]
+        {
+            let what = format!("{} {:?}, tables {tables}, swapped {swapped}", dev.choice, [batch, heads, len, head_dim]);
+            // RoPE's tables: the two halves of each row alike.
+            let half = |distribution| Tensor::<3>::random([tables, len, head_dim / 2], distribution, &device);
+            let (cos, sin) = (half(Distribution::Uniform(-1.0, 1.0)), half(Distribution::Uniform(-1.0, 1.0)));
+            let (cos, sin) = (Tensor::cat(vec![cos.clone(), cos], 2), Tensor::cat(vec![sin.clone(), sin], 2));
+            let leaf = if swapped {
+                Tensor::<4>::random([batch, len, heads, head_dim], Distribution::Normal(0.0, 1.0), &device).require_grad()
+            } else {
+                Tensor::<4>::random([batch, heads, len, head_dim], Distribution::Normal(0.0, 1.0), &device).require_grad()
+            };
+            let weights = Tensor::<4>::random([batch, heads, len, head_dim], Distribution::Normal(0.0, 1.0), &device);
+
+            let run = |fused: bool| {
+                // Each backward pass consumes the graph up to the leaf: the swap is made anew.
+                let x = if swapped { leaf.clone().swap_dims(1, 2) } else { leaf.clone() };
+                let output = if fused { rotary(x, &cos, &sin, true) } else { rotary_reference(x, &cos, &sin) };
+                let grads = (output.clone() * weights.clone()).sum().backward();
+                (output.inner(), leaf.grad(&grads).expect("a gradient for x"))
+            };
+            let ((output, grad), (reference, reference_grad)) = (run(true), run(false));
+            close(&format!("{what}: output"), output, reference);
+            close(&format!("{what}: grad x"), grad, reference_grad);
+        }
+    }
+}
+
 /// The WGSL matmul (`shaders/matmul*.wgsl`) against Burn's, forward and both gradients, with `b`
 /// as stored and as a transposed view (the two kernels), in f32 and f16, at sizes that are not
 /// multiples of its 16 × 16 blocks, a single row, and the smallest `k` and `n` it takes.
