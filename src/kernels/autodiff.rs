@@ -199,6 +199,10 @@ where
         (Self::from_inner(grad_gate), Self::from_inner(grad_up))
     }
 
+    fn fused_add_squares(t: FloatTensor<Self>, partials: FloatTensor<Self>, slot: usize) -> FloatTensor<Self> {
+        Self::from_inner(B::fused_add_squares(t.into_primitive(), partials.into_primitive(), slot))
+    }
+
     fn fused_adamw(
         param: FloatTensor<Self>,
         grad: FloatTensor<Self>,

@@ -207,6 +207,15 @@ pub(super) fn rotary(x: Tensor<4>, cos: Tensor<3>, sin: Tensor<3>, inverse: bool
     .0
 }
 
+/// `partials` with `Σ t²` written at `slot`: `t` in chunks on every core, their sums added in f64.
+pub(super) fn add_squares(t: Tensor<1>, partials: Tensor<1>, slot: usize) -> Tensor<1> {
+    let t = host(t);
+    let sum: f64 = t.values().par_chunks(FLAT_CHUNK).map(|chunk| dot(chunk, chunk) as f64).sum();
+    let mut partials = writable(partials);
+    partials.try_storage_mut::<f32>().expect("a tensor held once")[slot] = sum as f32;
+    Tensor::from_primitive::<Flex>(partials)
+}
+
 /// `silu(gate) · up` of two flat tensors, into new memory (training keeps `gate` for the
 /// backward pass).
 pub(super) fn swiglu(gate: Tensor<1>, up: Tensor<1>) -> Tensor<1> {

@@ -118,6 +118,11 @@ pub trait FusedKernels: burn::backend::Backend {
         grad: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>);
 
+    /// `partials` with `Σ t²` of the flat `t` written into its `slots(n)` entries from `slot` on
+    /// (see `squared_norm.rs`: summed, they are the sum; the CPU writes it whole into the first).
+    /// Not differentiable.
+    fn fused_add_squares(t: FloatTensor<Self>, partials: FloatTensor<Self>, slot: usize) -> FloatTensor<Self>;
+
     /// One AdamW step of a flat parameter: returns the new parameter and moments.
     /// `coefficients`: lr, β1, β2, ε, decay, 1 − β1ᵗ, 1 − β2ᵗ, gradient scale.
     fn fused_adamw(

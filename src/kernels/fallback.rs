@@ -157,6 +157,10 @@ impl FusedKernels for Flex {
         (primitive(grad_gate), primitive(grad_up))
     }
 
+    fn fused_add_squares(t: FloatTensor<Self>, partials: FloatTensor<Self>, slot: usize) -> FloatTensor<Self> {
+        primitive(cpu_passes::add_squares(tensor(t), tensor(partials), slot))
+    }
+
     fn fused_adamw(
         param: FloatTensor<Self>,
         grad: FloatTensor<Self>,

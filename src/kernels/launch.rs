@@ -88,6 +88,7 @@ const ADAMW: &str = shader!("adamw");
 const RMS_NORM_FORWARD: &str = shader!("rms_norm_forward");
 const RMS_NORM_BACKWARD: &str = shader!("rms_norm_backward");
 const ROTARY: &str = shader!("rotary");
+const SQUARED_NORM: &str = shader!("squared_norm");
 const SWIGLU_FORWARD: &str = shader!("swiglu_forward");
 const SWIGLU_BACKWARD: &str = shader!("swiglu_backward");
 const MATMUL: &str = shader!("matmul_common", "matmul_tiles", "matmul");
@@ -548,6 +549,23 @@ impl FusedKernels for CubeBackend {
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
         let [grad_gate, grad_up] = elementwise("swiglu_backward", SWIGLU_BACKWARD, [gate, up, grad], None);
         (grad_gate, grad_up)
+    }
+
+    fn fused_add_squares(t: FloatTensor<Self>, partials: FloatTensor<Self>, slot: usize) -> FloatTensor<Self> {
+        let (t, partials) = (into_contiguous(t), into_contiguous(partials));
+        check_f32(&[&t, &partials]);
+        // The partial sums are written in place: into a copy of them where someone else holds them.
+        let partials = if partials.can_mut() { partials } else { <Self as FloatTensorOps<Self>>::float_add_scalar(partials, 0.0.into()) };
+        let n = t.meta.shape().num_elements();
+        let count = super::squared_norm::slots(n);
+        let info: Vec<u8> = [n, slot, count].iter().flat_map(|&v| (v as u32).to_le_bytes()).collect();
+        let info = t.client.create_from_slice(&info);
+        t.client.launch(
+            row_kernel("squared_norm", SQUARED_NORM),
+            CubeCount::Static(count as u32, 1, 1),
+            KernelArguments::new().with_buffers(vec![t.handle.clone().binding(), partials.handle.clone().binding(), info.binding()]),
+        );
+        partials
     }
 
     fn fused_adamw(

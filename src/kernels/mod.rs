@@ -24,6 +24,7 @@ mod rms_norm;
 mod rotary;
 mod shape;
 mod split;
+mod squared_norm;
 mod swiglu;
 
 pub use adamw::{AdamWStep, adamw, adamw_reference};
@@ -36,6 +37,7 @@ pub use rms_norm::{rms_norm, rms_norm_reference};
 pub use rotary::{rotary, rotary_reference};
 pub use shape::{ForcedShape, KernelShape, force_kernel_shape, hardware_launches, kernel_shape};
 pub use split::split_columns;
+pub use squared_norm::squared_norm;
 pub use swiglu::swiglu;
 
 use burn::tensor::Device;

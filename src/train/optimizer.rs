@@ -10,7 +10,7 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::config::OptimizerConfig;
-use crate::kernels::{AdamWStep, adamw};
+use crate::kernels::{AdamWStep, adamw, squared_norm};
 use crate::model::HostTensor;
 use crate::params::PathStack;
 
@@ -22,7 +22,8 @@ pub struct Moments {
 
 pub struct AdamW {
     config: OptimizerConfig,
-    /// Update with the fused WGSL kernel on wgpu devices.
+    /// The fused operations: the WGSL update kernel on wgpu devices, and the gradients' global
+    /// norm in one pass per tensor on every backend.
     fused: bool,
     /// Optimizer steps taken (bias correction uses it).
     pub steps: usize,
@@ -34,26 +35,24 @@ impl AdamW {
         Self { config: config.clone(), fused, steps: 0, moments: HashMap::new() }
     }
 
-    /// Global L2 norm of the gradients of every trainable parameter.
-    pub fn grad_norm<M: Module>(model: &M, grads: &GradientsParams) -> f64 {
-        struct SquaredNorm<'a> {
+    /// Global L2 norm of the gradients of every trainable parameter, in one fused operation
+    /// where the optimizer is fused.
+    pub fn grad_norm<M: Module>(&self, model: &M, grads: &GradientsParams) -> f64 {
+        struct Gradients<'a> {
             grads: &'a GradientsParams,
-            total: Option<Tensor<1>>,
+            flat: Vec<Tensor<1>>,
         }
-        impl ModuleVisitor for SquaredNorm<'_> {
+        impl ModuleVisitor for Gradients<'_> {
             fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
                 if let Some(g) = self.grads.get::<D>(param.id) {
-                    let sq = g.square().sum();
-                    self.total = Some(match self.total.take() {
-                        Some(t) => t + sq,
-                        None => sq,
-                    });
+                    let n = g.shape().num_elements();
+                    self.flat.push(g.reshape([n]));
                 }
             }
         }
-        let mut visitor = SquaredNorm { grads, total: None };
+        let mut visitor = Gradients { grads, flat: Vec::new() };
         model.visit(&mut visitor);
-        visitor.total.map(|t| (t.into_scalar::<f32>() as f64).sqrt()).unwrap_or(0.0)
+        squared_norm(visitor.flat, self.fused).map(|t| (t.into_scalar::<f32>() as f64).sqrt()).unwrap_or(0.0)
     }
 
     /// One AdamW step at learning rate `lr`, with gradients scaled by `grad_scale` (clipping).

@@ -87,7 +87,7 @@ pub fn optimizer_step(
 
     let clock = Phase::start(device, timings.is_some());
     let grads = accumulator.grads();
-    let grad_norm = AdamW::grad_norm(&model, &grads) / inputs.loss_scale;
+    let grad_norm = optimizer.grad_norm(&model, &grads) / inputs.loss_scale;
     if loss_sum.is_finite() && !grad_norm.is_finite() && inputs.skip_overflow {
         clock.stop(timings, |t| &mut t.optimizer);
         return Ok(StepOutcome { model, loss: loss_sum, grad_norm, overflowed: true });

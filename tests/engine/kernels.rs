@@ -250,6 +250,26 @@ fn fused_rotary_matches_the_reference_forward_and_backward() {
     }
 }
 
+/// The fused squared global norm against Burn's square, sum and add per tensor: one element, a
+/// workgroup's worth, a few slots, and a tensor past the most slots one tensor gets (each slot
+/// then takes more than its share).
+#[test]
+fn fused_squared_norm_matches_the_reference() {
+    use wgtune::kernels::squared_norm;
+    // Gradients live outside autodiff; the operation takes autodiff tensors too.
+    for (dev, device) in devices().into_iter().flat_map(|dev| [(dev.choice, dev.device.clone()), (dev.choice, dev.autodiff())]) {
+        let sizes = [1, 256, 9216, 50_000, 17_000_000];
+        let tensors: Vec<Tensor<1>> = sizes.iter().map(|&n| Tensor::<1>::random([n], Distribution::Normal(0.0, 1.0), &device)).collect();
+        for count in [1, 3, sizes.len()] {
+            let what = format!("{dev} {:?}", &sizes[..count]);
+            let fused = squared_norm(tensors[..count].to_vec(), true).expect("a norm").into_scalar::<f32>() as f64;
+            let reference = squared_norm(tensors[..count].to_vec(), false).expect("a norm").into_scalar::<f32>() as f64;
+            assert!((fused - reference).abs() <= 1e-5 * reference, "{what}: fused {fused}, reference {reference}");
+        }
+        assert!(squared_norm(Vec::new(), true).is_none());
+    }
+}
+
 /// The WGSL matmul (`shaders/matmul*.wgsl`) against Burn's, forward and both gradients, with `b`
 /// as stored and as a transposed view (the two kernels), in f32 and f16, at sizes that are not
 /// multiples of its 16 × 16 blocks, a single row, and the smallest `k` and `n` it takes.

@@ -1,0 +1,43 @@
+// Σ x² over one tensor, as partial sums: each workgroup strides over the tensor, adds its share
+// pairwise, and writes one partial sum; one reduction over all partials (every tensor's) follows.
+//
+// values: [n]; partials: one slot per workgroup of every tensor of the norm.
+// info: n, this tensor's first slot, its number of workgroups (slots).
+
+@group(0) @binding(0) var<storage, read_write> values: array<f32>;
+@group(0) @binding(1) var<storage, read_write> partials: array<f32>;
+@group(0) @binding(2) var<storage, read_write> info: array<u32>;
+
+const BLOCK: u32 = {{ block }}u;
+
+var<workgroup> shared_info: array<u32, 3>;
+var<workgroup> sums: array<f32, {{ block }}>;
+
+@compute @workgroup_size({{ block }}, 1, 1)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    if lid == 0u {
+        shared_info[0] = info[0];
+        shared_info[1] = info[1];
+        shared_info[2] = info[2];
+    }
+    let params = workgroupUniformLoad(&shared_info);
+    let n = params[0];
+    let stride = params[2] * BLOCK;
+
+    var s = 0.0;
+    for (var i = wg.x * BLOCK + lid; i < n; i += stride) {
+        let v = values[i];
+        s += v * v;
+    }
+    sums[lid] = s;
+    workgroupBarrier();
+    for (var half = BLOCK / 2u; half > 0u; half /= 2u) {
+        if lid < half {
+            sums[lid] += sums[lid + half];
+        }
+        workgroupBarrier();
+    }
+    if lid == 0u {
+        partials[params[1] + wg.x] = sums[0];
+    }
+}
