@@ -21,16 +21,16 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     }
     let head_dim = params[0];
     let len = params[1];
-    let half = head_dim / 2u;
+    let half_dim = head_dim / 2u;
     let j = i % head_dim;
     let row = i / head_dim;
     let position = row % len;
     let sequence = select(0u, row / (len * params[2]), params[3] != 0u);
     let at = (sequence * len + position) * head_dim + j;
     let s = select(1.0, -1.0, params[4] != 0u) * sin_table[at];
-    if j < half {
-        out[i] = x[i] * cos_table[at] - x[i + half] * s;
+    if j < half_dim {
+        out[i] = x[i] * cos_table[at] - x[i + half_dim] * s;
     } else {
-        out[i] = x[i] * cos_table[at] + x[i - half] * s;
+        out[i] = x[i] * cos_table[at] + x[i - half_dim] * s;
     }
 }

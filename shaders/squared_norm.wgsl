@@ -22,18 +22,18 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     }
     let params = workgroupUniformLoad(&shared_info);
     let n = params[0];
-    let stride = params[2] * BLOCK;
+    let grid = params[2] * BLOCK;
 
     var s = 0.0;
-    for (var i = wg.x * BLOCK + lid; i < n; i += stride) {
+    for (var i = wg.x * BLOCK + lid; i < n; i += grid) {
         let v = values[i];
         s += v * v;
     }
     sums[lid] = s;
     workgroupBarrier();
-    for (var half = BLOCK / 2u; half > 0u; half /= 2u) {
-        if lid < half {
-            sums[lid] += sums[lid + half];
+    for (var stride = BLOCK / 2u; stride > 0u; stride /= 2u) {
+        if lid < stride {
+            sums[lid] += sums[lid + stride];
         }
         workgroupBarrier();
     }
