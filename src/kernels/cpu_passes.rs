@@ -1,7 +1,7 @@
 //! Element-wise passes of the CPU backend's fused operations, written as one loop each and run on
 //! every core. Burn's CPU element-wise operations run on one core, one operation per pass over
 //! memory: a softmax is some six passes, SwiGLU's backward eight (BENCHMARKS.md, "A profile of the
-//! CPU step"). The matmuls around these passes stay Burn's.
+//! CPU step"). The matmuls around these passes call `gemm` directly (`cpu_matmul.rs`).
 
 use burn::backend::Flex;
 use burn::backend::tensor::FloatTensor;
