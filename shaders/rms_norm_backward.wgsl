@@ -10,10 +10,7 @@
 @group(0) @binding(4) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(5) var<storage, read_write> info: array<u32>;
 
-const BLOCK: u32 = {{ block }}u;
-
 var<workgroup> shared_info: array<u32, 2>;
-var<workgroup> sums: array<f32, {{ block }}>;
 
 @compute @workgroup_size({{ block }}, 1, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -33,16 +30,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     for (var c = lid; c < dim; c += BLOCK) {
         s += x[base + c] * weight[c] * grad[base + c];
     }
-    sums[lid] = s;
-    workgroupBarrier();
-    for (var stride = BLOCK / 2u; stride > 0u; stride /= 2u) {
-        if lid < stride {
-            sums[lid] += sums[lid + stride];
-        }
-        workgroupBarrier();
-    }
+    let total = workgroup_sum(s, lid);
     let r = inv_rms[row];
-    let shift = r * r * r * sums[0] / f32(dim);
+    let shift = r * r * r * total / f32(dim);
     for (var c = lid; c < dim; c += BLOCK) {
         dx[base + c] = r * weight[c] * grad[base + c] - x[base + c] * shift;
     }

@@ -11,10 +11,7 @@
 @group(0) @binding(3) var<storage, read_write> inv_rms: array<f32>;
 @group(0) @binding(4) var<storage, read_write> info: array<u32>;
 
-const BLOCK: u32 = {{ block }}u;
-
 var<workgroup> shared_info: array<u32, 3>;
-var<workgroup> sums: array<f32, {{ block }}>;
 
 @compute @workgroup_size({{ block }}, 1, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -36,15 +33,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         let v = x[base + c];
         s += v * v;
     }
-    sums[lid] = s;
-    workgroupBarrier();
-    for (var stride = BLOCK / 2u; stride > 0u; stride /= 2u) {
-        if lid < stride {
-            sums[lid] += sums[lid + stride];
-        }
-        workgroupBarrier();
-    }
-    let r = inverseSqrt(sums[0] / f32(dim) + bitcast<f32>(params[2]));
+    let total = workgroup_sum(s, lid);
+    let r = inverseSqrt(total / f32(dim) + bitcast<f32>(params[2]));
     for (var c = lid; c < dim; c += BLOCK) {
         out[base + c] = x[base + c] * r * weight[c];
     }

@@ -8,10 +8,7 @@
 @group(0) @binding(1) var<storage, read_write> partials: array<f32>;
 @group(0) @binding(2) var<storage, read_write> info: array<u32>;
 
-const BLOCK: u32 = {{ block }}u;
-
 var<workgroup> shared_info: array<u32, 3>;
-var<workgroup> sums: array<f32, {{ block }}>;
 
 @compute @workgroup_size({{ block }}, 1, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -29,15 +26,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         let v = values[i];
         s += v * v;
     }
-    sums[lid] = s;
-    workgroupBarrier();
-    for (var stride = BLOCK / 2u; stride > 0u; stride /= 2u) {
-        if lid < stride {
-            sums[lid] += sums[lid + stride];
-        }
-        workgroupBarrier();
-    }
+    let total = workgroup_sum(s, lid);
     if lid == 0u {
-        partials[params[1] + wg.x] = sums[0];
+        partials[params[1] + wg.x] = total;
     }
 }
