@@ -70,8 +70,7 @@ impl Linear {
         let y = match (self.weight.adapter(), &self.packed) {
             // Materialised: `x·(W + s·a·b)`. A packed base never is: that is the point of packing it.
             (Some(_), None) if lora.materialize => self.add_bias(kernels::matmul(x, compute.matmul_weight(self.weight.val()), fused)),
-            (_, Some(packed)) => self.forward_from_base(x.clone(), kernels::packed_matmul(x, packed), options),
-            (_, None) => self.forward_from_base(x.clone(), kernels::matmul(x, compute.matmul_weight(self.weight.base()), fused), options),
+            (_, packed) => self.forward_from_base(x.clone(), frozen_product(x, || self.weight.base(), packed.as_ref(), options), options),
         };
         y.reshape([batch, len, self.d_out()])
     }
@@ -105,5 +104,19 @@ impl Linear {
             Some(bias) => y + bias.val().unsqueeze::<2>(),
             None => y,
         }
+    }
+}
+
+/// `x·W` against a frozen base: `packed` when it is, else the `dense` one in the options'
+/// precision. A layer's own base and a shared one multiply alike.
+pub(super) fn frozen_product(
+    x: Tensor<2>,
+    dense: impl FnOnce() -> Tensor<2>,
+    packed: Option<&PackedWeight>,
+    options: ForwardOptions,
+) -> Tensor<2> {
+    match packed {
+        Some(packed) => kernels::packed_matmul(x, packed),
+        None => kernels::matmul(x, options.compute.matmul_weight(dense()), options.fused),
     }
 }

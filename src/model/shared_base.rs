@@ -13,7 +13,7 @@
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
-use super::linear::Linear;
+use super::linear::{Linear, frozen_product};
 use super::llama::ForwardOptions;
 use super::packed::{PackedLayout, PackedWeight, placeholder};
 use crate::kernels;
@@ -34,8 +34,9 @@ pub struct SharedBase {
 impl SharedBase {
     /// Moves the frozen bases of `linears` into one shared base, leaving each a placeholder of its
     /// shape. The base is allocated where the loader put the weights (the allocator's persistent
-    /// pool): the bases it replaces are freed for [`Device::memory_cleanup`] to return. `None`, and the layers untouched, unless every one is frozen, without an adapter,
-    /// and stored alike (all dense in one dtype, or all packed with the same bits).
+    /// pool): the bases it replaces are freed for [`Device::memory_cleanup`] to return. `None`,
+    /// and the layers untouched, unless every one is frozen, without an adapter, and stored alike
+    /// (all dense in one dtype, or all packed with the same bits).
     pub fn take(linears: &mut [&mut Linear], device: &Device) -> Option<Self> {
         let first = linears.first()?;
         let stored_alike = |l: &&mut Linear| match (&first.packed, &l.packed) {
@@ -74,11 +75,8 @@ impl SharedBase {
     pub fn forward<const N: usize>(&self, x: Tensor<3>, linears: [&Linear; N], options: ForwardOptions) -> [Tensor<3>; N] {
         let [batch, len, d_in] = x.dims();
         let x = x.reshape([batch * len, d_in]);
-        let product = match (&self.weight, &self.packed) {
-            (_, Some(packed)) => kernels::packed_matmul(x.clone(), packed),
-            (Some(weight), None) => kernels::matmul(x.clone(), options.compute.matmul_weight(weight.clone()), options.fused),
-            (None, None) => unreachable!("SharedBase::take sets the weight or the packed weight"),
-        };
+        let dense = || self.weight.clone().expect("SharedBase::take sets the weight or the packed weight");
+        let product = frozen_product(x.clone(), dense, self.packed.as_ref(), options);
         let mut bases = kernels::split_columns(product, &self.widths, options.fused).into_iter();
         linears.map(|linear| {
             let base = bases.next().expect("one piece per projection the base was taken from");
