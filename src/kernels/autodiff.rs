@@ -4,14 +4,14 @@
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::ops::{Backward, OpsKind};
 use burn::backend::tensor::{FloatTensor, IntTensor};
-use burn::backend::{Autodiff, AutodiffBackend, DispatchKindConversion, DispatchTensor, TensorMetadata};
+use burn::backend::{Autodiff, AutodiffBackend, DispatchKindConversion, DispatchTensor};
 
 use super::attention::AttentionBackward;
 use super::cross_entropy::{autodiff_loss, autodiff_loss_packed};
 use super::extension::FusedKernels;
 use super::matmul::MatmulBackward;
 use super::packed::PackedMatmulBackward;
-use super::rms_norm::{RmsNormBackward, RmsNormState};
+use super::rms_norm::RmsNormBackward;
 use super::rotary::RotaryBackward;
 use super::split::{Meeting, SplitBackward};
 use super::swiglu::SwigluBackward;
@@ -145,13 +145,12 @@ where
     }
 
     fn fused_rms_norm(x: FloatTensor<Self>, weight: FloatTensor<Self>, eps: f32) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        let [rows, dim] = x.shape().dims::<2>();
         let (x, x_node) = x.into_parts();
         let (weight, weight_node) = weight.into_parts();
         let (output, inv_rms) = B::fused_rms_norm(x.clone(), weight.clone(), eps);
         let inv_rms_out = Self::from_inner(inv_rms.clone());
         let output = match RmsNormBackward.prepare::<C>([x_node, weight_node]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => prep.finish(RmsNormState { x, weight, inv_rms, rows, dim }, output),
+            OpsKind::Tracked(prep) => prep.finish((x, weight, inv_rms), output),
             OpsKind::UnTracked(prep) => prep.finish(output),
         };
         (output, inv_rms_out)
@@ -171,11 +170,8 @@ where
         let (x, x_node) = x.into_parts();
         let (cos, sin) = (cos.into_primitive(), sin.into_primitive());
         let output = B::fused_rotary(x, cos.clone(), sin.clone(), inverse);
-        // The backward pass of the opposite rotation is this one: only the forward rotation is
-        // ever differentiated.
         match RotaryBackward.prepare::<C>([x_node]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) if !inverse => prep.finish((cos, sin), output),
-            OpsKind::Tracked(prep) => prep.finish((cos, B::float_neg(sin)), output),
+            OpsKind::Tracked(prep) => prep.finish((cos, sin, inverse), output),
             OpsKind::UnTracked(prep) => prep.finish(output),
         }
     }

@@ -119,11 +119,10 @@ fn norm_rows(
     source: &'static str,
     x: &CubeTensor,
     buffers: Vec<burn::cubecl::server::BufferBinding>,
-    extra_info: &[u32],
+    extra_info: &[usize],
 ) {
     let [rows, dim] = x.meta.shape().dims::<2>();
-    let info: Vec<u8> = [rows as u32, dim as u32].iter().chain(extra_info).flat_map(|v| v.to_le_bytes()).collect();
-    let info = x.client.create_from_slice(&info);
+    let info = info_buffer(x, &[&[rows, dim], extra_info].concat());
     let kernel = Wgsl { name, source, values: vec![("block", NORM_BLOCK.to_string())] };
     x.client.launch(
         Box::new(SourceKernel::new(kernel, CubeDim::new_1d(NORM_BLOCK as u32))),
@@ -132,13 +131,19 @@ fn norm_rows(
     );
 }
 
+/// A buffer on `on`'s device of `values` as the kernels read their `info` and parameters:
+/// little-endian `u32`s.
+fn info_buffer(on: &CubeTensor, values: &[usize]) -> burn::cubecl::server::Handle {
+    let words: Vec<u8> = values.iter().flat_map(|&v| (v as u32).to_le_bytes()).collect();
+    on.client.create_from_slice(&words)
+}
+
 /// Targets and the `[rows, vocab]` info buffer of the cross-entropy kernels.
 fn cross_entropy_inputs(logits: &CubeTensor, targets: &[u32]) -> (burn::cubecl::server::Handle, burn::cubecl::server::Handle) {
     let [rows, vocab] = logits.meta.shape().dims::<2>();
     assert_eq!(targets.len(), rows, "one target per row");
     let targets: Vec<u8> = targets.iter().flat_map(|t| t.to_le_bytes()).collect();
-    let info: Vec<u8> = [rows as u32, vocab as u32].iter().flat_map(|v| v.to_le_bytes()).collect();
-    (logits.client.create_from_slice(&targets), logits.client.create_from_slice(&info))
+    (logits.client.create_from_slice(&targets), info_buffer(logits, &[rows, vocab]))
 }
 
 /// Query (or key) rows per attention workgroup, in either shape.
@@ -213,16 +218,11 @@ fn attention_kernel(pass: AttentionPass, head_dim: usize) -> Box<SourceKernel<Fa
 }
 
 /// The `info` buffer every attention kernel reads.
-fn attention_info(q: &CubeTensor, k: &CubeTensor, q_start: usize, window: usize) -> Vec<u8> {
+fn attention_info(q: &CubeTensor, k: &CubeTensor, q_start: usize, window: usize) -> burn::cubecl::server::Handle {
     let [batch, heads, q_len, head_dim] = q.meta.shape().dims::<4>();
     let [_, kv_heads, kv_len, _] = k.meta.shape().dims::<4>();
     let scale = 1.0 / (head_dim as f32).sqrt();
-    [batch, heads, kv_heads, q_len, kv_len, q_start, window]
-        .iter()
-        .map(|&v| v as u32)
-        .chain([scale.to_bits()])
-        .flat_map(u32::to_le_bytes)
-        .collect()
+    info_buffer(q, &[batch, heads, kv_heads, q_len, kv_len, q_start, window, scale.to_bits() as usize])
 }
 
 /// Launches an element-wise kernel: one invocation per element of the (equally shaped) `inputs`,
@@ -242,7 +242,7 @@ fn elementwise<const INPUTS: usize, const OUTPUTS: usize>(
     let n = shape.num_elements();
     let groups = n.div_ceil(ROW_BLOCK);
     let count = CubeCount::Static(groups.min(65535) as u32, groups.div_ceil(65535) as u32, 1);
-    let info = first.client.create_from_slice(&(n as u32).to_le_bytes());
+    let info = info_buffer(first, &[n]);
     let buffers =
         inputs.iter().chain(&outputs).map(|t| t.handle.clone().binding()).chain(extra.map(|h| h.binding())).chain([info.binding()]);
     first.client.launch(row_kernel(name, source), count, KernelArguments::new().with_buffers(buffers.collect()));
@@ -268,9 +268,7 @@ fn packed_product(
     assert_eq!(a.meta.shape().dims::<2>()[1], k, "the input's columns match the weight");
     let output = empty_like(&a, Shape::new([m, n]));
     let layout = crate::model::packed::PackedLayout { rows, cols, bits };
-    let info = [m, k, n, layout.blocks_per_row(), layout.params_per_row(), layout.pair_words_per_row()];
-    let info: Vec<u8> = info.iter().flat_map(|&v| (v as u32).to_le_bytes()).collect();
-    let info = a.client.create_from_slice(&info);
+    let info = info_buffer(&a, &[m, k, n, layout.blocks_per_row(), layout.params_per_row(), layout.pair_words_per_row()]);
     let groups = (m.div_ceil(16) * n.div_ceil(16)).div_ceil(MATMUL_BLOCK);
     let values_template = vec![("block", MATMUL_BLOCK.to_string()), ("bits", bits.to_string())];
     let kernel = Family::<WgslMatmul>::new(Wgsl { name, source, values: values_template });
@@ -312,7 +310,7 @@ impl FusedKernels for CubeBackend {
         let [batch, heads, q_len, head_dim] = q.meta.shape().dims::<4>();
         let output = empty_like(&q, q.meta.shape().clone());
         let lse = empty_like(&q, Shape::new([batch, heads, q_len]));
-        let info = q.client.create_from_slice(&attention_info(&q, &k, q_start, window));
+        let info = attention_info(&q, &k, q_start, window);
         let count = CubeCount::Static(q_len.div_ceil(BLOCK) as u32, (batch * heads) as u32, 1);
         q.client.launch(
             attention_kernel(AttentionPass::Forward, head_dim),
@@ -351,7 +349,7 @@ impl FusedKernels for CubeBackend {
         let grad_q = empty_like(&q, q.meta.shape().clone());
         let grad_k = empty_like(&k, k.meta.shape().clone());
         let grad_v = empty_like(&k, k.meta.shape().clone());
-        let info = q.client.create_from_slice(&attention_info(&q, &k, q_start, window));
+        let info = attention_info(&q, &k, q_start, window);
 
         q.client.launch(
             attention_kernel(AttentionPass::BackwardQuery, head_dim),
@@ -400,8 +398,7 @@ impl FusedKernels for CubeBackend {
             ("matmul", MATMUL, into_contiguous(b))
         };
         let output = empty_like(&a, Shape::new([m, n]));
-        let info: Vec<u8> = [m, k, n].iter().flat_map(|&v| (v as u32).to_le_bytes()).collect();
-        let info = a.client.create_from_slice(&info);
+        let info = info_buffer(&a, &[m, k, n]);
         // One invocation per 16 × 16 block of the output.
         let groups = (m.div_ceil(16) * n.div_ceil(16)).div_ceil(MATMUL_BLOCK);
         let (b_type, enable_f16) = if f16 { ("f16", "enable f16;") } else { ("f32", "") };
@@ -509,7 +506,7 @@ impl FusedKernels for CubeBackend {
         let output = empty_like(&x, x.meta.shape().clone());
         let inv_rms = empty_like(&x, Shape::new([rows]));
         let buffers = [&x, &weight, &output, &inv_rms].map(|t| t.handle.clone().binding());
-        norm_rows("rms_norm_forward", RMS_NORM_FORWARD, &x, buffers.into(), &[eps.to_bits()]);
+        norm_rows("rms_norm_forward", RMS_NORM_FORWARD, &x, buffers.into(), &[eps.to_bits() as usize]);
         (output, inv_rms)
     }
 
@@ -530,9 +527,7 @@ impl FusedKernels for CubeBackend {
     fn fused_rotary(x: FloatTensor<Self>, cos: FloatTensor<Self>, sin: FloatTensor<Self>, inverse: bool) -> FloatTensor<Self> {
         let [_, heads, len, head_dim] = x.meta.shape().dims::<4>();
         let per_sequence = cos.meta.shape().dims::<3>()[0] > 1;
-        let params: Vec<u8> =
-            [head_dim, len, heads, per_sequence as usize, inverse as usize].iter().flat_map(|&v| (v as u32).to_le_bytes()).collect();
-        let params = x.client.create_from_slice(&params);
+        let params = info_buffer(&x, &[head_dim, len, heads, per_sequence as usize, inverse as usize]);
         let [output] = elementwise("rotary", ROTARY, [x, cos, sin], Some(params));
         output
     }
@@ -558,8 +553,7 @@ impl FusedKernels for CubeBackend {
         let partials = if partials.can_mut() { partials } else { <Self as FloatTensorOps<Self>>::float_add_scalar(partials, 0.0.into()) };
         let n = t.meta.shape().num_elements();
         let count = super::squared_norm::slots(n);
-        let info: Vec<u8> = [n, slot, count].iter().flat_map(|&v| (v as u32).to_le_bytes()).collect();
-        let info = t.client.create_from_slice(&info);
+        let info = info_buffer(&t, &[n, slot, count]);
         t.client.launch(
             row_kernel("squared_norm", SQUARED_NORM),
             CubeCount::Static(count as u32, 1, 1),

@@ -40,32 +40,26 @@ pub use split::split_columns;
 pub use squared_norm::squared_norm;
 pub use swiglu::swiglu;
 
+use burn::backend::DispatchDevice;
 use burn::tensor::Device;
+
+/// The backend device under `device`'s autodiff layer, if it has one.
+fn backend_device(device: &Device) -> &DispatchDevice {
+    fn without_autodiff(device: &DispatchDevice) -> &DispatchDevice {
+        match device {
+            DispatchDevice::Autodiff(inner) => without_autodiff(inner),
+            other => other,
+        }
+    }
+    without_autodiff(device.as_dispatch())
+}
 
 /// Whether `device` (autodiff or not) is Burn's CPU backend, where the CPU passes apply.
 pub fn is_cpu(device: &Device) -> bool {
-    use burn::backend::DispatchDevice;
-    fn cpu(device: &DispatchDevice) -> bool {
-        match device {
-            DispatchDevice::Flex(_) => true,
-            DispatchDevice::Autodiff(inner) => cpu(inner),
-            #[allow(unreachable_patterns)]
-            _ => false,
-        }
-    }
-    cpu(device.as_dispatch())
+    matches!(backend_device(device), DispatchDevice::Flex(_))
 }
 
 /// Whether `device` (autodiff or not) runs on wgpu, where the WGSL kernels apply.
 pub fn is_wgpu(device: &Device) -> bool {
-    use burn::backend::DispatchDevice;
-    fn wgpu(device: &DispatchDevice) -> bool {
-        match device {
-            DispatchDevice::Cube(cube) => matches!(cube, burn::cubecl::Device::Wgpu(_)),
-            DispatchDevice::Autodiff(inner) => wgpu(inner),
-            #[allow(unreachable_patterns)]
-            _ => false,
-        }
-    }
-    wgpu(device.as_dispatch())
+    matches!(backend_device(device), DispatchDevice::Cube(burn::cubecl::Device::Wgpu(_)))
 }

@@ -4,6 +4,7 @@
 //! backward, each a pass over the hidden states on one CPU core; a decoder layer has two norms.
 
 use burn::backend::Dispatch;
+use burn::backend::TensorMetadata;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops};
@@ -35,24 +36,16 @@ pub fn rms_norm_reference<const D: usize>(x: Tensor<D>, weight: Tensor<1>, eps: 
 #[derive(Debug)]
 pub(super) struct RmsNormBackward;
 
-/// What [`RmsNormBackward`] keeps: the input `[rows, dim]`, the weight, each row's `1/rms`.
-#[derive(Debug, Clone)]
-pub(super) struct RmsNormState<B: FusedKernels> {
-    pub x: FloatTensor<B>,
-    pub weight: FloatTensor<B>,
-    pub inv_rms: FloatTensor<B>,
-    pub rows: usize,
-    pub dim: usize,
-}
-
 impl<B: FusedKernels> Backward<B, 2> for RmsNormBackward {
-    type State = RmsNormState<B>;
+    /// The input `[rows, dim]`, the weight, each row's `1/rms`.
+    type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>);
 
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
         let [x_node, weight_node] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
-        let RmsNormState { x, weight, inv_rms, rows, dim } = ops.state;
+        let (x, weight, inv_rms) = ops.state;
         if let Some(node) = weight_node {
+            let [rows, dim] = x.shape().dims::<2>();
             let normalised = B::float_mul(x.clone(), B::float_reshape(inv_rms.clone(), [rows, 1].into()));
             let summed = B::float_sum_dim(B::float_mul(grad.clone(), normalised), 0);
             grads.register::<B>(node.id, B::float_reshape(summed, [dim].into()));

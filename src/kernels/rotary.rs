@@ -43,20 +43,21 @@ pub fn rotary_reference(x: Tensor<4>, cos: &Tensor<3>, sin: &Tensor<3>) -> Tenso
     x * cos + rotated * sin
 }
 
-/// The backward pass of [`rotary`]: the gradient rotated back (the tables are constants).
+/// The backward pass of [`rotary`]: the gradient rotated the opposite way (the tables are
+/// constants).
 #[derive(Debug)]
 pub(super) struct RotaryBackward;
 
 impl<B: FusedKernels> Backward<B, 1> for RotaryBackward {
-    /// `cos`, `sin`.
-    type State = (FloatTensor<B>, FloatTensor<B>);
+    /// `cos`, `sin`, and whether the forward rotation was the inverse one.
+    type State = (FloatTensor<B>, FloatTensor<B>, bool);
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
         let [x_node] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
-        let (cos, sin) = ops.state;
+        let (cos, sin, inverse) = ops.state;
         if let Some(node) = x_node {
-            grads.register::<B>(node.id, B::fused_rotary(grad, cos, sin, true));
+            grads.register::<B>(node.id, B::fused_rotary(grad, cos, sin, !inverse));
         }
     }
 }

@@ -27,25 +27,23 @@ pub fn split_columns(product: Tensor<2>, widths: &[usize], fused: bool) -> Vec<T
     if fused {
         return Dispatch::split_columns(product.into_dispatch(), widths.to_vec()).into_iter().map(Tensor::from_dispatch).collect();
     }
-    let mut start = 0;
-    widths
-        .iter()
-        .map(|&width| {
-            let piece = product.clone().narrow(1, start, width);
-            start += width;
-            piece
-        })
-        .collect()
+    column_ranges(widths).map(|(start, width)| product.clone().narrow(1, start, width)).collect()
+}
+
+/// Each piece's first column and width, left to right.
+fn column_ranges(widths: &[usize]) -> impl Iterator<Item = (usize, usize)> + '_ {
+    widths.iter().scan(0, |start, &width| {
+        let first = *start;
+        *start += width;
+        Some((first, width))
+    })
 }
 
 /// The pieces of `product` as views, left to right: the forward pass on every backend.
 pub(super) fn column_views<B: burn::backend::Backend>(product: FloatTensor<B>, widths: &[usize]) -> Vec<FloatTensor<B>> {
-    let mut start = 0;
-    widths
-        .iter()
-        .map(|&width| {
+    column_ranges(widths)
+        .map(|(start, width)| {
             let columns = Slice::new(start as isize, Some((start + width) as isize), 1);
-            start += width;
             B::float_slice(product.clone(), &[Slice::full(), columns])
         })
         .collect()
