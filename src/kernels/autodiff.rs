@@ -9,6 +9,7 @@ use burn::backend::{Autodiff, AutodiffBackend, DispatchKindConversion, DispatchT
 use super::attention::AttentionBackward;
 use super::cross_entropy::{autodiff_loss, autodiff_loss_packed};
 use super::extension::FusedKernels;
+use super::lora_update::LoraUpdateBackward;
 use super::matmul::MatmulBackward;
 use super::packed::PackedMatmulBackward;
 use super::rms_norm::RmsNormBackward;
@@ -75,6 +76,29 @@ where
             OpsKind::Tracked(prep) => prep.finish((keep_a.then_some(a), keep_b.then_some(b)), output),
             OpsKind::UnTracked(prep) => prep.finish(output),
         }
+    }
+
+    fn fused_lora_update(base: FloatTensor<Self>, down: FloatTensor<Self>, b: FloatTensor<Self>, scale: f32, blocks: Vec<(usize, usize)>) -> FloatTensor<Self> {
+        let (base, base_node) = base.into_parts();
+        let (down, down_node) = down.into_parts();
+        let (b, b_node) = b.into_parts();
+        // `base` is handed on alone, so that the update may go into its memory.
+        let output = B::fused_lora_update(base, down.clone(), b.clone(), scale, blocks.clone());
+        match LoraUpdateBackward.prepare::<C>([base_node, down_node, b_node]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish((down, b, scale, blocks), output),
+            OpsKind::UnTracked(prep) => prep.finish(output),
+        }
+    }
+
+    fn fused_lora_update_backward(
+        down: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        scale: f32,
+        blocks: Vec<(usize, usize)>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let (grad_down, grad_b) = B::fused_lora_update_backward(down.into_primitive(), b.into_primitive(), grad.into_primitive(), scale, blocks);
+        (Self::from_inner(grad_down), Self::from_inner(grad_b))
     }
 
     fn packed_matmul(

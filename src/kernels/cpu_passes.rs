@@ -4,6 +4,7 @@
 //! CPU step"). The matmuls around these passes call `gemm` directly (`cpu_matmul.rs`).
 
 use burn::backend::Flex;
+use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
@@ -12,7 +13,7 @@ use rayon::prelude::*;
 const FLAT_CHUNK: usize = 1 << 14;
 
 /// The CPU backend's own tensor under a `Tensor`.
-fn flex<const D: usize>(t: Tensor<D>) -> FloatTensor<Flex> {
+pub(super) fn flex<const D: usize>(t: Tensor<D>) -> FloatTensor<Flex> {
     t.try_into_primitive::<Flex>().expect("the CPU passes run on the CPU backend")
 }
 
@@ -21,23 +22,22 @@ fn flex<const D: usize>(t: Tensor<D>) -> FloatTensor<Flex> {
 /// each row.
 pub(super) fn map_rows<const D: usize>(t: Tensor<D>, f: impl Fn(usize, &mut [f32]) -> f32 + Sync) -> (Tensor<D>, Vec<f32>) {
     let row = t.dims()[D - 1];
-    let mut t = writable(t);
+    let mut t = writable(flex(t));
     let values = t.try_storage_mut::<f32>().expect("a tensor held once");
     let per_row = values.par_chunks_mut(row).enumerate().map(|(row, values)| f(row, values)).collect();
     (Tensor::from_primitive::<Flex>(t), per_row)
 }
 
-/// `t` on the CPU backend with memory of its own to rewrite: its memory where no one else holds
-/// it and it is all of it, else a copy.
-fn writable<const D: usize>(t: Tensor<D>) -> FloatTensor<Flex> {
-    let (shape, device) = (t.dims(), t.device());
-    let t = flex(t);
+/// `t` with memory of its own to rewrite, row-major: its memory where no one else holds it and it
+/// is all of it, else a copy.
+pub(super) fn writable(t: FloatTensor<Flex>) -> FloatTensor<Flex> {
     let whole = t.layout().contiguous_offsets() == Some((0, t.bytes().len() / size_of::<f32>()));
     if whole && t.is_unique() {
         return t;
     }
-    let copy = host(Tensor::<D>::from_primitive::<Flex>(t)).values().to_vec();
-    flex(Tensor::<D>::from_data(TensorData::new(copy, shape), &device))
+    let shape = t.layout().shape().to_vec();
+    let copy = HostValues::of(t).values().to_vec();
+    FlexTensor::from_data(TensorData::new(copy, shape))
 }
 
 /// An f32 tensor on the CPU whose values are read where they lie (copied only when the tensor is
@@ -46,11 +46,14 @@ fn writable<const D: usize>(t: Tensor<D>) -> FloatTensor<Flex> {
 pub(super) struct HostValues(FloatTensor<Flex>);
 
 pub(super) fn host<const D: usize>(t: Tensor<D>) -> HostValues {
-    let t = flex(t);
-    HostValues(if t.as_slice::<f32>().is_some() { t } else { t.to_contiguous() })
+    HostValues::of(flex(t))
 }
 
 impl HostValues {
+    fn of(t: FloatTensor<Flex>) -> Self {
+        Self(if t.as_slice::<f32>().is_some() { t } else { t.to_contiguous() })
+    }
+
     /// The values, row-major. Each call checks the layout: take them once, outside any loop.
     pub(super) fn values(&self) -> &[f32] {
         self.0.as_slice::<f32>().expect("an f32 tensor, made contiguous by `host`")
@@ -211,7 +214,7 @@ pub(super) fn rotary(x: Tensor<4>, cos: Tensor<3>, sin: Tensor<3>, inverse: bool
 pub(super) fn add_squares(t: Tensor<1>, partials: Tensor<1>, slot: usize) -> Tensor<1> {
     let t = host(t);
     let sum: f64 = t.values().par_chunks(FLAT_CHUNK).map(|chunk| dot(chunk, chunk) as f64).sum();
-    let mut partials = writable(partials);
+    let mut partials = writable(flex(partials));
     partials.try_storage_mut::<f32>().expect("a tensor held once")[slot] = sum as f32;
     Tensor::from_primitive::<Flex>(partials)
 }
@@ -241,7 +244,7 @@ fn flat(values: Vec<f32>, device: &Device) -> Tensor<1> {
 pub(super) fn swiglu_backward(gate: Tensor<1>, up: Tensor<1>, grad: Tensor<1>) -> (Tensor<1>, Tensor<1>) {
     let n = gate.dims()[0];
     let device = gate.device();
-    let (gate, grad, mut up) = (host(gate), host(grad), writable(up));
+    let (gate, grad, mut up) = (host(gate), host(grad), writable(flex(up)));
     let (gate, grad) = (gate.values(), grad.values());
     let mut grad_gate = vec![0.0f32; n];
     grad_gate

@@ -60,6 +60,22 @@ pub trait FusedKernels: burn::backend::Backend {
     /// f16, the result is f32 like `a`.
     fn fused_matmul(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self>;
 
+    /// `base + scale·[down₀·b₀ | down₁·b₁ | …]`, LoRA's updates of projections side by side
+    /// (see `lora_update.rs`): block `j` of `blocks` (its first column in `base` `[m, n]`, its
+    /// width) adds the product of `down`'s `r` columns from `j·r` by the next `width` columns of `b`
+    /// `[r, Σ widths]`. May reuse the memory of `base`.
+    fn fused_lora_update(base: FloatTensor<Self>, down: FloatTensor<Self>, b: FloatTensor<Self>, scale: f32, blocks: Vec<(usize, usize)>) -> FloatTensor<Self>;
+
+    /// Gradients of [`fused_lora_update`](Self::fused_lora_update) for `down` and `b`, given the
+    /// gradient of its output (which is also `base`'s).
+    fn fused_lora_update_backward(
+        down: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        scale: f32,
+        blocks: Vec<(usize, usize)>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+
     /// `x · Wᵀ` for `x` `[m, cols]` (f32) and a frozen `W` `[rows, cols]` packed in blocks of
     /// `bits`-bit numbers (`values`, `params`: see `model::packed`). Returns `[m, rows]`, f32.
     fn packed_matmul(

@@ -11,6 +11,7 @@ use super::cpu_matmul;
 use super::cpu_passes;
 use super::cross_entropy::loss_only;
 use super::extension::FusedKernels;
+use super::lora_update::{lora_update_backward_reference, lora_update_reference};
 use super::packed::dense;
 use crate::model::packed::{HostPacked, PackedLayout};
 
@@ -64,6 +65,27 @@ impl FusedKernels for Flex {
         }
         let a = tensor::<2>(a);
         primitive::<2>(a.clone().matmul(tensor::<2>(b).cast(a.dtype())))
+    }
+
+    fn fused_lora_update(base: FloatTensor<Self>, down: FloatTensor<Self>, b: FloatTensor<Self>, scale: f32, blocks: Vec<(usize, usize)>) -> FloatTensor<Self> {
+        if [&base, &down, &b].into_iter().all(cpu_matmul::is_matrix) {
+            return cpu_matmul::lora_update(base, &down, &b, scale, &blocks);
+        }
+        primitive(lora_update_reference(tensor(base), tensor(down), tensor(b), scale, &blocks))
+    }
+
+    fn fused_lora_update_backward(
+        down: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        scale: f32,
+        blocks: Vec<(usize, usize)>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        if let Some((grad_down, grad_b)) = cpu_matmul::lora_update_backward(&down, &b, &grad, scale, &blocks) {
+            return (grad_down, grad_b);
+        }
+        let (grad_down, grad_b) = lora_update_backward_reference(tensor(down), tensor(b), tensor(grad), scale, &blocks);
+        (primitive(grad_down), primitive(grad_b))
     }
 
     fn fused_attention(

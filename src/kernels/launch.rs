@@ -6,9 +6,10 @@ use burn::backend::wgpu::{CubeBackend, CubeTensor, KernelSource, SourceKernel, S
 use burn::cubecl::prelude::KernelId;
 use burn::cubecl::server::KernelArguments;
 use burn::cubecl::{CubeCount, CubeDim};
-use burn::tensor::{DType, Shape};
+use burn::tensor::{DType, Shape, Tensor};
 
 use super::extension::FusedKernels;
+use super::lora_update::{lora_update_backward_reference, lora_update_reference};
 use super::shape::{KernelShape, count_hardware_launch, kernel_shape};
 
 /// A WGSL source with its template values filled in. Kernels differ by name and values, which
@@ -560,6 +561,25 @@ impl FusedKernels for CubeBackend {
             KernelArguments::new().with_buffers(vec![t.handle.clone().binding(), partials.handle.clone().binding(), info.binding()]),
         );
         partials
+    }
+
+    fn fused_lora_update(base: FloatTensor<Self>, down: FloatTensor<Self>, b: FloatTensor<Self>, scale: f32, blocks: Vec<(usize, usize)>) -> FloatTensor<Self> {
+        let tensor = Tensor::<2>::from_primitive::<Self>;
+        let updated = lora_update_reference(tensor(base), tensor(down), tensor(b), scale, &blocks);
+        updated.try_into_primitive::<Self>().expect("results stay on the wgpu backend")
+    }
+
+    fn fused_lora_update_backward(
+        down: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        scale: f32,
+        blocks: Vec<(usize, usize)>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let tensor = Tensor::<2>::from_primitive::<Self>;
+        let (grad_down, grad_b) = lora_update_backward_reference(tensor(down), tensor(b), tensor(grad), scale, &blocks);
+        let primitive = |t: Tensor<2>| t.try_into_primitive::<Self>().expect("results stay on the wgpu backend");
+        (primitive(grad_down), primitive(grad_b))
     }
 
     fn fused_adamw(

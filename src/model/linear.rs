@@ -10,14 +10,14 @@
 //! [`packed`](super::packed)): the product against it then runs through the dequantizing kernels,
 //! and `weight` keeps only its shape and the adapter. So it does when the base is shared with the
 //! other projections of the same input (see [`shared_base`](super::shared_base)): the owner
-//! multiplies by the shared base and hands each layer its part with [`Linear::forward_from_base`].
+//! multiplies by the shared base and hands the layers their parts with [`outputs_from_base`].
 
 use burn::module::{Module, Param};
-use burn::tensor::{Distribution, Tensor};
+use burn::tensor::Tensor;
 
 use super::llama::ForwardOptions;
 use super::packed::PackedWeight;
-use crate::kernels;
+use crate::kernels::{self, LoraFactors};
 
 #[derive(Module, Debug)]
 pub struct Linear {
@@ -63,40 +63,25 @@ impl Linear {
 
     /// `x·W (+ s·(x·a)·b) (+ bias)`, the matmul against `W` in the options' precision.
     pub fn forward(&self, x: Tensor<3>, options: ForwardOptions) -> Tensor<3> {
-        assert!(!self.shares_base, "a projection that shares its base runs through forward_from_base");
+        assert!(!self.shares_base, "a projection that shares its base runs through its SharedBase");
         let ForwardOptions { lora, fused, compute, .. } = options;
         let [batch, len, d_in] = x.dims();
         let x = x.reshape([batch * len, d_in]);
         let y = match (self.weight.adapter(), &self.packed) {
             // Materialised: `x·(W + s·a·b)`. A packed base never is: that is the point of packing it.
             (Some(_), None) if lora.materialize => self.add_bias(kernels::matmul(x, compute.matmul_weight(self.weight.val()), fused)),
-            (_, packed) => self.forward_from_base(x.clone(), frozen_product(x, || self.weight.base(), packed.as_ref(), options), options),
+            (_, packed) => {
+                let base = frozen_product(x.clone(), || self.weight.base(), packed.as_ref(), options);
+                let [y] = outputs_from_base(x, base, [self], options);
+                y
+            }
         };
         y.reshape([batch, len, self.d_out()])
     }
 
-    /// `base + s·(x·a)·b (+ bias)`, `[rows, d_out]` for `x` `[rows, d_in]`, given the base product
-    /// `x·W` (from a shared base, or this layer's own): the adapter's update in factored form, its
-    /// input dropped out. A shared base, like a packed one, is never materialised.
-    pub fn forward_from_base(&self, x: Tensor<2>, base: Tensor<2>, options: ForwardOptions) -> Tensor<2> {
-        let ForwardOptions { lora, fused, .. } = options;
-        let y = match self.weight.adapter() {
-            Some(adapter) => {
-                let x = if lora.dropout > 0.0 {
-                    let keep = 1.0 - lora.dropout;
-                    let mask = x.random_like(Distribution::Bernoulli(keep));
-                    x * mask / keep
-                } else {
-                    x
-                };
-                // Scaled at rank width, `[rows, r]`, rather than at the output's: the same
-                // product, for a pass over a few columns instead of all of them.
-                let down = kernels::matmul(x, adapter.a.val(), fused).mul_scalar(adapter.scale);
-                base + kernels::matmul(down, adapter.b.val(), fused)
-            }
-            None => base,
-        };
-        self.add_bias(y)
+    /// The adapter as the forward pass applies it, when one is attached.
+    fn lora_factors(&self) -> Option<LoraFactors> {
+        self.weight.adapter().map(|adapter| LoraFactors { a: adapter.a.val(), b: adapter.b.val(), scale: adapter.scale })
     }
 
     fn add_bias(&self, y: Tensor<2>) -> Tensor<2> {
@@ -105,6 +90,16 @@ impl Linear {
             None => y,
         }
     }
+}
+
+/// The outputs of `linears`, projections of one input `x` `[rows, d_in]`, given their frozen base
+/// products `x·W` side by side, `base` `[rows, Σ d_out]` (a shared base's, or a layer's own): each
+/// adds its adapter's update in factored form, its input dropped out, and its bias. A shared base,
+/// like a packed one, is never materialised.
+pub(super) fn outputs_from_base<const N: usize>(x: Tensor<2>, base: Tensor<2>, linears: [&Linear; N], options: ForwardOptions) -> [Tensor<2>; N] {
+    let projections: Vec<(usize, Option<LoraFactors>)> = linears.iter().map(|l| (l.d_out(), l.lora_factors())).collect();
+    let mut outputs = kernels::add_lora_updates(x, base, &projections, options.lora.dropout, options.fused).into_iter();
+    linears.map(|linear| linear.add_bias(outputs.next().expect("one output per projection")))
 }
 
 /// `x·W` against a frozen base: `packed` when it is, else the `dense` one in the options'

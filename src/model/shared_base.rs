@@ -13,10 +13,9 @@
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
-use super::linear::{Linear, frozen_product};
+use super::linear::{Linear, frozen_product, outputs_from_base};
 use super::llama::ForwardOptions;
 use super::packed::{PackedLayout, PackedWeight, placeholder};
-use crate::kernels;
 
 #[derive(Module, Debug)]
 pub struct SharedBase {
@@ -77,10 +76,9 @@ impl SharedBase {
         let x = x.reshape([batch * len, d_in]);
         let dense = || self.weight.clone().expect("SharedBase::take sets the weight or the packed weight");
         let product = frozen_product(x.clone(), dense, self.packed.as_ref(), options);
-        let mut bases = kernels::split_columns(product, &self.widths, options.fused).into_iter();
-        linears.map(|linear| {
-            let base = bases.next().expect("one piece per projection the base was taken from");
-            linear.forward_from_base(x.clone(), base, options).reshape([batch, len, linear.d_out()])
+        outputs_from_base(x, product, linears, options).map(|y| {
+            let d_out = y.dims()[1];
+            y.reshape([batch, len, d_out])
         })
     }
 }

@@ -452,3 +452,90 @@ fn split_columns_matches_narrow_forward_and_backward() {
         }
     }
 }
+
+/// LoRA's updates of projections that share an input, added to their base products side by side
+/// (`kernels::add_lora_updates`; on the CPU one operation that accumulates into the base product)
+/// against one projection at a time in Burn's operations: the outputs, and the gradients of the
+/// input, of every `a` and `b`, and of the base product. Cases: three adapted projections (q, k,
+/// v), one left without an adapter between two that have one, one projection alone, dropout (a
+/// mask per adapter, drawn alike from one seed), and a base product that is a tensor held
+/// elsewhere, or a transposed view of one, which must come out unchanged.
+#[test]
+fn lora_updates_match_one_projection_at_a_time_forward_and_backward() {
+    use wgtune::kernels::{LoraFactors, add_lora_updates};
+    for dev in devices() {
+        let device = dev.autodiff();
+        // The base product: fresh, as the model's are (the update may go into its memory), or the
+        // leaf's own memory (it must not), as it is or transposed.
+        #[derive(Clone, Copy, PartialEq)]
+        enum Base {
+            Fresh,
+            HeldElsewhere,
+            TransposedView,
+        }
+        let cases: [(&str, Vec<(usize, bool)>, f64, Base); 6] = [
+            ("q, k, v", vec![(24, true), (8, true), (8, true)], 0.0, Base::Fresh),
+            ("middle without adapter", vec![(5, true), (7, false), (3, true)], 0.0, Base::Fresh),
+            ("one projection", vec![(19, true)], 0.0, Base::Fresh),
+            ("dropout", vec![(6, true), (9, true)], 0.3, Base::Fresh),
+            ("base held elsewhere", vec![(11, true), (4, true)], 0.0, Base::HeldElsewhere),
+            ("base a transposed view", vec![(11, true), (4, true)], 0.0, Base::TransposedView),
+        ];
+        for (name, projections, dropout, base_kind) in cases {
+            let what = format!("{}: {name}", dev.choice);
+            let (rows, d_in, rank) = (37, 12, 3);
+            let n: usize = projections.iter().map(|(width, _)| width).sum();
+            let random = |shape: [usize; 2], std: f64| Tensor::<2>::random(shape, Distribution::Normal(0.0, std), &device);
+            let x = random([rows, d_in], 1.0).require_grad();
+            let transposed = base_kind == Base::TransposedView;
+            let base_leaf = if transposed { random([n, rows], 1.0) } else { random([rows, n], 1.0) }.require_grad();
+            let factors: Vec<Option<(Tensor<2>, Tensor<2>)>> = projections
+                .iter()
+                .map(|&(width, adapted)| adapted.then(|| (random([d_in, rank], 0.5).require_grad(), random([rank, width], 0.5).require_grad())))
+                .collect();
+            let weights: Vec<Tensor<2>> = projections.iter().map(|&(width, _)| random([rows, width], 1.0)).collect();
+            // A copy of the values, not of the handle to them.
+            let base_before = Tensor::<2>::from_data(base_leaf.to_data(), &device).inner();
+
+            let run = |fused: bool| {
+                device.seed(11);
+                let base = match base_kind {
+                    Base::Fresh => base_leaf.clone().mul_scalar(1.0),
+                    Base::HeldElsewhere => base_leaf.clone(),
+                    Base::TransposedView => base_leaf.clone().transpose(),
+                };
+                let given: Vec<(usize, Option<LoraFactors>)> = projections
+                    .iter()
+                    .zip(&factors)
+                    .map(|(&(width, _), f)| (width, f.as_ref().map(|(a, b)| LoraFactors { a: a.clone(), b: b.clone(), scale: 1.75 })))
+                    .collect();
+                let outputs = add_lora_updates(x.clone(), base, &given, dropout, fused);
+                let loss = outputs.iter().zip(&weights).map(|(y, w)| (y.clone() * w.clone()).sum()).reduce(|a, b| a + b).expect("outputs");
+                let grads = loss.backward();
+                let factor_grads: Vec<Option<(Tensor<2>, Tensor<2>)>> = factors
+                    .iter()
+                    .map(|f| f.as_ref().map(|(a, b)| (a.grad(&grads).expect("a gradient for a"), b.grad(&grads).expect("a gradient for b"))))
+                    .collect();
+                let grad_x = x.grad(&grads).expect("a gradient for x");
+                let grad_base = base_leaf.grad(&grads).expect("a gradient for the base");
+                (outputs.into_iter().map(|y| y.inner()).collect::<Vec<_>>(), grad_x, grad_base, factor_grads)
+            };
+            let (fused, reference) = (run(true), run(false));
+            let as_4d = |t: Tensor<2>| t.unsqueeze::<4>();
+            assert_eq!(fused.0.len(), projections.len(), "{what}: one output per projection");
+            for (j, ((y, reference_y), &(width, _))) in fused.0.into_iter().zip(reference.0).zip(&projections).enumerate() {
+                assert_eq!(y.dims(), [rows, width], "{what}: output {j}");
+                close(&format!("{what}: output {j}"), as_4d(y), as_4d(reference_y));
+            }
+            close(&format!("{what}: grad x"), as_4d(fused.1), as_4d(reference.1));
+            close(&format!("{what}: grad base"), as_4d(fused.2), as_4d(reference.2));
+            for (j, (ours, theirs)) in fused.3.into_iter().zip(reference.3).enumerate() {
+                if let (Some((a, b)), Some((reference_a, reference_b))) = (ours, theirs) {
+                    close(&format!("{what}: grad a {j}"), as_4d(a), as_4d(reference_a));
+                    close(&format!("{what}: grad b {j}"), as_4d(b), as_4d(reference_b));
+                }
+            }
+            close(&format!("{what}: the base's own tensor"), as_4d(base_leaf.clone().inner()), as_4d(base_before));
+        }
+    }
+}
