@@ -78,7 +78,13 @@ where
         }
     }
 
-    fn fused_lora_update(base: FloatTensor<Self>, down: FloatTensor<Self>, b: FloatTensor<Self>, scale: f32, blocks: Vec<(usize, usize)>) -> FloatTensor<Self> {
+    fn fused_lora_update(
+        base: FloatTensor<Self>,
+        down: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        scale: f32,
+        blocks: Vec<(usize, usize)>,
+    ) -> FloatTensor<Self> {
         let (base, base_node) = base.into_parts();
         let (down, down_node) = down.into_parts();
         let (b, b_node) = b.into_parts();
@@ -97,7 +103,8 @@ where
         scale: f32,
         blocks: Vec<(usize, usize)>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        let (grad_down, grad_b) = B::fused_lora_update_backward(down.into_primitive(), b.into_primitive(), grad.into_primitive(), scale, blocks);
+        let (grad_down, grad_b) =
+            B::fused_lora_update_backward(down.into_primitive(), b.into_primitive(), grad.into_primitive(), scale, blocks);
         (Self::from_inner(grad_down), Self::from_inner(grad_b))
     }
 

@@ -159,7 +159,11 @@ pub(super) fn backward(
         .zip(grad_k_shares.par_chunks_mut(key_len.max(1)).zip(grad_v_shares.par_chunks_mut(key_len.max(1))))
         .enumerate()
         .for_each(|(index, (grad_q, (grad_k, grad_v)))| {
-            let (q, output, grad) = (q_heads.matrix(index, &query_batches), output_heads.matrix(index, &query_batches), grad_heads.matrix(index, &query_batches));
+            let (q, output, grad) = (
+                q_heads.matrix(index, &query_batches),
+                output_heads.matrix(index, &query_batches),
+                grad_heads.matrix(index, &query_batches),
+            );
             let (k, v) = (k_heads.matrix(g.kv_index(index), &kv_batches), v_heads.matrix(g.kv_index(index), &kv_batches));
             // `lse` is `[batch, heads, len]`: batch `index / heads`'s matrix, row `index % heads`.
             let lse: Vec<f32> = lse_heads.matrix(index / g.heads, &[g.batch]).row(index % g.heads).collect();
@@ -167,7 +171,8 @@ pub(super) fn backward(
             for block in g.blocks() {
                 let n = block.rows * block.keys;
                 let (p, ds) = (&mut probs[..n], &mut grad_scores[..n]);
-                let (q, output, grad) = (q.rows(block.first, block.rows), output.rows(block.first, block.rows), grad.rows(block.first, block.rows));
+                let (q, output, grad) =
+                    (q.rows(block.first, block.rows), output.rows(block.first, block.rows), grad.rows(block.first, block.rows));
                 let (k, v) = (k.rows(block.keys_begin, block.keys), v.rows(block.keys_begin, block.keys));
                 // P from the log-sum-exp, and dS = P ∘ (dO·Vᵀ − rowsum(dO ∘ O)).
                 multiply(Destination::Overwrite(p), 0, block.keys, q, k.transposed(), scale, Parallelism::None);
@@ -188,8 +193,24 @@ pub(super) fn backward(
                 let (p, ds) = (Matrix::row_major(p, block.rows, block.keys), Matrix::row_major(ds, block.rows, block.keys));
                 let rows_at = |first: usize| first * g.head_dim;
                 multiply(Destination::Fresh(&mut *grad_q), rows_at(block.first), g.head_dim, ds, k, scale, Parallelism::None);
-                multiply(Destination::Accumulate(&mut *grad_k), rows_at(block.keys_begin), g.head_dim, ds.transposed(), q, scale, Parallelism::None);
-                multiply(Destination::Accumulate(&mut *grad_v), rows_at(block.keys_begin), g.head_dim, p.transposed(), grad, 1.0, Parallelism::None);
+                multiply(
+                    Destination::Accumulate(&mut *grad_k),
+                    rows_at(block.keys_begin),
+                    g.head_dim,
+                    ds.transposed(),
+                    q,
+                    scale,
+                    Parallelism::None,
+                );
+                multiply(
+                    Destination::Accumulate(&mut *grad_v),
+                    rows_at(block.keys_begin),
+                    g.head_dim,
+                    p.transposed(),
+                    grad,
+                    1.0,
+                    Parallelism::None,
+                );
             }
         });
     // SAFETY: the blocks cover every query row of every head, and each wrote its rows whole.

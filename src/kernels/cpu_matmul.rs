@@ -58,7 +58,13 @@ pub(super) fn matmul(a: &FloatTensor<Flex>, b: &FloatTensor<Flex>) -> Option<Flo
 /// ([`is_matrix`]): block `j` multiplies the `rank` columns `j·rank..` of `down` by the next
 /// `width` columns of `b` into columns `start..start + width` of `base`, accumulated in `base`'s
 /// memory where no one else holds it.
-pub(super) fn lora_update(base: FloatTensor<Flex>, down: &FloatTensor<Flex>, b: &FloatTensor<Flex>, scale: f32, blocks: &[(usize, usize)]) -> FloatTensor<Flex> {
+pub(super) fn lora_update(
+    base: FloatTensor<Flex>,
+    down: &FloatTensor<Flex>,
+    b: &FloatTensor<Flex>,
+    scale: f32,
+    blocks: &[(usize, usize)],
+) -> FloatTensor<Flex> {
     let (down, b) = (Matrix::of(down).expect("a 2-D f32 `down`"), Matrix::of(b).expect("a 2-D f32 `b`"));
     let rank = b.rows;
     let mut output = super::cpu_passes::writable(base);
@@ -93,7 +99,8 @@ pub(super) fn lora_update_backward(
     assert_eq!(blocks.iter().map(|&(_, width)| width).sum::<usize>(), b.cols, "the blocks cover `b`");
     let mut grad_down = Vec::with_capacity(down.rows * down.cols);
     let mut grad_b = Vec::with_capacity(b.rows * b.cols);
-    let (into_down, into_b) = (&mut grad_down.spare_capacity_mut()[..down.rows * down.cols], &mut grad_b.spare_capacity_mut()[..b.rows * b.cols]);
+    let (into_down, into_b) =
+        (&mut grad_down.spare_capacity_mut()[..down.rows * down.cols], &mut grad_b.spare_capacity_mut()[..b.rows * b.cols]);
     for (j, (&(start, width), (b_start, _))) in blocks.iter().zip(b_columns(blocks)).enumerate() {
         let (grad_j, b_j, down_j) = (grad.columns(start, width), b.columns(b_start, width), down.columns(j * rank, rank));
         multiply(Destination::Fresh(&mut *into_down), j * rank, down.cols, grad_j, b_j.transposed(), scale, parallelism(rows, rank, width));
@@ -196,7 +203,15 @@ pub(super) enum Destination<'a> {
 
 /// `scale · lhs · rhs` written into (or, accumulating, added to) the row-major `m × n` block of
 /// `destination` that starts at `offset`, `row_stride` apart.
-pub(super) fn multiply(destination: Destination, offset: usize, row_stride: usize, lhs: Matrix, rhs: Matrix, scale: f32, parallelism: Parallelism) {
+pub(super) fn multiply(
+    destination: Destination,
+    offset: usize,
+    row_stride: usize,
+    lhs: Matrix,
+    rhs: Matrix,
+    scale: f32,
+    parallelism: Parallelism,
+) {
     let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
     assert_eq!(rhs.rows, k, "the inner dimensions agree");
     if m == 0 || n == 0 {
@@ -255,7 +270,12 @@ pub(super) struct Operand<'a> {
 impl<'a> Operand<'a> {
     pub(super) fn of(t: &'a FloatTensor<Flex>) -> Self {
         let layout = t.layout();
-        Self { values: t.storage::<f32>(), start: layout.start_offset(), shape: layout.shape().to_vec(), strides: layout.strides().to_vec() }
+        Self {
+            values: t.storage::<f32>(),
+            start: layout.start_offset(),
+            shape: layout.shape().to_vec(),
+            strides: layout.strides().to_vec(),
+        }
     }
 
     /// Batch `index` (row-major over `batch_shape`).

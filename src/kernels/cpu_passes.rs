@@ -3,6 +3,8 @@
 //! memory: a softmax is some six passes, SwiGLU's backward eight (BENCHMARKS.md, "A profile of the
 //! CPU step"). The matmuls around these passes call `gemm` directly (`cpu_matmul.rs`).
 
+use std::mem::MaybeUninit;
+
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
@@ -155,18 +157,24 @@ pub(super) fn rms_norm(x: Tensor<2>, weight: Tensor<1>, eps: f32) -> (Tensor<2>,
     let ([rows, dim], device) = (x.dims(), x.device());
     let (x, weight) = (host(x), host(weight));
     let (x, weight) = (x.values(), weight.values());
-    let mut output = vec![0.0f32; rows * dim];
-    let inv_rms = output
-        .par_chunks_mut(dim)
-        .zip(x.par_chunks(dim))
-        .map(|(output, x)| {
-            let r = 1.0 / (dot(x, x) / dim as f32 + eps).sqrt();
-            for ((o, x), w) in output.iter_mut().zip(x).zip(weight.iter()) {
-                *o = x * r * w;
-            }
-            r
+    assert_eq!(weight.len(), dim, "one weight per column");
+    let mut inv_rms = Vec::new();
+    // SAFETY: every row, and every element of each (`zip` with `x`'s row and the weights, as long).
+    let output = unsafe {
+        written(rows * dim, |output| {
+            inv_rms = output
+                .par_chunks_mut(dim.max(1))
+                .zip(x.par_chunks(dim.max(1)))
+                .map(|(output, x)| {
+                    let r = 1.0 / (dot(x, x) / dim as f32 + eps).sqrt();
+                    for ((o, x), w) in output.iter_mut().zip(x).zip(weight.iter()) {
+                        o.write(x * r * w);
+                    }
+                    r
+                })
+                .collect();
         })
-        .collect();
+    };
     (Tensor::from_data(TensorData::new(output, [rows, dim]), &device), flat(inv_rms, &device))
 }
 
@@ -225,13 +233,33 @@ pub(super) fn swiglu(gate: Tensor<1>, up: Tensor<1>) -> Tensor<1> {
     let device = gate.device();
     let (gate, up) = (host(gate), host(up));
     let (gate, up) = (gate.values(), up.values());
-    let mut output = vec![0.0f32; gate.len()];
-    output.par_chunks_mut(FLAT_CHUNK).zip(gate.par_chunks(FLAT_CHUNK).zip(up.par_chunks(FLAT_CHUNK))).for_each(|(output, (gate, up))| {
-        for ((o, g), u) in output.iter_mut().zip(gate).zip(up) {
-            *o = g / (1.0 + exp(-g)) * u;
-        }
-    });
+    assert_eq!(gate.len(), up.len(), "`gate` and `up` alike");
+    // SAFETY: every chunk, and every element of each (`zip` with `gate`'s and `up`'s, as long).
+    let output = unsafe {
+        written(gate.len(), |output| {
+            output.par_chunks_mut(FLAT_CHUNK).zip(gate.par_chunks(FLAT_CHUNK).zip(up.par_chunks(FLAT_CHUNK))).for_each(
+                |(output, (gate, up))| {
+                    for ((o, g), u) in output.iter_mut().zip(gate).zip(up) {
+                        o.write(g / (1.0 + exp(-g)) * u);
+                    }
+                },
+            );
+        })
+    };
     flat(output, &device)
+}
+
+/// A `len`-long vector that `write` fills, given its memory uninitialised (zeroing it first would
+/// be one more pass over fresh memory).
+///
+/// # Safety
+/// `write` writes every element.
+unsafe fn written(len: usize, write: impl FnOnce(&mut [MaybeUninit<f32>])) -> Vec<f32> {
+    let mut values = Vec::with_capacity(len);
+    write(&mut values.spare_capacity_mut()[..len]);
+    // SAFETY: the caller's `write` wrote every element.
+    unsafe { values.set_len(len) };
+    values
 }
 
 fn flat(values: Vec<f32>, device: &Device) -> Tensor<1> {
@@ -246,20 +274,26 @@ pub(super) fn swiglu_backward(gate: Tensor<1>, up: Tensor<1>, grad: Tensor<1>) -
     let device = gate.device();
     let (gate, grad, mut up) = (host(gate), host(grad), writable(flex(up)));
     let (gate, grad) = (gate.values(), grad.values());
-    let mut grad_gate = vec![0.0f32; n];
-    grad_gate
-        .par_chunks_mut(FLAT_CHUNK)
-        .zip(up.try_storage_mut::<f32>().expect("a tensor held once").par_chunks_mut(FLAT_CHUNK))
-        .zip(gate.par_chunks(FLAT_CHUNK).zip(grad.par_chunks(FLAT_CHUNK)))
-        .for_each(|((grad_gate, up), (gate, grad))| {
-            for i in 0..gate.len() {
-                let (g, d) = (gate[i], grad[i]);
-                let s = 1.0 / (1.0 + exp(-g));
-                grad_gate[i] = d * up[i] * s * (1.0 + g * (1.0 - s));
-                // The gradient for `up` takes `up`'s place once `up` is read.
-                up[i] = d * g * s;
-            }
-        });
+    let up_values = up.try_storage_mut::<f32>().expect("a tensor held once");
+    assert!(gate.len() == n && grad.len() == n && up_values.len() == n, "`gate`, `up` and the gradient alike");
+    // SAFETY: every chunk, and every index of each (`0..gate.len()`, the chunk's length).
+    let grad_gate = unsafe {
+        written(n, |grad_gate| {
+            grad_gate
+                .par_chunks_mut(FLAT_CHUNK)
+                .zip(up_values.par_chunks_mut(FLAT_CHUNK))
+                .zip(gate.par_chunks(FLAT_CHUNK).zip(grad.par_chunks(FLAT_CHUNK)))
+                .for_each(|((grad_gate, up), (gate, grad))| {
+                    for i in 0..gate.len() {
+                        let (g, d) = (gate[i], grad[i]);
+                        let s = 1.0 / (1.0 + exp(-g));
+                        grad_gate[i].write(d * up[i] * s * (1.0 + g * (1.0 - s)));
+                        // The gradient for `up` takes `up`'s place once `up` is read.
+                        up[i] = d * g * s;
+                    }
+                });
+        })
+    };
     (flat(grad_gate, &device), Tensor::from_primitive::<Flex>(up))
 }
 

@@ -64,7 +64,13 @@ pub trait FusedKernels: burn::backend::Backend {
     /// (see `lora_update.rs`): block `j` of `blocks` (its first column in `base` `[m, n]`, its
     /// width) adds the product of `down`'s `r` columns from `j·r` by the next `width` columns of `b`
     /// `[r, Σ widths]`. May reuse the memory of `base`.
-    fn fused_lora_update(base: FloatTensor<Self>, down: FloatTensor<Self>, b: FloatTensor<Self>, scale: f32, blocks: Vec<(usize, usize)>) -> FloatTensor<Self>;
+    fn fused_lora_update(
+        base: FloatTensor<Self>,
+        down: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        scale: f32,
+        blocks: Vec<(usize, usize)>,
+    ) -> FloatTensor<Self>;
 
     /// Gradients of [`fused_lora_update`](Self::fused_lora_update) for `down` and `b`, given the
     /// gradient of its output (which is also `base`'s).

@@ -67,7 +67,13 @@ impl FusedKernels for Flex {
         primitive::<2>(a.clone().matmul(tensor::<2>(b).cast(a.dtype())))
     }
 
-    fn fused_lora_update(base: FloatTensor<Self>, down: FloatTensor<Self>, b: FloatTensor<Self>, scale: f32, blocks: Vec<(usize, usize)>) -> FloatTensor<Self> {
+    fn fused_lora_update(
+        base: FloatTensor<Self>,
+        down: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        scale: f32,
+        blocks: Vec<(usize, usize)>,
+    ) -> FloatTensor<Self> {
         if [&base, &down, &b].into_iter().all(cpu_matmul::is_matrix) {
             return cpu_matmul::lora_update(base, &down, &b, scale, &blocks);
         }

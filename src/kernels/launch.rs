@@ -563,7 +563,13 @@ impl FusedKernels for CubeBackend {
         partials
     }
 
-    fn fused_lora_update(base: FloatTensor<Self>, down: FloatTensor<Self>, b: FloatTensor<Self>, scale: f32, blocks: Vec<(usize, usize)>) -> FloatTensor<Self> {
+    fn fused_lora_update(
+        base: FloatTensor<Self>,
+        down: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        scale: f32,
+        blocks: Vec<(usize, usize)>,
+    ) -> FloatTensor<Self> {
         let tensor = Tensor::<2>::from_primitive::<Self>;
         let updated = lora_update_reference(tensor(base), tensor(down), tensor(b), scale, &blocks);
         updated.try_into_primitive::<Self>().expect("results stay on the wgpu backend")

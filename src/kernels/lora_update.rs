@@ -36,7 +36,13 @@ pub struct LoraFactors {
 /// side by side, `base` `[rows, Σ d_out]`: cut into each projection's `[rows, d_out]` (its
 /// `width`), each with its adapter's update added when it has one. The adapters' inputs are
 /// dropped out with probability `dropout`, a mask per adapter. `fused` picks the fused operations.
-pub fn add_lora_updates(x: Tensor<2>, base: Tensor<2>, projections: &[(usize, Option<LoraFactors>)], dropout: f64, fused: bool) -> Vec<Tensor<2>> {
+pub fn add_lora_updates(
+    x: Tensor<2>,
+    base: Tensor<2>,
+    projections: &[(usize, Option<LoraFactors>)],
+    dropout: f64,
+    fused: bool,
+) -> Vec<Tensor<2>> {
     let widths: Vec<usize> = projections.iter().map(|(width, _)| *width).collect();
     debug_assert_eq!(widths.iter().sum::<usize>(), base.dims()[1], "the widths cover the base product");
     if let Some(joint) = Joint::of(&x, &base, projections, fused) {
@@ -99,7 +105,9 @@ impl Joint {
         }
         let adapted: Vec<&LoraFactors> = projections.iter().filter_map(|(_, factors)| factors.as_ref()).collect();
         let first = adapted.first()?;
-        let alike = |f: &&LoraFactors| f.scale == first.scale && f.b.dims()[0] == first.b.dims()[0] && f.b.dtype() == DType::F32 && f.a.dtype() == DType::F32;
+        let alike = |f: &&LoraFactors| {
+            f.scale == first.scale && f.b.dims()[0] == first.b.dims()[0] && f.b.dtype() == DType::F32 && f.a.dtype() == DType::F32
+        };
         if !adapted.iter().all(alike) {
             return None;
         }

@@ -96,7 +96,12 @@ impl Linear {
 /// products `x·W` side by side, `base` `[rows, Σ d_out]` (a shared base's, or a layer's own): each
 /// adds its adapter's update in factored form, its input dropped out, and its bias. A shared base,
 /// like a packed one, is never materialised.
-pub(super) fn outputs_from_base<const N: usize>(x: Tensor<2>, base: Tensor<2>, linears: [&Linear; N], options: ForwardOptions) -> [Tensor<2>; N] {
+pub(super) fn outputs_from_base<const N: usize>(
+    x: Tensor<2>,
+    base: Tensor<2>,
+    linears: [&Linear; N],
+    options: ForwardOptions,
+) -> [Tensor<2>; N] {
     let projections: Vec<(usize, Option<LoraFactors>)> = linears.iter().map(|l| (l.d_out(), l.lora_factors())).collect();
     let mut outputs = kernels::add_lora_updates(x, base, &projections, options.lora.dropout, options.fused).into_iter();
     linears.map(|linear| linear.add_bias(outputs.next().expect("one output per projection")))

@@ -491,7 +491,9 @@ fn lora_updates_match_one_projection_at_a_time_forward_and_backward() {
             let base_leaf = if transposed { random([n, rows], 1.0) } else { random([rows, n], 1.0) }.require_grad();
             let factors: Vec<Option<(Tensor<2>, Tensor<2>)>> = projections
                 .iter()
-                .map(|&(width, adapted)| adapted.then(|| (random([d_in, rank], 0.5).require_grad(), random([rank, width], 0.5).require_grad())))
+                .map(|&(width, adapted)| {
+                    adapted.then(|| (random([d_in, rank], 0.5).require_grad(), random([rank, width], 0.5).require_grad()))
+                })
                 .collect();
             let weights: Vec<Tensor<2>> = projections.iter().map(|&(width, _)| random([rows, width], 1.0)).collect();
             // A copy of the values, not of the handle to them.
@@ -514,7 +516,9 @@ fn lora_updates_match_one_projection_at_a_time_forward_and_backward() {
                 let grads = loss.backward();
                 let factor_grads: Vec<Option<(Tensor<2>, Tensor<2>)>> = factors
                     .iter()
-                    .map(|f| f.as_ref().map(|(a, b)| (a.grad(&grads).expect("a gradient for a"), b.grad(&grads).expect("a gradient for b"))))
+                    .map(|f| {
+                        f.as_ref().map(|(a, b)| (a.grad(&grads).expect("a gradient for a"), b.grad(&grads).expect("a gradient for b")))
+                    })
                     .collect();
                 let grad_x = x.grad(&grads).expect("a gradient for x");
                 let grad_base = base_leaf.grad(&grads).expect("a gradient for the base");
