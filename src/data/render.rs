@@ -41,7 +41,8 @@ pub fn render(sample: &Sample, tokenizer: &TextTokenizer, train_on_prompt: bool)
         Sample::Text(text) => completion("", text, tokenizer),
     };
     if train_on_prompt {
-        rendered.trainable = vec![0..rendered.text.len()];
+        let everything = 0..rendered.text.len();
+        rendered.trainable = vec![everything];
     }
     Ok(rendered)
 }
@@ -61,7 +62,8 @@ fn completion(prompt: &str, reply: &str, tokenizer: &TextTokenizer) -> RenderedT
     if let Some(eos) = tokenizer.eos_token() {
         text.push_str(eos);
     }
-    RenderedText { trainable: vec![prompt.len()..text.len()], text, has_special_tokens: false }
+    let reply_and_eos = prompt.len()..text.len();
+    RenderedText { trainable: vec![reply_and_eos], text, has_special_tokens: false }
 }
 
 fn render_chat(messages: &[Message], tokenizer: &TextTokenizer) -> Result<RenderedText> {

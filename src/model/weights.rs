@@ -349,7 +349,7 @@ mod tests {
             let path = dir.path().join(format!("{dtype:?}.safetensors"));
             let t = TensorSpec { name: "w".into(), dtype, shape: vec![2, 2] };
             write_safetensors(&path, &[t], None, |t| Ok(t.dtype.encode(&values))).unwrap();
-            let files = WeightFiles::open_files(&[path.clone()], &path).unwrap();
+            let files = WeightFiles::open_files(std::slice::from_ref(&path), &path).unwrap();
             let read = files.read("w", &[2, 2]).unwrap();
             let tolerance = if dtype == WeightDtype::F32 { 0.0 } else { 0.01 };
             for (a, b) in read.values.iter().zip(values) {

@@ -289,8 +289,7 @@ mod tests {
 
     #[test]
     fn toml_round_trips() {
-        let mut config = TrainConfig::default();
-        config.model = "models/smol".into();
+        let mut config = TrainConfig { model: "models/smol".into(), ..Default::default() };
         config.data.train_file = "data.jsonl".into();
         config.max_steps = Some(10);
         let text = config.to_toml();

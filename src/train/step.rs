@@ -61,7 +61,8 @@ pub struct StepOutcome {
 /// The loss or the gradient is not finite; the model was left as it was.
 #[derive(Debug)]
 pub struct NonFiniteStep {
-    pub model: CausalLm,
+    /// Boxed: a model is large, and an error should not make every `Result` as large.
+    pub model: Box<CausalLm>,
     pub loss: f64,
     pub grad_norm: f64,
 }
@@ -93,7 +94,7 @@ pub fn optimizer_step(
         return Ok(StepOutcome { model, loss: loss_sum, grad_norm, overflowed: true });
     }
     if !loss_sum.is_finite() || !grad_norm.is_finite() {
-        return Err(NonFiniteStep { model, loss: loss_sum, grad_norm });
+        return Err(NonFiniteStep { model: Box::new(model), loss: loss_sum, grad_norm });
     }
     let clip = if inputs.max_grad_norm > 0.0 { (inputs.max_grad_norm / (grad_norm + 1e-6)).min(1.0) } else { 1.0 };
     let model = optimizer.step(model, grads, inputs.lr, clip / inputs.loss_scale);

@@ -453,6 +453,23 @@ fn split_columns_matches_narrow_forward_and_backward() {
     }
 }
 
+/// The base product handed to `add_lora_updates`: fresh, as the model's are (the update may go into
+/// its memory), or the leaf's own memory (it must not), as it is or transposed.
+#[derive(Clone, Copy, PartialEq)]
+enum Base {
+    Fresh,
+    HeldElsewhere,
+    TransposedView,
+}
+
+struct LoraCase {
+    name: &'static str,
+    /// Each projection's width, and whether it has an adapter.
+    projections: Vec<(usize, bool)>,
+    dropout: f64,
+    base: Base,
+}
+
 /// LoRA's updates of projections that share an input, added to their base products side by side
 /// (`kernels::add_lora_updates`; on the CPU one operation that accumulates into the base product)
 /// against one projection at a time in Burn's operations: the outputs, and the gradients of the
@@ -465,23 +482,20 @@ fn lora_updates_match_one_projection_at_a_time_forward_and_backward() {
     use wgtune::kernels::{LoraFactors, add_lora_updates};
     for dev in devices() {
         let device = dev.autodiff();
-        // The base product: fresh, as the model's are (the update may go into its memory), or the
-        // leaf's own memory (it must not), as it is or transposed.
-        #[derive(Clone, Copy, PartialEq)]
-        enum Base {
-            Fresh,
-            HeldElsewhere,
-            TransposedView,
-        }
-        let cases: [(&str, Vec<(usize, bool)>, f64, Base); 6] = [
-            ("q, k, v", vec![(24, true), (8, true), (8, true)], 0.0, Base::Fresh),
-            ("middle without adapter", vec![(5, true), (7, false), (3, true)], 0.0, Base::Fresh),
-            ("one projection", vec![(19, true)], 0.0, Base::Fresh),
-            ("dropout", vec![(6, true), (9, true)], 0.3, Base::Fresh),
-            ("base held elsewhere", vec![(11, true), (4, true)], 0.0, Base::HeldElsewhere),
-            ("base a transposed view", vec![(11, true), (4, true)], 0.0, Base::TransposedView),
+        let cases = [
+            LoraCase { name: "q, k, v", projections: vec![(24, true), (8, true), (8, true)], dropout: 0.0, base: Base::Fresh },
+            LoraCase {
+                name: "middle without adapter",
+                projections: vec![(5, true), (7, false), (3, true)],
+                dropout: 0.0,
+                base: Base::Fresh,
+            },
+            LoraCase { name: "one projection", projections: vec![(19, true)], dropout: 0.0, base: Base::Fresh },
+            LoraCase { name: "dropout", projections: vec![(6, true), (9, true)], dropout: 0.3, base: Base::Fresh },
+            LoraCase { name: "base held elsewhere", projections: vec![(11, true), (4, true)], dropout: 0.0, base: Base::HeldElsewhere },
+            LoraCase { name: "base a transposed view", projections: vec![(11, true), (4, true)], dropout: 0.0, base: Base::TransposedView },
         ];
-        for (name, projections, dropout, base_kind) in cases {
+        for LoraCase { name, projections, dropout, base: base_kind } in cases {
             let what = format!("{}: {name}", dev.choice);
             let (rows, d_in, rank) = (37, 12, 3);
             let n: usize = projections.iter().map(|(width, _)| width).sum();

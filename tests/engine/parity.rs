@@ -339,7 +339,7 @@ fn an_overflowing_f16_step_is_skipped_and_leaves_the_model_as_it_was() {
         assert!(!err.grad_norm.is_finite());
 
         inputs.loss_scale = 1024.0;
-        let outcome = optimizer_step(err.model, &mut optimizer, &inputs, &device, None).unwrap();
+        let outcome = optimizer_step(*err.model, &mut optimizer, &inputs, &device, None).unwrap();
         assert!(!outcome.overflowed && outcome.grad_norm.is_finite());
         assert_ne!(factors(&outcome.model), before, "on {}: at a sane scale the step updates", dev.choice);
     }
