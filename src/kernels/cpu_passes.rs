@@ -227,6 +227,48 @@ pub(super) fn add_squares(t: Tensor<1>, partials: Tensor<1>, slot: usize) -> Ten
     Tensor::from_primitive::<Flex>(partials)
 }
 
+/// One AdamW step of a flat parameter (`shaders/adamw.wgsl`'s arithmetic, in the same order),
+/// on every core, into the memory of `param`, `m` and `v` where no one else holds it. The
+/// coefficients as `FusedKernels::fused_adamw` takes them: lr, β1, β2, ε, decay, 1 − β1ᵗ, 1 − β2ᵗ,
+/// gradient scale.
+pub(super) fn adamw(
+    param: Tensor<1>,
+    grad: Tensor<1>,
+    m: Tensor<1>,
+    v: Tensor<1>,
+    coefficients: [f32; 8],
+) -> (Tensor<1>, Tensor<1>, Tensor<1>) {
+    let [lr, beta1, beta2, eps, decay, bias1, bias2, grad_scale] = coefficients;
+    let (step, root_bias2) = (lr / bias1, bias2.sqrt());
+    let grad = host(grad);
+    let (mut param, mut m, mut v) = (writable(flex(param)), writable(flex(m)), writable(flex(v)));
+    let held_once = "a tensor held once";
+    let (p_values, m_values, v_values) = (
+        param.try_storage_mut::<f32>().expect(held_once),
+        m.try_storage_mut::<f32>().expect(held_once),
+        v.try_storage_mut::<f32>().expect(held_once),
+    );
+    let grad = grad.values();
+    assert!(
+        grad.len() == p_values.len() && m_values.len() == p_values.len() && v_values.len() == p_values.len(),
+        "a gradient and moments like the parameter"
+    );
+    p_values
+        .par_chunks_mut(FLAT_CHUNK)
+        .zip(m_values.par_chunks_mut(FLAT_CHUNK).zip(v_values.par_chunks_mut(FLAT_CHUNK)))
+        .zip(grad.par_chunks(FLAT_CHUNK))
+        .for_each(|((p, (m, v)), g)| {
+            for i in 0..p.len() {
+                let g = g[i] * grad_scale;
+                m[i] = beta1 * m[i] + (1.0 - beta1) * g;
+                v[i] = beta2 * v[i] + (1.0 - beta2) * g * g;
+                p[i] = p[i] * decay - step * m[i] / (v[i].sqrt() / root_bias2 + eps);
+            }
+        });
+    let tensor = |t| Tensor::<1>::from_primitive::<Flex>(t);
+    (tensor(param), tensor(m), tensor(v))
+}
+
 /// `silu(gate) · up` of two flat tensors, into new memory (training keeps `gate` for the
 /// backward pass).
 pub(super) fn swiglu(gate: Tensor<1>, up: Tensor<1>) -> Tensor<1> {

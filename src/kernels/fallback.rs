@@ -6,7 +6,6 @@ use burn::backend::Flex;
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::tensor::{Int, Tensor, TensorData};
 
-use super::adamw::{AdamWStep, adamw_reference};
 use super::cpu_matmul;
 use super::cpu_passes;
 use super::cross_entropy::loss_only;
@@ -196,8 +195,7 @@ impl FusedKernels for Flex {
         v: FloatTensor<Self>,
         coefficients: [f32; 8],
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let step = AdamWStep::from_f32(coefficients);
-        let (p, m, v) = adamw_reference(tensor(param), tensor(grad), Some((tensor(m), tensor(v))), &step);
+        let (p, m, v) = cpu_passes::adamw(tensor(param), tensor(grad), tensor(m), tensor(v), coefficients);
         (primitive(p), primitive(m), primitive(v))
     }
 }

@@ -123,15 +123,15 @@ fn fused_cross_entropy_matches_the_generic_loss_and_gradients() {
     }
 }
 
+/// The fused AdamW step (the WGSL kernel; on the CPU one pass on every core, in place) against
+/// Burn's tensor operations, first step (no moments) and a later one.
 #[test]
 fn fused_adamw_matches_the_reference() {
     use wgtune::kernels::{AdamWStep, adamw, adamw_reference};
-    let Some(dev) = devices().into_iter().find(|d| d.choice == DeviceChoice::Wgpu) else {
-        return;
-    };
     let step = AdamWStep { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-6, decay: 1.0 - 1e-4, bias1: 0.19, bias2: 0.003, grad_scale: 0.7 };
-    // 70_001 elements: not a multiple of the workgroup, and more than one row of workgroups.
-    for n in [1, 255, 70_001] {
+    // 70_001 elements: not a multiple of the workgroup, more than one row of workgroups, and more
+    // than one chunk of the CPU pass.
+    for (dev, n) in devices().into_iter().flat_map(|dev| [1, 255, 70_001].map(|n| (dev.clone(), n))) {
         let random = || Tensor::<1>::random([n], Distribution::Normal(0.0, 1.0), &dev.device);
         let (p, g, m) = (random(), random(), random());
         let v = random().abs();
@@ -145,7 +145,13 @@ fn fused_adamw_matches_the_reference() {
             ] {
                 let (a, shape) = values(a);
                 let (b, _) = values(b);
-                assert_close(&format!("n {n}: {name}"), &a, &shape, &(shape.clone(), b.iter().map(|v| *v as f64).collect()), 1e-5);
+                assert_close(
+                    &format!("{} n {n}: {name}", dev.choice),
+                    &a,
+                    &shape,
+                    &(shape.clone(), b.iter().map(|v| *v as f64).collect()),
+                    1e-5,
+                );
             }
         }
     }
