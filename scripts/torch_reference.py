@@ -45,6 +45,7 @@ def main():
     what.add_argument("--shape", choices=sorted(SHAPES), help="a named shape with random weights")
     p.add_argument("--method", choices=["lora", "full"], default="lora")
     p.add_argument("--rank", type=int, default=16)
+    p.add_argument("--lora-dropout", type=float, default=0.0, help="LoRA dropout (wgtune train's default: 0.05)")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--seq-len", type=int, default=256)
     p.add_argument("--warmup", type=int, default=2)
@@ -67,7 +68,7 @@ def main():
         # Per decoder layer, as wgtune's; non-reentrant so that LoRA's frozen inputs work.
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if args.method == "lora":
-        config = LoraConfig(r=args.rank, lora_alpha=2 * args.rank, lora_dropout=0.0, target_modules=TARGETS, task_type="CAUSAL_LM")
+        config = LoraConfig(r=args.rank, lora_alpha=2 * args.rank, lora_dropout=args.lora_dropout, target_modules=TARGETS, task_type="CAUSAL_LM")
         model = get_peft_model(model, config)
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]

@@ -102,6 +102,7 @@ pub struct BenchReport {
     pub device: String,
     pub method: String,
     pub lora: &'static str,
+    pub lora_dropout: f64,
     /// fused or generic, and on wgpu the kernels' shape.
     pub kernels: String,
     /// Whether the frozen projections of one input shared one matmul.
@@ -164,10 +165,12 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
     let mut model: CausalLm = config.method.apply_with(model, config.shared_projections)?;
     let batch = random_batch(&model_config, config.batch_size, config.seq_len);
     let mut optimizer = AdamW::new(&OptimizerConfig::default(), config.fused);
+    let lora_dropout = config.method.lora().map_or(0.0, |lora| lora.dropout);
     let options = ForwardOptions {
-        lora: LoraForward { dropout: 0.0, materialize: config.materialize_lora },
+        lora: LoraForward { dropout: lora_dropout, materialize: config.materialize_lora },
         fused: config.fused,
-        dropout_seed: None,
+        // Reseeded per layer, as training does.
+        dropout_seed: (lora_dropout > 0.0).then_some(0),
         compute: config.precision,
     };
     let inputs = StepInputs {
@@ -217,6 +220,7 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
         device: device.description.clone(),
         method: config.method.name().to_string(),
         lora: if config.materialize_lora { "materialized" } else { "factored" },
+        lora_dropout,
         kernels: match (config.fused, on_wgpu) {
             (false, _) => "generic".into(),
             (true, true) => format!("fused, {}-shaped", kernel_shape()),

@@ -32,6 +32,9 @@ pub struct BenchArgs {
     /// LoRA rank (on all seven projections).
     #[arg(long, default_value_t = 16)]
     pub rank: usize,
+    /// LoRA dropout: 0 in the reference benchmarks; `wgtune train`'s default is 0.05.
+    #[arg(long, default_value_t = 0.0)]
+    pub lora_dropout: f64,
     /// Sequences per step.
     #[arg(long, default_value_t = 4)]
     pub batch_size: usize,
@@ -85,7 +88,12 @@ pub fn run_bench(args: BenchArgs) -> Result<()> {
         wgtune::fsutil::check_file_target(path, &[], args.overwrite, "--overwrite")?;
     }
     let method = match args.method.as_str() {
-        "lora" => Method::Lora(LoraSettings { rank: args.rank, alpha: 2.0 * args.rank as f64, dropout: 0.0, ..Default::default() }),
+        "lora" if !(0.0..1.0).contains(&args.lora_dropout) => {
+            anyhow::bail!("--lora-dropout {}: expected a probability from 0 up to (not including) 1", args.lora_dropout)
+        }
+        "lora" => {
+            Method::Lora(LoraSettings { rank: args.rank, alpha: 2.0 * args.rank as f64, dropout: args.lora_dropout, ..Default::default() })
+        }
         "full" => Method::Full,
         other => anyhow::bail!("--method `{other}`: expected lora or full"),
     };
@@ -132,7 +140,11 @@ pub fn run_bench(args: BenchArgs) -> Result<()> {
     println!("model        {}", report.model);
     println!("device       {}", report.device);
     let checkpointing = if report.gradient_checkpointing { ", gradient checkpointing" } else { "" };
-    let lora = if report.method == "lora" { format!("{} LoRA, ", report.lora) } else { String::new() };
+    let lora = match report.method.as_str() {
+        "lora" if report.lora_dropout > 0.0 => format!("{} LoRA, dropout {}, ", report.lora, report.lora_dropout),
+        "lora" => format!("{} LoRA, ", report.lora),
+        _ => String::new(),
+    };
     let projections = if report.shared_projections { "shared" } else { "separate" };
     println!(
         "method       {} ({lora}{} kernels, {projections} projections, {}, {} base{checkpointing}), {} of {} parameters trainable",

@@ -8,6 +8,7 @@ use burn::backend::{Autodiff, AutodiffBackend, DispatchKindConversion, DispatchT
 
 use super::attention::AttentionBackward;
 use super::cross_entropy::{autodiff_loss, autodiff_loss_packed};
+use super::dropout::DropoutBackward;
 use super::extension::FusedKernels;
 use super::lora_update::LoraUpdateBackward;
 use super::matmul::MatmulBackward;
@@ -224,6 +225,16 @@ where
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
         let (grad_gate, grad_up) = B::fused_swiglu_backward(gate.into_primitive(), up.into_primitive(), grad.into_primitive());
         (Self::from_inner(grad_gate), Self::from_inner(grad_up))
+    }
+
+    fn fused_dropout(x: FloatTensor<Self>, seed: FloatTensor<Self>, keep: f32) -> FloatTensor<Self> {
+        let (x, x_node) = x.into_parts();
+        let seed = seed.into_primitive();
+        let output = B::fused_dropout(x, seed.clone(), keep);
+        match DropoutBackward.prepare::<C>([x_node]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish((seed, keep), output),
+            OpsKind::UnTracked(prep) => prep.finish(output),
+        }
     }
 
     fn fused_add_squares(t: FloatTensor<Self>, partials: FloatTensor<Self>, slot: usize) -> FloatTensor<Self> {

@@ -269,6 +269,40 @@ pub(super) fn adamw(
     (tensor(param), tensor(m), tensor(v))
 }
 
+/// Chris Wellons' lowbias32, a 32-bit integer hash with low bias (`shaders/dropout.wgsl`'s).
+fn lowbias32(mut h: u32) -> u32 {
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x7feb_352d);
+    h ^= h >> 15;
+    h = h.wrapping_mul(0x846c_a68b);
+    h ^= h >> 16;
+    h
+}
+
+/// The flat `x` dropped out (see `dropout.rs`), into new memory: element `i` kept, scaled by
+/// `1 / keep`, where the hash of `i` and the seed's bits falls below `keep`, bit for bit as
+/// `shaders/dropout.wgsl` decides it.
+pub(super) fn dropout(x: Tensor<1>, seed: Tensor<1>, keep: f32) -> Tensor<1> {
+    let device = x.device();
+    let (x, seed) = (host(x), host(seed));
+    let (x, seed) = (x.values(), seed.values());
+    let (seed0, seed1) = (seed[0].to_bits(), seed[1].to_bits());
+    let (threshold, scale) = super::dropout::keep_threshold(keep);
+    // SAFETY: every chunk, and every element of each (`zip` with `x`'s chunk, as long).
+    let output = unsafe {
+        written(x.len(), |output| {
+            output.par_chunks_mut(FLAT_CHUNK).zip(x.par_chunks(FLAT_CHUNK)).enumerate().for_each(|(chunk, (output, x))| {
+                let first = (chunk * FLAT_CHUNK) as u32;
+                for (j, (o, &x)) in output.iter_mut().zip(x).enumerate() {
+                    let h = lowbias32(lowbias32((first + j as u32) ^ seed0) ^ seed1);
+                    o.write(if (h >> 8) < threshold { x * scale } else { 0.0 });
+                }
+            });
+        })
+    };
+    flat(output, &device)
+}
+
 /// `silu(gate) · up` of two flat tensors, into new memory (training keeps `gate` for the
 /// backward pass).
 pub(super) fn swiglu(gate: Tensor<1>, up: Tensor<1>) -> Tensor<1> {

@@ -140,6 +140,11 @@ pub trait FusedKernels: burn::backend::Backend {
         grad: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>);
 
+    /// The flat `x` with each element kept (scaled by `1 / keep`) where a hash of its index and
+    /// `seed` (two numbers, their bits the seed) falls below `keep`, else zeroed. Linear in `x`,
+    /// and its own backward pass with the same seed (see `dropout.rs`).
+    fn fused_dropout(x: FloatTensor<Self>, seed: FloatTensor<Self>, keep: f32) -> FloatTensor<Self>;
+
     /// `partials` with `Σ t²` of the flat `t` written into its `slots(n)` entries from `slot` on
     /// (see `squared_norm.rs`: summed, they are the sum; the CPU writes it whole into the first).
     /// Not differentiable.

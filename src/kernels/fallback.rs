@@ -184,6 +184,10 @@ impl FusedKernels for Flex {
         (primitive(grad_gate), primitive(grad_up))
     }
 
+    fn fused_dropout(x: FloatTensor<Self>, seed: FloatTensor<Self>, keep: f32) -> FloatTensor<Self> {
+        primitive(cpu_passes::dropout(tensor(x), tensor(seed), keep))
+    }
+
     fn fused_add_squares(t: FloatTensor<Self>, partials: FloatTensor<Self>, slot: usize) -> FloatTensor<Self> {
         primitive(cpu_passes::add_squares(tensor(t), tensor(partials), slot))
     }

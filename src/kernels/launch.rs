@@ -90,6 +90,7 @@ const RMS_NORM_FORWARD: &str = shader!("workgroup_sum", "rms_norm_forward");
 const RMS_NORM_BACKWARD: &str = shader!("workgroup_sum", "rms_norm_backward");
 const ROTARY: &str = shader!("rotary");
 const SQUARED_NORM: &str = shader!("workgroup_sum", "squared_norm");
+const DROPOUT: &str = shader!("dropout");
 const SWIGLU_FORWARD: &str = shader!("swiglu_forward");
 const SWIGLU_BACKWARD: &str = shader!("swiglu_backward");
 const MATMUL: &str = shader!("matmul_common", "matmul_tiles", "matmul");
@@ -241,13 +242,25 @@ fn elementwise<const INPUTS: usize, const OUTPUTS: usize>(
     let shape = first.meta.shape().clone();
     let outputs: [CubeTensor; OUTPUTS] = std::array::from_fn(|_| empty_like(first, shape.clone()));
     let n = shape.num_elements();
-    let groups = n.div_ceil(ROW_BLOCK);
-    let count = CubeCount::Static(groups.min(65535) as u32, groups.div_ceil(65535) as u32, 1);
     let info = info_buffer(first, &[n]);
     let buffers =
         inputs.iter().chain(&outputs).map(|t| t.handle.clone().binding()).chain(extra.map(|h| h.binding())).chain([info.binding()]);
-    first.client.launch(row_kernel(name, source), count, KernelArguments::new().with_buffers(buffers.collect()));
+    launch_per_element(name, source, first, n, buffers.collect());
     outputs
+}
+
+/// Launches a kernel of one invocation per element of an `n`-element result, in workgroups of
+/// [`ROW_BLOCK`]: at most 65535 workgroups go along x; the rest spill into y.
+fn launch_per_element(
+    name: &'static str,
+    source: &'static str,
+    on: &CubeTensor,
+    n: usize,
+    buffers: Vec<burn::cubecl::server::BufferBinding>,
+) {
+    let groups = n.div_ceil(ROW_BLOCK);
+    let count = CubeCount::Static(groups.min(65535) as u32, groups.div_ceil(65535) as u32, 1);
+    on.client.launch(row_kernel(name, source), count, KernelArguments::new().with_buffers(buffers));
 }
 
 /// `a · Wᵀ` (`transposed`) or `a · W` for a packed `W` `[rows, cols]`: `a` is `[m, cols]` or
@@ -545,6 +558,18 @@ impl FusedKernels for CubeBackend {
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
         let [grad_gate, grad_up] = elementwise("swiglu_backward", SWIGLU_BACKWARD, [gate, up, grad], None);
         (grad_gate, grad_up)
+    }
+
+    fn fused_dropout(x: FloatTensor<Self>, seed: FloatTensor<Self>, keep: f32) -> FloatTensor<Self> {
+        let (x, seed) = (into_contiguous(x), into_contiguous(seed));
+        check_f32(&[&x, &seed]);
+        let n = x.meta.shape().num_elements();
+        let output = empty_like(&x, x.meta.shape().clone());
+        let (threshold, scale) = super::dropout::keep_threshold(keep);
+        let params = info_buffer(&x, &[n, threshold as usize, scale.to_bits() as usize]);
+        let buffers = vec![x.handle.clone().binding(), seed.handle.clone().binding(), output.handle.clone().binding(), params.binding()];
+        launch_per_element("dropout", DROPOUT, &x, n, buffers);
+        output
     }
 
     fn fused_add_squares(t: FloatTensor<Self>, partials: FloatTensor<Self>, slot: usize) -> FloatTensor<Self> {

@@ -20,7 +20,7 @@ use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops};
 use burn::backend::tensor::FloatTensor;
-use burn::tensor::{DType, Distribution, Tensor};
+use burn::tensor::{DType, Tensor};
 
 use super::extension::FusedKernels;
 
@@ -70,22 +70,12 @@ pub fn add_lora_updates(
             Some(factors) => {
                 // Scaled at rank width, `[rows, r]`, rather than at the output's: the same
                 // product, for a pass over a few columns instead of all of them.
-                let down = super::matmul(drop_out(x.clone(), dropout), factors.a.clone(), fused).mul_scalar(factors.scale);
+                let down = super::matmul(super::dropout(x.clone(), dropout, fused), factors.a.clone(), fused).mul_scalar(factors.scale);
                 base + super::matmul(down, factors.b.clone(), fused)
             }
             None => base,
         })
         .collect()
-}
-
-/// `x` with each element zeroed with probability `dropout` and the rest scaled by `1/(1 − dropout)`.
-fn drop_out(x: Tensor<2>, dropout: f64) -> Tensor<2> {
-    if dropout <= 0.0 {
-        return x;
-    }
-    let keep = 1.0 - dropout;
-    let mask = x.random_like(Distribution::Bernoulli(keep));
-    x * mask / keep
 }
 
 /// The adapters of one input, joined for [`FusedKernels::fused_lora_update`]: on the CPU, in f32,
@@ -131,7 +121,7 @@ impl Joint {
     fn down(&self, x: Tensor<2>, projections: &[(usize, Option<LoraFactors>)], dropout: f64) -> Tensor<2> {
         let a: Vec<Tensor<2>> = projections.iter().filter_map(|(_, factors)| factors.as_ref().map(|f| f.a.clone())).collect();
         if dropout > 0.0 {
-            let downs = a.into_iter().map(|a| super::matmul(drop_out(x.clone(), dropout), a, true)).collect();
+            let downs = a.into_iter().map(|a| super::matmul(super::dropout(x.clone(), dropout, true), a, true)).collect();
             return Tensor::cat(downs, 1);
         }
         let a = match a.len() {

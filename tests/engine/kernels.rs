@@ -481,11 +481,12 @@ struct LoraCase {
 /// against one projection at a time in Burn's operations: the outputs, and the gradients of the
 /// input, of every `a` and `b`, and of the base product. Cases: three adapted projections (q, k,
 /// v), one left without an adapter between two that have one, one projection alone, dropout (a
-/// mask per adapter, drawn alike from one seed), and a base product that is a tensor held
-/// elsewhere, or a transposed view of one, which must come out unchanged.
+/// mask per adapter: the reference draws them through `kernels::dropout` in the same order from
+/// the same seed), and a base product that is a tensor held elsewhere, or a transposed view of
+/// one, which must come out unchanged.
 #[test]
 fn lora_updates_match_one_projection_at_a_time_forward_and_backward() {
-    use wgtune::kernels::{LoraFactors, add_lora_updates};
+    use wgtune::kernels::{LoraFactors, add_lora_updates, dropout as drop_out};
     for dev in devices() {
         let device = dev.autodiff();
         let cases = [
@@ -519,6 +520,7 @@ fn lora_updates_match_one_projection_at_a_time_forward_and_backward() {
             // A copy of the values, not of the handle to them.
             let base_before = Tensor::<2>::from_data(base_leaf.to_data(), &device).inner();
 
+            // `fused`: through `add_lora_updates`; else one projection at a time in Burn's operations.
             let run = |fused: bool| {
                 device.seed(11);
                 let base = match base_kind {
@@ -531,7 +533,23 @@ fn lora_updates_match_one_projection_at_a_time_forward_and_backward() {
                     .zip(&factors)
                     .map(|(&(width, _), f)| (width, f.as_ref().map(|(a, b)| LoraFactors { a: a.clone(), b: b.clone(), scale: 1.75 })))
                     .collect();
-                let outputs = add_lora_updates(x.clone(), base, &given, dropout, fused);
+                let outputs = if fused {
+                    add_lora_updates(x.clone(), base, &given, dropout, true)
+                } else {
+                    let mut start = 0;
+                    let mut outputs = Vec::new();
+                    for (width, factors) in &given {
+                        let base = base.clone().narrow(1, start, *width);
+                        outputs.push(match factors {
+                            Some(LoraFactors { a, b, scale }) => {
+                                base + drop_out(x.clone(), dropout, true).matmul(a.clone()).mul_scalar(*scale).matmul(b.clone())
+                            }
+                            None => base,
+                        });
+                        start += width;
+                    }
+                    outputs
+                };
                 let loss = outputs.iter().zip(&weights).map(|(y, w)| (y.clone() * w.clone()).sum()).reduce(|a, b| a + b).expect("outputs");
                 let grads = loss.backward();
                 let factor_grads: Vec<Option<(Tensor<2>, Tensor<2>)>> = factors
@@ -560,6 +578,50 @@ fn lora_updates_match_one_projection_at_a_time_forward_and_backward() {
                 }
             }
             close(&format!("{what}: the base's own tensor"), as_4d(base_leaf.clone().inner()), as_4d(base_before));
+        }
+    }
+}
+
+/// Dropout as one pass (`kernels::dropout`, its mask a hash of index and seed): every element kept
+/// as `x / keep` or zeroed, the share kept within 1 % of `keep` (some 0.2 M elements), the same
+/// mask again after the device is reseeded (as a resumed run or a recomputed layer reseeds it) and
+/// another without, and the backward pass through the same mask.
+#[test]
+fn fused_dropout_keeps_its_share_and_one_mask_both_ways() {
+    use wgtune::kernels::dropout;
+    for dev in devices() {
+        let device = dev.autodiff();
+        for probability in [0.05, 0.5] {
+            let (keep, what) = (1.0 - probability, format!("{} p {probability}", dev.choice));
+            let shape = [701, 300];
+            let x = Tensor::<2>::random(shape, Distribution::Uniform(0.5, 1.5), &device).require_grad();
+            let weights = Tensor::<2>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+            device.seed(7);
+            let y = dropout(x.clone(), probability, true);
+            let grads = (y.clone() * weights.clone()).sum().backward();
+            let grad = x.grad(&grads).expect("a gradient for x");
+            let ((ys, _), (xs, _), (ws, _), (gs, _)) =
+                (values(y.inner()), values(x.clone().inner()), values(weights.inner()), values(grad));
+            let mut kept = 0;
+            for i in 0..xs.len() {
+                let scale = (1.0 / keep) as f32;
+                if ys[i] != 0.0 {
+                    kept += 1;
+                    assert!((ys[i] - xs[i] * scale).abs() <= 1e-6 * ys[i].abs(), "{what}: element {i} kept as {} for {}", ys[i], xs[i]);
+                    assert!((gs[i] - ws[i] * scale).abs() <= 1e-5, "{what}: gradient {i} is {} for weight {}", gs[i], ws[i]);
+                } else {
+                    assert_eq!(gs[i], 0.0, "{what}: gradient {i} of a dropped element");
+                }
+            }
+            let share = kept as f64 / xs.len() as f64;
+            assert!((share - keep).abs() < 0.01, "{what}: kept {share} of the elements, not {keep}");
+
+            let mask = |t: Tensor<2>| values(t.inner()).0.iter().map(|v| *v != 0.0).collect::<Vec<_>>();
+            device.seed(7);
+            let again = dropout(x.clone(), probability, true);
+            assert!(mask(again) == ys.iter().map(|v| *v != 0.0).collect::<Vec<_>>(), "{what}: another mask from the same seed");
+            let other = dropout(x.clone(), probability, true);
+            assert!(mask(other) != ys.iter().map(|v| *v != 0.0).collect::<Vec<_>>(), "{what}: the same mask from the next seed");
         }
     }
 }

@@ -1,0 +1,61 @@
+//! Dropout as one pass on every backend, its mask a hash of each element's index and a seed (a
+//! WGSL kernel on wgpu, one pass on every core on the CPU). Burn's `random_like(Bernoulli)` draws
+//! the mask one element at a time from one generator on one core (on the CPU LoRA's default
+//! dropout of 0.05 took the step from 342 to 191 tokens/s: BENCHMARKS.md), and the product with
+//! it keeps the mask for the backward pass, an input-sized tensor per adapter. Here the backward
+//! pass hashes the same indices with the same seed, so nothing but the seed is kept.
+//!
+//! The seed is two random numbers drawn from the device's generator, as a tensor (no read back
+//! from a GPU): reseeding the device (per step and layer, see `ForwardOptions::dropout_seed`)
+//! gives the same masks again, after a resume or in a recomputed layer.
+
+use burn::backend::Dispatch;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops};
+use burn::backend::tensor::FloatTensor;
+use burn::tensor::{DType, Distribution, Tensor};
+
+use super::extension::FusedKernels;
+
+/// `x` with each element zeroed with probability `probability` and the rest scaled by
+/// `1 / (1 − probability)`; `fused` picks the fused operation (off: Burn's random mask).
+pub fn dropout<const D: usize>(x: Tensor<D>, probability: f64, fused: bool) -> Tensor<D> {
+    if probability <= 0.0 {
+        return x;
+    }
+    let device = x.device();
+    let keep = 1.0 - probability;
+    if !fused || x.dtype() != DType::F32 || !(super::is_cpu(&device) || super::is_wgpu(&device)) {
+        let mask = x.random_like(Distribution::Bernoulli(keep));
+        return x * mask / keep;
+    }
+    let seed = Tensor::<1>::random([2], Distribution::Default, &device);
+    let shape = x.shape();
+    let n = shape.num_elements();
+    let output = Dispatch::fused_dropout(x.reshape([n]).into_dispatch(), seed.into_dispatch(), keep as f32);
+    Tensor::<1>::from_dispatch(output).reshape(shape)
+}
+
+/// The threshold below which an element's hash (24 bits) keeps it, and the factor it is kept by.
+pub(super) fn keep_threshold(keep: f32) -> (u32, f32) {
+    (((keep as f64) * (1u64 << 24) as f64).round() as u32, 1.0 / keep)
+}
+
+/// The backward pass of [`dropout`]: the same mask, from the same seed, on the gradient.
+#[derive(Debug)]
+pub(super) struct DropoutBackward;
+
+impl<B: FusedKernels> Backward<B, 1> for DropoutBackward {
+    /// The seed and the share kept.
+    type State = (FloatTensor<B>, f32);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let [x_node] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (seed, keep) = ops.state;
+        if let Some(node) = x_node {
+            grads.register::<B>(node.id, B::fused_dropout(grad, seed, keep));
+        }
+    }
+}
