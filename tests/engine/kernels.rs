@@ -5,7 +5,7 @@ use burn::tensor::{Distribution, Tensor};
 use wgtune::device::DeviceChoice;
 use wgtune::kernels::{KernelShape, Scores, attention, attention_reference, hardware_launches, kernel_shape};
 
-use crate::common::{DeviceRun, assert_close, device_runs, devices, values};
+use crate::common::{DeviceRun, assert_close, device_runs, devices, one_run_at_a_time, values};
 
 const TOL: f64 = 1e-4;
 
@@ -487,6 +487,8 @@ struct LoraCase {
 #[test]
 fn lora_updates_match_one_projection_at_a_time_forward_and_backward() {
     use wgtune::kernels::{LoraFactors, add_lora_updates, dropout as drop_out};
+    // The dropout case draws its masks from the device's generator, reseeded: one run at a time.
+    let _turn = one_run_at_a_time();
     for dev in devices() {
         let device = dev.autodiff();
         let cases = [
@@ -589,6 +591,8 @@ fn lora_updates_match_one_projection_at_a_time_forward_and_backward() {
 #[test]
 fn fused_dropout_keeps_its_share_and_one_mask_both_ways() {
     use wgtune::kernels::dropout;
+    // Reseeding the device's generator must give the same mask: one run at a time.
+    let _turn = one_run_at_a_time();
     for dev in devices() {
         let device = dev.autodiff();
         for probability in [0.05, 0.5] {
