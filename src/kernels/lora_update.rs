@@ -11,9 +11,12 @@
 //! pass writes every block's rank-wide gradient into one tensor, so the input's gradient takes one
 //! product for all the adapters of that input. That is a pass over each projection's output
 //! fewer forward, and per input one full-width product and addition backward instead of one per
-//! projection (BENCHMARKS.md, "LoRA's updates accumulated into the base products").
-//! Elsewhere the updates run one projection at a time, as they always did: the WGSL matmul has no
-//! accumulating form yet.
+//! projection (BENCHMARKS.md, "The CPU ahead of PyTorch").
+//!
+//! Elsewhere the updates run one projection at a time, as they always did. On wgpu, joining the
+//! adapters' factors costs a copy each and per-element kernels cost more on lavapipe than the
+//! launches they save (measured in the same section); keeping each input's adapters side by side in
+//! one tensor would be the way there.
 
 use burn::backend::Dispatch;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -132,8 +135,8 @@ impl Joint {
     }
 }
 
-/// [`FusedKernels::fused_lora_update`] in Burn's tensor operations: on backends without a fused
-/// form, and the reference the fused one is tested against.
+/// [`FusedKernels::fused_lora_update`] in Burn's tensor operations: the operation on wgpu (where
+/// [`add_lora_updates`] does not join the adapters) and for tensors the CPU's `gemm` does not take.
 pub(super) fn lora_update_reference(base: Tensor<2>, down: Tensor<2>, b: Tensor<2>, scale: f32, blocks: &[(usize, usize)]) -> Tensor<2> {
     let rank = b.dims()[0];
     let mut output = base;
@@ -194,5 +197,51 @@ impl<B: FusedKernels> Backward<B, 3> for LoraUpdateBackward {
         if let Some(node) = base_node {
             grads.register::<B>(node.id, grad);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::Dispatch;
+    use burn::tensor::{Device, Distribution, Tensor};
+
+    use super::{lora_update_backward_reference, lora_update_reference};
+    use crate::kernels::FusedKernels;
+
+    fn close(what: &str, ours: Tensor<2>, reference: Tensor<2>) {
+        assert_eq!(ours.dims(), reference.dims(), "{what}: shape");
+        let values = |t: Tensor<2>| t.into_data().try_into_vec::<f32>().expect("f32 values");
+        let worst = values(ours).iter().zip(values(reference)).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(worst <= 1e-4, "{what}: max |difference| {worst:e}");
+    }
+
+    /// The CPU's `gemm` form of the update and of its backward pass against the tensor-op
+    /// reference (the operation on wgpu), with a column between the blocks that no adapter touches.
+    #[test]
+    fn the_cpu_update_matches_the_reference_forward_and_backward() {
+        let device = Device::flex();
+        let random = |shape: [usize; 2]| Tensor::<2>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+        let (rows, rank, blocks) = (23, 4, vec![(0, 5), (9, 3)]);
+        let (base, down, b, grad) = (random([rows, 12]), random([rows, 2 * rank]), random([rank, 8]), random([rows, 12]));
+
+        let ours = Tensor::<2>::from_dispatch(Dispatch::fused_lora_update(
+            base.clone().into_dispatch(),
+            down.clone().into_dispatch(),
+            b.clone().into_dispatch(),
+            0.5,
+            blocks.clone(),
+        ));
+        close("update", ours, lora_update_reference(base, down.clone(), b.clone(), 0.5, &blocks));
+
+        let (grad_down, grad_b) = Dispatch::fused_lora_update_backward(
+            down.clone().into_dispatch(),
+            b.clone().into_dispatch(),
+            grad.clone().into_dispatch(),
+            0.5,
+            blocks.clone(),
+        );
+        let (reference_down, reference_b) = lora_update_backward_reference(down, b, grad, 0.5, &blocks);
+        close("grad down", Tensor::from_dispatch(grad_down), reference_down);
+        close("grad b", Tensor::from_dispatch(grad_b), reference_b);
     }
 }
