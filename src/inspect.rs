@@ -194,6 +194,27 @@ pub fn generic_paths(c: &ModelConfig) -> Vec<&'static str> {
     out
 }
 
+/// Values per token and layer that LoRA dropout keeps: each adapter's product keeps its dropped-out
+/// input for its `a`'s gradient. The projections of one input (q, k, v; gate, up) keep that input
+/// once without dropout, so dropout adds one copy per further adapter; o_proj's input (the
+/// attention's output, which the attention keeps anyway) one copy; down_proj's input is kept for
+/// its adapter alone either way. Burn's dropout (generic kernels) keeps each adapter's mask too.
+/// Measured in BENCHMARKS.md ("The CPU ahead of PyTorch").
+fn lora_dropout_inputs(c: &ModelConfig, method: &Method, plan: StepPlan) -> u64 {
+    let Some(lora) = method.lora().filter(|lora| lora.dropout > 0.0) else {
+        return 0;
+    };
+    let targets = resolve_targets(&lora.target_modules, c);
+    let adapted = |names: &[&str]| names.iter().filter(|name| targets.iter().any(|t| t == *name)).count() as u64;
+    let (h, i) = (c.hidden_size as u64, c.intermediate_size as u64);
+    let q = (c.num_attention_heads * c.head_dim) as u64;
+    let (attention, mlp) = (adapted(&["q_proj", "k_proj", "v_proj"]), adapted(&["gate_proj", "up_proj"]));
+    let (o, down) = (adapted(&["o_proj"]), adapted(&["down_proj"]));
+    let copies = (attention.saturating_sub(1) + mlp.saturating_sub(1)) * h + o * q;
+    let masks = if plan.fused_layers { 0 } else { (attention + mlp) * h + o * q + down * i };
+    copies + masks
+}
+
 /// Estimates training memory for `batch` sequences of `seq_len` tokens. Checked against measured
 /// peaks in BENCHMARKS.md (and the test below).
 pub fn estimate_memory(c: &ModelConfig, method: &Method, batch: usize, seq_len: usize, plan: StepPlan) -> MemoryEstimate {
@@ -213,7 +234,7 @@ pub fn estimate_memory(c: &ModelConfig, method: &Method, batch: usize, seq_len: 
     let mlp = if plan.fused_layers && c.activation.is_fused() { 3 * i } else { 5 * i };
     let fused_attention = plan.fused_layers && c.attn_logit_softcapping.is_none();
     let attention = if fused_attention { heads } else { 2 * heads * seq_len as u64 };
-    let per_token_layer = 6 * h + 3 * q + 4 * kv + mlp + rank + attention;
+    let per_token_layer = 6 * h + 3 * q + 4 * kv + mlp + rank + attention + lora_dropout_inputs(c, method, plan);
     let layers = c.num_hidden_layers as u64;
     let activations = if plan.recompute_layers {
         // Every layer's input, one layer's activations, and the gradient flowing between layers.
@@ -370,7 +391,9 @@ mod tests {
     #[test]
     fn estimate_is_within_15_percent_of_the_measured_peaks_in_benchmarks_md() {
         const GIB: f64 = (1u64 << 30) as f64;
-        let lora = || Method::Lora(LoraSettings { rank: 16, ..Default::default() });
+        // `wgtune bench` measures without dropout unless asked (`--lora-dropout`).
+        let lora = || Method::Lora(LoraSettings { rank: 16, dropout: 0.0, ..Default::default() });
+        let lora_dropout = || Method::Lora(LoraSettings { rank: 16, dropout: 0.05, ..Default::default() });
         let (cpu, cpu_generic) = (StepPlan::new(true, false, false, Precision::F32), StepPlan::new(false, false, false, Precision::F32));
         let (wgpu, wgpu_generic) = (StepPlan::new(true, true, false, Precision::F32), StepPlan::new(false, true, false, Precision::F32));
         let wgpu_recompute = StepPlan::new(true, true, true, Precision::F32);
@@ -392,6 +415,11 @@ mod tests {
             (lora(), cpu_int4, 256, 1.44),
             (lora(), cpu_int4_f16, 256, 1.47),
             (Method::Full, cpu, 256, 2.89),
+            // With `--lora-dropout 0.05` (2026-12-01, a fourth session): the dropped-out inputs,
+            // and on the generic path Burn's masks.
+            (lora_dropout(), cpu, 256, 1.98),
+            (lora_dropout(), cpu_generic, 256, 4.11),
+            (lora_dropout(), wgpu, 256, 1.89),
             // Re-measured with the fused norm, rotation and gradient norm (2026-12-01): LoRA,
             // generic and full fine-tuning at 256, LoRA at 512, LoRA with recomputation and in
             // f16 at 256. The other wgpu rows are from their own sessions.
