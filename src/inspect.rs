@@ -133,6 +133,9 @@ pub struct StepPlan {
     pub base_quant: BaseQuant,
     /// A packed base packs the embedding and the output projection too (on wgpu).
     pub packed_vocabulary: bool,
+    /// LoRA dropout's products drop their input out again in the backward pass instead of keeping
+    /// the dropped-out copy (fused, on wgpu: `kernels::dropout_matmul`).
+    pub dropout_recomputed: bool,
 }
 
 impl StepPlan {
@@ -145,6 +148,7 @@ impl StepPlan {
             f16_matmuls: precision == Precision::F16,
             base_quant: BaseQuant::None,
             packed_vocabulary: on_wgpu,
+            dropout_recomputed: fused_kernels && on_wgpu,
         }
     }
 
@@ -195,13 +199,14 @@ pub fn generic_paths(c: &ModelConfig) -> Vec<&'static str> {
 }
 
 /// Values per token and layer that LoRA dropout keeps: each adapter's product keeps its dropped-out
-/// input for its `a`'s gradient. The projections of one input (q, k, v; gate, up) keep that input
-/// once without dropout, so dropout adds one copy per further adapter; o_proj's input (the
-/// attention's output, which the attention keeps anyway) one copy; down_proj's input is kept for
-/// its adapter alone either way. Burn's dropout (generic kernels) keeps each adapter's mask too.
-/// Measured in BENCHMARKS.md ("The CPU ahead of PyTorch").
+/// input for its `a`'s gradient (unless it drops its input out again in the backward pass, as on
+/// wgpu). The projections of one input (q, k, v; gate, up) keep that input once without dropout,
+/// so dropout adds one copy per further adapter; o_proj's input (the attention's output, which the
+/// attention keeps anyway) one copy; down_proj's input is kept for its adapter alone either way.
+/// Burn's dropout (generic kernels) keeps each adapter's mask too. Measured in BENCHMARKS.md
+/// ("The CPU ahead of PyTorch").
 fn lora_dropout_inputs(c: &ModelConfig, method: &Method, plan: StepPlan) -> u64 {
-    let Some(lora) = method.lora().filter(|lora| lora.dropout > 0.0) else {
+    let Some(lora) = method.lora().filter(|lora| lora.dropout > 0.0 && !plan.dropout_recomputed) else {
         return 0;
     };
     let targets = resolve_targets(&lora.target_modules, c);
@@ -419,7 +424,8 @@ mod tests {
             // and on the generic path Burn's masks.
             (lora_dropout(), cpu, 256, 1.98),
             (lora_dropout(), cpu_generic, 256, 4.11),
-            (lora_dropout(), wgpu, 256, 1.89),
+            // On wgpu the products drop their inputs out again in the backward pass.
+            (lora_dropout(), wgpu, 256, 1.69),
             // Re-measured with the fused norm, rotation and gradient norm (2026-12-01): LoRA,
             // generic and full fine-tuning at 256, LoRA at 512, LoRA with recomputation and in
             // f16 at 256. The other wgpu rows are from their own sessions.

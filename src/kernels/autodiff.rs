@@ -8,7 +8,7 @@ use burn::backend::{Autodiff, AutodiffBackend, DispatchKindConversion, DispatchT
 
 use super::attention::AttentionBackward;
 use super::cross_entropy::{autodiff_loss, autodiff_loss_packed};
-use super::dropout::DropoutBackward;
+use super::dropout::{DropoutBackward, DropoutMatmulBackward};
 use super::extension::FusedKernels;
 use super::lora_update::LoraUpdateBackward;
 use super::matmul::MatmulBackward;
@@ -235,6 +235,29 @@ where
             OpsKind::Tracked(prep) => prep.finish((seed, keep), output),
             OpsKind::UnTracked(prep) => prep.finish(output),
         }
+    }
+
+    fn fused_dropout_matmul(x: FloatTensor<Self>, seed: FloatTensor<Self>, a: FloatTensor<Self>, keep: f32) -> FloatTensor<Self> {
+        let (x, x_node) = x.into_parts();
+        let (a, a_node) = a.into_parts();
+        let seed = seed.into_primitive();
+        let output = B::fused_dropout_matmul(x.clone(), seed.clone(), a.clone(), keep);
+        match DropoutMatmulBackward.prepare::<C>([x_node, a_node]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish((x, seed, a, keep), output),
+            OpsKind::UnTracked(prep) => prep.finish(output),
+        }
+    }
+
+    fn fused_dropout_matmul_backward(
+        x: FloatTensor<Self>,
+        seed: FloatTensor<Self>,
+        a: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        keep: f32,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let (grad_x, grad_a) =
+            B::fused_dropout_matmul_backward(x.into_primitive(), seed.into_primitive(), a.into_primitive(), grad.into_primitive(), keep);
+        (Self::from_inner(grad_x), Self::from_inner(grad_a))
     }
 
     fn fused_add_squares(t: FloatTensor<Self>, partials: FloatTensor<Self>, slot: usize) -> FloatTensor<Self> {

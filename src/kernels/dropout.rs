@@ -10,6 +10,7 @@
 //! gives the same masks again, after a resume or in a recomputed layer.
 
 use burn::backend::Dispatch;
+use burn::backend::TensorMetadata;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops};
@@ -35,6 +36,50 @@ pub fn dropout<const D: usize>(x: Tensor<D>, probability: f64, fused: bool) -> T
     let n = shape.num_elements();
     let output = Dispatch::fused_dropout(x.reshape([n]).into_dispatch(), seed.into_dispatch(), keep as f32);
     Tensor::<1>::from_dispatch(output).reshape(shape)
+}
+
+/// `dropout(x)·a` for `x` `[m, k]` and `a` `[k, n]`. On wgpu one operation whose backward pass
+/// keeps `x` and the seed and drops `x` out again, rather than keeping the dropped-out copy: LoRA's
+/// adapters of one input would keep one copy each, some 4 GiB at 2,048 tokens of an 8B model,
+/// where a GPU's memory is the limit. On the CPU, where it rarely is, the copy is kept: the
+/// recomputation cost 5 % of the step there (BENCHMARKS.md, "The CPU ahead of PyTorch").
+pub fn dropout_matmul(x: Tensor<2>, probability: f64, a: Tensor<2>, fused: bool) -> Tensor<2> {
+    let recompute = fused && super::is_wgpu(&x.device()) && x.dtype() == DType::F32 && a.dtype() == DType::F32;
+    if probability <= 0.0 || !recompute {
+        return super::matmul(dropout(x, probability, fused), a, fused);
+    }
+    let seed = Tensor::<1>::random([2], Distribution::Default, &x.device());
+    let keep = (1.0 - probability) as f32;
+    Tensor::from_dispatch(Dispatch::fused_dropout_matmul(x.into_dispatch(), seed.into_dispatch(), a.into_dispatch(), keep))
+}
+
+/// `dropout(x)` of a tensor of any shape through the flat [`FusedKernels::fused_dropout`].
+pub(super) fn dropout_any_shape<B: FusedKernels>(x: FloatTensor<B>, seed: FloatTensor<B>, keep: f32) -> FloatTensor<B> {
+    let shape = x.shape();
+    let flat = B::float_reshape(x, [shape.num_elements()].into());
+    B::float_reshape(B::fused_dropout(flat, seed, keep), shape)
+}
+
+/// The backward pass of [`dropout_matmul`]: the backend's backward operation, from `x`, `a` and
+/// the seed.
+#[derive(Debug)]
+pub(super) struct DropoutMatmulBackward;
+
+impl<B: FusedKernels> Backward<B, 2> for DropoutMatmulBackward {
+    /// `x`, the seed, `a` and the share kept.
+    type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, f32);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let [x_node, a_node] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (x, seed, a, keep) = ops.state;
+        let (grad_x, grad_a) = B::fused_dropout_matmul_backward(x, seed, a, grad, keep);
+        for (node, grad) in [(x_node, grad_x), (a_node, grad_a)] {
+            if let Some(node) = node {
+                grads.register::<B>(node.id, grad);
+            }
+        }
+    }
 }
 
 /// The threshold below which an element's hash (24 bits) keeps it, and the factor it is kept by.

@@ -145,6 +145,19 @@ pub trait FusedKernels: burn::backend::Backend {
     /// and its own backward pass with the same seed (see `dropout.rs`).
     fn fused_dropout(x: FloatTensor<Self>, seed: FloatTensor<Self>, keep: f32) -> FloatTensor<Self>;
 
+    /// `dropout(x)·a` (see [`fused_dropout`](Self::fused_dropout)) for `x` `[m, k]`, `a` `[k, n]`.
+    fn fused_dropout_matmul(x: FloatTensor<Self>, seed: FloatTensor<Self>, a: FloatTensor<Self>, keep: f32) -> FloatTensor<Self>;
+
+    /// Gradients of [`fused_dropout_matmul`](Self::fused_dropout_matmul) for `x` and `a`, given
+    /// the gradient of its output: `x` dropped out again for `a`'s, the same mask on `x`'s.
+    fn fused_dropout_matmul_backward(
+        x: FloatTensor<Self>,
+        seed: FloatTensor<Self>,
+        a: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        keep: f32,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+
     /// `partials` with `Σ t²` of the flat `t` written into its `slots(n)` entries from `slot` on
     /// (see `squared_norm.rs`: summed, they are the sum; the CPU writes it whole into the first).
     /// Not differentiable.

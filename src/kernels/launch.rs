@@ -8,6 +8,7 @@ use burn::cubecl::server::KernelArguments;
 use burn::cubecl::{CubeCount, CubeDim};
 use burn::tensor::{DType, Shape, Tensor};
 
+use super::dropout::dropout_any_shape;
 use super::extension::FusedKernels;
 use super::lora_update::{lora_update_backward_reference, lora_update_reference};
 use super::shape::{KernelShape, count_hardware_launch, kernel_shape};
@@ -300,6 +301,15 @@ fn packed_product(
     output
 }
 
+/// `a · b` with the matmul `kernels::matmul` picks for the kernels' shape on this thread: the WGSL
+/// kernel on software Vulkan, CubeCL's on GPUs.
+fn product(a: CubeTensor, b: CubeTensor) -> CubeTensor {
+    match kernel_shape() {
+        KernelShape::Software => CubeBackend::fused_matmul(a, b),
+        KernelShape::Hardware => CubeBackend::float_matmul(a, b),
+    }
+}
+
 fn empty_like(reference: &CubeTensor, shape: Shape) -> CubeTensor {
     let handle = reference.client.empty(shape.num_elements() * DType::F32.size());
     CubeTensor::new_contiguous(reference.client.clone(), reference.device.clone(), shape, handle, DType::F32)
@@ -570,6 +580,23 @@ impl FusedKernels for CubeBackend {
         let buffers = vec![x.handle.clone().binding(), seed.handle.clone().binding(), output.handle.clone().binding(), params.binding()];
         launch_per_element("dropout", DROPOUT, &x, n, buffers);
         output
+    }
+
+    fn fused_dropout_matmul(x: FloatTensor<Self>, seed: FloatTensor<Self>, a: FloatTensor<Self>, keep: f32) -> FloatTensor<Self> {
+        product(dropout_any_shape::<Self>(x, seed, keep), a)
+    }
+
+    fn fused_dropout_matmul_backward(
+        x: FloatTensor<Self>,
+        seed: FloatTensor<Self>,
+        a: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        keep: f32,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let dropped = dropout_any_shape::<Self>(x, seed.clone(), keep);
+        let grad_a = product(Self::float_transpose(dropped), grad.clone());
+        let grad_x = dropout_any_shape::<Self>(product(grad, Self::float_transpose(a)), seed, keep);
+        (grad_x, grad_a)
     }
 
     fn fused_add_squares(t: FloatTensor<Self>, partials: FloatTensor<Self>, slot: usize) -> FloatTensor<Self> {

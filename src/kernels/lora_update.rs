@@ -73,7 +73,7 @@ pub fn add_lora_updates(
             Some(factors) => {
                 // Scaled at rank width, `[rows, r]`, rather than at the output's: the same
                 // product, for a pass over a few columns instead of all of them.
-                let down = super::matmul(super::dropout(x.clone(), dropout, fused), factors.a.clone(), fused).mul_scalar(factors.scale);
+                let down = super::dropout_matmul(x.clone(), dropout, factors.a.clone(), fused).mul_scalar(factors.scale);
                 base + super::matmul(down, factors.b.clone(), fused)
             }
             None => base,

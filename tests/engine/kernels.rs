@@ -477,8 +477,9 @@ struct LoraCase {
 }
 
 /// LoRA's updates of projections that share an input, added to their base products side by side
-/// (`kernels::add_lora_updates`; on the CPU one operation that accumulates into the base product)
-/// against one projection at a time in Burn's operations: the outputs, and the gradients of the
+/// (`kernels::add_lora_updates`; on the CPU one operation that accumulates into the base product;
+/// on wgpu, with dropout, one product that drops its input out again in the backward pass, in
+/// either kernel shape) against one projection at a time in Burn's operations: the outputs, and the gradients of the
 /// input, of every `a` and `b`, and of the base product. Cases: three adapted projections (q, k,
 /// v), one left without an adapter between two that have one, one projection alone, dropout (a
 /// mask per adapter: the reference draws them through `kernels::dropout` in the same order from
@@ -489,8 +490,8 @@ fn lora_updates_match_one_projection_at_a_time_forward_and_backward() {
     use wgtune::kernels::{LoraFactors, add_lora_updates, dropout as drop_out};
     // The dropout case draws its masks from the device's generator, reseeded: one run at a time.
     let _turn = one_run_at_a_time();
-    for dev in devices() {
-        let device = dev.autodiff();
+    for run in device_runs() {
+        let device = run.dev.autodiff();
         let cases = [
             LoraCase { name: "q, k, v", projections: vec![(24, true), (8, true), (8, true)], dropout: 0.0, base: Base::Fresh },
             LoraCase {
@@ -505,7 +506,7 @@ fn lora_updates_match_one_projection_at_a_time_forward_and_backward() {
             LoraCase { name: "base a transposed view", projections: vec![(11, true), (4, true)], dropout: 0.0, base: Base::TransposedView },
         ];
         for LoraCase { name, projections, dropout, base: base_kind } in cases {
-            let what = format!("{}: {name}", dev.choice);
+            let what = format!("{}: {name}", run.label);
             let (rows, d_in, rank) = (37, 12, 3);
             let n: usize = projections.iter().map(|(width, _)| width).sum();
             let random = |shape: [usize; 2], std: f64| Tensor::<2>::random(shape, Distribution::Normal(0.0, std), &device);
