@@ -104,3 +104,51 @@ impl<B: FusedKernels> Backward<B, 1> for DropoutBackward {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::Dispatch;
+    use burn::tensor::{Device, Distribution, Tensor};
+
+    use crate::kernels::FusedKernels;
+
+    fn close(what: &str, ours: Tensor<2>, reference: Tensor<2>) {
+        assert_eq!(ours.dims(), reference.dims(), "{what}: shape");
+        let values = |t: Tensor<2>| t.into_data().try_into_vec::<f32>().expect("f32 values");
+        let worst = values(ours).iter().zip(values(reference)).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(worst <= 1e-4, "{what}: max |difference| {worst:e}");
+    }
+
+    /// The product that drops its input out again in the backward pass against the dropout and the
+    /// product as two operations with the same seed (which keep the dropped-out copy): output and
+    /// both gradients, on the CPU (the wgpu form runs in the LoRA-update test).
+    #[test]
+    fn dropout_matmul_recomputes_what_the_two_operations_keep() {
+        let device = Device::flex().autodiff();
+        let random = |shape: [usize; 2]| Tensor::<2>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+        let (x, a, weights) = (random([37, 24]).require_grad(), random([24, 5]).require_grad(), random([37, 5]));
+        let seed = Tensor::<1>::random([2], Distribution::Default, &device);
+        let keep = 0.7;
+        let run = |fused: bool| {
+            let output = if fused {
+                Tensor::<2>::from_dispatch(Dispatch::fused_dropout_matmul(
+                    x.clone().into_dispatch(),
+                    seed.clone().into_dispatch(),
+                    a.clone().into_dispatch(),
+                    keep,
+                ))
+            } else {
+                let flat = x.clone().reshape([37 * 24]).into_dispatch();
+                let dropped =
+                    Tensor::<1>::from_dispatch(Dispatch::fused_dropout(flat, seed.clone().into_dispatch(), keep)).reshape([37, 24]);
+                dropped.matmul(a.clone())
+            };
+            let grads = (output.clone() * weights.clone()).sum().backward();
+            (output.inner(), x.grad(&grads).expect("a gradient for x"), a.grad(&grads).expect("a gradient for a"))
+        };
+        let ((output, grad_x, grad_a), (reference, reference_x, reference_a)) = (run(true), run(false));
+        close("output", output, reference);
+        close("grad x", grad_x, reference_x);
+        close("grad a", grad_a, reference_a);
+    }
+}
