@@ -65,3 +65,6 @@ wgtune_bench smollm2-8x1024-f16-hardware 60 --shape smollm2-135m --batch-size 8 
 torch_bench 60 --shape smollm2-135m --batch-size 8 --seq-len 1024 --precision f16
 wgtune_bench smollm2-4x512-full-f32-hardware 60 "${small[@]}" --method full --kernel-shape hardware
 torch_bench 60 "${small[@]}" --method full
+# `wgtune train`'s default LoRA dropout (0.05): the fused dropout, and on wgpu no kept copies.
+wgtune_bench smollm2-4x512-f32-hardware-dropout 60 "${small[@]}" --kernel-shape hardware --lora-dropout 0.05
+torch_bench 60 "${small[@]}" --lora-dropout 0.05
