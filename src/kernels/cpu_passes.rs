@@ -269,7 +269,17 @@ pub(super) fn adamw(
     (tensor(param), tensor(m), tensor(v))
 }
 
+/// `f()` compiled for the best vector extensions this processor has (AVX2, AVX-512), picked at
+/// run time: the binary targets baseline x86-64, whose SSE2 has no 32-bit integer multiply, so the
+/// dropout hash ran a lane at a time (10 % of a step with LoRA dropout; BENCHMARKS.md). The float
+/// passes gained nothing measurable from it. Call it inside each task of a parallel loop.
+#[inline(always)]
+fn vectorized<R>(f: impl FnOnce() -> R) -> R {
+    pulp::Arch::new().dispatch(f)
+}
+
 /// Chris Wellons' lowbias32, a 32-bit integer hash with low bias (`shaders/dropout.wgsl`'s).
+#[inline(always)]
 fn lowbias32(mut h: u32) -> u32 {
     h ^= h >> 16;
     h = h.wrapping_mul(0x7feb_352d);
@@ -293,10 +303,12 @@ pub(super) fn dropout(x: Tensor<1>, seed: Tensor<1>, keep: f32) -> Tensor<1> {
         written(x.len(), |output| {
             output.par_chunks_mut(FLAT_CHUNK).zip(x.par_chunks(FLAT_CHUNK)).enumerate().for_each(|(chunk, (output, x))| {
                 let first = (chunk * FLAT_CHUNK) as u32;
-                for (j, (o, &x)) in output.iter_mut().zip(x).enumerate() {
-                    let h = lowbias32(lowbias32((first + j as u32) ^ seed0) ^ seed1);
-                    o.write(if (h >> 8) < threshold { x * scale } else { 0.0 });
-                }
+                vectorized(|| {
+                    for (j, (o, &x)) in output.iter_mut().zip(x).enumerate() {
+                        let h = lowbias32(lowbias32((first + j as u32) ^ seed0) ^ seed1);
+                        o.write(if (h >> 8) < threshold { x * scale } else { 0.0 });
+                    }
+                })
             });
         })
     };

@@ -630,3 +630,29 @@ fn fused_dropout_keeps_its_share_and_one_mask_both_ways() {
         }
     }
 }
+
+/// The dropout mask is the same function of index and seed on every backend: the WGSL kernel and
+/// the CPU pass keep the same elements of the same input for the same seed.
+#[test]
+fn fused_dropout_draws_the_same_mask_on_every_backend() {
+    use burn::backend::Dispatch;
+    use burn::tensor::TensorData;
+    use wgtune::kernels::FusedKernels;
+    let n = 70_001;
+    let masks: Vec<(String, Vec<f32>)> = devices()
+        .into_iter()
+        .map(|dev| {
+            let x = Tensor::<1>::from_data(TensorData::new(vec![1.0f32; n], [n]), &dev.device);
+            let seed = Tensor::<1>::from_data(TensorData::new(vec![0.123f32, 0.456], [2]), &dev.device);
+            let dropped = Tensor::<1>::from_dispatch(Dispatch::fused_dropout(x.into_dispatch(), seed.into_dispatch(), 0.8));
+            (dev.choice.to_string(), values(dropped).0)
+        })
+        .collect();
+    let (first, reference) = &masks[0];
+    let kept = reference.iter().filter(|v| **v != 0.0).count();
+    assert!((kept as f64 / n as f64 - 0.8).abs() < 0.01, "{first}: kept {kept} of {n}");
+    for (name, mask) in &masks[1..] {
+        let differing = mask.iter().zip(reference).filter(|(a, b)| a != b).count();
+        assert_eq!(differing, 0, "{name} and {first} differ in {differing} of {n} elements");
+    }
+}
