@@ -5,9 +5,12 @@
 //! it keeps the mask for the backward pass, an input-sized tensor per adapter. Here the backward
 //! pass hashes the same indices with the same seed, so nothing but the seed is kept.
 //!
-//! The seed is two random numbers drawn from the device's generator, as a tensor (no read back
-//! from a GPU): reseeding the device (per step and layer, see `ForwardOptions::dropout_seed`)
-//! gives the same masks again, after a resume or in a recomputed layer.
+//! Each call's seed comes from this thread's dropout generator ([`seed_dropout`], which the model
+//! reseeds per step and layer: see `ForwardOptions::dropout_seed`), uploaded as a two-number
+//! tensor: the same masks again after a resume or in a recomputed layer, the same on every
+//! backend, and untouched by whatever else draws random numbers from the device.
+
+use std::cell::Cell;
 
 use burn::backend::Dispatch;
 use burn::backend::TensorMetadata;
@@ -15,9 +18,32 @@ use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops};
 use burn::backend::tensor::FloatTensor;
-use burn::tensor::{DType, Distribution, Tensor};
+use burn::tensor::{DType, Device, Distribution, Tensor, TensorData};
 
 use super::extension::FusedKernels;
+
+thread_local! {
+    /// The state of this thread's dropout seeds (SplitMix64).
+    static DROPOUT_STATE: Cell<u64> = const { Cell::new(0x5EED_D50F_0A11_C0DE) };
+}
+
+/// Seeds this thread's dropout masks: those drawn after it are a function of `seed` alone.
+pub fn seed_dropout(seed: u64) {
+    DROPOUT_STATE.set(seed);
+}
+
+/// The next dropout seed of this thread, as the two-number tensor the fused operation takes: two
+/// 23-bit words in the mantissas of numbers in `[1, 2)` (finite, so no copy can alter their bits).
+fn next_seed(device: &Device) -> Tensor<1> {
+    let state = DROPOUT_STATE.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+    DROPOUT_STATE.set(state);
+    let mut z = state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    let word = |bits: u64| f32::from_bits(0x3F80_0000 | (bits as u32 & 0x007F_FFFF));
+    Tensor::from_data(TensorData::new(vec![word(z), word(z >> 32)], [2]), device)
+}
 
 /// `x` with each element zeroed with probability `probability` and the rest scaled by
 /// `1 / (1 − probability)`; `fused` picks the fused operation (off: Burn's random mask).
@@ -31,7 +57,7 @@ pub fn dropout<const D: usize>(x: Tensor<D>, probability: f64, fused: bool) -> T
         let mask = x.random_like(Distribution::Bernoulli(keep));
         return x * mask / keep;
     }
-    let seed = Tensor::<1>::random([2], Distribution::Default, &device);
+    let seed = next_seed(&device);
     let shape = x.shape();
     let n = shape.num_elements();
     let output = Dispatch::fused_dropout(x.reshape([n]).into_dispatch(), seed.into_dispatch(), keep as f32);
@@ -48,7 +74,7 @@ pub fn dropout_matmul(x: Tensor<2>, probability: f64, a: Tensor<2>, fused: bool)
     if probability <= 0.0 || !recompute {
         return super::matmul(dropout(x, probability, fused), a, fused);
     }
-    let seed = Tensor::<1>::random([2], Distribution::Default, &x.device());
+    let seed = next_seed(&x.device());
     let keep = (1.0 - probability) as f32;
     Tensor::from_dispatch(Dispatch::fused_dropout_matmul(x.into_dispatch(), seed.into_dispatch(), a.into_dispatch(), keep))
 }

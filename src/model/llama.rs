@@ -241,8 +241,9 @@ pub struct ForwardOptions {
     pub lora: LoraForward,
     /// Use the fused WGSL kernels where the device allows (off: plain tensor operations).
     pub fused: bool,
-    /// Reseed the device's random generator before each decoder layer from this, so that a layer
-    /// recomputed in the backward pass draws the same dropout masks as its first forward.
+    /// Reseed the dropout masks (and the device's random generator) before each decoder layer
+    /// from this, so that a layer recomputed in the backward pass, or a resumed run, draws the
+    /// same dropout masks as the first forward.
     pub dropout_seed: Option<u64>,
     /// The precision of the matmuls against weight matrices (see [`Precision`]).
     pub compute: Precision,
@@ -591,6 +592,9 @@ impl CausalLm {
         options: ForwardOptions,
     ) -> Tensor<3> {
         if let Some(seed) = options.dropout_seed {
+            // The fused dropout draws from its own generator, Burn's (`--kernels generic`) from
+            // the device's.
+            kernels::seed_dropout(layer_seed(seed, i));
             h.device().seed(layer_seed(seed, i));
         }
         self.layers[i].forward(h, context, cache, options)

@@ -5,7 +5,7 @@ use burn::tensor::{Distribution, Tensor};
 use wgtune::device::DeviceChoice;
 use wgtune::kernels::{KernelShape, Scores, attention, attention_reference, hardware_launches, kernel_shape};
 
-use crate::common::{DeviceRun, assert_close, device_runs, devices, one_run_at_a_time, values};
+use crate::common::{DeviceRun, assert_close, device_runs, devices, values};
 
 const TOL: f64 = 1e-4;
 
@@ -482,14 +482,12 @@ struct LoraCase {
 /// either kernel shape) against one projection at a time in Burn's operations: the outputs, and the gradients of the
 /// input, of every `a` and `b`, and of the base product. Cases: three adapted projections (q, k,
 /// v), one left without an adapter between two that have one, one projection alone, dropout (a
-/// mask per adapter: the reference draws them through `kernels::dropout` in the same order from
-/// the same seed), and a base product that is a tensor held elsewhere, or a transposed view of
+/// mask per adapter: the reference draws them through `kernels::dropout` in the same order after
+/// the same `seed_dropout`), and a base product that is a tensor held elsewhere, or a transposed view of
 /// one, which must come out unchanged.
 #[test]
 fn lora_updates_match_one_projection_at_a_time_forward_and_backward() {
-    use wgtune::kernels::{LoraFactors, add_lora_updates, dropout as drop_out};
-    // The dropout case draws its masks from the device's generator, reseeded: one run at a time.
-    let _turn = one_run_at_a_time();
+    use wgtune::kernels::{LoraFactors, add_lora_updates, dropout as drop_out, seed_dropout};
     for run in device_runs() {
         let device = run.dev.autodiff();
         let cases = [
@@ -525,7 +523,7 @@ fn lora_updates_match_one_projection_at_a_time_forward_and_backward() {
 
             // `fused`: through `add_lora_updates`; else one projection at a time in Burn's operations.
             let run = |fused: bool| {
-                device.seed(11);
+                seed_dropout(11);
                 let base = match base_kind {
                     Base::Fresh => base_leaf.clone().mul_scalar(1.0),
                     Base::HeldElsewhere => base_leaf.clone(),
@@ -587,13 +585,11 @@ fn lora_updates_match_one_projection_at_a_time_forward_and_backward() {
 
 /// Dropout as one pass (`kernels::dropout`, its mask a hash of index and seed): every element kept
 /// as `x / keep` or zeroed, the share kept within 1 % of `keep` (some 0.2 M elements), the same
-/// mask again after the device is reseeded (as a resumed run or a recomputed layer reseeds it) and
-/// another without, and the backward pass through the same mask.
+/// mask again after the dropout seeds are reseeded (as a resumed run or a recomputed layer reseeds
+/// them) and another without, and the backward pass through the same mask.
 #[test]
 fn fused_dropout_keeps_its_share_and_one_mask_both_ways() {
-    use wgtune::kernels::dropout;
-    // Reseeding the device's generator must give the same mask: one run at a time.
-    let _turn = one_run_at_a_time();
+    use wgtune::kernels::{dropout, seed_dropout};
     for dev in devices() {
         let device = dev.autodiff();
         for probability in [0.05, 0.5] {
@@ -601,7 +597,7 @@ fn fused_dropout_keeps_its_share_and_one_mask_both_ways() {
             let shape = [701, 300];
             let x = Tensor::<2>::random(shape, Distribution::Uniform(0.5, 1.5), &device).require_grad();
             let weights = Tensor::<2>::random(shape, Distribution::Normal(0.0, 1.0), &device);
-            device.seed(7);
+            seed_dropout(7);
             let y = dropout(x.clone(), probability, true);
             let grads = (y.clone() * weights.clone()).sum().backward();
             let grad = x.grad(&grads).expect("a gradient for x");
@@ -622,7 +618,7 @@ fn fused_dropout_keeps_its_share_and_one_mask_both_ways() {
             assert!((share - keep).abs() < 0.01, "{what}: kept {share} of the elements, not {keep}");
 
             let mask = |t: Tensor<2>| values(t.inner()).0.iter().map(|v| *v != 0.0).collect::<Vec<_>>();
-            device.seed(7);
+            seed_dropout(7);
             let again = dropout(x.clone(), probability, true);
             assert!(mask(again) == ys.iter().map(|v| *v != 0.0).collect::<Vec<_>>(), "{what}: another mask from the same seed");
             let other = dropout(x.clone(), probability, true);
