@@ -13,17 +13,12 @@
 const BLOCK: u32 = {{ block }}u;
 const NEG: f32 = -3.0e38;
 
-var<workgroup> shared_info: array<u32, 2>;
 var<workgroup> maxes: array<f32, {{ block }}>;
 var<workgroup> sums: array<f32, {{ block }}>;
 
 @compute @workgroup_size({{ block }}, 1, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    if lid == 0u {
-        shared_info[0] = info[0];
-        shared_info[1] = info[1];
-    }
-    let params = workgroupUniformLoad(&shared_info);
+    let params = uniform_info(lid, 2u);
     let vocab = params[1];
     let row = wg.x;
     let base = row * vocab;

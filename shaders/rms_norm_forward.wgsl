@@ -11,16 +11,10 @@
 @group(0) @binding(3) var<storage, read_write> inv_rms: array<f32>;
 @group(0) @binding(4) var<storage, read_write> info: array<u32>;
 
-var<workgroup> shared_info: array<u32, 3>;
 
 @compute @workgroup_size({{ block }}, 1, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    if lid == 0u {
-        shared_info[0] = info[0];
-        shared_info[1] = info[1];
-        shared_info[2] = info[2];
-    }
-    let params = workgroupUniformLoad(&shared_info);
+    let params = uniform_info(lid, 3u);
     let row = wg.y * 65535u + wg.x;
     if row >= params[0] {
         return;

@@ -8,16 +8,10 @@
 @group(0) @binding(1) var<storage, read_write> partials: array<f32>;
 @group(0) @binding(2) var<storage, read_write> info: array<u32>;
 
-var<workgroup> shared_info: array<u32, 3>;
 
 @compute @workgroup_size({{ block }}, 1, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    if lid == 0u {
-        shared_info[0] = info[0];
-        shared_info[1] = info[1];
-        shared_info[2] = info[2];
-    }
-    let params = workgroupUniformLoad(&shared_info);
+    let params = uniform_info(lid, 3u);
     let n = params[0];
     let grid = params[2] * BLOCK;
 

@@ -84,13 +84,13 @@ const FLASH_ATTENTION_BACKWARD_QUERY: &str =
     shader!("attention_common", "attention_bindings_backward_query", "flash_attention_queries", "flash_attention_backward_query");
 const FLASH_ATTENTION_BACKWARD_KEY_VALUE: &str =
     shader!("attention_common", "attention_bindings_backward_key_value", "flash_attention_backward_key_value");
-const CROSS_ENTROPY_ROWS: &str = shader!("cross_entropy_rows");
+const CROSS_ENTROPY_ROWS: &str = shader!("uniform_info", "cross_entropy_rows");
 const CROSS_ENTROPY_GRAD: &str = shader!("cross_entropy_grad");
 const ADAMW: &str = shader!("adamw");
-const RMS_NORM_FORWARD: &str = shader!("workgroup_sum", "rms_norm_forward");
-const RMS_NORM_BACKWARD: &str = shader!("workgroup_sum", "rms_norm_backward");
+const RMS_NORM_FORWARD: &str = shader!("uniform_info", "workgroup_sum", "rms_norm_forward");
+const RMS_NORM_BACKWARD: &str = shader!("uniform_info", "workgroup_sum", "rms_norm_backward");
 const ROTARY: &str = shader!("rotary");
-const SQUARED_NORM: &str = shader!("workgroup_sum", "squared_norm");
+const SQUARED_NORM: &str = shader!("uniform_info", "workgroup_sum", "squared_norm");
 const DROPOUT: &str = shader!("dropout");
 const SWIGLU_FORWARD: &str = shader!("swiglu_forward");
 const SWIGLU_BACKWARD: &str = shader!("swiglu_backward");
