@@ -311,14 +311,7 @@ mod tests {
     use burn::tensor::{Device, Distribution, Tensor};
 
     use super::product;
-
-    fn close<const D: usize>(what: &str, ours: Tensor<D>, burns: Tensor<D>) {
-        assert_eq!(ours.dims(), burns.dims(), "{what}: shape");
-        let values = |t: Tensor<D>| t.into_data().try_into_vec::<f32>().expect("f32 values");
-        let (ours, burns) = (values(ours), values(burns));
-        let worst = ours.iter().zip(&burns).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-        assert!(worst <= 1e-4, "{what}: max |difference| {worst:e}");
-    }
+    use crate::kernels::assert_close;
 
     /// Against Burn's matmul: contiguous and transposed operands, batches (one of them laid out
     /// with its heads swapped in, so the batch strides are not contiguous), products large enough
@@ -328,23 +321,23 @@ mod tests {
         let device = Device::flex();
         let random = |shape: [usize; 2]| Tensor::<2>::random(shape, Distribution::Normal(0.0, 1.0), &device);
         let (a, b) = (random([37, 24]), random([24, 19]));
-        close("contiguous", product(a.clone(), b.clone()), a.clone().matmul(b.clone()));
+        assert_close("contiguous", product(a.clone(), b.clone()), a.clone().matmul(b.clone()));
         let (at, bt) = (random([24, 37]).transpose(), random([19, 24]).transpose());
-        close("transposed", product(at.clone(), bt.clone()), at.matmul(bt));
+        assert_close("transposed", product(at.clone(), bt.clone()), at.matmul(bt));
         let (big_a, big_b) = (random([300, 200]), random([200, 250]));
-        close("split over the cores", product(big_a.clone(), big_b.clone()), big_a.matmul(big_b));
+        assert_close("split over the cores", product(big_a.clone(), big_b.clone()), big_a.matmul(big_b));
 
         let random4 = |shape: [usize; 4]| Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
         let swapped = random4([2, 5, 3, 8]).swap_dims(1, 2);
         let keys = random4([2, 3, 7, 8]).swap_dims(2, 3);
-        close("batched, strided batches", product(swapped.clone(), keys.clone()), swapped.matmul(keys));
+        assert_close("batched, strided batches", product(swapped.clone(), keys.clone()), swapped.matmul(keys));
 
         let empty_inner = (Tensor::<2>::zeros([4, 0], &device), Tensor::<2>::zeros([0, 3], &device));
-        close("k = 0", product(empty_inner.0.clone(), empty_inner.1.clone()), Tensor::<2>::zeros([4, 3], &device));
+        assert_close("k = 0", product(empty_inner.0.clone(), empty_inner.1.clone()), Tensor::<2>::zeros([4, 3], &device));
         let no_rows = (Tensor::<2>::zeros([0, 5], &device), random([5, 3]));
         assert_eq!(product(no_rows.0, no_rows.1).dims(), [0, 3]);
 
         let (batch_a, shared_b) = (random4([2, 3, 4, 5]), random4([1, 1, 5, 6]));
-        close("broadcast batch", product(batch_a.clone(), shared_b.clone()), batch_a.matmul(shared_b));
+        assert_close("broadcast batch", product(batch_a.clone(), shared_b.clone()), batch_a.matmul(shared_b));
     }
 }

@@ -3,14 +3,13 @@
 //! (`cpu_passes.rs`, `cpu_attention.rs`).
 
 use burn::backend::Flex;
-use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::tensor::{Int, Tensor, TensorData};
 
 use super::cpu_matmul;
 use super::cpu_passes;
 use super::cross_entropy::loss_only;
-use super::dropout::dropout_any_shape;
+use super::dropout::{dropout_any_shape, dropout_matmul_grads};
 use super::extension::FusedKernels;
 use super::lora_update::{lora_update_backward_reference, lora_update_reference};
 use super::packed::dense;
@@ -201,10 +200,7 @@ impl FusedKernels for Flex {
         grad: FloatTensor<Self>,
         keep: f32,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        let dropped = dropout_any_shape::<Self>(x, seed.clone(), keep);
-        let grad_a = Self::fused_matmul(Self::float_transpose(dropped), grad.clone());
-        let grad_x = dropout_any_shape::<Self>(Self::fused_matmul(grad, Self::float_transpose(a)), seed, keep);
-        (grad_x, grad_a)
+        dropout_matmul_grads::<Self>(x, seed, a, grad, keep, Self::fused_matmul)
     }
 
     fn fused_add_squares(t: FloatTensor<Self>, partials: FloatTensor<Self>, slot: usize) -> FloatTensor<Self> {

@@ -8,7 +8,7 @@ use burn::cubecl::server::KernelArguments;
 use burn::cubecl::{CubeCount, CubeDim};
 use burn::tensor::{DType, Shape, Tensor};
 
-use super::dropout::dropout_any_shape;
+use super::dropout::{dropout_any_shape, dropout_matmul_grads};
 use super::extension::FusedKernels;
 use super::lora_update::{lora_update_backward_reference, lora_update_reference};
 use super::shape::{KernelShape, count_hardware_launch, kernel_shape};
@@ -593,10 +593,7 @@ impl FusedKernels for CubeBackend {
         grad: FloatTensor<Self>,
         keep: f32,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        let dropped = dropout_any_shape::<Self>(x, seed.clone(), keep);
-        let grad_a = product(Self::float_transpose(dropped), grad.clone());
-        let grad_x = dropout_any_shape::<Self>(product(grad, Self::float_transpose(a)), seed, keep);
-        (grad_x, grad_a)
+        dropout_matmul_grads::<Self>(x, seed, a, grad, keep, product)
     }
 
     fn fused_add_squares(t: FloatTensor<Self>, partials: FloatTensor<Self>, slot: usize) -> FloatTensor<Self> {

@@ -206,14 +206,7 @@ mod tests {
     use burn::tensor::{Device, Distribution, Tensor};
 
     use super::{lora_update_backward_reference, lora_update_reference};
-    use crate::kernels::FusedKernels;
-
-    fn close(what: &str, ours: Tensor<2>, reference: Tensor<2>) {
-        assert_eq!(ours.dims(), reference.dims(), "{what}: shape");
-        let values = |t: Tensor<2>| t.into_data().try_into_vec::<f32>().expect("f32 values");
-        let worst = values(ours).iter().zip(values(reference)).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-        assert!(worst <= 1e-4, "{what}: max |difference| {worst:e}");
-    }
+    use crate::kernels::{FusedKernels, assert_close};
 
     /// The CPU's `gemm` form of the update and of its backward pass against the tensor-op
     /// reference (the operation on wgpu), with a column between the blocks that no adapter touches.
@@ -231,7 +224,7 @@ mod tests {
             0.5,
             blocks.clone(),
         ));
-        close("update", ours, lora_update_reference(base, down.clone(), b.clone(), 0.5, &blocks));
+        assert_close("update", ours, lora_update_reference(base, down.clone(), b.clone(), 0.5, &blocks));
 
         let (grad_down, grad_b) = Dispatch::fused_lora_update_backward(
             down.clone().into_dispatch(),
@@ -241,7 +234,7 @@ mod tests {
             blocks.clone(),
         );
         let (reference_down, reference_b) = lora_update_backward_reference(down, b, grad, 0.5, &blocks);
-        close("grad down", Tensor::from_dispatch(grad_down), reference_down);
-        close("grad b", Tensor::from_dispatch(grad_b), reference_b);
+        assert_close("grad down", Tensor::from_dispatch(grad_down), reference_down);
+        assert_close("grad b", Tensor::from_dispatch(grad_b), reference_b);
     }
 }

@@ -47,6 +47,15 @@ pub use swiglu::swiglu;
 use burn::backend::DispatchDevice;
 use burn::tensor::Device;
 
+/// The kernels' unit tests' comparison: the same shape, and no value more than 1e-4 apart.
+#[cfg(test)]
+fn assert_close<const D: usize>(what: &str, ours: burn::tensor::Tensor<D>, reference: burn::tensor::Tensor<D>) {
+    assert_eq!(ours.dims(), reference.dims(), "{what}: shape");
+    let values = |t: burn::tensor::Tensor<D>| t.into_data().try_into_vec::<f32>().expect("f32 values");
+    let worst = values(ours).iter().zip(values(reference)).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(worst <= 1e-4, "{what}: max |difference| {worst:e}");
+}
+
 /// The backend device under `device`'s autodiff layer, if it has one.
 fn backend_device(device: &Device) -> &DispatchDevice {
     fn without_autodiff(device: &DispatchDevice) -> &DispatchDevice {
