@@ -124,7 +124,7 @@ impl Joint {
     fn down(&self, x: Tensor<2>, projections: &[(usize, Option<LoraFactors>)], dropout: f64) -> Tensor<2> {
         let a: Vec<Tensor<2>> = projections.iter().filter_map(|(_, factors)| factors.as_ref().map(|f| f.a.clone())).collect();
         if dropout > 0.0 {
-            let downs = a.into_iter().map(|a| super::matmul(super::dropout(x.clone(), dropout, true), a, true)).collect();
+            let downs = a.into_iter().map(|a| super::dropout_matmul(x.clone(), dropout, a, true)).collect();
             return Tensor::cat(downs, 1);
         }
         let a = match a.len() {
