@@ -7,6 +7,7 @@ mod export;
 mod generate;
 mod inspect;
 mod progress;
+mod runtime_dir;
 mod train;
 
 use std::process::ExitCode;
@@ -46,6 +47,7 @@ enum Command {
 }
 
 pub fn main() -> ExitCode {
+    runtime_dir::ensure_runtime_dir();
     let cli = Cli::parse();
     // A panic that escapes the engine's own guards still ends in an error message and exit
     // status 1, after the panic's report (for a bug report).

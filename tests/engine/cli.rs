@@ -229,3 +229,18 @@ fn a_preset_sets_the_starting_point_and_flags_override_it() {
     let out = wgtune(&["train", "--preset", "balanced", "--data", data.to_str().unwrap()]);
     assert!(text(&out.stderr).contains("--preset sizes its settings to the model and the data"), "{}", text(&out.stderr));
 }
+
+/// On a headless shell (no `XDG_RUNTIME_DIR`: SSH, a container, a CI job) a command prints its
+/// report and nothing else: not libwayland's complaint from the GPU probe, four times.
+#[test]
+fn a_headless_shell_sees_no_runtime_folder_noise() {
+    let model = fixture("tiny-llama");
+    let out = Command::new(env!("CARGO_BIN_EXE_wgtune"))
+        .args(["inspect", "--model", model.to_str().unwrap(), "--device", "wgpu"])
+        .env_remove("XDG_RUNTIME_DIR")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("architecture"), "{}", text(&out.stdout));
+    assert!(!text(&out.stderr).contains("XDG_RUNTIME_DIR"), "{}", text(&out.stderr));
+}
