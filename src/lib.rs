@@ -4,6 +4,7 @@
 //! This library is the engine; the command-line tool and the desktop app are thin fronts on it.
 
 pub mod bench;
+pub mod bundled;
 pub mod chat_template;
 pub mod classify;
 pub mod data;
@@ -30,3 +31,6 @@ pub mod tokenizer;
 pub mod train;
 
 pub use error::{Error, Result};
+
+/// The version and the commit it was built from, as `wgtune --version` and the app show them.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("WGTUNE_COMMIT"), ")");

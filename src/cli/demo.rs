@@ -1,11 +1,12 @@
 //! `wgtune demo`: the main job end to end on the bundled model and dataset (or on `--model`):
 //! generate, fine-tune with LoRA, generate again, export merged weights and check them.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::mpsc::channel;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use wgtune::bundled::bundled;
 use wgtune::classify::evaluate_classifier;
 use wgtune::data::{DataConfig, read_labelled_file};
 use wgtune::device::DeviceChoice;
@@ -16,14 +17,12 @@ use wgtune::train::{EventSink, OptimizerConfig, RunStart, RunSummary, ScheduleKi
 
 use super::progress::TrainProgress;
 
-const ASSETS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/assets");
-
 #[derive(Args, Debug)]
 pub struct DemoArgs {
-    /// Model to fine-tune [default: the bundled assets/demo-model].
+    /// Model to fine-tune [default: the bundled demo model].
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// Training data [default: assets/demo/train.jsonl].
+    /// Training data [default: the bundled questions, or reviews with --task classification].
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Run directory [default: runs/demo, or runs/demo-2, -3, … when it holds an earlier run].
@@ -38,8 +37,8 @@ pub struct DemoArgs {
     /// Prompts to compare before and after (repeatable) [default: questions the demo data answers].
     #[arg(long = "prompt")]
     pub prompts: Vec<String>,
-    /// causal-lm: answer questions (assets/demo); classification: label product reviews by topic
-    /// with a classification head (assets/reviews).
+    /// causal-lm: answer questions (the bundled demo data); classification: label product
+    /// reviews by topic with a classification head (the bundled reviews).
     #[arg(long, default_value_t = Task::CausalLm)]
     pub task: Task,
 }
@@ -48,13 +47,14 @@ pub fn run(args: DemoArgs) -> Result<()> {
     if args.task == Task::Classification {
         return run_classification(args);
     }
-    let assets = Path::new(ASSETS);
+    let bundle = bundled().context("writing out the bundled demo model and data")?;
     let model_dir = match &args.model {
         Some(m) => super::progress::resolve_model(m)?,
-        None => assets.join("demo-model"),
+        None => bundle.demo_model(),
     };
-    let data = args.data.clone().unwrap_or_else(|| assets.join("demo/train.jsonl"));
-    let validation = args.data.is_none().then(|| assets.join("demo/validation.jsonl"));
+    let questions = bundle.questions();
+    let data = args.data.clone().unwrap_or(questions.train);
+    let validation = args.data.is_none().then_some(questions.validation);
     let prompts = if args.prompts.is_empty() {
         // Zorbia is in the training data, Kelvoria only with other wording, Japan not at all.
         vec![
@@ -130,16 +130,14 @@ fn free_run_dir(stem: &str) -> PathBuf {
 /// `wgtune demo --task classification`: the base model's zero-shot accuracy on held-out
 /// reviews, a LoRA classifier trained on the others, its accuracy, and its export reloaded.
 fn run_classification(args: DemoArgs) -> Result<()> {
-    let assets = Path::new(ASSETS);
+    let bundle = bundled().context("writing out the bundled demo model and data")?;
     let model_dir = match &args.model {
         Some(m) => super::progress::resolve_model(m)?,
-        None => assets.join("demo-model"),
+        None => bundle.demo_model(),
     };
-    let data = args.data.clone().unwrap_or_else(|| assets.join("reviews/train.jsonl"));
-    let validation = match &args.data {
-        Some(_) => None,
-        None => Some(assets.join("reviews/validation.jsonl")),
-    };
+    let reviews = bundle.reviews();
+    let data = args.data.clone().unwrap_or(reviews.train);
+    let validation = args.data.is_none().then_some(reviews.validation);
     let output = args.output.clone().unwrap_or_else(|| free_run_dir("runs/demo-classifier"));
     let data_config = DataConfig {
         train_file: data.clone(),

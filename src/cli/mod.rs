@@ -17,7 +17,7 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(
     name = "wgtune",
-    version,
+    version = wgtune::VERSION,
     about = "Fine-tune Llama-family language models (LoRA or full) on any GPU through WebGPU, or on the CPU.",
     long_about = "Fine-tune Llama-family language models (LoRA or full) on any GPU through WebGPU, or on the CPU.\n\nWithout a subcommand, wgtune opens the desktop app."
 )]

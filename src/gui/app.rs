@@ -17,7 +17,7 @@ use super::picker::{FilePicker, PathPrompt, PickKind, PromptOutcome, path_prompt
 use super::playground::Playground;
 use super::playground_panel::PlaygroundPanel;
 use super::runs_panel::RunsPanel;
-use super::settings::{STORAGE_KEY, Settings};
+use super::settings::{STORAGE_KEY, Settings, in_workspace};
 use super::training_panel::TrainingPanel;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,7 +78,9 @@ pub struct WgtuneApp {
 
 impl WgtuneApp {
     pub fn new(cc: &eframe::CreationContext<'_>, picker: Box<dyn FilePicker>) -> Self {
-        let settings: Settings = cc.storage.and_then(|s| eframe::get_value(s, STORAGE_KEY)).unwrap_or_default();
+        let mut settings: Settings = cc.storage.and_then(|s| eframe::get_value(s, STORAGE_KEY)).unwrap_or_default();
+        // `runs/latest` by default, and relative in settings saved by earlier versions.
+        settings.config.output_dir = in_workspace(std::mem::take(&mut settings.config.output_dir));
         let ctx = cc.egui_ctx.clone();
         let jobs = Jobs::new(Arc::from(picker), Arc::new(move || ctx.request_repaint()));
         let playground_worker = Playground::new(jobs.sender());
@@ -109,9 +111,10 @@ impl WgtuneApp {
         app
     }
 
-    /// The bundled demo model, one click away.
-    pub fn demo_model_path() -> PathBuf {
-        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/demo-model"))
+    /// The bundled demo model and datasets, written out on first use (the error is the app's
+    /// to show where that cannot be done).
+    pub fn bundled() -> Result<crate::bundled::Bundled, String> {
+        crate::bundled::bundled().map_err(|e| format!("Cannot write out the bundled demo: {e}"))
     }
 
     pub fn select_model(&mut self, path: PathBuf) {
@@ -217,6 +220,7 @@ impl WgtuneApp {
     }
 
     fn picked(&mut self, kind: PickKind, path: PathBuf) {
+        let path = if kind.is_output() { in_workspace(path) } else { path };
         match kind {
             PickKind::ModelFolder | PickKind::ModelFile => self.select_model(path),
             PickKind::DatasetFile => self.select_dataset(path),
@@ -254,6 +258,8 @@ impl WgtuneApp {
     /// Starts a new run; when its output folder already holds one, asks first (replace it,
     /// resume it, or cancel) unless `start` says which.
     pub fn start_training(&mut self, start: RunStart) {
+        let run_dir = in_workspace(self.settings.config.output_dir.clone());
+        self.settings.config.output_dir = run_dir;
         let config = self.settings.config.clone();
         if let Err(e) = config.validate() {
             self.training.start_error = Some(e.to_string());
@@ -283,7 +289,8 @@ impl WgtuneApp {
     }
 
     /// Exports to `target`, first asking whether to replace it when it holds files.
-    pub fn start_export(&mut self, target: ExportTarget) {
+    pub fn start_export(&mut self, mut target: ExportTarget) {
+        target.path = in_workspace(target.path);
         let Some(trained) = self.trained_weights() else {
             self.export.finished(Err("Train first, or resume a run: there are no trained weights to export.".into()));
             return;
@@ -364,7 +371,7 @@ impl WgtuneApp {
 
     fn tabs_ui(&mut self, ui: &mut egui::Ui) {
         ui.horizontal(|ui| {
-            ui.heading("wgtune");
+            ui.heading("wgtune").on_hover_text(format!("wgtune {}", crate::VERSION));
             ui.separator();
             for tab in Tab::ALL {
                 if ui.selectable_value(&mut self.tab, tab, tab.label()).clicked() && tab == Tab::Runs {

@@ -48,13 +48,18 @@ impl WgtuneApp {
                 self.jobs.pick(PickKind::DatasetFile);
             }
             if ui.button("Use demo dataset").clicked() {
-                // Questions about invented countries, or product reviews to label by topic.
-                let demo = Self::demo_model_path().with_file_name(if classification { "reviews" } else { "demo" });
-                self.settings.config.data.train_file = demo.join("train.jsonl");
-                self.settings.config.data.validation_file = Some(demo.join("validation.jsonl"));
-                // The defaults would stop the demo after a handful of steps: train it visibly.
-                self.dataset.preset_on_preview = Some(crate::presets::Preset::Balanced);
-                changed = true;
+                match Self::bundled() {
+                    Ok(bundle) => {
+                        // Questions about invented countries, or product reviews to label by topic.
+                        let demo = if classification { bundle.reviews() } else { bundle.questions() };
+                        self.settings.config.data.train_file = demo.train;
+                        self.settings.config.data.validation_file = Some(demo.validation);
+                        // The defaults would stop the demo after a handful of steps: train it visibly.
+                        self.dataset.preset_on_preview = Some(crate::presets::Preset::Balanced);
+                        changed = true;
+                    }
+                    Err(e) => self.dataset.error = Some(e),
+                }
             }
             let file = &self.settings.config.data.train_file;
             if !file.as_os_str().is_empty() {

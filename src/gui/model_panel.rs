@@ -39,7 +39,10 @@ impl WgtuneApp {
                 self.jobs.pick(PickKind::ModelFile);
             }
             if ui.button("Use demo model").on_hover_text("The small chat model bundled with wgtune").clicked() {
-                self.select_model(Self::demo_model_path());
+                match Self::bundled() {
+                    Ok(bundle) => self.select_model(bundle.demo_model()),
+                    Err(e) => self.model.error = Some(e),
+                }
             }
         });
 

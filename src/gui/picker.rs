@@ -43,6 +43,22 @@ impl PickKind {
     }
 }
 
+impl PickKind {
+    /// Whether the pick names something the app writes (a run, an export, settings).
+    pub fn is_output(self) -> bool {
+        matches!(
+            self,
+            PickKind::OutputFolder
+                | PickKind::SaveSettingsFile
+                | PickKind::MergedExportFolder
+                | PickKind::AdapterExportFolder
+                | PickKind::GgufExportFile
+                | PickKind::GgufAdapterExportFile
+                | PickKind::OllamaExportFolder
+        )
+    }
+}
+
 pub trait FilePicker: Send + Sync {
     fn pick(&self, kind: PickKind) -> Option<PathBuf>;
 }
@@ -52,7 +68,12 @@ pub struct DialogPicker;
 
 impl FilePicker for DialogPicker {
     fn pick(&self, kind: PickKind) -> Option<PathBuf> {
-        let dialog = rfd::FileDialog::new().set_title(kind.title());
+        let mut dialog = rfd::FileDialog::new().set_title(kind.title());
+        // What the app writes starts in its workspace (where it exists), not the launcher's folder.
+        let workspace = super::settings::workspace();
+        if kind.is_output() && workspace.is_dir() {
+            dialog = dialog.set_directory(workspace);
+        }
         match kind {
             PickKind::DatasetFile | PickKind::ValidationFile => {
                 dialog.add_filter("Datasets", &["jsonl", "json", "csv", "ndjson", "parquet"]).pick_file()

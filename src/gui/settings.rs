@@ -30,6 +30,22 @@ impl Settings {
     }
 }
 
+/// Where the app's runs and exports go unless the user picks another folder: `$WGTUNE_HOME`, or
+/// `wgtune` in the home folder. Never the current folder, which for an app started from a
+/// desktop menu is wherever the launcher happened to be.
+pub fn workspace() -> PathBuf {
+    std::env::var_os("WGTUNE_HOME")
+        .filter(|home| !home.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| dirs::home_dir().map(|home| home.join("wgtune")))
+        .unwrap_or_else(|| std::env::temp_dir().join("wgtune"))
+}
+
+/// A path for something the app writes: a relative one is taken inside the [`workspace`].
+pub fn in_workspace(path: PathBuf) -> PathBuf {
+    if path.is_relative() { workspace().join(path) } else { path }
+}
+
 fn remember(list: &mut Vec<PathBuf>, path: PathBuf) {
     list.retain(|p| p != &path);
     list.insert(0, path);

@@ -191,11 +191,21 @@ fn the_classification_demo_trains_exports_and_answers_with_classes() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("demo");
     let run_s = run.to_str().unwrap();
-    let out = wgtune(&["demo", "--task", "classification", "--steps", "8", "--device", "cpu", "--output", run_s]);
+    // As an installed binary: the demo model and reviews come out of the binary, into the user's
+    // data folder (here a fresh one), not from the checkout.
+    let data_home = dir.path().join("data");
+    let out = Command::new(env!("CARGO_BIN_EXE_wgtune"))
+        .args(["demo", "--task", "classification", "--steps", "8", "--device", "cpu", "--output", run_s])
+        .env("XDG_DATA_HOME", &data_home)
+        .output()
+        .unwrap();
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{}\n{stdout}", text(&out.stderr));
     assert!(stdout.contains("classes: delivery, price, quality, support; held-out accuracy"), "{stdout}");
     assert!(stdout.contains("reloaded from the export: the same 80 classes"), "{stdout}");
+    let bundle = std::fs::read_dir(data_home.join("wgtune")).unwrap().next().unwrap().unwrap().path();
+    assert!(stdout.contains(&format!("zero-shot: {}", bundle.join("demo-model").display())), "{stdout}");
+    assert!(bundle.join("reviews/train.jsonl").is_file());
 
     let merged = run.join("merged");
     let out = wgtune(&["generate", "--model", merged.to_str().unwrap(), "--prompt", "The parcel came late.", "--device", "cpu"]);
