@@ -18,7 +18,7 @@ mod training_panel;
 pub use app::{Tab, WgtuneApp};
 pub use evaluate_panel::Evaluation;
 pub use picker::{DialogPicker, FilePicker, PickKind};
-pub use settings::Settings;
+pub use settings::{Settings, workspace};
 
 /// The app's reverse-DNS id: the desktop entry's and the icon's name, and the window's Wayland
 /// app id, so that a desktop matches the open window to its menu entry and icon.

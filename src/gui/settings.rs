@@ -34,10 +34,14 @@ impl Settings {
 /// `wgtune` in the home folder. Never the current folder, which for an app started from a
 /// desktop menu is wherever the launcher happened to be.
 pub fn workspace() -> PathBuf {
-    std::env::var_os("WGTUNE_HOME")
-        .filter(|home| !home.is_empty())
+    workspace_from(std::env::var_os("WGTUNE_HOME"), dirs::home_dir())
+}
+
+fn workspace_from(wgtune_home: Option<std::ffi::OsString>, home: Option<PathBuf>) -> PathBuf {
+    wgtune_home
+        .filter(|dir| !dir.is_empty())
         .map(PathBuf::from)
-        .or_else(|| dirs::home_dir().map(|home| home.join("wgtune")))
+        .or_else(|| home.map(|home| home.join("wgtune")))
         .unwrap_or_else(|| std::env::temp_dir().join("wgtune"))
 }
 
@@ -50,4 +54,24 @@ fn remember(list: &mut Vec<PathBuf>, path: PathBuf) {
     list.retain(|p| p != &path);
     list.insert(0, path);
     list.truncate(RECENT);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_workspace_is_wgtune_home_else_a_folder_in_the_home_folder() {
+        let home = Some(PathBuf::from("/home/ada"));
+        assert_eq!(workspace_from(Some("/data/tuning".into()), home.clone()), PathBuf::from("/data/tuning"));
+        assert_eq!(workspace_from(Some("".into()), home.clone()), PathBuf::from("/home/ada/wgtune"));
+        assert_eq!(workspace_from(None, home), PathBuf::from("/home/ada/wgtune"));
+        assert_eq!(workspace_from(None, None), std::env::temp_dir().join("wgtune"));
+    }
+
+    #[test]
+    fn only_relative_paths_move_into_the_workspace() {
+        assert_eq!(in_workspace(PathBuf::from("runs/latest")), workspace().join("runs/latest"));
+        assert_eq!(in_workspace(PathBuf::from("/srv/runs/a")), PathBuf::from("/srv/runs/a"));
+    }
 }

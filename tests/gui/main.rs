@@ -65,6 +65,8 @@ fn the_whole_journey_in_the_app() {
     let mut harness =
         Harness::builder().with_size([1280.0, 1000.0]).allow_missing_glyphs().build_eframe(|cc| WgtuneApp::new(cc, Box::new(picker)));
     harness.run_steps(2);
+    // A run goes to the user's workspace by default, never the folder the app was started from.
+    assert_eq!(harness.state().settings.config.output_dir, wgtune::gui::workspace().join("runs/latest"));
 
     // Model: open a folder through the (injected) dialog and see what it is.
     harness.get_by_label("Open model folder…").click();
@@ -433,6 +435,8 @@ fn a_text_classifier_in_the_app() {
     harness.run_steps(2);
     harness.get_by_label("Use demo model").click();
     wait_until(&mut harness, 30, "the model summary", |app| app.model.summary.is_some());
+    // The demo model that the binary carries, written out into the user's data folder.
+    assert_eq!(harness.state().settings.config.model, wgtune::bundled::bundled().unwrap().demo_model());
 
     harness.get_by_role_and_label(eframe::egui::accesskit::Role::Button, "Dataset").click();
     harness.run_steps(2);
