@@ -180,6 +180,25 @@ pub struct TrainArgs {
     pub plain: bool,
 }
 
+/// LoRA over a quantized GGUF (what Ollama and LM Studio hold) keeps its frozen base packed as the
+/// file stores it, unless `--base-quant` (or a settings file) says otherwise, and says so.
+fn keep_the_files_own_blocks(c: &mut TrainConfig) -> Result<()> {
+    if c.method.lora().is_none() || c.model.as_os_str().is_empty() {
+        return Ok(());
+    }
+    let folder = ModelFolder::open(&c.model)?;
+    let native = folder.native_base_quant();
+    if native != BaseQuant::None {
+        c.base_quant = native;
+        eprintln!(
+            "frozen base: {native}, as {} stores it ({}); --base-quant none trains over dense weights",
+            c.model.display(),
+            folder.storage()
+        );
+    }
+    Ok(())
+}
+
 fn parse_bad_records(s: &str) -> Result<BadRecords, String> {
     match s {
         "skip" => Ok(BadRecords::Skip),
@@ -273,6 +292,9 @@ impl TrainArgs {
         c.data.packing |= self.packing;
         c.gradient_checkpointing |= self.gradient_checkpointing;
         c.method = self.method(c.method)?;
+        if self.base_quant.is_none() && self.config.is_none() {
+            keep_the_files_own_blocks(&mut c)?;
+        }
         Ok(c)
     }
 

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::hub::{CachedModel, cached_models};
+use crate::model::BaseQuant;
 use crate::train::{RunStart, TrainCommand, TrainEvent, output_dir_in_use};
 use eframe::egui;
 
@@ -212,11 +213,33 @@ impl WgtuneApp {
     }
 
     fn model_loaded(&mut self, summary: ModelSummary) {
+        if self.settings.config.model != summary.path {
+            self.default_frozen_base(&summary);
+        }
         self.settings.config.model = summary.path.clone();
         self.settings.remember_model(summary.path.clone());
         self.model.summary = Some(summary);
         self.model.error = None;
         self.refresh_dataset();
+    }
+
+    /// A newly chosen quantized GGUF trains LoRA over its own blocks (int4 or int8), as `wgtune
+    /// train` does, rather than over its weights widened to f32; a base packed that way goes back
+    /// to dense for a model that has no blocks. The Hyperparameters tab still chooses freely.
+    fn default_frozen_base(&mut self, summary: &ModelSummary) {
+        let config = &mut self.settings.config;
+        if config.method.lora().is_none() {
+            return;
+        }
+        if summary.native_base_quant != BaseQuant::None {
+            config.base_quant = summary.native_base_quant;
+            self.model.frozen_base_note = Some(format!(
+                "{}, as the file stores its weights ({}); choose dense in Hyperparameters to train over f32 weights",
+                summary.native_base_quant, summary.storage
+            ));
+        } else if self.model.frozen_base_note.take().is_some() {
+            config.base_quant = BaseQuant::None;
+        }
     }
 
     fn picked(&mut self, kind: PickKind, path: PathBuf) {

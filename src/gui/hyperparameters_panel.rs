@@ -217,6 +217,10 @@ impl WgtuneApp {
                         c.base_quant = BaseQuant::None;
                     }
                     ui.add_enabled_ui(lora, |ui| base_quant_ui(ui, &mut c.base_quant));
+                    let native = self.model.summary.as_ref().map(|m| m.native_base_quant);
+                    if let Some(note) = self.model.frozen_base_note.as_ref().filter(|_| lora && native == Some(c.base_quant)) {
+                        ui.label(egui::RichText::new(format!("Frozen base {note}.")).weak());
+                    }
                 });
                 ui.end_row();
                 ui.label("Evaluate every (steps, 0: at the end)");

@@ -25,6 +25,8 @@ pub struct ModelSummary {
     pub storage: String,
     pub parameters: usize,
     pub has_chat_template: bool,
+    /// The frozen base that keeps a quantized GGUF's own precision (dense for anything else).
+    pub native_base_quant: crate::model::BaseQuant,
 }
 
 impl ModelSummary {
@@ -39,6 +41,7 @@ impl ModelSummary {
             parameters: folder.config.num_parameters(),
             storage: folder.storage(),
             has_chat_template: tokenizer.has_chat_template(),
+            native_base_quant: folder.native_base_quant(),
             config: folder.config,
         })
     }

@@ -21,6 +21,9 @@ pub struct ModelPanel {
     /// The Hub search as typed, and what it found.
     pub search: String,
     pub search_results: Option<Result<Vec<String>, String>>,
+    /// Set when the frozen base was packed because the chosen model is a quantized GGUF: what
+    /// the Model and Hyperparameters tabs say about it.
+    pub frozen_base_note: Option<String>,
 }
 
 impl WgtuneApp {
@@ -106,6 +109,9 @@ impl WgtuneApp {
                 );
                 row("Parameters", format!("{} ({})", human_count(m.parameters), m.parameters));
                 row("Stored as", m.storage.clone());
+                if let Some(note) = &self.model.frozen_base_note {
+                    row("Frozen base", note.clone());
+                }
                 row("Context length", format!("{} tokens", c.max_position_embeddings));
                 row("Vocabulary", c.vocab_size.to_string());
                 row("Chat template", if m.has_chat_template { "yes".into() } else { "no (alpaca prompts are used)".into() });

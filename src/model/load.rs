@@ -80,6 +80,20 @@ impl ModelFolder {
         }
     }
 
+    /// The packed frozen base that keeps the file's own precision: int4 for a GGUF stored in 4- or
+    /// 5-bit blocks, int8 for 6- and 8-bit ones, dense for anything else. Training LoRA over a
+    /// quantized model with a dense base would hold its weights in f32 for nothing.
+    pub fn native_base_quant(&self) -> BaseQuant {
+        match &self.weights {
+            ModelWeights::Gguf(gguf) => match gguf.dominant_type() {
+                Some(GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q4K | GgmlType::Q5K) => BaseQuant::Int4,
+                Some(GgmlType::Q6K | GgmlType::Q8_0) => BaseQuant::Int8,
+                _ => BaseQuant::None,
+            },
+            ModelWeights::Safetensors(_) => BaseQuant::None,
+        }
+    }
+
     /// How the weights are stored, for people: `bfloat16`, or `Q4_1 (GGUF)`.
     pub fn storage(&self) -> String {
         match &self.weights {

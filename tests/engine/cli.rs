@@ -254,3 +254,26 @@ fn a_headless_shell_sees_no_runtime_folder_noise() {
     assert!(text(&out.stdout).contains("architecture"), "{}", text(&out.stdout));
     assert!(!text(&out.stderr).contains("XDG_RUNTIME_DIR"), "{}", text(&out.stderr));
 }
+
+/// LoRA over a quantized GGUF (Ollama's, LM Studio's) keeps the file's own blocks as its frozen
+/// base (Q8_0: int8) and says so; `--base-quant none` still trains over dense weights, and a GGUF
+/// of dense weights keeps a dense base.
+#[test]
+fn a_quantized_gguf_trains_over_its_own_blocks_unless_told_otherwise() {
+    let quantized = fixture("gguf/tiny-llama-q8_0.gguf");
+    let quantized = quantized.to_str().unwrap();
+    let out = wgtune(&["inspect", "--model", quantized, "--device", "cpu"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let note = format!("frozen base: int8, as {quantized} stores it (Q8_0 (GGUF)); --base-quant none trains over dense weights");
+    assert!(text(&out.stderr).contains(&note), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("int8 base (estimate)"), "{}", text(&out.stdout));
+
+    let out = wgtune(&["inspect", "--model", quantized, "--device", "cpu", "--base-quant", "none"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!text(&out.stderr).contains("frozen base") && !text(&out.stdout).contains("int8 base"), "{}", text(&out.stdout));
+
+    let dense = fixture("gguf/tiny-llama.gguf");
+    let out = wgtune(&["inspect", "--model", dense.to_str().unwrap(), "--device", "cpu"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!text(&out.stderr).contains("frozen base") && !text(&out.stdout).contains(" base (estimate)"), "{}", text(&out.stdout));
+}

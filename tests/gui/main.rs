@@ -10,7 +10,7 @@ use wgtune::device::DeviceChoice;
 use wgtune::gui::{Evaluation, FilePicker, PickKind, Tab, WgtuneApp};
 use wgtune::inspect::{human_count, trainable_count};
 use wgtune::method::Method;
-use wgtune::model::{ModelFolder, Precision};
+use wgtune::model::{BaseQuant, ModelFolder, Precision};
 use wgtune::presets::Preset;
 use wgtune::train::Task;
 
@@ -252,6 +252,26 @@ fn a_gguf_model_opens_from_its_file() {
     harness.get_by_label_contains("llama (2 layers, hidden 64)");
     harness.get_by_label("F32 (GGUF)");
     assert_eq!(harness.state().settings.config.model, fixture("gguf/tiny-llama.gguf"));
+    // Dense weights train over a dense base.
+    assert_eq!(harness.state().settings.config.base_quant, BaseQuant::None);
+
+    // A quantized GGUF (Q8_0 blocks) trains LoRA over its own blocks, and the app says so.
+    type_into(&mut harness, "Model folder path", fixture("gguf/tiny-llama-q8_0.gguf").to_str().unwrap());
+    harness.get_by_label("Open model").click();
+    wait_until(&mut harness, 30, "the Q8_0 model", |app| app.settings.config.model == fixture("gguf/tiny-llama-q8_0.gguf"));
+    assert_eq!(harness.state().settings.config.base_quant, BaseQuant::Int8);
+    harness.get_by_label_contains("int8, as the file stores its weights (Q8_0 (GGUF))");
+    harness.get_by_role_and_label(eframe::egui::accesskit::Role::Button, "Hyperparameters").click();
+    harness.run_steps(2);
+    harness.get_by_label_contains("Frozen base int8, as the file stores its weights");
+
+    // A model without blocks goes back to the dense base that was chosen for the GGUF.
+    harness.get_by_role_and_label(eframe::egui::accesskit::Role::Button, "Model").click();
+    harness.run_steps(2);
+    harness.get_by_label("Open model folder…").click();
+    wait_until(&mut harness, 30, "the folder model", |app| app.settings.config.model == fixture("tiny-llama"));
+    assert_eq!(harness.state().settings.config.base_quant, BaseQuant::None);
+    assert!(harness.query_by_label_contains("as the file stores its weights").is_none());
 }
 
 #[path = "../support/hub_stand_in.rs"]
