@@ -99,6 +99,14 @@ pub(crate) fn newest_snapshot(snapshots: &Path, accept: impl Fn(&Path) -> bool) 
         .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
 }
 
+/// The file name Ollama gives the blob of a layer digest, `sha256-` and its 64 hex digits; `None`
+/// for any other digest (a manifest is a file a stranger may have written: its digest must not
+/// turn into a path outside the blobs folder).
+fn blob_name(digest: &str) -> Option<String> {
+    let hex = digest.strip_prefix("sha256:")?;
+    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then(|| format!("sha256-{hex}"))
+}
+
 /// Ollama's model store: `OLLAMA_MODELS`, or `~/.ollama/models`.
 fn ollama_dir() -> PathBuf {
     std::env::var_os("OLLAMA_MODELS")
@@ -112,6 +120,14 @@ pub fn ollama_model(name: &str, store: &Path) -> Result<PathBuf> {
     let (name, tag) = name.split_once(':').unwrap_or((name, "latest"));
     // `qwen2.5` is `library/qwen2.5`; `user/model` is under its namespace.
     let (namespace, model) = name.split_once('/').unwrap_or(("library", name));
+    // Each part becomes a folder name: nothing that could climb out of the store.
+    let part = |p: &str| !p.is_empty() && !p.starts_with('.') && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if ![namespace, model, tag].into_iter().all(part) {
+        return Err(Error::setting(
+            "model",
+            format!("`ollama:{name}:{tag}` is not an Ollama model name (NAME, NAME:TAG or NAMESPACE/NAME:TAG, of letters, digits, `-`, `_` and `.`)"),
+        ));
+    }
     let manifest = store.join("manifests/registry.ollama.ai").join(namespace).join(model).join(tag);
     let text = std::fs::read_to_string(&manifest).map_err(|_| {
         Error::invalid_file(&manifest, format!("Ollama model `{name}:{tag}` is not installed (run `ollama pull {name}:{tag}`)"))
@@ -125,7 +141,9 @@ pub fn ollama_model(name: &str, store: &Path) -> Result<PathBuf> {
         })
         .and_then(|layer| layer.get("digest")?.as_str())
         .ok_or_else(|| Error::invalid_file(&manifest, "no model layer (application/vnd.ollama.image.model) in this manifest"))?;
-    let blob = store.join("blobs").join(digest.replace(':', "-"));
+    let blob = store.join("blobs").join(blob_name(digest).ok_or_else(|| {
+        Error::invalid_file(&manifest, format!("the model layer's digest `{digest}` is not `sha256:` and 64 hexadecimal digits"))
+    })?);
     if !blob.is_file() {
         return Err(Error::invalid_file(&blob, format!("the weights of Ollama model `{name}:{tag}` are missing")));
     }

@@ -221,7 +221,8 @@ fn lora_trains_over_a_gguf_model_and_exports_a_hugging_face_folder() {
 #[test]
 fn an_ollama_model_opens_by_name() {
     let store = tempfile::tempdir().unwrap();
-    let digest = "sha256:0123abcd";
+    let hex = "0123abcd".repeat(8);
+    let digest = format!("sha256:{hex}");
     let manifest = store.path().join("manifests/registry.ollama.ai/library/tiny/q8");
     std::fs::create_dir_all(manifest.parent().unwrap()).unwrap();
     let layers = serde_json::json!({"schemaVersion": 2, "layers": [
@@ -230,7 +231,7 @@ fn an_ollama_model_opens_by_name() {
     ]});
     std::fs::write(&manifest, layers.to_string()).unwrap();
     std::fs::create_dir_all(store.path().join("blobs")).unwrap();
-    let blob = store.path().join("blobs/sha256-0123abcd");
+    let blob = store.path().join(format!("blobs/sha256-{hex}"));
     std::fs::copy(fixture("gguf/tiny-llama-q8_0.gguf"), &blob).unwrap();
 
     assert_eq!(wgtune::hub::ollama_model("tiny:q8", store.path()).unwrap(), blob);

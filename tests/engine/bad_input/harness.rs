@@ -96,8 +96,13 @@ pub fn s(path: &Path) -> &str {
 /// exits with 101), no panic message, an error that contains every one of `expected`, and every
 /// file in the sandbox exactly as before (none added either). Returns the error text.
 pub fn refused(case: &str, sandbox: &Sandbox, args: &[&str], expected: &[&str]) -> String {
+    refused_with_env(case, sandbox, args, &[], expected)
+}
+
+/// [`refused`], with environment variables set for the run.
+pub fn refused_with_env(case: &str, sandbox: &Sandbox, args: &[&str], env: &[(&str, &Path)], expected: &[&str]) -> String {
     let before = sandbox.snapshot();
-    let out = wgtune(args);
+    let out = Command::new(env!("CARGO_BIN_EXE_wgtune")).args(args).envs(env.iter().copied()).output().expect("run wgtune");
     let stderr = text(&out.stderr);
     assert_eq!(
         out.status.code(),

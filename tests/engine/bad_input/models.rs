@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use super::harness::{Sandbox, refused, s, train_args};
+use super::harness::{Sandbox, refused, refused_with_env, s, train_args};
 
 /// `generate` on the CPU, a short prompt.
 fn generate_args(model: &std::path::Path) -> Vec<&str> {
@@ -218,4 +218,28 @@ fn edit_json(path: &std::path::Path, edit: impl FnOnce(&mut serde_json::Value)) 
     let mut value: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     edit(&mut value);
     std::fs::write(path, value.to_string()).unwrap();
+}
+
+/// An Ollama manifest is a file a stranger may have written (a shared models folder, a copied
+/// store): a layer digest that is not `sha256:` and 64 hex digits never becomes a path, so
+/// `sha256:../../../../etc/passwd` reads nothing outside the blobs folder; a model name that
+/// would climb out of the store is refused the same way.
+#[test]
+fn an_ollama_manifest_cannot_point_outside_the_store() {
+    let sandbox = Sandbox::new();
+    let store = sandbox.path("ollama");
+    let manifest = store.join("manifests/registry.ollama.ai/library/tiny/latest");
+    std::fs::create_dir_all(manifest.parent().unwrap()).unwrap();
+    std::fs::create_dir_all(store.join("blobs")).unwrap();
+    for digest in ["sha256:../../../../etc/passwd", "sha256:0123", &format!("sha512:{}", "a".repeat(64))] {
+        let layers = json!({"layers": [{"mediaType": "application/vnd.ollama.image.model", "digest": digest}]});
+        std::fs::write(&manifest, layers.to_string()).unwrap();
+        let args = ["generate", "--model", "ollama:tiny", "--prompt", "Hi", "--device", "cpu"];
+        let expected = [s(&manifest), &format!("digest `{digest}` is not `sha256:` and 64 hexadecimal digits")];
+        refused_with_env(digest, &sandbox, &args, &[("OLLAMA_MODELS", &store)], &expected);
+    }
+    for name in ["ollama:../../../etc", "ollama:tiny:../../x", "ollama:a/b/c"] {
+        let args = ["generate", "--model", name, "--prompt", "Hi", "--device", "cpu"];
+        refused_with_env(name, &sandbox, &args, &[("OLLAMA_MODELS", &store)], &["is not an Ollama model name"]);
+    }
 }
