@@ -3,7 +3,6 @@
 
 use std::path::Path;
 
-use super::checkpoint;
 use super::config::TrainConfig;
 use super::metrics::METRICS_FILE;
 use super::trainer::{FINAL_DIR, RUN_CONFIG_FILE};
@@ -34,12 +33,9 @@ pub fn output_dir_in_use(dir: &Path) -> bool {
 pub(super) fn check(config: &TrainConfig, start: RunStart) -> Result<()> {
     let dir = &config.output_dir;
     match start {
-        RunStart::Resume => {
-            if checkpoint::latest(dir).is_none() {
-                return Err(Error::invalid_file(dir, "no checkpoint to resume from in this run directory"));
-            }
-            Ok(())
-        }
+        // A run killed before its first checkpoint resumes from step 0: its settings are all in
+        // run.toml (which `--resume` read), and a seeded run starts the same way again.
+        RunStart::Resume => Ok(()),
         RunStart::New if output_dir_in_use(dir) => Err(Error::invalid_file(
             dir,
             "already holds files (an earlier run?); resume it with --resume, choose another --output, or pass --overwrite to replace it",

@@ -194,14 +194,19 @@ impl<'a> Run<'a> {
         let mut state = TrainerState::default();
         let mut model = model;
         let mut last_checkpoint = None;
-        if start == RunStart::Resume {
-            let dir = checkpoint::latest(run_dir)
-                .ok_or_else(|| Error::invalid_file(run_dir, "no checkpoint to resume from in this run directory"))?;
-            events.send(TrainEvent::Preparing(format!("Resuming from {}", dir.display())));
-            let (m, s) = checkpoint::load(&dir, model, &config.method, &mut optimizer, &device.autodiff())?;
-            model = m;
-            state = s;
-            last_checkpoint = Some(dir);
+        match checkpoint::latest(run_dir).filter(|_| start == RunStart::Resume) {
+            Some(dir) => {
+                events.send(TrainEvent::Preparing(format!("Resuming from {}", dir.display())));
+                let (m, s) = checkpoint::load(&dir, model, &config.method, &mut optimizer, &device.autodiff())?;
+                model = m;
+                state = s;
+                last_checkpoint = Some(dir);
+            }
+            None if start == RunStart::Resume => events.send(TrainEvent::Preparing(format!(
+                "{} has no checkpoint yet (the run stopped before its first): starting it again from step 0 with its run.toml",
+                run_dir.display()
+            ))),
+            None => {}
         }
         config.save_toml(&run_dir.join(RUN_CONFIG_FILE))?;
         let metrics = MetricsLog::open(run_dir, state.step)?;

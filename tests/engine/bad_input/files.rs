@@ -79,15 +79,8 @@ fn a_new_run_never_mixes_with_an_earlier_one() {
     let mut args = train_args(&model, &data, &file);
     args.push("--overwrite");
     refused("a file as the run folder, with --overwrite", &sandbox, &args, &[s(&file), "is a file"]);
-    let no_checkpoint = sandbox.path("empty-run");
-    std::fs::create_dir_all(&no_checkpoint).unwrap();
-    std::fs::write(no_checkpoint.join("run.toml"), std::fs::read(run.join("run.toml")).unwrap()).unwrap();
-    refused(
-        "resume without a checkpoint",
-        &sandbox,
-        &["train", "--resume", s(&no_checkpoint)],
-        &[s(&no_checkpoint), "no checkpoint to resume from"],
-    );
+    // (A run directory with settings and no checkpoint starts again: see
+    // `a_run_killed_before_its_first_checkpoint_resumes_from_the_start`.)
     let missing = sandbox.path("no-run");
     refused("resume of nothing", &sandbox, &["train", "--resume", s(&missing)], &[&missing.join("run.toml").display().to_string()]);
 
@@ -212,4 +205,46 @@ fn a_killed_run_resumes_exactly() {
     assert!(read(&whole) == read(&killed), "the resumed run's weights differ from the uninterrupted run's");
     let losses = |run: &Path| wgtune::train::read_metrics(run).unwrap().0.iter().map(|s| (s.step, s.loss)).collect::<Vec<_>>();
     assert_eq!(losses(&whole), losses(&killed));
+}
+
+/// A run killed in its first seconds leaves its settings (`run.toml`), a few metrics lines and
+/// perhaps a half-written first checkpoint: `--resume` starts it again from step 0 with those
+/// settings, says so, and ends with the weights and losses of a run never interrupted.
+#[test]
+fn a_run_killed_before_its_first_checkpoint_resumes_from_the_start() {
+    let _turn = one_run_at_a_time();
+    let sandbox = Sandbox::new();
+    let model = sandbox.model();
+    let data = crate::common::fixture("data/chat.jsonl");
+    let whole = sandbox.path("whole");
+    #[rustfmt::skip]
+    let args = [
+        "train", "--model", s(&model), "--data", s(&data), "--output", s(&whole), "--device", "cpu", "--max-steps", "6",
+        "--save-every", "3", "--rank", "4", "--lora-dropout", "0.1", "--batch-size", "2", "--plain",
+    ];
+    succeeds("the uninterrupted run", &args);
+
+    // What the killed run left: its settings, its first two steps' metrics, a checkpoint cut short.
+    let early = sandbox.path("early");
+    std::fs::create_dir_all(early.join("checkpoint-000003.partial")).unwrap();
+    std::fs::copy(whole.join("run.toml"), early.join("run.toml")).unwrap();
+    let metrics = std::fs::read_to_string(whole.join("metrics.jsonl")).unwrap();
+    let first_steps: String = metrics.lines().take(2).map(|line| format!("{line}\n")).collect();
+    std::fs::write(early.join("metrics.jsonl"), first_steps).unwrap();
+    std::fs::write(early.join("checkpoint-000003.partial/adapter_model.safetensors"), b"cut short").unwrap();
+
+    let out = Command::new(env!("CARGO_BIN_EXE_wgtune")).args(["train", "--resume", s(&early), "--plain"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let said = format!("{} has no checkpoint yet (the run stopped before its first): starting it again from step 0", early.display());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(&said) || stderr.contains(&said), "{stdout}\n{stderr}");
+
+    let read = |run: &Path| std::fs::read(run.join("final/adapter_model.safetensors")).unwrap();
+    assert!(read(&whole) == read(&early), "the restarted run's weights differ from the uninterrupted run's");
+    let losses = |run: &Path| wgtune::train::read_metrics(run).unwrap().0.iter().map(|s| (s.step, s.loss)).collect::<Vec<_>>();
+    assert_eq!(losses(&whole), losses(&early));
+    let names: Vec<String> = std::fs::read_dir(&early).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    assert!(names.iter().all(|n| !n.ends_with(".partial")), "{names:?}");
 }
