@@ -51,7 +51,7 @@ impl RunRecord {
         };
         let base = if self.config.base_quant.bits().is_some() { format!(", {} base", self.config.base_quant) } else { String::new() };
         let task = if self.config.task == super::Task::Classification { "classifier, " } else { "" };
-        format!("{task}{method}, lr {:e}{base}", self.config.optim.lr)
+        format!("{task}{method}, lr {}{base}", three_digits(self.config.optim.lr))
     }
 
     pub fn last_step(&self) -> Option<&StepMetrics> {
@@ -61,6 +61,15 @@ impl RunRecord {
     pub fn last_eval(&self) -> Option<&EvalMetrics> {
         self.evals.last()
     }
+}
+
+/// A number in scientific notation with at most three significant digits and no trailing zeros:
+/// `1.44e-3` for a learning rate a preset computed as 1.4427585104404212e-3, `2e-4` for 2e-4.
+fn three_digits(x: f64) -> String {
+    let text = format!("{x:.2e}");
+    let (mantissa, exponent) = text.split_once('e').unwrap_or((&text, "0"));
+    let mantissa = if mantissa.contains('.') { mantissa.trim_end_matches('0').trim_end_matches('.') } else { mantissa };
+    format!("{mantissa}e{exponent}")
 }
 
 /// A run's trained weights: `final/` when it finished, else its newest checkpoint.
@@ -100,6 +109,15 @@ mod tests {
     }
 
     #[test]
+    fn learning_rates_show_three_significant_digits_at_most() {
+        assert_eq!(three_digits(1.4427585104404212e-3), "1.44e-3");
+        assert_eq!(three_digits(2e-4), "2e-4");
+        assert_eq!(three_digits(1.5e-5), "1.5e-5");
+        assert_eq!(three_digits(0.1), "1e-1");
+        assert_eq!(three_digits(9.999e-4), "1e-3");
+    }
+
+    #[test]
     fn runs_are_listed_with_their_settings_curves_and_weights() {
         let parent = tempfile::tempdir().unwrap();
         write_run(&parent.path().join("first"), 1e-3, &[2.0, 1.0]);
@@ -116,6 +134,7 @@ mod tests {
         assert_eq!(runs[1].steps.iter().map(|s| s.loss).collect::<Vec<_>>(), [2.0, 1.0]);
         assert_eq!(runs[1].last_eval().map(|e| e.loss), Some(0.5));
         assert_eq!(runs[1].settings(), "lora r16 α32, lr 1e-3");
+        assert_eq!(runs[0].settings(), "lora r16 α32, lr 2e-4");
         // A run folder itself lists as its one run, without its checkpoints.
         assert_eq!(list_runs(&parent.path().join("first")).len(), 1);
     }
