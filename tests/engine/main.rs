@@ -9,4 +9,5 @@ mod e2e;
 mod eval;
 mod gguf;
 mod kernels;
+mod packaging;
 mod parity;
