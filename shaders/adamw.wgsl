@@ -3,7 +3,8 @@
 //   m ← β1 m + (1 − β1) g,  v ← β2 v + (1 − β2) g²
 //   p ← p (1 − lr·wd) − (lr / (1 − β1ᵗ)) · m / (√v / √(1 − β2ᵗ) + ε)
 // p, g, m, v: [n]; new_p, new_m, new_v: [n].
-// coefficients (f32): lr, beta1, beta2, eps, decay (1 − lr·wd), bias1, bias2, grad_scale; info: n.
+// info: n, then the coefficients as f32 bits: lr, beta1, beta2, eps, decay (1 − lr·wd), bias1,
+// bias2, grad_scale.
 
 @group(0) @binding(0) var<storage, read_write> p: array<f32>;
 @group(0) @binding(1) var<storage, read_write> g: array<f32>;
@@ -12,8 +13,11 @@
 @group(0) @binding(4) var<storage, read_write> new_p: array<f32>;
 @group(0) @binding(5) var<storage, read_write> new_m: array<f32>;
 @group(0) @binding(6) var<storage, read_write> new_v: array<f32>;
-@group(0) @binding(7) var<storage, read_write> coefficients: array<f32>;
-@group(0) @binding(8) var<storage, read_write> info: array<u32>;
+@group(0) @binding(7) var<storage, read_write> info: array<u32>;
+
+fn coefficient(i: u32) -> f32 {
+    return bitcast<f32>(info[1u + i]);
+}
 
 @compute @workgroup_size({{ block }}, 1, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -21,14 +25,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     if i >= info[0] {
         return;
     }
-    let lr = coefficients[0];
-    let beta1 = coefficients[1];
-    let beta2 = coefficients[2];
-    let eps = coefficients[3];
-    let decay = coefficients[4];
-    let bias1 = coefficients[5];
-    let bias2 = coefficients[6];
-    let grad = g[i] * coefficients[7];
+    let lr = coefficient(0u);
+    let beta1 = coefficient(1u);
+    let beta2 = coefficient(2u);
+    let eps = coefficient(3u);
+    let decay = coefficient(4u);
+    let bias1 = coefficient(5u);
+    let bias2 = coefficient(6u);
+    let grad = g[i] * coefficient(7u);
 
     let mi = beta1 * m[i] + (1.0 - beta1) * grad;
     let vi = beta2 * v[i] + (1.0 - beta2) * grad * grad;

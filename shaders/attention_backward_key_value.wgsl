@@ -1,7 +1,7 @@
 // Causal grouped-query attention, backward for keys and values: one invocation per four key rows
 // of a key/value head, summing over every query head that shares it and every query that sees it.
 //   dV_j = Σ_i p_ij dO_i,  dK_j = scale Σ_i ds_ij q_i   (p, ds as in attention_backward_query.wgsl)
-// grad_k, grad_v: [batch, kv_heads, kv_len, D]. Queries are walked and read the way
+// grad_kv holds dK then dV, each [batch, kv_heads, kv_len, D]. Queries are walked and read the way
 // attention_forward.wgsl walks keys.
 
 // Key rows per workgroup; each invocation takes four consecutive ones.
@@ -51,7 +51,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
                 s += q[query + d] * k4[d];
                 dp += grad_out[query + d] * v4[d];
             }
-            let visible = keys <= pos & (pos - keys < vec4<u32>(window) | vec4<bool>(window == 0u));
+            let visible = (keys <= pos) & ((pos - keys < vec4<u32>(window)) | vec4<bool>(window == 0u));
             let p = select(vec4<f32>(0.0), exp(s - lse[bh * q_len + i]), visible);
             let ds = p * (dp - delta[bh * q_len + i]);
             for (var d = 0u; d < D; d++) {
@@ -65,11 +65,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         }
     }
 
+    let grad_v = grad_v_start(a);
     for (var r = 0u; r < 4u; r++) {
         if key0 + r < kv_len {
             for (var d = 0u; d < D; d++) {
-                grad_k[kv_rows[r] + d] = dk[d][r] * scale;
-                grad_v[kv_rows[r] + d] = dv[d][r];
+                grad_kv[kv_rows[r] + d] = dk[d][r] * scale;
+                grad_kv[grad_v + kv_rows[r] + d] = dv[d][r];
             }
         }
     }

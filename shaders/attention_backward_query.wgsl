@@ -48,7 +48,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
             dp += v[key + d] * g4[d];
         }
         let jv = vec4<u32>(j);
-        let visible = jv <= pos & (pos - jv < vec4<u32>(window) | vec4<bool>(window == 0u));
+        let visible = (jv <= pos) & ((pos - jv < vec4<u32>(window)) | vec4<bool>(window == 0u));
         let ds = select(vec4<f32>(0.0), exp(s - row_lse) * (dp - row_delta), visible);
         for (var d = 0u; d < D; d++) {
             let kd = k[key + d];

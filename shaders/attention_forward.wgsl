@@ -50,7 +50,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
             s += k[key + d] * q4[d];
         }
         let jv = vec4<u32>(j);
-        let visible = jv <= pos & (pos - jv < vec4<u32>(window) | vec4<bool>(window == 0u));
+        let visible = (jv <= pos) & ((pos - jv < vec4<u32>(window)) | vec4<bool>(window == 0u));
         let m_new = max(m, select(vec4<f32>(NEG), s, visible));
         let c = exp(m - m_new);
         let p = select(vec4<f32>(0.0), exp(s - m_new), visible);

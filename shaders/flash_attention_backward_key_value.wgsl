@@ -76,9 +76,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     }
 
     if first_key + lid < a.kv_len {
+        let grad_v = grad_v_start(a);
         for (var d = 0u; d < D; d++) {
-            grad_k[row + d] = dk[d] * a.scale;
-            grad_v[row + d] = dv[d];
+            grad_kv[row + d] = dk[d] * a.scale;
+            grad_kv[grad_v + row + d] = dv[d];
         }
     }
 }

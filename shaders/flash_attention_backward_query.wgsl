@@ -10,6 +10,7 @@ const TILE: u32 = {{ tile }}u;
 @compute @workgroup_size({{ block }}, 1, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let a = read_info();
+    let keys = block_keys(a, wg, lid);
     let r = query_row(a, wg, lid);
     var query: array<vec4<f32>, D>;
     var grad: array<vec4<f32>, D>;
@@ -21,8 +22,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let row_lse = lse[r.bh * a.q_len + r.row];
     let row_delta = delta[r.bh * a.q_len + r.row];
 
-    for (var t0 = r.keys.x; t0 < r.keys.y; t0 += TILE) {
-        let count = min(TILE, r.keys.y - t0);
+    for (var t0 = keys.x; t0 < keys.y; t0 += TILE) {
+        let count = min(TILE, keys.y - t0);
         stage_tile(r, t0, count, lid);
 
         for (var c = 0u; c < count; c++) {

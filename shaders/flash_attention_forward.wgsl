@@ -14,6 +14,7 @@ const NEG: f32 = -3.0e38;
 @compute @workgroup_size({{ block }}, 1, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let a = read_info();
+    let keys = block_keys(a, wg, lid);
     let r = query_row(a, wg, lid);
     var query: array<vec4<f32>, D>;
     var acc: array<vec4<f32>, D>;
@@ -24,8 +25,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     var l = 0.0;
     var s: array<f32, TILE>;
 
-    for (var t0 = r.keys.x; t0 < r.keys.y; t0 += TILE) {
-        let count = min(TILE, r.keys.y - t0);
+    for (var t0 = keys.x; t0 < keys.y; t0 += TILE) {
+        let count = min(TILE, keys.y - t0);
         stage_tile(r, t0, count, lid);
 
         var tile_max = NEG;

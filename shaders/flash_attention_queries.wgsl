@@ -21,20 +21,24 @@ struct QueryRow {
     base: u32,
     // Whether the row is a real one, whose results are stored.
     stored: bool,
-    // The keys some row of the block sees: `begin..end` (the same for every invocation).
-    keys: vec2<u32>,
 }
 
-// Must be called from uniform control flow: it loads the key range through workgroup memory.
+// The keys some row of the workgroup's block sees: `begin..end`, the same for every invocation.
+// Kept apart from `QueryRow`, whose other fields vary by invocation, so that a shader compiler's
+// uniformity analysis (Tint's is per value) sees the tile loop over it as uniform. Must be called
+// from uniform control flow: it loads the range through workgroup memory.
+fn block_keys(a: Attention, wg: vec3<u32>, lid: u32) -> vec2<u32> {
+    if lid == 0u {
+        shared_keys = key_range(a, wg.x * BLOCK, BLOCK);
+    }
+    return workgroupUniformLoad(&shared_keys);
+}
+
 fn query_row(a: Attention, wg: vec3<u32>, lid: u32) -> QueryRow {
     let bh = wg.y;
     let b = bh / a.heads;
     let h = bh % a.heads;
     let first_row = wg.x * BLOCK;
-    if lid == 0u {
-        shared_keys = key_range(a, first_row, BLOCK);
-    }
-    let keys = workgroupUniformLoad(&shared_keys);
     let row = min(first_row + lid, a.q_len - 1u);
     return QueryRow(
         bh,
@@ -43,7 +47,6 @@ fn query_row(a: Attention, wg: vec3<u32>, lid: u32) -> QueryRow {
         a.q_start + row,
         (bh * a.q_len + row) * D,
         first_row + lid < a.q_len,
-        keys,
     );
 }
 

@@ -3,15 +3,14 @@
 // backward pass since the two halves of a table row are alike.
 //
 // x, out: [batch, heads, len, head_dim]; cos, sin: [1 or batch, len, head_dim].
-// params: head_dim, len, heads, per_sequence (the tables have a row per sequence), inverse.
-// info: the element count. One invocation per element.
+// info: the element count, then head_dim, len, heads, per_sequence (the tables have a row per
+// sequence), inverse. One invocation per element.
 
 @group(0) @binding(0) var<storage, read_write> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> cos_table: array<f32>;
 @group(0) @binding(2) var<storage, read_write> sin_table: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
-@group(0) @binding(4) var<storage, read_write> params: array<u32>;
-@group(0) @binding(5) var<storage, read_write> info: array<u32>;
+@group(0) @binding(4) var<storage, read_write> info: array<u32>;
 
 @compute @workgroup_size({{ block }}, 1, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -19,15 +18,15 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     if i >= info[0] {
         return;
     }
-    let head_dim = params[0];
-    let len = params[1];
+    let head_dim = info[1];
+    let len = info[2];
     let half_dim = head_dim / 2u;
     let j = i % head_dim;
     let row = i / head_dim;
     let position = row % len;
-    let sequence = select(0u, row / (len * params[2]), params[3] != 0u);
+    let sequence = select(0u, row / (len * info[3]), info[4] != 0u);
     let at = (sequence * len + position) * head_dim + j;
-    let s = select(1.0, -1.0, params[4] != 0u) * sin_table[at];
+    let s = select(1.0, -1.0, info[5] != 0u) * sin_table[at];
     if j < half_dim {
         out[i] = x[i] * cos_table[at] - x[i + half_dim] * s;
     } else {

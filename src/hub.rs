@@ -125,7 +125,9 @@ pub fn ollama_model(name: &str, store: &Path) -> Result<PathBuf> {
     if ![namespace, model, tag].into_iter().all(part) {
         return Err(Error::setting(
             "model",
-            format!("`ollama:{name}:{tag}` is not an Ollama model name (NAME, NAME:TAG or NAMESPACE/NAME:TAG, of letters, digits, `-`, `_` and `.`)"),
+            format!(
+                "`ollama:{name}:{tag}` is not an Ollama model name (NAME, NAME:TAG or NAMESPACE/NAME:TAG, of letters, digits, `-`, `_` and `.`)"
+            ),
         ));
     }
     let manifest = store.join("manifests/registry.ollama.ai").join(namespace).join(model).join(tag);

@@ -10,7 +10,7 @@ use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::extension::FusedKernels;
-use super::launch::supports_head_dim;
+use super::wgsl::supports_head_dim;
 
 /// Which keys each query of an attention sees, and how its scores are bounded. The scores are
 /// `q·k / √head_dim`: a model that scales them otherwise scales its queries first.

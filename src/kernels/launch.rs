@@ -1,119 +1,42 @@
-//! Launching the WGSL kernels of `shaders/` on Burn's CubeCL backend (wgpu runtime).
+//! Launching the WGSL kernels of `shaders/` on Burn's CubeCL backend (wgpu runtime). What each
+//! kernel is (its source, template values and workgroup size) is in `wgsl.rs`.
 
 use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::{FloatTensor, IntTensor};
-use burn::backend::wgpu::{CubeBackend, CubeTensor, KernelSource, SourceKernel, SourceTemplate, into_contiguous};
-use burn::cubecl::prelude::KernelId;
+use burn::backend::wgpu::{CubeBackend, CubeTensor, KernelSource, SourceKernel, into_contiguous};
 use burn::cubecl::server::KernelArguments;
 use burn::cubecl::{CubeCount, CubeDim};
-use burn::tensor::{DType, Shape, Tensor};
+use burn::tensor::{DType, Shape, Slice, Tensor};
 
 use super::dropout::{dropout_any_shape, dropout_matmul_grads};
 use super::extension::FusedKernels;
 use super::lora_update::{lora_update_backward_reference, lora_update_reference};
 use super::shape::{KernelShape, count_hardware_launch, kernel_shape};
+use super::wgsl::{
+    self, ADAMW, AttentionPass, BLOCK, CROSS_ENTROPY_GRAD, CROSS_ENTROPY_ROWS, DROPOUT, Family, MATMUL_BLOCK, RMS_NORM_BACKWARD,
+    RMS_NORM_FORWARD, ROTARY, ROW_BLOCK, SOFTWARE_MAX_HEAD_DIM, SQUARED_NORM, SWIGLU_BACKWARD, SWIGLU_FORWARD, Wgsl, WgslAttention,
+    WgslMatmul,
+};
 
-/// A WGSL source with its template values filled in. Kernels differ by name and values, which
-/// together identify the compiled pipeline.
-struct Wgsl {
-    name: &'static str,
-    source: &'static str,
-    values: Vec<(&'static str, String)>,
+/// `kernel` ready to launch, in workgroups of its size.
+fn launchable(kernel: Wgsl) -> Box<SourceKernel<Wgsl>> {
+    let invocations = kernel.invocations;
+    in_workgroups(kernel, invocations)
 }
 
-impl KernelSource for Wgsl {
-    fn source(&self) -> SourceTemplate {
-        self.values.iter().fold(SourceTemplate::new(self.source), |t, (k, v)| t.register(*k, v.clone()))
-    }
-
-    fn id(&self) -> KernelId {
-        KernelId::new::<Self>().info((self.name, self.values.clone()))
-    }
-
-    fn lang(&self) -> &'static str {
-        "wgsl"
-    }
+/// `kernel` ready to launch as one of its family, in workgroups of its size.
+fn launchable_in<Name: Send + Sync + 'static>(kernel: Wgsl) -> Box<SourceKernel<Family<Name>>> {
+    let invocations = kernel.invocations;
+    in_workgroups(Family::new(kernel), invocations)
 }
 
-/// A kernel of a family that kernel profiles tell apart: they name a source kernel by the type its
-/// id is made from, so each family wraps [`Wgsl`] in a type of its own.
-struct Family<Name>(Wgsl, std::marker::PhantomData<Name>);
-
-/// The matmul kernels, with the matmuls in profiles.
-struct WgslMatmul;
-/// The attention kernels, in either shape.
-struct WgslAttention;
-
-impl<Name: Send + Sync + 'static> Family<Name> {
-    fn new(kernel: Wgsl) -> Self {
-        Self(kernel, std::marker::PhantomData)
-    }
+fn in_workgroups<K: KernelSource + 'static>(kernel: K, invocations: usize) -> Box<SourceKernel<K>> {
+    Box::new(SourceKernel::new(kernel, CubeDim::new_1d(invocations as u32)))
 }
-
-impl<Name: Send + Sync + 'static> KernelSource for Family<Name> {
-    fn source(&self) -> SourceTemplate {
-        self.0.source()
-    }
-
-    fn id(&self) -> KernelId {
-        KernelId::new::<Name>().info((self.0.name, self.0.values.clone()))
-    }
-
-    fn lang(&self) -> &'static str {
-        "wgsl"
-    }
-}
-
-/// The source of a kernel: the named files of `shaders/` (without `.wgsl`) one after the other,
-/// the parts it shares with other kernels first.
-macro_rules! shader {
-    ($($file:literal),+) => {
-        concat!($(include_str!(concat!("../../shaders/", $file, ".wgsl"))),+)
-    };
-}
-
-// Each attention kernel: what they all share, its pass's bindings (the same in both shapes), and
-// for the hardware-shaped kernels over a block of queries, their block setup and tile staging.
-const ATTENTION_FORWARD: &str = shader!("attention_common", "attention_bindings_forward", "attention_forward");
-const ATTENTION_BACKWARD_QUERY: &str = shader!("attention_common", "attention_bindings_backward_query", "attention_backward_query");
-const ATTENTION_BACKWARD_KEY_VALUE: &str =
-    shader!("attention_common", "attention_bindings_backward_key_value", "attention_backward_key_value");
-const FLASH_ATTENTION_FORWARD: &str =
-    shader!("attention_common", "attention_bindings_forward", "flash_attention_queries", "flash_attention_forward");
-const FLASH_ATTENTION_BACKWARD_QUERY: &str =
-    shader!("attention_common", "attention_bindings_backward_query", "flash_attention_queries", "flash_attention_backward_query");
-const FLASH_ATTENTION_BACKWARD_KEY_VALUE: &str =
-    shader!("attention_common", "attention_bindings_backward_key_value", "flash_attention_backward_key_value");
-const CROSS_ENTROPY_ROWS: &str = shader!("uniform_info", "cross_entropy_rows");
-const CROSS_ENTROPY_GRAD: &str = shader!("cross_entropy_grad");
-const ADAMW: &str = shader!("adamw");
-const RMS_NORM_FORWARD: &str = shader!("uniform_info", "workgroup_sum", "rms_norm_forward");
-const RMS_NORM_BACKWARD: &str = shader!("uniform_info", "workgroup_sum", "rms_norm_backward");
-const ROTARY: &str = shader!("rotary");
-const SQUARED_NORM: &str = shader!("uniform_info", "workgroup_sum", "squared_norm");
-const DROPOUT: &str = shader!("dropout");
-const SWIGLU_FORWARD: &str = shader!("swiglu_forward");
-const SWIGLU_BACKWARD: &str = shader!("swiglu_backward");
-const MATMUL: &str = shader!("matmul_common", "matmul_tiles", "matmul");
-const MATMUL_NT: &str = shader!("matmul_common", "matmul_tiles", "matmul_nt");
-// The same two kernels over a packed B: the forward product `x · Wᵀ` and the input gradient `dy · W`.
-const PACKED_MATMUL: &str = shader!("packed_common", "matmul_tiles", "matmul_nt");
-const PACKED_MATMUL_GRAD: &str = shader!("packed_common", "matmul_tiles", "matmul");
-
-/// Invocations per workgroup of the matmul kernels.
-const MATMUL_BLOCK: usize = 64;
-
-/// Invocations per workgroup of the row-wise cross-entropy kernels (a power of two).
-const ROW_BLOCK: usize = 256;
 
 fn row_kernel(name: &'static str, source: &'static str) -> Box<SourceKernel<Wgsl>> {
-    let kernel = Wgsl { name, source, values: vec![("block", ROW_BLOCK.to_string())] };
-    Box::new(SourceKernel::new(kernel, CubeDim::new_1d(ROW_BLOCK as u32)))
+    launchable(wgsl::row(name, source))
 }
-
-/// Invocations per workgroup of the RMSNorm kernels, one workgroup per row (a power of two): rows
-/// are a few hundred to a few thousand wide.
-const NORM_BLOCK: usize = 64;
 
 /// Launches an RMSNorm kernel over the rows of `x` `[rows, dim]`: `buffers` bound in order, then
 /// the info buffer (rows, dim, then `extra_info`).
@@ -126,9 +49,8 @@ fn norm_rows(
 ) {
     let [rows, dim] = x.meta.shape().dims::<2>();
     let info = info_buffer(x, &[&[rows, dim], extra_info].concat());
-    let kernel = Wgsl { name, source, values: vec![("block", NORM_BLOCK.to_string())] };
     x.client.launch(
-        Box::new(SourceKernel::new(kernel, CubeDim::new_1d(NORM_BLOCK as u32))),
+        launchable(wgsl::norm(name, source)),
         CubeCount::Static(rows.min(65535) as u32, rows.div_ceil(65535) as u32, 1),
         KernelArguments::new().with_buffers(buffers.into_iter().chain([info.binding()]).collect()),
     );
@@ -149,75 +71,14 @@ fn cross_entropy_inputs(logits: &CubeTensor, targets: &[u32]) -> (burn::cubecl::
     (logits.client.create_from_slice(&targets), info_buffer(logits, &[rows, vocab]))
 }
 
-/// Query (or key) rows per attention workgroup, in either shape.
-///
-/// Software shape, uniform loads: every invocation of a workgroup walks the same keys (or
-/// queries) in the same order, reading them straight from the storage buffers and masking what its
-/// rows may not see. They do not stage rows in workgroup memory: lavapipe's llvmpipe loads from
-/// workgroup memory one invocation at a time, like any storage-buffer load whose address is not a
-/// constant, so staging only added copies and barriers. For the same reason each invocation takes
-/// four rows, so that every key it loads serves four (BENCHMARKS.md has the figures).
-///
-/// Hardware shape (`flash_attention_*.wgsl`): one row per invocation, so a workgroup is BLOCK
-/// invocations wide (two warps, one or two wavefronts), and the keys (or queries) are staged in
-/// tiles of workgroup memory that all of them read.
-const BLOCK: usize = 64;
-
-/// Rows each software-shaped attention invocation takes; the kernels hold them side by side in
-/// `mat4x4`s.
-const ROWS_PER_INVOCATION: usize = 4;
-
-/// Workgroup memory the hardware-shaped attention kernels may use: WebGPU's guaranteed minimum
-/// (`maxComputeWorkgroupStorageSize`), so that every adapter takes them.
-const WORKGROUP_BYTES: usize = 16384;
-
-/// Whether the attention kernels take this head dimension: rows are read as `vec4`s, and
-/// per-invocation arrays are sized by it.
-pub fn supports_head_dim(head_dim: usize) -> bool {
-    head_dim.is_multiple_of(4) && head_dim <= 256
-}
-
-/// The three attention kernels.
-#[derive(Clone, Copy)]
-enum AttentionPass {
-    Forward,
-    BackwardQuery,
-    BackwardKeyValue,
-}
-
-/// The largest head dimension the software-shaped kernels take. Past it their four rows of
-/// `mat4x4`s per invocation (16 KiB at 256) take llvmpipe minutes to compile, so wider heads
-/// (Gemma's 256) take the hardware shape on every adapter.
-const SOFTWARE_MAX_HEAD_DIM: usize = 128;
-
-/// The kernel of `pass` in the shape [`kernel_shape`] picks for this thread.
+/// The kernel of `pass` in the shape [`kernel_shape`] picks for this thread (the hardware shape
+/// for heads wider than the software shape takes).
 fn attention_kernel(pass: AttentionPass, head_dim: usize) -> Box<SourceKernel<Family<WgslAttention>>> {
-    let head_dim_vec4 = ("head_dim_vec4", (head_dim / 4).to_string());
     let shape = if head_dim > SOFTWARE_MAX_HEAD_DIM { KernelShape::Hardware } else { kernel_shape() };
-    let (name, source, invocations, values) = match shape {
-        KernelShape::Software => {
-            let (name, source) = match pass {
-                AttentionPass::Forward => ("attention_forward", ATTENTION_FORWARD),
-                AttentionPass::BackwardQuery => ("attention_backward_query", ATTENTION_BACKWARD_QUERY),
-                AttentionPass::BackwardKeyValue => ("attention_backward_key_value", ATTENTION_BACKWARD_KEY_VALUE),
-            };
-            let invocations = BLOCK / ROWS_PER_INVOCATION;
-            (name, source, invocations, vec![head_dim_vec4, ("block", BLOCK.to_string()), ("invocations", invocations.to_string())])
-        }
-        KernelShape::Hardware => {
-            count_hardware_launch();
-            // Two tiles of `tile` rows, and for the key/value pass a log-sum-exp and a delta per row.
-            let (name, source, per_row_extra) = match pass {
-                AttentionPass::Forward => ("flash_attention_forward", FLASH_ATTENTION_FORWARD, 0),
-                AttentionPass::BackwardQuery => ("flash_attention_backward_query", FLASH_ATTENTION_BACKWARD_QUERY, 0),
-                AttentionPass::BackwardKeyValue => ("flash_attention_backward_key_value", FLASH_ATTENTION_BACKWARD_KEY_VALUE, 8),
-            };
-            let tile = (WORKGROUP_BYTES / (2 * head_dim * 4 + per_row_extra)).min(BLOCK);
-            (name, source, BLOCK, vec![head_dim_vec4, ("block", BLOCK.to_string()), ("tile", tile.to_string())])
-        }
-    };
-    let kernel = Family::new(Wgsl { name, source, values });
-    Box::new(SourceKernel::new(kernel, CubeDim::new_1d(invocations as u32)))
+    if shape == KernelShape::Hardware {
+        count_hardware_launch();
+    }
+    launchable_in(wgsl::attention(pass, head_dim, shape))
 }
 
 /// The `info` buffer every attention kernel reads.
@@ -229,13 +90,13 @@ fn attention_info(q: &CubeTensor, k: &CubeTensor, q_start: usize, window: usize)
 }
 
 /// Launches an element-wise kernel: one invocation per element of the (equally shaped) `inputs`,
-/// bound in order, then `OUTPUTS` new tensors of that shape, then `extra` when given, then the
-/// element count. At most 65535 workgroups go along x; the rest spill into y.
+/// bound in order, then `OUTPUTS` new tensors of that shape, then `info`: the element count
+/// followed by `params`. At most 65535 workgroups go along x; the rest spill into y.
 fn elementwise<const INPUTS: usize, const OUTPUTS: usize>(
     name: &'static str,
     source: &'static str,
     inputs: [CubeTensor; INPUTS],
-    extra: Option<burn::cubecl::server::Handle>,
+    params: &[usize],
 ) -> [CubeTensor; OUTPUTS] {
     let inputs = inputs.map(into_contiguous);
     check_f32(&inputs.each_ref());
@@ -243,9 +104,8 @@ fn elementwise<const INPUTS: usize, const OUTPUTS: usize>(
     let shape = first.meta.shape().clone();
     let outputs: [CubeTensor; OUTPUTS] = std::array::from_fn(|_| empty_like(first, shape.clone()));
     let n = shape.num_elements();
-    let info = info_buffer(first, &[n]);
-    let buffers =
-        inputs.iter().chain(&outputs).map(|t| t.handle.clone().binding()).chain(extra.map(|h| h.binding())).chain([info.binding()]);
+    let info = info_buffer(first, &[&[n], params].concat());
+    let buffers = inputs.iter().chain(&outputs).map(|t| t.handle.clone().binding()).chain([info.binding()]);
     launch_per_element(name, source, first, n, buffers.collect());
     outputs
 }
@@ -277,18 +137,15 @@ fn packed_product(
     let (a, values, params) = (into_contiguous(a), into_contiguous(values), into_contiguous(params));
     check_f32(&[&a]);
     let m = a.meta.shape().dims::<2>()[0];
-    let (k, n, name, source) =
-        if transposed { (cols, rows, "packed_matmul", PACKED_MATMUL) } else { (rows, cols, "packed_matmul_grad", PACKED_MATMUL_GRAD) };
+    let (k, n) = if transposed { (cols, rows) } else { (rows, cols) };
     assert!(k.is_multiple_of(4) && n.is_multiple_of(4), "a packed weight has sides in multiples of 4");
     assert_eq!(a.meta.shape().dims::<2>()[1], k, "the input's columns match the weight");
     let output = empty_like(&a, Shape::new([m, n]));
     let layout = crate::model::packed::PackedLayout { rows, cols, bits };
     let info = info_buffer(&a, &[m, k, n, layout.blocks_per_row(), layout.params_per_row(), layout.pair_words_per_row()]);
     let groups = (m.div_ceil(16) * n.div_ceil(16)).div_ceil(MATMUL_BLOCK);
-    let values_template = vec![("block", MATMUL_BLOCK.to_string()), ("bits", bits.to_string())];
-    let kernel = Family::<WgslMatmul>::new(Wgsl { name, source, values: values_template });
     a.client.launch(
-        Box::new(SourceKernel::new(kernel, CubeDim::new_1d(MATMUL_BLOCK as u32))),
+        launchable_in::<WgslMatmul>(wgsl::packed(transposed, bits)),
         CubeCount::Static(groups.min(65535) as u32, groups.div_ceil(65535) as u32, 1),
         KernelArguments::new().with_buffers(vec![
             a.handle.clone().binding(),
@@ -371,8 +228,9 @@ impl FusedKernels for CubeBackend {
         let [batch, heads, q_len, head_dim] = q.meta.shape().dims::<4>();
         let [_, kv_heads, kv_len, _] = k.meta.shape().dims::<4>();
         let grad_q = empty_like(&q, q.meta.shape().clone());
-        let grad_k = empty_like(&k, k.meta.shape().clone());
-        let grad_v = empty_like(&k, k.meta.shape().clone());
+        // Both key/value gradients in one buffer, keys' first, so that the pass binds eight storage
+        // buffers, WebGPU's default limit per stage.
+        let grad_kv = empty_like(&k, [2, batch, kv_heads, kv_len, head_dim].into());
         let info = attention_info(&q, &k, q_start, window);
 
         q.client.launch(
@@ -399,12 +257,15 @@ impl FusedKernels for CubeBackend {
                 grad.handle.clone().binding(),
                 lse.handle.clone().binding(),
                 delta.handle.clone().binding(),
-                grad_k.handle.clone().binding(),
-                grad_v.handle.clone().binding(),
+                grad_kv.handle.clone().binding(),
                 info.binding(),
             ]),
         );
-        (grad_q, grad_k, grad_v)
+        let half = |i: usize| {
+            let sliced = Self::float_slice(grad_kv.clone(), &[Slice::new(i as isize, Some(i as isize + 1), 1)]);
+            Self::float_reshape(sliced, k.meta.shape().clone())
+        };
+        (grad_q, half(0), half(1))
     }
 
     fn fused_matmul(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -416,20 +277,14 @@ impl FusedKernels for CubeBackend {
         }
         let a = into_contiguous(a);
         // A transposed row-major `[n, k]` (strides `[1, k]`) is read where it lies.
-        let (name, source, b) = if n > 1 && k > 1 && b.meta.strides()[..] == [1, k] {
-            ("matmul_nt", MATMUL_NT, b)
-        } else {
-            ("matmul", MATMUL, into_contiguous(b))
-        };
+        let transposed = n > 1 && k > 1 && b.meta.strides()[..] == [1, k];
+        let b = if transposed { b } else { into_contiguous(b) };
         let output = empty_like(&a, Shape::new([m, n]));
         let info = info_buffer(&a, &[m, k, n]);
         // One invocation per 16 × 16 block of the output.
         let groups = (m.div_ceil(16) * n.div_ceil(16)).div_ceil(MATMUL_BLOCK);
-        let (b_type, enable_f16) = if f16 { ("f16", "enable f16;") } else { ("f32", "") };
-        let values = vec![("block", MATMUL_BLOCK.to_string()), ("b_type", b_type.into()), ("enable_f16", enable_f16.into())];
-        let kernel = Family::<WgslMatmul>::new(Wgsl { name, source, values });
         a.client.launch(
-            Box::new(SourceKernel::new(kernel, CubeDim::new_1d(MATMUL_BLOCK as u32))),
+            launchable_in::<WgslMatmul>(wgsl::matmul(transposed, f16)),
             CubeCount::Static(groups.min(65535) as u32, groups.div_ceil(65535) as u32, 1),
             KernelArguments::new().with_buffers(vec![
                 a.handle.clone().binding(),
@@ -551,13 +406,13 @@ impl FusedKernels for CubeBackend {
     fn fused_rotary(x: FloatTensor<Self>, cos: FloatTensor<Self>, sin: FloatTensor<Self>, inverse: bool) -> FloatTensor<Self> {
         let [_, heads, len, head_dim] = x.meta.shape().dims::<4>();
         let per_sequence = cos.meta.shape().dims::<3>()[0] > 1;
-        let params = info_buffer(&x, &[head_dim, len, heads, per_sequence as usize, inverse as usize]);
-        let [output] = elementwise("rotary", ROTARY, [x, cos, sin], Some(params));
+        let params = [head_dim, len, heads, per_sequence as usize, inverse as usize];
+        let [output] = elementwise("rotary", ROTARY, [x, cos, sin], &params);
         output
     }
 
     fn fused_swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {
-        let [output] = elementwise("swiglu_forward", SWIGLU_FORWARD, [gate, up], None);
+        let [output] = elementwise("swiglu_forward", SWIGLU_FORWARD, [gate, up], &[]);
         output
     }
 
@@ -566,7 +421,7 @@ impl FusedKernels for CubeBackend {
         up: FloatTensor<Self>,
         grad: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        let [grad_gate, grad_up] = elementwise("swiglu_backward", SWIGLU_BACKWARD, [gate, up, grad], None);
+        let [grad_gate, grad_up] = elementwise("swiglu_backward", SWIGLU_BACKWARD, [gate, up, grad], &[]);
         (grad_gate, grad_up)
     }
 
@@ -644,9 +499,10 @@ impl FusedKernels for CubeBackend {
         v: FloatTensor<Self>,
         coefficients: [f32; 8],
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let coefficients: Vec<u8> = coefficients.iter().flat_map(|c| c.to_le_bytes()).collect();
-        let coefficients = param.client.create_from_slice(&coefficients);
-        let [new_p, new_m, new_v] = elementwise("adamw", ADAMW, [param, grad, m, v], Some(coefficients));
+        // The coefficients as their bits after the element count, in the one info buffer: with the
+        // seven tensors that makes eight storage buffers, WebGPU's default limit per stage.
+        let coefficients = coefficients.map(|c| c.to_bits() as usize);
+        let [new_p, new_m, new_v] = elementwise("adamw", ADAMW, [param, grad, m, v], &coefficients);
         (new_p, new_m, new_v)
     }
 }

@@ -28,6 +28,7 @@ mod shape;
 mod split;
 mod squared_norm;
 mod swiglu;
+mod wgsl;
 
 pub use adamw::{AdamWStep, adamw, adamw_reference};
 pub use attention::{Scores, attention, attention_reference, padding_mask};
@@ -43,6 +44,7 @@ pub use shape::{ForcedShape, KernelShape, force_kernel_shape, hardware_launches,
 pub use split::split_columns;
 pub use squared_norm::squared_norm;
 pub use swiglu::swiglu;
+pub use wgsl::{KernelVariant, every_variant as every_kernel_variant};
 
 use burn::backend::DispatchDevice;
 use burn::tensor::Device;

@@ -34,7 +34,7 @@ const CASES: [Case; 7] = [
     Case { batch: 1, heads: 4, kv_heads: 1, q_len: 67, cached: 3, head_dim: 128, window: Some(9) },
     // A window narrower than a workgroup's block of rows: blocks skip keys (and queries) no row sees.
     Case { batch: 1, heads: 2, kv_heads: 1, q_len: 150, cached: 0, head_dim: 8, window: Some(5) },
-    // Gemma's head dimension: the hardware shape on every adapter, in its smallest tiles (8 keys).
+    // Gemma's head dimension: the hardware shape on every adapter, in its smallest tiles (7 keys).
     Case { batch: 1, heads: 2, kv_heads: 1, q_len: 21, cached: 2, head_dim: 256, window: Some(9) },
 ];
 

@@ -1,6 +1,7 @@
 //! Engine tests: parity with transformers + PEFT, end-to-end runs, and bad input.
 
 mod bad_input;
+mod browser_shaders;
 mod classification;
 mod cli;
 mod common;
@@ -11,3 +12,4 @@ mod gguf;
 mod kernels;
 mod packaging;
 mod parity;
+mod shaders;
