@@ -7,8 +7,16 @@ use minijinja::{Environment, ErrorKind, context};
 use crate::error::{Error, Result};
 use crate::tokenizer::Message;
 
+/// The work one rendering may do, in minijinja's fuel: an instruction costs one, and 64 bytes of
+/// text made (output, concatenations, filter results) cost one. A template comes from a stranger's
+/// model folder; this bound stops one that loops or doubles a string before it takes a noticeable
+/// time or memory (64 MB of text at most), while a real template rendering a long conversation
+/// uses well under a hundredth of it.
+pub const FUEL: u64 = 1_000_000;
+
 pub fn render(template: &str, messages: &[Message], add_generation_prompt: bool, bos_token: &str, eos_token: &str) -> Result<String> {
     let mut env = Environment::new();
+    env.set_fuel(Some(FUEL));
     let syntax = minijinja::syntax::SyntaxConfig::builder()
         .trim_blocks(true)
         .lstrip_blocks(true)
@@ -38,6 +46,11 @@ pub fn render(template: &str, messages: &[Message], add_generation_prompt: bool,
 
 fn describe(e: &minijinja::Error) -> String {
     match e.detail() {
+        _ if e.kind() == ErrorKind::OutOfFuel => format!(
+            "rendering stopped: the template did more work than any chat template needs (the bound is {FUEL} steps or {} MB of text{})",
+            FUEL * 64 / 1_000_000,
+            e.line().map(|line| format!("; it was at line {line}")).unwrap_or_default()
+        ),
         Some(detail) if e.kind() == ErrorKind::InvalidOperation => detail.to_string(),
         _ => e.to_string(),
     }
@@ -89,6 +102,26 @@ mod tests {
         assert_eq!(render(t, &[Message::new("user", "  hi ")], false, "", "").unwrap(), "HI");
         let err = render(t, &[Message::new("assistant", "x")], false, "", "").unwrap_err();
         assert!(err.to_string().contains("Conversation must start with user"), "{err}");
+    }
+
+    /// Templates written to hurt: one that doubles a string 40 times (a terabyte) and one that
+    /// loops 10⁹ times stop on the fuel bound, quickly, naming it and the line; a real template
+    /// over a long conversation (2,000 messages, 1 MB) renders within it.
+    #[test]
+    fn hostile_templates_run_out_of_fuel_and_real_ones_do_not() {
+        let doubling = "{% set ns = namespace(s='ab') %}\n{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}";
+        let looping = "{% for i in range(100000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}";
+        for (what, template) in [("doubling", doubling), ("looping", looping)] {
+            let started = std::time::Instant::now();
+            let err = render(template, &[Message::new("user", "Hi")], true, "", "").unwrap_err().to_string();
+            assert!(err.contains("rendering stopped") && err.contains("1000000 steps or 64 MB"), "{what}: {err}");
+            assert!(err.contains("line 2") || what == "looping", "{what}: {err}");
+            // Not a timing target: a bound that did not hold would run for minutes.
+            assert!(started.elapsed() < std::time::Duration::from_secs(20), "{what}: {:?}", started.elapsed());
+        }
+        let long: Vec<Message> = (0..2000).map(|i| Message::new(if i % 2 == 0 { "user" } else { "assistant" }, &"x".repeat(500))).collect();
+        let out = render(CHATML, &long, true, "", "").unwrap();
+        assert_eq!(out.matches("<|im_start|>").count(), 2002);
     }
 
     #[test]

@@ -74,6 +74,15 @@ impl<'a> Remote<'a> {
     /// Downloads `file`, its progress forwarded to `progress`, and checks its bytes against the
     /// hash the Hub names it by (see [`verify_hash`]).
     fn fetch(&self, file: &str, state: &mut DownloadProgress, progress: &mut impl FnMut(&DownloadProgress)) -> Result<PathBuf> {
+        // Names come from the repository (its listing, its weight index): one that would land
+        // outside the cache is refused before anything is written.
+        if !crate::fsutil::stays_inside(file) {
+            return Err(Error::Download {
+                what: self.what,
+                id: self.id.into(),
+                message: format!("the repository names a file `{file}` outside its own folder (an absolute path or `..`): refused"),
+            });
+        }
         struct Forward<'a, F: FnMut(&DownloadProgress)> {
             state: &'a mut DownloadProgress,
             progress: &'a mut F,

@@ -7,6 +7,28 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
+/// Whether `name`, a relative path a stranger's file gives (a Hub repository's listing, a weight
+/// index's shard), stays inside the folder it is joined to: no root, drive or `..`, and no
+/// backslash, which Windows reads as a separator.
+pub fn stays_inside(name: &str) -> bool {
+    !name.is_empty()
+        && !name.contains('\\')
+        && Path::new(name).components().all(|c| matches!(c, std::path::Component::Normal(_) | std::path::Component::CurDir))
+}
+
+/// Reads a text file of a model folder, refusing one past `limit` bytes before reading it: model
+/// folders come from strangers, and every such file of a real model is far smaller.
+pub fn read_text_bounded(path: &Path, limit: u64) -> Result<String> {
+    let size = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
+    if size > limit {
+        return Err(Error::invalid_file(
+            path,
+            format!("the file is {size} bytes, past the {limit} bytes any model's file of this kind needs"),
+        ));
+    }
+    std::fs::read_to_string(path).map_err(|e| Error::io(path, e))
+}
+
 /// Writes `bytes` to a temporary file beside `path`, then renames it over `path` (see
 /// [`write_file_with`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -182,6 +204,16 @@ pub fn create_dir(dir: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_names_below_their_folder_stay_inside() {
+        for inside in ["model.safetensors", "sub/model-00001-of-00002.safetensors", "./data/train.parquet"] {
+            assert!(stays_inside(inside), "{inside}");
+        }
+        for outside in ["", "../model.safetensors", "a/../../b", "/etc/passwd", "..\\..\\x.parquet", "C:\\x"] {
+            assert!(!stays_inside(outside), "{outside}");
+        }
+    }
 
     #[test]
     fn a_target_that_holds_a_source_is_refused_even_with_overwrite() {

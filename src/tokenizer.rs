@@ -6,6 +6,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::fsutil::read_text_bounded;
 
 /// One turn of a conversation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,9 +37,18 @@ pub struct TokenizedText {
     pub trainable: Vec<bool>,
 }
 
+/// The most bytes a model's `tokenizer.json` may take: the largest real ones (vocabularies of
+/// 262,144 with their merges) are about 35 MB.
+const MAX_TOKENIZER_BYTES: u64 = 256 << 20;
+/// The most bytes its `tokenizer_config.json`, `generation_config.json` or `chat_template.jinja`
+/// may take (the largest real ones are a few megabytes, of added-token tables).
+const MAX_CONFIG_BYTES: u64 = 64 << 20;
+
 pub struct TextTokenizer {
     inner: tokenizers::Tokenizer,
     chat_template: Option<String>,
+    /// Where the chat template was read, as its errors name it: a file, or a GGUF file's key.
+    template_origin: String,
     bos_token: Option<String>,
     eos_token: Option<String>,
     /// Token ids that end generation.
@@ -60,7 +70,7 @@ fn generation_eos(folder: &Path) -> Result<Vec<u32>> {
     if !path.exists() {
         return Ok(Vec::new());
     }
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let text = read_text_bounded(&path, MAX_CONFIG_BYTES)?;
     let config: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::invalid_file(&path, e.to_string()))?;
     Ok(match config.get("eos_token_id") {
         Some(serde_json::Value::Number(n)) => n.as_u64().map(|n| vec![n as u32]).unwrap_or_default(),
@@ -87,19 +97,21 @@ impl TextTokenizer {
         if !path.exists() {
             return Err(Error::invalid_file(folder, "no tokenizer.json in this folder"));
         }
-        let inner = tokenizers::Tokenizer::from_file(&path).map_err(|e| Error::invalid_file(&path, e.to_string()))?;
+        let text = read_text_bounded(&path, MAX_TOKENIZER_BYTES)?;
+        let inner = tokenizers::Tokenizer::from_bytes(text).map_err(|e| Error::invalid_file(&path, e.to_string()))?;
 
         let config_path = folder.join("tokenizer_config.json");
         let config: TokenizerConfig = if config_path.exists() {
-            let text = std::fs::read_to_string(&config_path).map_err(|e| Error::io(&config_path, e))?;
+            let text = read_text_bounded(&config_path, MAX_CONFIG_BYTES)?;
             serde_json::from_str(&text).map_err(|e| Error::invalid_file(&config_path, e.to_string()))?
         } else {
             TokenizerConfig::default()
         };
 
         let jinja = folder.join("chat_template.jinja");
+        let template_origin = if jinja.exists() { &jinja } else { &config_path }.display().to_string();
         let chat_template = if jinja.exists() {
-            Some(std::fs::read_to_string(&jinja).map_err(|e| Error::io(&jinja, e))?)
+            Some(read_text_bounded(&jinja, MAX_CONFIG_BYTES)?)
         } else {
             match &config.chat_template {
                 Some(serde_json::Value::String(s)) => Some(s.clone()),
@@ -113,7 +125,7 @@ impl TextTokenizer {
         };
         let mut eos: Vec<u32> = model_eos.to_vec();
         eos.extend(generation_eos(folder)?);
-        Ok(Self::from_parts(inner, &config, chat_template, &eos))
+        Ok(Self::from_parts(inner, &config, chat_template, template_origin, &eos))
     }
 
     /// The tokenizer a GGUF file carries (see [`crate::gguf::tokenizer_files`]).
@@ -123,12 +135,19 @@ impl TextTokenizer {
         let inner = tokenizers::Tokenizer::from_bytes(tokenizer.to_string().as_bytes()).map_err(|e| bad(e.to_string()))?;
         let config: TokenizerConfig = serde_json::from_value(config).map_err(|e| bad(e.to_string()))?;
         let chat_template = config.chat_template.as_ref().and_then(|t| t.as_str()).map(str::to_string);
-        Ok(Self::from_parts(inner, &config, chat_template, model_eos))
+        let template_origin = format!("{} (tokenizer.chat_template)", file.path.display());
+        Ok(Self::from_parts(inner, &config, chat_template, template_origin, model_eos))
     }
 
     /// `eos` are the end-of-sequence ids the model's configuration declares; the tokenizer's
     /// own end-of-sequence token is added to them.
-    fn from_parts(inner: tokenizers::Tokenizer, config: &TokenizerConfig, chat_template: Option<String>, eos: &[u32]) -> Self {
+    fn from_parts(
+        inner: tokenizers::Tokenizer,
+        config: &TokenizerConfig,
+        chat_template: Option<String>,
+        template_origin: String,
+        eos: &[u32],
+    ) -> Self {
         let bos_token = token_text(&config.bos_token);
         let eos_token = token_text(&config.eos_token);
         let mut eos_token_ids: Vec<u32> = Vec::new();
@@ -140,7 +159,7 @@ impl TextTokenizer {
         }
         let pad_token_id =
             token_text(&config.pad_token).and_then(|t| inner.token_to_id(&t)).or_else(|| eos_token_ids.first().copied()).unwrap_or(0);
-        Self { inner, chat_template, bos_token, eos_token, eos_token_ids, pad_token_id }
+        Self { inner, chat_template, template_origin, bos_token, eos_token, eos_token_ids, pad_token_id }
     }
 
     pub fn vocab_size(&self) -> usize {
@@ -249,5 +268,9 @@ impl TextTokenizer {
             self.bos_token.as_deref().unwrap_or(""),
             self.eos_token.as_deref().unwrap_or(""),
         )
+        .map_err(|e| match e {
+            Error::Template(message) => Error::Template(format!("{}: {message}", self.template_origin)),
+            other => other,
+        })
     }
 }

@@ -89,8 +89,15 @@ pub struct GgufFile {
 
 /// The default alignment of the tensor data, when `general.alignment` does not say.
 const DEFAULT_ALIGNMENT: u64 = 32;
-/// Guards against absurd counts in a damaged header before anything is allocated for them.
+/// The most items a header count may have, whatever the file's size: 16 times the largest real
+/// vocabulary, and a bound on the memory a metadata array takes once read (32 bytes an item).
 const MAX_COUNT: u64 = 1 << 24;
+/// The fewest bytes one metadata entry takes (a key's length, its type, a one-byte value) and one
+/// tensor's entry (a name's length, a dimension count, one dimension, a type and an offset).
+const MIN_METADATA_BYTES: u64 = 8 + 4 + 1;
+const MIN_TENSOR_INFO_BYTES: u64 = 8 + 4 + 8 + 4 + 8;
+/// The largest `general.alignment` taken (llama.cpp writes 32; it must be a power of two).
+const MAX_ALIGNMENT: u64 = 1 << 16;
 
 impl GgufFile {
     pub fn open(path: &Path) -> Result<Self> {
@@ -107,8 +114,8 @@ impl GgufFile {
         if !(2..=3).contains(&version) {
             return Err(bad(format!("GGUF version {version} is not supported (2 or 3)")));
         }
-        let tensor_count = r.count("tensor count")?;
-        let metadata_count = r.count("metadata count")?;
+        let tensor_count = r.count("tensor count", MIN_TENSOR_INFO_BYTES)?;
+        let metadata_count = r.count("metadata count", MIN_METADATA_BYTES)?;
         let mut metadata = BTreeMap::new();
         for _ in 0..metadata_count {
             let key = r.string()?;
@@ -129,7 +136,13 @@ impl GgufFile {
             let offset = r.u64()?;
             infos.push((name, dims, type_id, offset));
         }
-        let alignment = metadata.get("general.alignment").and_then(Value::as_u64).unwrap_or(DEFAULT_ALIGNMENT).max(1);
+        let alignment = match metadata.get("general.alignment") {
+            None => DEFAULT_ALIGNMENT,
+            Some(value) => value.as_u64().filter(|a| a.is_power_of_two() && *a <= MAX_ALIGNMENT).ok_or_else(|| {
+                let shown = value.as_u64().map_or_else(|| format!("{value:?}"), |a| a.to_string());
+                bad(format!("metadata `general.alignment` is {shown}: it must be a power of two up to {MAX_ALIGNMENT}"))
+            })?,
+        };
         let data_start = (r.at as u64).next_multiple_of(alignment) as usize;
         let mut tensors = BTreeMap::new();
         for (name, shape, type_id, offset) in infos {
@@ -149,6 +162,11 @@ impl GgufFile {
 
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.tensors.keys().map(String::as_str)
+    }
+
+    /// The file's size.
+    pub fn stored_bytes(&self) -> u64 {
+        self.mmap.len() as u64
     }
 
     pub fn info(&self, name: &str) -> Option<&TensorInfo> {
@@ -215,10 +233,21 @@ impl Cursor<'_> {
         self.array().map(u64::from_le_bytes)
     }
 
-    fn count(&mut self, what: &str) -> Result<u64> {
+    /// A count of items that take at least `item_bytes` each in the file, refused before anything
+    /// is allocated for them where the rest of the file cannot hold them or past [`MAX_COUNT`].
+    fn count(&mut self, what: &str, item_bytes: u64) -> Result<u64> {
         let n = self.u64()?;
+        let left = (self.bytes.len() - self.at) as u64;
         if n > MAX_COUNT {
-            return Err(Error::invalid_file(self.path, format!("GGUF {what} of {n} is not plausible: the header is damaged")));
+            let message = format!("GGUF {what} of {n} is past the bound of {MAX_COUNT}: the header is damaged");
+            return Err(Error::invalid_file(self.path, message));
+        }
+        if n * item_bytes > left {
+            let message = format!(
+                "GGUF {what} of {n} does not fit in the file (at least {} bytes, and {left} are left): it is truncated or its header is damaged",
+                n * item_bytes
+            );
+            return Err(Error::invalid_file(self.path, message));
         }
         Ok(n)
     }
@@ -242,7 +271,16 @@ impl Cursor<'_> {
             8 => Value::Str(self.string()?),
             9 => {
                 let item_kind = self.u32()?;
-                let n = self.count("array length")?;
+                // As in llama.cpp, whose readers take no arrays of arrays.
+                let item_bytes = match item_kind {
+                    0 | 1 | 7 => 1,
+                    2 | 3 => 2,
+                    4..=6 => 4,
+                    8 | 10..=12 => 8,
+                    9 => return Err(Error::invalid_file(self.path, "an array of arrays, which GGUF readers do not take")),
+                    other => return Err(Error::invalid_file(self.path, format!("unknown metadata type {other}"))),
+                };
+                let n = self.count("array length", item_bytes)?;
                 Value::Array((0..n).map(|_| self.value(item_kind)).collect::<Result<_>>()?)
             }
             10 => Value::UInt(self.u64()?),

@@ -237,6 +237,19 @@ struct RawConfig {
     id2label: Option<std::collections::BTreeMap<String, String>>,
 }
 
+/// The largest value a model's dimension may have: several times the largest released model's
+/// (vocabularies of 262,144, hidden sizes of 16,384, 126 layers, 128 heads, contexts of 10M), so
+/// that a real model always passes and a hostile one cannot make the sizes computed from them
+/// overflow or ask for terabytes.
+fn upper_bound(field: &str) -> usize {
+    match field {
+        "vocab_size" => 1 << 22,
+        "hidden_size" | "intermediate_size" => 1 << 18,
+        "num_hidden_layers" | "num_attention_heads" | "num_key_value_heads" | "head_dim" => 1 << 12,
+        _ => 1 << 28,
+    }
+}
+
 fn default_eps() -> f64 {
     1e-6
 }
@@ -247,7 +260,8 @@ fn default_max_positions() -> usize {
 
 impl ModelConfig {
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        // The largest real configs (with label maps) are tens of kilobytes.
+        let text = crate::fsutil::read_text_bounded(path, 16 << 20)?;
         Self::from_json(&text, path)
     }
 
@@ -273,6 +287,25 @@ impl ModelConfig {
         ];
         if let Some((field, _)) = at_least_one.iter().find(|(_, value)| *value == 0) {
             return Err(Error::invalid_file(path, format!("field `{field}` is 0; it must be at least 1")));
+        }
+        let bounded = [
+            ("vocab_size", raw.vocab_size),
+            ("hidden_size", raw.hidden_size),
+            ("intermediate_size", raw.intermediate_size),
+            ("num_hidden_layers", raw.num_hidden_layers),
+            ("num_attention_heads", raw.num_attention_heads),
+            ("num_key_value_heads", raw.num_key_value_heads.unwrap_or(1)),
+            ("head_dim", raw.head_dim.unwrap_or(1)),
+            ("max_position_embeddings", raw.max_position_embeddings),
+        ];
+        for (field, value) in bounded {
+            let bound = upper_bound(field);
+            if value > bound {
+                return Err(Error::invalid_file(
+                    path,
+                    format!("field `{field}` is {value}, past the {bound} of any model wgtune can train: the file is damaged or hostile"),
+                ));
+            }
         }
         if !(raw.rms_norm_eps > 0.0 && raw.rms_norm_eps.is_finite()) {
             return Err(Error::invalid_file(
@@ -623,6 +656,19 @@ mod tests {
         assert_eq!(cfg.rope_theta, 500000.0);
         assert_eq!(cfg.rope_scaling, RopeScaling::None);
         assert_eq!(cfg.head_dim, 16);
+    }
+
+    #[test]
+    fn a_dimension_past_any_real_model_is_refused() {
+        for (field, value) in
+            [("vocab_size", 1u64 << 40), ("hidden_size", 1 << 20), ("num_hidden_layers", 1_000_000), ("max_position_embeddings", 1 << 40)]
+        {
+            let json = format!(r#"{{"model_type": "llama", {BASE}}}"#);
+            let mut config: serde_json::Value = serde_json::from_str(&json).unwrap();
+            config[field] = value.into();
+            let err = parse(&config.to_string()).unwrap_err().to_string();
+            assert!(err.starts_with(&format!("config.json: field `{field}` is {value}, past the ")), "{err}");
+        }
     }
 
     #[test]

@@ -31,6 +31,29 @@ pub enum ModelWeights {
     Gguf(GgufModel),
 }
 
+/// The fewest bytes a weight takes in any storage wgtune reads, with room to spare: 4-bit blocks
+/// take 4.5 bits or more.
+const MIN_BYTES_PER_WEIGHT: f64 = 0.25;
+
+/// Refuses a configuration (`origin`: `config.json`, or the GGUF file whose metadata it is) that
+/// describes far more weights than the files hold, before anything is sized from it: a damaged or
+/// hostile configuration would otherwise ask for memory the model never had.
+fn check_weights_fit(origin: &Path, config: &ModelConfig, stored_bytes: u64) -> Result<()> {
+    let weights = config.num_parameters();
+    if weights as f64 * MIN_BYTES_PER_WEIGHT > stored_bytes as f64 {
+        return Err(Error::invalid_file(
+            origin,
+            format!(
+                "the configuration describes {weights} weights (vocab_size {}, hidden_size {}, intermediate_size {}, \
+                 num_hidden_layers {}), more than the weight files' {stored_bytes} bytes can hold at {MIN_BYTES_PER_WEIGHT} \
+                 bytes a weight: it does not belong to these weights",
+                config.vocab_size, config.hidden_size, config.intermediate_size, config.num_hidden_layers
+            ),
+        ));
+    }
+    Ok(())
+}
+
 impl ModelFolder {
     /// Opens a Hugging Face model folder, or a `.gguf` file.
     pub fn open(path: &Path) -> Result<Self> {
@@ -45,13 +68,15 @@ impl ModelFolder {
             return Err(Error::invalid_file(path, "no config.json: not a Hugging Face model folder"));
         }
         let config = ModelConfig::from_file(&config_path)?;
-        let weights = ModelWeights::Safetensors(WeightFiles::open_model_folder(path)?);
-        Ok(Self { path: path.to_path_buf(), config, weights })
+        let files = WeightFiles::open_model_folder(path)?;
+        check_weights_fit(&config_path, &config, files.stored_bytes())?;
+        Ok(Self { path: path.to_path_buf(), config, weights: ModelWeights::Safetensors(files) })
     }
 
     fn open_gguf(path: &Path) -> Result<Self> {
         let gguf = GgufModel::open(path)?;
         let mut config = ModelConfig::from_json(&gguf.config_json()?.to_string(), path)?;
+        check_weights_fit(path, &config, gguf.file.stored_bytes())?;
         config.rope_scaling = gguf.rope_scaling(&config)?;
         Ok(Self { path: path.to_path_buf(), config, weights: ModelWeights::Gguf(gguf) })
     }

@@ -168,6 +168,11 @@ impl WeightFiles {
         &self.origin
     }
 
+    /// The size of the weight files together.
+    pub fn stored_bytes(&self) -> u64 {
+        self.files.iter().map(|f| f.mmap.len() as u64).sum()
+    }
+
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.index.keys().map(String::as_str)
     }
@@ -241,7 +246,11 @@ fn shard_files(index_path: &Path) -> Result<Vec<PathBuf>> {
     let index: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::invalid_file(index_path, e.to_string()))?;
     let map = index.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| Error::invalid_file(index_path, "missing `weight_map`"))?;
     let folder = index_path.parent().unwrap_or(Path::new("."));
-    let mut files: Vec<PathBuf> = map.values().filter_map(|v| v.as_str()).map(|f| folder.join(f)).collect();
+    let names: Vec<&str> = map.values().filter_map(|v| v.as_str()).collect();
+    if let Some(outside) = names.iter().find(|f| !crate::fsutil::stays_inside(f)) {
+        return Err(Error::invalid_file(index_path, format!("`weight_map` names a shard `{outside}` outside the model's folder")));
+    }
+    let mut files: Vec<PathBuf> = names.iter().map(|f| folder.join(f)).collect();
     files.sort();
     files.dedup();
     if files.is_empty() {

@@ -94,11 +94,12 @@ fn a_q8_0_gguf_is_an_int8_base_as_it_is() {
 fn damaged_and_unsupported_files_are_named() {
     let dir = tempfile::tempdir().unwrap();
     let bytes = std::fs::read(fixture("gguf/quants.gguf")).unwrap();
-    let cases: [(&str, Vec<u8>, &str); 4] = [
+    let cases: [(&str, Vec<u8>, &str); 5] = [
         ("truncated data", bytes[..bytes.len() - 100].to_vec(), "lies past the end of the file: is it truncated?"),
-        ("truncated header", bytes[..200].to_vec(), "the GGUF header ends early"),
+        ("truncated header", bytes[..200].to_vec(), "does not fit in the file (at least 576 bytes, and 184 are left): it is truncated"),
+        ("truncated tensor table", bytes[..700].to_vec(), "the GGUF header ends early"),
         ("not GGUF", b"PK\x03\x04 a zip file".to_vec(), "not a GGUF file"),
-        ("a damaged count", [&bytes[..8], &u64::MAX.to_le_bytes(), &bytes[16..]].concat(), "is not plausible"),
+        ("a damaged count", [&bytes[..8], &u64::MAX.to_le_bytes(), &bytes[16..]].concat(), "is past the bound of 16777216"),
     ];
     for (case, bytes, expected) in cases {
         let path = dir.path().join("model.gguf");

@@ -17,6 +17,8 @@ pub const TRAIN: &str = "data/train-00000-of-00001.parquet";
 pub const TEST: &str = "data/test-00000-of-00001.parquet";
 /// The dataset `owner/shards`'s train split.
 pub const SHARDS: [&str; 2] = ["data/train-00000-of-00002.parquet", "data/train-00001-of-00002.parquet"];
+/// The dataset `owner/escape`'s train split: a listing that names a file outside the repository.
+pub const ESCAPING: &str = "../../../escaped/train-00000-of-00001.parquet";
 const FILES: [&str; 6] =
     ["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "model.safetensors"];
 
@@ -123,10 +125,12 @@ fn serve(stream: TcpStream, files: &HashMap<String, Vec<u8>>, behaviour: &mut Be
         return respond(&mut out, "200 OK", &[("Content-Type".into(), "application/json".into())], body.as_bytes(), body.len());
     }
     // Datasets: owner/qa, a Parquet file with columns of its own as its train and test splits;
-    // owner/shards, the same file twice as the two shards of its train split.
+    // owner/shards, the same file twice as the two shards of its train split; owner/escape, a
+    // listing that points outside the repository (its file is never served).
     let listing = match path.as_str() {
         "/api/datasets/owner/qa/revision/main" => Some(vec!["README.md", TRAIN, TEST]),
         "/api/datasets/owner/shards/revision/main" => Some(vec![SHARDS[0], SHARDS[1]]),
+        "/api/datasets/owner/escape/revision/main" => Some(vec![ESCAPING]),
         _ => None,
     };
     if let Some(listing) = listing {

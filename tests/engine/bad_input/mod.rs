@@ -6,6 +6,7 @@
 mod data;
 mod files;
 pub mod harness;
+mod hostile;
 mod models;
 mod settings;
 
