@@ -256,9 +256,10 @@ fn fused_rotary_matches_the_reference_forward_and_backward() {
     }
 }
 
-/// The fused squared global norm against Burn's square, sum and add per tensor: one element, a
-/// workgroup's worth, a few slots, and a tensor past the most slots one tensor gets (each slot
-/// then takes more than its share).
+/// The fused squared global norm against the sum in f64 on the host: one element, a workgroup's
+/// worth, a few slots, and a tensor past the most slots one tensor gets (each slot then takes more
+/// than its share). Burn's own square-and-sum is no reference at this size: on SwiftShader its
+/// reduction loses 0.4 % over 17M elements.
 #[test]
 fn fused_squared_norm_matches_the_reference() {
     use wgtune::kernels::squared_norm;
@@ -266,10 +267,12 @@ fn fused_squared_norm_matches_the_reference() {
     for (dev, device) in devices().into_iter().flat_map(|dev| [(dev.choice, dev.device.clone()), (dev.choice, dev.autodiff())]) {
         let sizes = [1, 256, 9216, 50_000, 17_000_000];
         let tensors: Vec<Tensor<1>> = sizes.iter().map(|&n| Tensor::<1>::random([n], Distribution::Normal(0.0, 1.0), &device)).collect();
+        let host_sums: Vec<f64> =
+            tensors.iter().map(|t| t.to_data().to_vec::<f32>().unwrap().iter().map(|&v| v as f64 * v as f64).sum()).collect();
         for count in [1, 3, sizes.len()] {
             let what = format!("{dev} {:?}", &sizes[..count]);
             let fused = squared_norm(tensors[..count].to_vec(), true).expect("a norm").into_scalar::<f32>() as f64;
-            let reference = squared_norm(tensors[..count].to_vec(), false).expect("a norm").into_scalar::<f32>() as f64;
+            let reference: f64 = host_sums[..count].iter().sum();
             assert!((fused - reference).abs() <= 1e-5 * reference, "{what}: fused {fused}, reference {reference}");
         }
         assert!(squared_norm(Vec::new(), true).is_none());
@@ -289,7 +292,10 @@ fn fused_matmul_matches_burns_forward_and_backward() {
     };
     let device = dev.autodiff();
     let shapes = [(37, 24, 20), (1, 64, 48), (70, 4, 4), (33, 576, 192), (130, 36, 100)];
-    let cases = shapes.into_iter().flat_map(|s| [(s, false, false), (s, true, false), (s, false, true), (s, true, true)]);
+    // f16 weights where the adapter computes in f16 (SwiftShader does not; the engine refuses
+    // `--precision f16` there).
+    let halves: &[bool] = if dev.supports_f16 { &[false, true] } else { &[false] };
+    let cases = shapes.into_iter().flat_map(|s| halves.iter().flat_map(move |&half| [(s, false, half), (s, true, half)]));
     for ((m, k, n), transposed, half) in cases {
         let random = |shape: [usize; 2]| Tensor::<2>::random(shape, Distribution::Normal(0.0, 1.0), &device);
         let (a, weights) = (random([m, k]), random([m, n]));
