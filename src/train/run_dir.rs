@@ -52,6 +52,7 @@ pub(super) fn clear(dir: &Path) -> Result<()> {
     for entry in entries.flatten() {
         let path = entry.path();
         let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
+        // Not the lock file: this run holds it.
         let ours = [RUN_CONFIG_FILE, METRICS_FILE, SKIPPED_FILE, FINAL_DIR].contains(&name)
             || name.starts_with("checkpoint-")
             || fsutil::is_leftover(name);

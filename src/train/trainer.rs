@@ -15,6 +15,7 @@ use super::loss_scale::LossScale;
 use super::metrics::MetricsLog;
 use super::optimizer::AdamW;
 use super::run_dir::{self, RunStart};
+use super::run_lock::RunLock;
 use super::schedule::Schedule;
 use super::step::{StepInputs, optimizer_step};
 use crate::classify::{ClassificationScores, LabelSet, classify_examples};
@@ -98,6 +99,8 @@ struct Run<'a> {
     pad_id: u32,
     /// A classifier's loss weight per class.
     class_weights: Option<Vec<f32>>,
+    /// Held while the run lasts: no second run writes into its directory.
+    _lock: RunLock,
 }
 
 enum Control {
@@ -109,6 +112,10 @@ impl<'a> Run<'a> {
     fn prepare(config: &'a TrainConfig, start: RunStart, events: &'a EventSink) -> Result<Self> {
         config.validate()?;
         run_dir::check(config, start)?;
+        // One writer per run directory: an existing one is locked now, before a second run there
+        // loads anything; a new one once it is created below.
+        let run_dir = &config.output_dir;
+        let early_lock = if run_dir.is_dir() { Some(RunLock::acquire(run_dir)?) } else { None };
         events.send(TrainEvent::Preparing(format!("Reading {}", config.model.display())));
         let folder = ModelFolder::open(&config.model)?;
         let tokenizer = folder.tokenizer()?;
@@ -184,11 +191,14 @@ impl<'a> Run<'a> {
             config.class_weights.weights(&counts)
         });
 
-        let run_dir = &config.output_dir;
+        fsutil::create_dir(run_dir)?;
+        let lock = match early_lock {
+            Some(lock) => lock,
+            None => RunLock::acquire(run_dir)?,
+        };
         if start == RunStart::Overwrite {
             run_dir::clear(run_dir)?;
         }
-        fsutil::create_dir(run_dir)?;
         run_dir::write_skipped(run_dir, &data.report.skipped)?;
         let mut optimizer = AdamW::new(&config.optim, config.fused_kernels);
         let mut state = TrainerState::default();
@@ -238,6 +248,7 @@ impl<'a> Run<'a> {
             order: (0, Vec::new()),
             pad_id,
             class_weights,
+            _lock: lock,
         };
         run.events.send(TrainEvent::Started(run.info()));
         Ok(run)

@@ -268,7 +268,7 @@ fn fused_squared_norm_matches_the_reference() {
         let sizes = [1, 256, 9216, 50_000, 17_000_000];
         let tensors: Vec<Tensor<1>> = sizes.iter().map(|&n| Tensor::<1>::random([n], Distribution::Normal(0.0, 1.0), &device)).collect();
         let host_sums: Vec<f64> =
-            tensors.iter().map(|t| t.to_data().to_vec::<f32>().unwrap().iter().map(|&v| v as f64 * v as f64).sum()).collect();
+            tensors.iter().map(|t| t.to_data().try_to_vec::<f32>().unwrap().iter().map(|&v| v as f64 * v as f64).sum()).collect();
         for count in [1, 3, sizes.len()] {
             let what = format!("{dev} {:?}", &sizes[..count]);
             let fused = squared_norm(tensors[..count].to_vec(), true).expect("a norm").into_scalar::<f32>() as f64;

@@ -3,9 +3,9 @@
 //! at any point resumes exactly.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
-use super::harness::{Sandbox, refused, s, succeeds, train_args};
+use super::harness::{Sandbox, refused, s, succeeds, text, train_args, wgtune};
 use crate::common::one_run_at_a_time;
 
 /// A sandbox with a model, a dataset and a finished two-step LoRA run in `run/`.
@@ -92,6 +92,46 @@ fn a_new_run_never_mixes_with_an_earlier_one() {
     let (steps, _) = wgtune::train::read_metrics(&run).unwrap();
     assert_eq!(steps.iter().map(|s| s.step).collect::<Vec<_>>(), [1], "only the new run's steps");
     assert!(wgtune::train::checkpoint::latest(&run).unwrap().ends_with("checkpoint-000001"));
+}
+
+/// One writer per run directory: while a run trains, a second run there (`--resume`, or a new
+/// one with `--overwrite`) is refused naming the first's pid, and touches nothing; once the first
+/// is killed with SIGKILL, its lock file left behind, `--resume` takes the run over.
+#[test]
+fn a_run_directory_has_one_writer() {
+    let _turn = one_run_at_a_time();
+    let sandbox = Sandbox::new();
+    let model = sandbox.model();
+    let data = sandbox.write("d.jsonl", r#"{"prompt": "Hi ", "completion": "Hello."}"#);
+    let run = sandbox.path("run");
+    let mut args = train_args(&model, &data, &run);
+    args.extend(["--max-steps", "1000000", "--save-every", "1"]);
+    let mut first = Command::new(env!("CARGO_BIN_EXE_wgtune")).args(&args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let started = std::time::Instant::now();
+    while wgtune::train::checkpoint::latest(&run).is_none() {
+        assert!(started.elapsed().as_secs() < 300, "the first run wrote no checkpoint");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let holder = format!("another wgtune is training in this run directory (pid {}, for ", first.id());
+    let before = wgtune::train::read_metrics(&run).unwrap().0.len();
+    let out = wgtune(&["train", "--resume", s(&run), "--plain"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains(&holder), "{}", text(&out.stderr));
+    let mut overwrite = train_args(&model, &data, &run);
+    overwrite.push("--overwrite");
+    let out = wgtune(&overwrite);
+    assert!(out.status.code() == Some(1) && text(&out.stderr).contains(&holder), "{}", text(&out.stderr));
+    // The first run went on: its metrics were not cleared.
+    assert!(wgtune::train::read_metrics(&run).unwrap().0.len() >= before);
+
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert!(run.join(wgtune::train::LOCK_FILE).exists(), "SIGKILL leaves the lock file");
+    let last = wgtune::train::checkpoint::latest(&run).unwrap();
+    let step: usize = last.file_name().unwrap().to_str().unwrap()["checkpoint-".len()..].parse().unwrap();
+    let resumed = (step + 2).to_string();
+    succeeds("resume after the kill", &["train", "--resume", s(&run), "--max-steps", &resumed, "--plain"]);
+    assert!(!run.join(wgtune::train::LOCK_FILE).exists(), "the lock is gone with the run");
 }
 
 #[test]
