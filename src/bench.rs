@@ -142,6 +142,7 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
     device.check_precision(config.precision)?;
     let train_device = device.autodiff();
     device.device.seed(0);
+    crate::seed::seed_initial_weights(0);
     let (name, model_config, model) = match &config.model {
         BenchModel::Folder(path) => {
             let folder = ModelFolder::open(path)?;

@@ -26,6 +26,7 @@ pub mod model;
 pub mod params;
 pub mod peft;
 pub mod presets;
+pub mod seed;
 pub mod session;
 pub mod tokenizer;
 pub mod train;

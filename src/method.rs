@@ -1,7 +1,7 @@
 //! Fine-tuning methods: which parameters train, and LoRA adapters on the decoder projections.
 
 use burn::module::{Lora, Module, ModuleMapper, ModuleVisitor, Param, ParamGroup};
-use burn::tensor::{Distribution, FloatDType, Tensor};
+use burn::tensor::{FloatDType, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -269,7 +269,8 @@ impl ModuleMapper for AdapterInit {
         }
         param.map(|t| {
             let bound = 1.0 / (t.dims()[0] as f64).sqrt();
-            let a = Tensor::random(t.shape(), Distribution::Uniform(-bound, bound), &t.device());
+            // Drawn on the host from the run's seed: the same factors on every device.
+            let a = Tensor::from_data(crate::seed::uniform(t.shape(), -bound, bound), &t.device());
             if t.is_require_grad() { a.require_grad() } else { a }
         })
     }

@@ -479,7 +479,8 @@ impl CausalLm {
     pub fn into_classifier(self, labels: LabelSet, pad_token_id: u32) -> Self {
         let std = self.config.initializer_range;
         let shape = [self.config.hidden_size, labels.len()];
-        let weight = Tensor::random(shape, burn::tensor::Distribution::Normal(0.0, std), &self.device());
+        // Drawn on the host from the run's seed: the same head on every device.
+        let weight = Tensor::from_data(crate::seed::normal(shape.into(), 0.0, std), &self.device());
         self.with_score_head(Param::from_tensor(weight), labels, Some(pad_token_id))
     }
 

@@ -179,6 +179,7 @@ impl<'a> Run<'a> {
         }
         events.send(TrainEvent::Preparing(format!("Loading weights on {}", device.description)));
         device.device.seed(config.seed);
+        crate::seed::seed_initial_weights(config.seed);
         let model = folder.load_in(&device.autodiff(), config.method.storage_precision(config.precision), config.base_quant)?;
         let model = match &data.labels {
             Some(labels) if model.score.is_none() => model.into_classifier(labels.clone(), pad_id),

@@ -355,6 +355,52 @@ fn same_seed_same_curve() {
     }
 }
 
+/// A seed means the same run on every device: LoRA's initial factors bit for bit (drawn on the
+/// host from the seed), and the first three steps' losses and gradient norms within float
+/// rounding, with dropout on (its masks a hash of the seed on every backend). The CPU against
+/// the wgpu adapter at hand (lavapipe, or SwiftShader in CI's second pass).
+#[test]
+fn a_seed_gives_the_same_run_on_every_device() {
+    use wgtune::device::ComputeDevice;
+    use wgtune::params::named_parameters;
+    let _turn = one_run_at_a_time();
+    let lora = Method::Lora(LoraSettings { rank: 4, alpha: 8.0, dropout: 0.1, ..Default::default() });
+    let initial: Vec<Vec<Vec<f32>>> = [DeviceChoice::Cpu, DeviceChoice::Wgpu]
+        .iter()
+        .map(|&choice| {
+            let device = ComputeDevice::open(choice).unwrap().autodiff();
+            wgtune::seed::seed_initial_weights(7);
+            let model = lora.apply(ModelFolder::open(&fixture("tiny-llama")).unwrap().load(&device).unwrap()).unwrap();
+            named_parameters(&model).into_iter().filter(|p| p.is_adapter_factor()).map(|p| p.to_host().values).collect()
+        })
+        .collect();
+    assert!(initial[0].len() >= 14 && initial[0].iter().any(|f| f.iter().any(|&v| v != 0.0)), "{} factors", initial[0].len());
+    assert!(initial[0] == initial[1], "the initial factors differ between the CPU and wgpu");
+
+    let dir = tempfile::tempdir().unwrap();
+    let runs: Vec<Vec<(f64, f64)>> = [DeviceChoice::Cpu, DeviceChoice::Wgpu]
+        .iter()
+        .map(|&device| {
+            let mut config = tiny_config(&dir.path().join(device.to_string()), device);
+            config.max_steps = Some(3);
+            config.seed = 7;
+            config.method = lora.clone();
+            let (_tx, rx) = channel();
+            train(&config, RunStart::New, &EventSink::none(), &rx).unwrap();
+            read_metrics(&config.output_dir).unwrap().0.iter().map(|s| (s.loss, s.grad_norm)).collect()
+        })
+        .collect();
+    assert_eq!(runs[0].len(), 3);
+    for (step, ((cpu_loss, cpu_norm), (wgpu_loss, wgpu_norm))) in runs[0].iter().zip(&runs[1]).enumerate() {
+        assert!((cpu_loss - wgpu_loss).abs() < 1e-4 * cpu_loss, "step {}: loss {cpu_loss} on the CPU, {wgpu_loss} on wgpu", step + 1);
+        assert!(
+            (cpu_norm - wgpu_norm).abs() < 1e-3 * cpu_norm,
+            "step {}: gradient norm {cpu_norm} on the CPU, {wgpu_norm} on wgpu",
+            step + 1
+        );
+    }
+}
+
 fn copy_dir(from: &Path, to: &PathBuf) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
