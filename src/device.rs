@@ -57,6 +57,23 @@ pub struct ComputeDevice {
     /// integrated GPUs, an upper bound on a discrete GPU (wgpu does not report video memory).
     /// `None` where the platform does not say.
     pub memory_limit: Option<u64>,
+    /// The wgpu adapter's limits and features that the kernels depend on; `None` on the CPU.
+    pub adapter: Option<AdapterLimits>,
+}
+
+/// What the WGSL kernels depend on in a wgpu adapter (see `kernels::describe_kernels`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdapterLimits {
+    /// A software adapter (lavapipe, SwiftShader), which runs a workgroup's invocations as loops
+    /// on CPU threads: the kernels take their software shape there.
+    pub software: bool,
+    pub invocations_per_workgroup: u32,
+    pub workgroup_storage_bytes: u32,
+    pub storage_buffers_per_stage: u32,
+    pub storage_binding_bytes: u64,
+    pub buffer_bytes: u64,
+    pub shader_f16: bool,
+    pub subgroups: bool,
 }
 
 impl ComputeDevice {
@@ -79,6 +96,7 @@ impl ComputeDevice {
             max_buffer_bytes: 1 << 40,
             supports_f16: true,
             memory_limit: system_memory(),
+            adapter: None,
         }
     }
 
@@ -113,13 +131,25 @@ fn wgpu_device() -> &'static Result<(ComputeDevice, bool), String> {
         let info = setup.adapter.get_info();
         let limits = setup.device.limits();
         let hardware = info.device_type != burn::tensor::wgpu::wgpu::DeviceType::Cpu;
+        let features = setup.adapter.features();
+        let adapter = AdapterLimits {
+            software: !hardware,
+            invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
+            workgroup_storage_bytes: limits.max_compute_workgroup_storage_size,
+            storage_buffers_per_stage: limits.max_storage_buffers_per_shader_stage,
+            storage_binding_bytes: limits.max_storage_buffer_binding_size,
+            buffer_bytes: limits.max_buffer_size,
+            shader_f16: features.contains(burn::tensor::wgpu::wgpu::Features::SHADER_F16),
+            subgroups: features.contains(burn::tensor::wgpu::wgpu::Features::SUBGROUP),
+        };
         let device = ComputeDevice {
             device,
             choice: DeviceChoice::Wgpu,
             description: format!("{}, {:?}", info.name, info.backend),
             max_buffer_bytes: limits.max_storage_buffer_binding_size.min(limits.max_buffer_size),
-            supports_f16: setup.adapter.features().contains(burn::tensor::wgpu::wgpu::Features::SHADER_F16),
+            supports_f16: adapter.shader_f16,
             memory_limit: system_memory(),
+            adapter: Some(adapter),
         };
         Ok((device, hardware))
     })

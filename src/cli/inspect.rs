@@ -2,9 +2,9 @@
 
 use anyhow::Result;
 use clap::Args;
-use wgtune::device::ComputeDevice;
+use wgtune::device::{AdapterLimits, ComputeDevice};
 use wgtune::inspect::{StepPlan, check_fits, estimate_memory, generic_paths, human_bytes, human_count, trainable_count};
-use wgtune::kernels::is_wgpu;
+use wgtune::kernels::{KERNEL_NEEDS, describe_kernels, is_wgpu, shortfalls};
 use wgtune::model::{BaseQuant, ModelFolder};
 
 use super::train::TrainArgs;
@@ -54,6 +54,9 @@ pub fn run(args: InspectArgs) -> Result<()> {
     println!("trainable      {} ({trainable}, {:.3}%)", human_count(trainable), 100.0 * trainable as f64 / total as f64);
     // What is kept for the backward pass depends on the device's kernels.
     let device = ComputeDevice::open(config.device)?;
+    if let Some(adapter) = &device.adapter {
+        adapter_ui(&device.description, adapter, c.head_dim);
+    }
     let plan = StepPlan::of(&config, is_wgpu(&device.device));
     let m = estimate_memory(c, &config.method, config.batch_size, config.data.max_seq_len, plan);
     let precision = if plan.f16_matmuls { ", f16 matmuls" } else { "" };
@@ -101,4 +104,32 @@ fn laptop_shapes_ui(config: &wgtune::train::TrainConfig, plan: StepPlan) -> Resu
         println!("  {shape:<10}{cells}");
     }
     Ok(())
+}
+
+/// The wgpu adapter's limits that the kernels depend on, and which kernel each operation takes.
+fn adapter_ui(description: &str, adapter: &AdapterLimits, head_dim: usize) {
+    let kind = if adapter.software { "software" } else { "hardware" };
+    let yes_no = |b: bool| if b { "yes" } else { "no" };
+    println!("adapter        {description} ({kind})");
+    println!(
+        "  limits       {} invocations per workgroup, {} KiB of workgroup memory, {} storage buffers per stage, bindings up to {}, buffers up to {}",
+        adapter.invocations_per_workgroup,
+        adapter.workgroup_storage_bytes / 1024,
+        adapter.storage_buffers_per_stage,
+        human_bytes(adapter.storage_binding_bytes),
+        human_bytes(adapter.buffer_bytes)
+    );
+    println!("  features     shader-f16 {}, subgroups {}", yes_no(adapter.shader_f16), yes_no(adapter.subgroups));
+    let needs = KERNEL_NEEDS;
+    let short = shortfalls(adapter);
+    let verdict = if short.is_empty() { "the adapter has them".to_string() } else { format!("it falls short: {}", short.join(", ")) };
+    println!(
+        "  kernels need {} invocations, {} KiB of workgroup memory, {} storage buffers: {verdict}",
+        needs.invocations_per_workgroup,
+        needs.workgroup_storage_bytes / 1024,
+        needs.storage_buffers_per_stage
+    );
+    for (operation, kernel) in describe_kernels(adapter, head_dim) {
+        println!("  {operation:<12} {kernel}");
+    }
 }

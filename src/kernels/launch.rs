@@ -14,8 +14,7 @@ use super::lora_update::{lora_update_backward_reference, lora_update_reference};
 use super::shape::{KernelShape, count_hardware_launch, kernel_shape};
 use super::wgsl::{
     self, ADAMW, AttentionPass, BLOCK, CROSS_ENTROPY_GRAD, CROSS_ENTROPY_ROWS, DROPOUT, Family, MATMUL_BLOCK, RMS_NORM_BACKWARD,
-    RMS_NORM_FORWARD, ROTARY, ROW_BLOCK, SOFTWARE_MAX_HEAD_DIM, SQUARED_NORM, SWIGLU_BACKWARD, SWIGLU_FORWARD, Wgsl, WgslAttention,
-    WgslMatmul,
+    RMS_NORM_FORWARD, ROTARY, ROW_BLOCK, SQUARED_NORM, SWIGLU_BACKWARD, SWIGLU_FORWARD, Wgsl, WgslAttention, WgslMatmul,
 };
 
 /// `kernel` ready to launch, in workgroups of its size.
@@ -74,7 +73,7 @@ fn cross_entropy_inputs(logits: &CubeTensor, targets: &[u32]) -> (burn::cubecl::
 /// The kernel of `pass` in the shape [`kernel_shape`] picks for this thread (the hardware shape
 /// for heads wider than the software shape takes).
 fn attention_kernel(pass: AttentionPass, head_dim: usize) -> Box<SourceKernel<Family<WgslAttention>>> {
-    let shape = if head_dim > SOFTWARE_MAX_HEAD_DIM { KernelShape::Hardware } else { kernel_shape() };
+    let shape = wgsl::attention_shape(head_dim, kernel_shape());
     if shape == KernelShape::Hardware {
         count_hardware_launch();
     }

@@ -149,7 +149,7 @@ const ROWS_PER_INVOCATION: usize = 4;
 
 /// Workgroup memory the hardware-shaped attention kernels may use: WebGPU's guaranteed minimum
 /// (`maxComputeWorkgroupStorageSize`), so that every adapter takes them.
-const WORKGROUP_BYTES: usize = 16384;
+pub(super) const WORKGROUP_BYTES: usize = 16384;
 
 /// The largest head dimension the software-shaped kernels take. Past it their four rows of
 /// `mat4x4`s per invocation (16 KiB at 256) take llvmpipe minutes to compile, so wider heads
@@ -187,6 +187,29 @@ pub(super) fn norm(name: &'static str, source: &'static str) -> Wgsl {
     Wgsl { name, source, values: vec![("block", NORM_BLOCK.to_string())], invocations: NORM_BLOCK }
 }
 
+/// The shape the attention kernels take for heads of `head_dim` on an adapter whose kernels take
+/// `adapter_shape`: wide heads take the hardware shape everywhere (see [`SOFTWARE_MAX_HEAD_DIM`]).
+pub(super) fn attention_shape(head_dim: usize, adapter_shape: KernelShape) -> KernelShape {
+    if head_dim > SOFTWARE_MAX_HEAD_DIM { KernelShape::Hardware } else { adapter_shape }
+}
+
+/// Keys (or queries) per tile of the hardware-shaped attention kernels of `pass`.
+fn hardware_tile(pass: AttentionPass, head_dim: usize) -> usize {
+    // Two tiles of `tile` rows, and for the key/value pass a log-sum-exp and a delta per row,
+    // beside the block's shared range. 48 bytes are kept back for that range and for the per-row
+    // arrays' rounding: Chrome's compiler counts each variable in whole 16 bytes.
+    let per_row_extra = match pass {
+        AttentionPass::BackwardKeyValue => 8,
+        AttentionPass::Forward | AttentionPass::BackwardQuery => 0,
+    };
+    ((WORKGROUP_BYTES - 48) / (2 * head_dim * 4 + per_row_extra)).min(BLOCK)
+}
+
+/// Keys per tile of the hardware-shaped forward attention kernel, for people.
+pub(super) fn forward_tile(head_dim: usize) -> usize {
+    hardware_tile(AttentionPass::Forward, head_dim)
+}
+
 /// The attention kernel of `pass` for heads of `head_dim`, in `shape`.
 pub(super) fn attention(pass: AttentionPass, head_dim: usize, shape: KernelShape) -> Wgsl {
     let head_dim_vec4 = ("head_dim_vec4", (head_dim / 4).to_string());
@@ -202,15 +225,12 @@ pub(super) fn attention(pass: AttentionPass, head_dim: usize, shape: KernelShape
             Wgsl { name, source, values, invocations }
         }
         KernelShape::Hardware => {
-            // Two tiles of `tile` rows, and for the key/value pass a log-sum-exp and a delta per row,
-            // beside the block's shared range. 48 bytes are kept back for that range and for the
-            // per-row arrays' rounding: Chrome's compiler counts each variable in whole 16 bytes.
-            let (name, source, per_row_extra) = match pass {
-                AttentionPass::Forward => ("flash_attention_forward", FLASH_ATTENTION_FORWARD, 0),
-                AttentionPass::BackwardQuery => ("flash_attention_backward_query", FLASH_ATTENTION_BACKWARD_QUERY, 0),
-                AttentionPass::BackwardKeyValue => ("flash_attention_backward_key_value", FLASH_ATTENTION_BACKWARD_KEY_VALUE, 8),
+            let (name, source) = match pass {
+                AttentionPass::Forward => ("flash_attention_forward", FLASH_ATTENTION_FORWARD),
+                AttentionPass::BackwardQuery => ("flash_attention_backward_query", FLASH_ATTENTION_BACKWARD_QUERY),
+                AttentionPass::BackwardKeyValue => ("flash_attention_backward_key_value", FLASH_ATTENTION_BACKWARD_KEY_VALUE),
             };
-            let tile = ((WORKGROUP_BYTES - 48) / (2 * head_dim * 4 + per_row_extra)).min(BLOCK);
+            let tile = hardware_tile(pass, head_dim);
             let values = vec![head_dim_vec4, ("block", BLOCK.to_string()), ("tile", tile.to_string())];
             Wgsl { name, source, values, invocations: BLOCK }
         }

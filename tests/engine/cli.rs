@@ -255,6 +255,27 @@ fn a_headless_shell_sees_no_runtime_folder_noise() {
     assert!(!text(&out.stderr).contains("XDG_RUNTIME_DIR"), "{}", text(&out.stderr));
 }
 
+/// `inspect --device wgpu` names the adapter's limits that the kernels depend on, checks them
+/// against what the kernels need, and says which kernel each operation takes there.
+#[test]
+fn inspect_shows_the_adapters_limits_and_its_kernels() {
+    let model = fixture("tiny-llama");
+    let out = wgtune(&["inspect", "--model", model.to_str().unwrap(), "--device", "wgpu"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for line in [
+        "invocations per workgroup",
+        "storage buffers per stage",
+        "kernels need 256 invocations, 16 KiB of workgroup memory, 8 storage buffers: the adapter has them",
+        "attention    software shape",
+        "f16 matmuls  ",
+    ] {
+        assert!(stdout.contains(line), "`{line}` is not in:\n{stdout}");
+    }
+    let out = wgtune(&["inspect", "--model", model.to_str().unwrap(), "--device", "cpu"]);
+    assert!(!text(&out.stdout).contains("adapter"), "{}", text(&out.stdout));
+}
+
 /// LoRA over a quantized GGUF (Ollama's, LM Studio's) keeps the file's own blocks as its frozen
 /// base (Q8_0: int8) and says so; `--base-quant none` still trains over dense weights, and a GGUF
 /// of dense weights keeps a dense base.

@@ -7,13 +7,20 @@
 use std::path::Path;
 use std::process::Command;
 
-use wgtune::kernels::{KernelVariant, every_kernel_variant};
+use wgtune::kernels::{KERNEL_NEEDS, KernelVariant, every_kernel_variant};
 
 /// WebGPU's default limits (`GPUSupportedLimits`, which `wgpu::Limits::default()` mirrors): what
-/// a device has unless it asks its adapter for more.
-const MAX_INVOCATIONS: usize = 256;
-const MAX_WORKGROUP_BYTES: u32 = 16384;
-const MAX_STORAGE_BUFFERS: usize = 8;
+/// a device has unless it asks its adapter for more. The kernels claim to need no more
+/// (`KERNEL_NEEDS`, which `wgtune inspect` compares an adapter with); each variant is held to it.
+const MAX_INVOCATIONS: usize = KERNEL_NEEDS.invocations_per_workgroup as usize;
+const MAX_WORKGROUP_BYTES: u32 = KERNEL_NEEDS.workgroup_storage_bytes;
+const MAX_STORAGE_BUFFERS: usize = KERNEL_NEEDS.storage_buffers_per_stage as usize;
+
+/// `KERNEL_NEEDS` is within WebGPU's defaults: 256 invocations, 16 KiB, 8 storage buffers.
+#[test]
+fn the_kernels_need_no_more_than_webgpus_default_limits() {
+    assert!(MAX_INVOCATIONS <= 256 && MAX_WORKGROUP_BYTES <= 16384 && MAX_STORAGE_BUFFERS <= 8, "{KERNEL_NEEDS:?}");
+}
 
 /// Whether missing external tools (`spirv-val`, Chromium) fail the shader tests instead of
 /// skipping those checks: CI sets it, where `.ci/run` installs them.
