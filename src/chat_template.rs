@@ -44,6 +44,21 @@ pub fn render(template: &str, messages: &[Message], add_generation_prompt: bool,
     .map_err(|e| Error::Template(describe(&e)))
 }
 
+/// The system prompt `template` puts in a conversation that has none (SmolLM2's "You are a
+/// helpful AI assistant named SmolLM…"), found by rendering: the text `S` for which a
+/// conversation with system message `S` renders exactly as one without. `None` where the
+/// template adds none, or its rendering cannot be told apart that way.
+pub fn default_system_prompt(template: &str) -> Option<String> {
+    const MARK: &str = "\u{1}wgtune-system\u{1}";
+    let user = Message::new("user", "\u{2}");
+    let without = render(template, std::slice::from_ref(&user), true, "", "").ok()?;
+    let marked = render(template, &[Message::new("system", MARK), user.clone()], true, "", "").ok()?;
+    let (before, after) = marked.split_once(MARK)?;
+    let prompt = without.strip_prefix(before)?.strip_suffix(after)?;
+    let confirmed = render(template, &[Message::new("system", prompt), user], true, "", "").ok()? == without;
+    (confirmed && !prompt.is_empty()).then(|| prompt.to_string())
+}
+
 fn describe(e: &minijinja::Error) -> String {
     match e.detail() {
         _ if e.kind() == ErrorKind::OutOfFuel => format!(
@@ -122,6 +137,13 @@ mod tests {
         let long: Vec<Message> = (0..2000).map(|i| Message::new(if i % 2 == 0 { "user" } else { "assistant" }, &"x".repeat(500))).collect();
         let out = render(CHATML, &long, true, "", "").unwrap();
         assert_eq!(out.matches("<|im_start|>").count(), 2002);
+    }
+
+    #[test]
+    fn a_default_system_prompt_is_found_where_the_template_has_one() {
+        assert_eq!(default_system_prompt(CHATML).as_deref(), Some("You are helpful."));
+        let plain = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}";
+        assert_eq!(default_system_prompt(plain), None);
     }
 
     #[test]

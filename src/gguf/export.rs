@@ -170,18 +170,24 @@ pub fn modelfile(model_file: &str, adapter_file: Option<&str>, chat_template: Op
     if chat_template.is_some_and(|t| t.contains("<|im_start|>")) {
         text.push_str(CHATML_TEMPLATE);
     }
+    // The system prompt the chat template adds to a conversation without one, which the model
+    // was trained with: Ollama's template sees it only as the Modelfile's SYSTEM.
+    if let Some(system) = chat_template.and_then(crate::chat_template::default_system_prompt) {
+        text.push_str(&format!("SYSTEM \"\"\"{}\"\"\"\n", system.replace("\"\"\"", "\"\" \"")));
+    }
     for stop in stop_tokens {
         text.push_str(&format!("PARAMETER stop \"{}\"\n", stop.replace('"', "\\\"")));
     }
     text
 }
 
-/// ChatML in Ollama's Go template language.
+/// ChatML in Ollama's Go template language. The system turn is `.System` (the conversation's
+/// system message, else the Modelfile's SYSTEM); system messages in `.Messages` are not repeated.
 const CHATML_TEMPLATE: &str = r#"TEMPLATE """{{- if .System }}<|im_start|>system
 {{ .System }}<|im_end|>
-{{ end }}{{- range .Messages }}<|im_start|>{{ .Role }}
+{{ end }}{{- range .Messages }}{{ if ne .Role "system" }}<|im_start|>{{ .Role }}
 {{ .Content }}<|im_end|>
-{{ end }}<|im_start|>assistant
+{{ end }}{{ end }}<|im_start|>assistant
 """
 "#;
 
@@ -377,6 +383,7 @@ fn llama3_rope_factors(config: &ModelConfig) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tokenizer::Message;
 
     #[test]
     fn the_modelfile_names_the_files_the_template_and_the_stops() {
@@ -385,5 +392,34 @@ mod tests {
         assert!(text.ends_with("PARAMETER stop \"<|im_end|>\"\n"), "{text}");
         let text = modelfile("/models/base.gguf", Some("./lora.gguf"), Some("[INST]"), &[]);
         assert_eq!(text, "FROM /models/base.gguf\nADAPTER ./lora.gguf\n");
+    }
+
+    /// The Modelfile's TEMPLATE as Ollama fills it in: `.System` the conversation's system
+    /// message, else the Modelfile's SYSTEM; then the other messages.
+    fn as_ollama_renders(modelfile: &str, messages: &[Message]) -> String {
+        let default = modelfile.split_once("SYSTEM \"\"\"").and_then(|(_, rest)| rest.split_once("\"\"\"")).map(|(s, _)| s);
+        let system = messages.iter().find(|m| m.role == "system").map(|m| m.content.as_str()).or(default);
+        let mut out = system.map(|s| format!("<|im_start|>system\n{s}<|im_end|>\n")).unwrap_or_default();
+        for m in messages.iter().filter(|m| m.role != "system") {
+            out.push_str(&format!("<|im_start|>{}\n{}<|im_end|>\n", m.role, m.content));
+        }
+        out + "<|im_start|>assistant\n"
+    }
+
+    /// SmolLM2's template (the fixtures') adds a system prompt to a conversation without one: the
+    /// Modelfile carries it as SYSTEM, so Ollama prompts the model as it was trained, with a
+    /// system message and without.
+    #[test]
+    fn the_modelfile_carries_the_templates_default_system_prompt() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny-llama/chat_template.jinja");
+        let template = std::fs::read_to_string(path).unwrap();
+        let text = modelfile("./model.gguf", None, Some(&template), &[]);
+        assert!(text.contains("SYSTEM \"\"\"You are a helpful assistant.\"\"\"\n"), "{text}");
+        assert!(text.contains("{{ if ne .Role \"system\" }}"), "{text}");
+        let question = Message::new("user", "What is two and three?");
+        for conversation in [vec![question.clone()], vec![Message::new("system", "Answer in French."), question]] {
+            let theirs = crate::chat_template::render(&template, &conversation, true, "", "").unwrap();
+            assert_eq!(as_ollama_renders(&text, &conversation), theirs);
+        }
     }
 }
