@@ -28,6 +28,7 @@ pub mod peft;
 pub mod presets;
 pub mod seed;
 pub mod session;
+pub mod third_party;
 pub mod tokenizer;
 pub mod train;
 

@@ -310,12 +310,25 @@ fn read_csv(reader: impl Read, path: &Path, limit: usize, mut each: impl FnMut(R
 fn read_parquet(path: &Path, limit: usize, mut each: impl FnMut(RecordItem) -> Result<()>) -> Result<()> {
     use parquet::file::reader::SerializedFileReader;
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let reader = SerializedFileReader::new(file).map_err(|e| Error::invalid_file(path, format!("not a readable Parquet file: {e}")))?;
-    for (index, row) in reader.into_iter().enumerate() {
-        let line = index + 1;
-        let row =
-            row.map_err(|e| Error::InvalidRecord { path: path.to_path_buf(), line, message: format!("unreadable Parquet row: {e}") })?;
-        let item = match row.to_json_value() {
+    // The parquet crate panics on some damaged files: a panic while it reads is the file's fault.
+    let damaged = |e: String| format!("the file is damaged (the Parquet reader gave up: {e})");
+    let reader = crate::third_party::catch_panic(|| SerializedFileReader::new(file))
+        .map_err(damaged)
+        .and_then(|reader| reader.map_err(|e| e.to_string()))
+        .map_err(|e| Error::invalid_file(path, format!("not a readable Parquet file: {e}")))?;
+    let mut rows = reader.into_iter();
+    for line in 1.. {
+        let unreadable = |message: String| Error::InvalidRecord {
+            path: path.to_path_buf(),
+            line,
+            message: format!("unreadable Parquet row: {message}"),
+        };
+        let row = match crate::third_party::catch_panic(|| rows.next().map(|row| row.map(|r| r.to_json_value()))) {
+            Err(e) => return Err(unreadable(damaged(e))),
+            Ok(None) => break,
+            Ok(Some(row)) => row.map_err(|e| unreadable(e.to_string()))?,
+        };
+        let item = match row {
             Value::Object(fields) => {
                 let bytes = fields.values().map(|v| v.as_str().map_or(0, str::len)).sum::<usize>();
                 if bytes > limit { Err(RecordProblem { line, message: too_long(bytes, limit) }) } else { Ok(SourceRecord { line, fields }) }

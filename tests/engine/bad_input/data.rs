@@ -256,6 +256,12 @@ fn a_parquet_dataset_trains_through_its_columns() {
     let broken = sandbox.write("broken.parquet", "PAR1 not really");
     let run = sandbox.path("run-broken");
     refused("a broken Parquet file", &sandbox, &train_args(&model, &broken, &run), &[s(&broken), "not a readable Parquet file"]);
+    // Found by `wgtune-fuzz dataset`: a dictionary-encoded page whose dictionary is not there made
+    // the parquet crate panic ("Decoder for dict should have been set").
+    let damaged =
+        sandbox.write("damaged.parquet", std::fs::read(crate::common::fixture("fuzz/parquet-without-its-dictionary.parquet")).unwrap());
+    let expected = [&format!("{}:1: unreadable Parquet row: the file is damaged", s(&damaged)) as &str];
+    refused("a Parquet page without its dictionary", &sandbox, &train_args(&model, &damaged, &run), &expected);
 }
 
 /// Classification datasets: a label that is missing, empty, a float or a list, one class only, a
