@@ -86,7 +86,7 @@ fn strftime_now(format: &str) -> String {
 }
 
 /// Days since 1970-01-01 to (year, month, day), from Howard Hinnant's date algorithms.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
+pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;

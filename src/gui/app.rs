@@ -220,7 +220,23 @@ impl WgtuneApp {
         self.settings.remember_model(summary.path.clone());
         self.model.summary = Some(summary);
         self.model.error = None;
+        self.name_run();
         self.refresh_dataset();
+    }
+
+    /// Names the next run's directory after its model, method and the time, in the workspace's
+    /// `runs/`, unless the user chose the directory (typed it or picked it).
+    fn name_run(&mut self) {
+        let current = in_workspace(self.settings.config.output_dir.clone());
+        let named_by_app = self.settings.named_run_dir.as_ref() == Some(&current) || current == in_workspace("runs/latest".into());
+        if !named_by_app {
+            return;
+        }
+        let c = &self.settings.config;
+        let name = crate::train::run_name(&c.model, c.method.name(), std::time::SystemTime::now());
+        let dir = crate::train::unused_run_dir(&in_workspace("runs".into()), &name);
+        self.settings.config.output_dir = dir.clone();
+        self.settings.named_run_dir = Some(dir);
     }
 
     /// A newly chosen quantized GGUF trains LoRA over its own blocks (int4 or int8), as `wgtune
@@ -281,6 +297,11 @@ impl WgtuneApp {
     /// Starts a new run; when its output folder already holds one, asks first (replace it,
     /// resume it, or cancel) unless `start` says which.
     pub fn start_training(&mut self, start: RunStart) {
+        if start == RunStart::New {
+            // A run named by the app starts under a name of its own time, so that it never asks
+            // to replace the run before it.
+            self.name_run();
+        }
         let run_dir = in_workspace(self.settings.config.output_dir.clone());
         self.settings.config.output_dir = run_dir;
         let config = self.settings.config.clone();

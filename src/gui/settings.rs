@@ -18,6 +18,9 @@ pub struct Settings {
     pub recent_models: Vec<PathBuf>,
     pub recent_datasets: Vec<PathBuf>,
     pub last_run: Option<PathBuf>,
+    /// The run directory the app named (after model, method and time) and the user has not
+    /// changed since: a new run gets a fresh name instead of replacing the last one.
+    pub named_run_dir: Option<PathBuf>,
 }
 
 impl Settings {

@@ -72,6 +72,34 @@ fn three_digits(x: f64) -> String {
     format!("{mantissa}e{exponent}")
 }
 
+/// A new run's folder name after its model, method and start (UTC, to the minute), e.g.
+/// `SmolLM2-135M-Instruct-lora-20261207-1958`: runs started one after another keep apart, and
+/// the Runs tab tells them apart at a glance.
+pub fn run_name(model: &Path, method: &str, at: std::time::SystemTime) -> String {
+    let model = model.to_string_lossy();
+    // A folder or a file (without `.gguf`), a Hub id's name, an Ollama model's name and tag.
+    let last = model.trim_end_matches(['/', '\\']).rsplit(['/', '\\']).next().unwrap_or_default();
+    let last = last.strip_suffix(".gguf").unwrap_or(last).trim_start_matches("ollama:");
+    let cleaned: String = last.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '-' }).collect();
+    let cleaned = cleaned.trim_matches(['-', '.']);
+    let seconds = at.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+    let (year, month, day) = crate::chat_template::civil_from_days(seconds.div_euclid(86_400));
+    let minutes = seconds.rem_euclid(86_400) / 60;
+    let stamp = format!("{year}{month:02}{day:02}-{:02}{:02}", minutes / 60, minutes % 60);
+    let model = if cleaned.is_empty() { "model" } else { cleaned };
+    format!("{model}-{method}-{stamp}")
+}
+
+/// `parent/name`, or `parent/name-2`, `-3`… where that is taken.
+pub fn unused_run_dir(parent: &Path, name: &str) -> PathBuf {
+    let taken = |dir: &Path| dir.exists();
+    let first = parent.join(name);
+    if !taken(&first) {
+        return first;
+    }
+    (2..).map(|i| parent.join(format!("{name}-{i}"))).find(|dir| !taken(dir)).unwrap_or(first)
+}
+
 /// A run's trained weights: `final/` when it finished, else its newest checkpoint.
 pub fn run_weights(dir: &Path) -> Option<PathBuf> {
     let final_dir = dir.join(FINAL_DIR);
@@ -106,6 +134,21 @@ mod tests {
             .chain([r#"{"kind":"eval","step":2,"loss":0.5,"perplexity":1.6,"accuracy":0.9}"#.to_string()])
             .collect();
         std::fs::write(dir.join(METRICS_FILE), lines.join("\n")).unwrap();
+    }
+
+    #[test]
+    fn runs_are_named_after_model_method_and_start() {
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_796_673_171); // 2026-12-07 19:52:51 UTC
+        assert_eq!(run_name(Path::new("/models/SmolLM2-135M-Instruct/"), "lora", at), "SmolLM2-135M-Instruct-lora-20261207-1952");
+        assert_eq!(run_name(Path::new("C:\\m\\qwen2.5-0.5b.Q4_1.gguf"), "full", at), "qwen2.5-0.5b.Q4_1-full-20261207-1952");
+        assert_eq!(run_name(Path::new("ollama:llama3.2:1b"), "lora", at), "llama3.2-1b-lora-20261207-1952");
+        assert_eq!(run_name(Path::new("HuggingFaceTB/SmolLM2-135M"), "lora", at), "SmolLM2-135M-lora-20261207-1952");
+        assert_eq!(run_name(Path::new(""), "lora", at), "model-lora-20261207-1952");
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(unused_run_dir(dir.path(), "a"), dir.path().join("a"));
+        std::fs::create_dir(dir.path().join("a")).unwrap();
+        std::fs::create_dir(dir.path().join("a-2")).unwrap();
+        assert_eq!(unused_run_dir(dir.path(), "a"), dir.path().join("a-3"));
     }
 
     #[test]

@@ -73,6 +73,11 @@ fn the_whole_journey_in_the_app() {
     wait_until(&mut harness, 30, "the model summary", |app| app.model.summary.is_some());
     harness.get_by_label_contains("llama (2 layers, hidden 64)");
     assert_eq!(harness.state().settings.config.model, fixture("tiny-llama"));
+    // The run is named after the model, the method and the time, in the workspace's runs.
+    let named = harness.state().settings.config.output_dir.clone();
+    assert_eq!(named.parent(), Some(wgtune::gui::workspace().join("runs").as_path()), "{}", named.display());
+    let name = named.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.starts_with("tiny-llama-lora-20") && name.len() == "tiny-llama-lora-20261207-1952".len(), "{name}");
 
     // Dataset: open a file and see the records and the rendered examples.
     harness.get_by_role_and_label(eframe::egui::accesskit::Role::Button, "Dataset").click();
