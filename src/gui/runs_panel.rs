@@ -17,6 +17,23 @@ pub struct RunsPanel {
     pub runs: Vec<RunRecord>,
     /// Runs whose curves the plot shows, by folder.
     pub overlaid: BTreeSet<PathBuf>,
+    /// The run being renamed, and the name typed so far.
+    pub renaming: Option<(PathBuf, String)>,
+    /// Set when a rename starts: its field takes the keyboard.
+    focus_rename: bool,
+    /// The run the user asked to delete, until they confirm or cancel.
+    pub confirm_delete: Option<PathBuf>,
+    /// Why the last rename or deletion was refused.
+    pub error: Option<String>,
+}
+
+/// What the user asked of one run in the table.
+enum RunAction {
+    Open(RunRecord),
+    StartRename(PathBuf, String),
+    Rename,
+    CancelRename,
+    AskDelete(PathBuf),
 }
 
 impl WgtuneApp {
@@ -55,9 +72,12 @@ impl WgtuneApp {
             ui.label(if self.runs.loading { "Reading the runs…" } else { "No runs here yet." });
             return;
         }
-        let mut open = None;
-        egui::Grid::new("runs").striped(true).num_columns(8).show(ui, |ui| {
-            for heading in ["Compare", "Run", "Settings", "Steps", "Loss", "Validation loss", "Validation score", ""] {
+        if let Some(error) = &self.runs.error {
+            ui.colored_label(ui.visuals().error_fg_color, error);
+        }
+        let mut action = None;
+        egui::Grid::new("runs").striped(true).num_columns(9).show(ui, |ui| {
+            for heading in ["Compare", "Run", "Settings", "Steps", "Loss", "Validation loss", "Validation score", "", ""] {
                 ui.strong(heading);
             }
             ui.end_row();
@@ -70,7 +90,26 @@ impl WgtuneApp {
                         self.runs.overlaid.remove(&run.dir);
                     }
                 }
-                ui.label(run.name());
+                match &mut self.runs.renaming {
+                    Some((dir, name)) if dir == &run.dir => {
+                        ui.horizontal(|ui| {
+                            let field = ui.add(egui::TextEdit::singleline(name).desired_width(220.0));
+                            if std::mem::take(&mut self.runs.focus_rename) {
+                                field.request_focus();
+                            }
+                            let entered = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+                            if ui.button("Save name").clicked() || entered {
+                                action = Some(RunAction::Rename);
+                            }
+                            if ui.button("Cancel").clicked() {
+                                action = Some(RunAction::CancelRename);
+                            }
+                        });
+                    }
+                    _ => {
+                        ui.label(run.name());
+                    }
+                }
                 ui.label(run.settings());
                 ui.label(run.last_step().map_or("–".into(), |s| format!("{} / {}", s.step, s.total_steps)));
                 ui.label(run.last_step().map_or("–".into(), |s| format!("{:.4}", s.loss)));
@@ -81,16 +120,96 @@ impl WgtuneApp {
                 let label = if opened { "Opened" } else { "Open" };
                 let button = ui.add_enabled(run.weights.is_some() && !opened, egui::Button::new(label));
                 if button.on_hover_text("Use its weights in the Playground, Evaluate and Export tabs").clicked() {
-                    open = Some(run.clone());
+                    action = Some(RunAction::Open(run.clone()));
                 }
+                ui.horizontal(|ui| {
+                    if ui.button("Rename").clicked() {
+                        action = Some(RunAction::StartRename(run.dir.clone(), run.name()));
+                    }
+                    if ui.button("Delete…").clicked() {
+                        action = Some(RunAction::AskDelete(run.dir.clone()));
+                    }
+                });
                 ui.end_row();
             }
         });
-        if let Some(run) = open {
-            self.open_run(&run);
+        match action {
+            Some(RunAction::Open(run)) => self.open_run(&run),
+            Some(RunAction::StartRename(dir, name)) => {
+                self.runs.renaming = Some((dir, name));
+                self.runs.focus_rename = true;
+            }
+            Some(RunAction::Rename) => self.rename_run(),
+            Some(RunAction::CancelRename) => self.runs.renaming = None,
+            Some(RunAction::AskDelete(dir)) => self.runs.confirm_delete = Some(dir),
+            None => {}
         }
+        self.confirm_delete_ui(ui.ctx());
         ui.add_space(8.0);
         overlay_ui(ui, &self.runs);
+    }
+
+    /// Renames the run being renamed to the name typed; a refusal is shown above the table.
+    fn rename_run(&mut self) {
+        let Some((dir, name)) = self.runs.renaming.take() else { return };
+        match crate::train::rename_run(&dir, &name) {
+            Ok(renamed) => {
+                // What pointed at the run follows it.
+                for path in [&mut self.opened_run, &mut self.settings.last_run].into_iter().flatten() {
+                    if *path == dir {
+                        *path = renamed.clone();
+                    }
+                }
+                if self.runs.overlaid.remove(&dir) {
+                    self.runs.overlaid.insert(renamed);
+                }
+                self.runs.error = None;
+                self.refresh_runs();
+            }
+            Err(e) => {
+                self.runs.error = Some(e.to_string());
+                self.runs.renaming = Some((dir, name));
+            }
+        }
+    }
+
+    /// Asks before a run is deleted, checkpoints and all; deletes it on the user's word.
+    fn confirm_delete_ui(&mut self, ctx: &egui::Context) {
+        let Some(dir) = self.runs.confirm_delete.clone() else { return };
+        let name = dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned());
+        let mut answer = None;
+        egui::Window::new("Delete this run?").collapsible(false).resizable(false).anchor(egui::Align2::CENTER_CENTER, [0.0, 0.0]).show(
+            ctx,
+            |ui| {
+                ui.label(format!("{name}: its checkpoints, metrics and trained weights in {} are deleted for good.", dir.display()));
+                ui.horizontal(|ui| {
+                    if ui.button("Delete the run").clicked() {
+                        answer = Some(true);
+                    }
+                    if ui.button("Keep it").clicked() {
+                        answer = Some(false);
+                    }
+                });
+            },
+        );
+        match answer {
+            Some(true) => {
+                self.runs.confirm_delete = None;
+                match crate::train::delete_run(&dir) {
+                    Ok(()) => {
+                        if self.opened_run.as_ref() == Some(&dir) {
+                            self.opened_run = None;
+                        }
+                        self.runs.overlaid.remove(&dir);
+                        self.runs.error = None;
+                        self.refresh_runs();
+                    }
+                    Err(e) => self.runs.error = Some(e.to_string()),
+                }
+            }
+            Some(false) => self.runs.confirm_delete = None,
+            None => {}
+        }
     }
 
     /// Makes `run` the one whose weights the Playground, Evaluate and Export tabs use, with its

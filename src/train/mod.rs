@@ -25,7 +25,7 @@ pub use metrics::{METRICS_FILE, read_metrics};
 pub use optimizer::AdamW;
 pub use run_dir::{RunStart, SKIPPED_FILE, output_dir_in_use};
 pub use run_lock::{LOCK_FILE, RunLock};
-pub use runs::{RunRecord, list_runs, run_name, run_weights, unused_run_dir};
+pub use runs::{RunRecord, delete_run, list_runs, rename_run, run_name, run_weights, unused_run_dir};
 pub use schedule::Schedule;
 pub use spawn::{TrainingHandle, spawn};
 pub use step::{NonFiniteStep, StepInputs, StepOutcome, StepTimings, batch_gradients, optimizer_step};

@@ -9,6 +9,7 @@ use super::events::{EvalMetrics, StepMetrics};
 use super::metrics::{METRICS_FILE, read_metrics};
 use super::trainer::RUN_CONFIG_FILE;
 use super::{FINAL_DIR, checkpoint};
+use crate::error::{Error, Result};
 
 /// One run directory, as it is on disk.
 #[derive(Clone, Debug)]
@@ -100,6 +101,39 @@ pub fn unused_run_dir(parent: &Path, name: &str) -> PathBuf {
     (2..).map(|i| parent.join(format!("{name}-{i}"))).find(|dir| !taken(dir)).unwrap_or(first)
 }
 
+/// Renames the run in `dir` to `new_name` beside it; returns its new folder. Refused with the
+/// reason for a name that is not one plain folder name, a name taken, a folder that holds no run,
+/// and a run that is training (its lock is held).
+pub fn rename_run(dir: &Path, new_name: &str) -> Result<PathBuf> {
+    let new_name = new_name.trim();
+    if !crate::fsutil::stays_inside(new_name) || new_name.contains(['/', '\\']) || new_name == "." {
+        return Err(Error::setting("run name", format!("`{new_name}` is not a folder name (no `/`, `\\` or `..`)")));
+    }
+    let target = dir.with_file_name(new_name);
+    if target.exists() {
+        return Err(Error::invalid_file(&target, "exists already; choose another name"));
+    }
+    check_finished_run(dir)?;
+    std::fs::rename(dir, &target).map_err(|e| Error::io(dir, e))?;
+    Ok(target)
+}
+
+/// Deletes the run in `dir`, checkpoints and all. Refused for a folder that holds no run and a
+/// run that is training.
+pub fn delete_run(dir: &Path) -> Result<()> {
+    check_finished_run(dir)?;
+    std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))
+}
+
+/// Refuses a folder that holds no run, or a run that is training: one whose lock is held. The
+/// lock is let go at once (its file inside would keep Windows from moving or deleting the folder).
+fn check_finished_run(dir: &Path) -> Result<()> {
+    if !dir.join(RUN_CONFIG_FILE).is_file() {
+        return Err(Error::invalid_file(dir, format!("holds no run (no {RUN_CONFIG_FILE})")));
+    }
+    super::RunLock::acquire(dir).map(drop)
+}
+
 /// A run's trained weights: `final/` when it finished, else its newest checkpoint.
 pub fn run_weights(dir: &Path) -> Option<PathBuf> {
     let final_dir = dir.join(FINAL_DIR);
@@ -149,6 +183,28 @@ mod tests {
         std::fs::create_dir(dir.path().join("a")).unwrap();
         std::fs::create_dir(dir.path().join("a-2")).unwrap();
         assert_eq!(unused_run_dir(dir.path(), "a"), dir.path().join("a-3"));
+    }
+
+    #[test]
+    fn a_run_is_renamed_and_deleted_unless_it_trains() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("a");
+        write_run(&run, 1e-3, &[2.0, 1.0]);
+        std::fs::create_dir(dir.path().join("taken")).unwrap();
+        for (name, reason) in [("../x", "is not a folder name"), ("x/y", "is not a folder name"), ("taken", "exists already")] {
+            let err = rename_run(&run, name).unwrap_err().to_string();
+            assert!(err.contains(reason), "{name}: {err}");
+        }
+        let held = crate::train::RunLock::acquire(&run).unwrap();
+        assert!(rename_run(&run, "b").unwrap_err().to_string().contains("another wgtune is training"));
+        assert!(delete_run(&run).unwrap_err().to_string().contains("another wgtune is training"));
+        drop(held);
+        let renamed = rename_run(&run, " b ").unwrap();
+        assert_eq!(renamed, dir.path().join("b"));
+        assert!(RunRecord::read(&renamed).is_some() && !run.exists());
+        assert!(delete_run(&dir.path().join("taken")).unwrap_err().to_string().contains("holds no run"));
+        delete_run(&renamed).unwrap();
+        assert!(!renamed.exists() && dir.path().join("taken").exists());
     }
 
     #[test]

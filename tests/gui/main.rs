@@ -244,6 +244,32 @@ fn the_whole_journey_in_the_app() {
     harness.run_steps(2);
     assert!(!harness.state().training.confirm_overwrite && !harness.state().training.is_running());
     assert!(wgtune::train::checkpoint::latest(&dir.path().join("run")).is_some(), "the earlier run is untouched");
+
+    // The Runs tab renames the run (what pointed at it follows), and deletes it only when asked
+    // twice.
+    harness.get_by_role_and_label(eframe::egui::accesskit::Role::Button, "Runs").click();
+    wait_until(&mut harness, 30, "the runs", |app| !app.runs.loading && !app.runs.runs.is_empty());
+    harness.get_by_label("Rename").click();
+    harness.run_steps(2);
+    harness.get(egui_kittest::kittest::By::new().role(eframe::egui::accesskit::Role::TextInput).value("run")).type_text("-renamed");
+    harness.run_steps(1);
+    harness.get_by_label("Save name").click();
+    let renamed = dir.path().join("run-renamed");
+    wait_until(&mut harness, 30, "the renamed run", |app| app.runs.runs.iter().any(|r| r.dir == renamed));
+    assert!(!dir.path().join("run").exists() && renamed.join("run.toml").exists());
+    assert_eq!(harness.state().opened_run, Some(renamed.clone()));
+    harness.get_by_label("Delete…").click();
+    harness.run_steps(2);
+    harness.get_by_label("Keep it").click();
+    harness.run_steps(2);
+    assert!(renamed.exists() && harness.state().runs.confirm_delete.is_none());
+    harness.get_by_label("Delete…").click();
+    harness.run_steps(2);
+    harness.get_by_label_contains("are deleted for good");
+    harness.get_by_label("Delete the run").click();
+    wait_until(&mut harness, 30, "the run gone from the list", |app| !app.runs.loading && app.runs.runs.iter().all(|r| r.dir != renamed));
+    assert!(!renamed.exists() && harness.state().opened_run.is_none());
+    assert!(dir.path().join("merged").exists(), "only the run went");
 }
 
 #[test]
