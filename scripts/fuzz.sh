@@ -35,7 +35,8 @@ printf '%s\n' "${targets[@]}" | xargs -P "$jobs" -I{} sh -c \
 failed=0
 for target in "${targets[@]}"; do
     status=$(cat "$out/$target.status")
-    summary=$(grep -E "executions in" "$out/$target.log" || echo "$target: ended early (status $status)")
+    summary=$(grep -E "executions in" "$out/$target.log" ||
+        echo "$target: ended early (status $status); its last case is in $out/scratch-*/$target/")
     echo "$summary"
     grep -E "^finding:" "$out/$target.log" || true
     if [ "$status" != 0 ]; then

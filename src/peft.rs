@@ -166,6 +166,8 @@ pub fn read_adapter_config(dir: &Path) -> Result<LoraSettings> {
 /// file, with the shapes the model expects.
 pub fn load_adapter(model: CausalLm, dir: &Path) -> Result<(CausalLm, LoraSettings)> {
     let settings = read_adapter_config(dir)?;
+    // Before any factor is allocated at the file's rank.
+    settings.validate_for(&model.config).map_err(|e| Error::invalid_file(dir.join(CONFIG_FILE), e.to_string()))?;
     let weights_path = dir.join(WEIGHTS_FILE);
     let files = WeightFiles::open_files(std::slice::from_ref(&weights_path), &weights_path)?;
     // A classifier's head trains beside the adapter, as in the run that wrote it.

@@ -4,8 +4,8 @@
 //! Each case is a seed file (the test fixtures) with a few mutations, written into a scratch
 //! folder laid out like the real thing and handed to the library; a panic, a case that runs past
 //! the time bound, or memory past the bound is a finding, saved with its message under the
-//! output folder. `scripts/fuzz.sh` runs every target for a set time. Built with the `fuzz`
-//! feature.
+//! output folder; a case that aborts the process stays in the output folder's `scratch-PID`.
+//! `scripts/fuzz.sh` runs every target for a set time. Built with the `fuzz` feature.
 //!
 //! Usage: wgtune-fuzz TARGET [--seconds N] [--seed N] [--out DIR] [--hang-seconds N] [--memory-mib N]
 
@@ -106,7 +106,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let scratch = tempfile_dir();
+    // Under the output folder: a case that aborts the process (an allocation that fails aborts
+    // rather than panics) stays there for the script to report.
+    let scratch = options.out.join(format!("scratch-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&scratch);
     let target = Target::prepare(NAMES.iter().find(|n| **n == options.target).copied().unwrap_or("gguf"), &scratch);
     let findings_dir = options.out.join(target.name);
     let current = Arc::new(Mutex::new(Current::default()));
@@ -159,11 +162,4 @@ fn main() -> ExitCode {
     );
     let _ = std::fs::remove_dir_all(&scratch);
     if found.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
-}
-
-/// A private scratch folder under the system's temporary folder.
-fn tempfile_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("wgtune-fuzz-{}", std::process::id()));
-    let _ = std::fs::create_dir_all(&dir);
-    dir
 }

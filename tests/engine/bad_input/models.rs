@@ -184,6 +184,13 @@ fn adapters_that_do_not_fit_are_named() {
         ),
         ("no rank", |a| edit_json(&a.join("adapter_config.json"), |c| drop(c.as_object_mut().unwrap().remove("r"))), "missing `r`"),
         ("a rank that does not match the tensors", |a| edit_json(&a.join("adapter_config.json"), |c| c["r"] = json!(3)), "has shape"),
+        // Found by `wgtune-fuzz peft-config`: the factors were allocated at this rank (a TiB) and
+        // the process aborted.
+        (
+            "a rank past the model's dimensions",
+            |a| edit_json(&a.join("adapter_config.json"), |c| c["r"] = json!(4294967296u64)),
+            "4294967296 is larger than q_proj's smaller dimension (64 × 64)",
+        ),
         (
             "an unknown target module",
             |a| edit_json(&a.join("adapter_config.json"), |c| c["target_modules"] = json!(["qkv"])),
