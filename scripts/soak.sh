@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The long soak: LoRA on the demo model for 2,000 steps with a checkpoint every 25, killed with
 # SIGKILL at 20 random moments and resumed each time with `train --resume`, against the same run
-# left alone: the final adapters must be the same bit for bit. Takes about half an hour on two
+# left alone: the final adapters must be the same bit for bit. Takes about ten minutes on two
 # cores (release build).
 #
 #   scripts/soak.sh        SOAK_STEPS=2000 SOAK_KILLS=20 SOAK_SEED=1 WGTUNE_BIN=target/release/wgtune
@@ -32,8 +32,9 @@ echo "the same run killed $kills times"
 pid=$!
 done_kills=0
 while [ "$done_kills" -lt "$kills" ]; do
-    # A random moment 5 to 30 s in: past the start-up and at least one checkpoint, on average.
-    sleep $(( 5 + RANDOM % 26 )).$(( RANDOM % 10 ))
+    # A random moment 3 to 15 s in: past the start-up and, on average, a checkpoint or more,
+    # often enough that all the kills land before the run ends.
+    sleep $(( 3 + RANDOM % 13 )).$(( RANDOM % 10 ))
     if ! kill -0 "$pid" 2> /dev/null; then
         break # it finished first
     fi
