@@ -42,7 +42,7 @@ impl SplitMix64 {
 
 thread_local! {
     /// This thread's generator of initial weights.
-    static INITIAL_WEIGHTS: Cell<u64> = const { Cell::new(0x1A17_5EED_0F_C0FFEE) };
+    static INITIAL_WEIGHTS: Cell<u64> = const { Cell::new(0x1A17_5EED_0FC0_FFEE) };
 }
 
 /// Seeds this thread's initial weights: those drawn after it are a function of `seed` and the

@@ -29,7 +29,7 @@ pub struct RunsPanel {
 
 /// What the user asked of one run in the table.
 enum RunAction {
-    Open(RunRecord),
+    Open(PathBuf),
     StartRename(PathBuf, String),
     Rename,
     CancelRename,
@@ -120,7 +120,7 @@ impl WgtuneApp {
                 let label = if opened { "Opened" } else { "Open" };
                 let button = ui.add_enabled(run.weights.is_some() && !opened, egui::Button::new(label));
                 if button.on_hover_text("Use its weights in the Playground, Evaluate and Export tabs").clicked() {
-                    action = Some(RunAction::Open(run.clone()));
+                    action = Some(RunAction::Open(run.dir.clone()));
                 }
                 ui.horizontal(|ui| {
                     if ui.button("Rename").clicked() {
@@ -134,7 +134,11 @@ impl WgtuneApp {
             }
         });
         match action {
-            Some(RunAction::Open(run)) => self.open_run(&run),
+            Some(RunAction::Open(dir)) => {
+                if let Some(run) = self.runs.runs.iter().find(|r| r.dir == dir).cloned() {
+                    self.open_run(&run);
+                }
+            }
             Some(RunAction::StartRename(dir, name)) => {
                 self.runs.renaming = Some((dir, name));
                 self.runs.focus_rename = true;
