@@ -2,6 +2,7 @@
 //! quickly, naming the file, the field and the bound, before anything is sized from it.
 
 use super::harness::{Sandbox, refused, s, text, wgtune};
+use crate::download::hub_stand_in::{Behaviour, ESCAPING, StandIn};
 
 fn generate_args(model: &std::path::Path) -> Vec<&str> {
     vec!["generate", "--model", s(model), "--prompt", "Hi", "--max-new-tokens", "2", "--device", "cpu"]
@@ -125,4 +126,30 @@ fn an_oversized_tokenizer_is_refused_before_it_is_read() {
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains(s(&tokenizer)) && stderr.contains("the file is 314572800 bytes, past the 268435456 bytes"), "{stderr}");
+}
+
+/// A repository whose listing names a file outside itself (`../../../escaped/…`) is refused
+/// before anything is asked for or written: nothing lands outside the cache, or in it.
+#[test]
+fn a_listed_file_outside_the_repository_is_refused() {
+    let hub = StandIn::start(Behaviour::default());
+    let root = tempfile::tempdir().unwrap();
+    let cache = root.path().join("a/b/c/cache");
+    let settings = hub.hub(&cache, None);
+    let err = wgtune::download::download_dataset("owner/escape", None, "train", &settings, |_| {}).unwrap_err().to_string();
+    assert!(err.contains("dataset owner/escape") && err.contains(ESCAPING) && err.contains("outside its own folder"), "{err}");
+    assert!(!hub.requests().iter().any(|r| r.contains("escaped")), "{:?}", hub.requests());
+    let written: Vec<_> = walk(root.path()).into_iter().filter(|p| p.is_file()).collect();
+    assert!(written.is_empty(), "{written:?}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        out.push(entry.path());
+        if entry.path().is_dir() {
+            out.extend(walk(&entry.path()));
+        }
+    }
+    out
 }
