@@ -237,19 +237,6 @@ struct RawConfig {
     id2label: Option<std::collections::BTreeMap<String, String>>,
 }
 
-/// The largest value a model's dimension may have: several times the largest released model's
-/// (vocabularies of 262,144, hidden sizes of 16,384, 126 layers, 128 heads, contexts of 10M), so
-/// that a real model always passes and a hostile one cannot make the sizes computed from them
-/// overflow or ask for terabytes.
-fn upper_bound(field: &str) -> usize {
-    match field {
-        "vocab_size" => 1 << 22,
-        "hidden_size" | "intermediate_size" => 1 << 18,
-        "num_hidden_layers" | "num_attention_heads" | "num_key_value_heads" | "head_dim" => 1 << 12,
-        _ => 1 << 28,
-    }
-}
-
 fn default_eps() -> f64 {
     1e-6
 }
@@ -277,35 +264,28 @@ impl ModelConfig {
         let (attn_softcap_given, final_softcap_given) = (given("attn_logit_softcapping"), given("final_logit_softcapping"));
         let raw: RawConfig = serde_path_to_error::deserialize(value)
             .map_err(|e| Error::invalid_file(path, format!("field `{}`: {}", e.path(), e.inner())))?;
-        let at_least_one = [
-            ("vocab_size", raw.vocab_size),
-            ("hidden_size", raw.hidden_size),
-            ("intermediate_size", raw.intermediate_size),
-            ("num_hidden_layers", raw.num_hidden_layers),
-            ("num_attention_heads", raw.num_attention_heads),
-            ("max_position_embeddings", raw.max_position_embeddings),
+        // Each dimension at most several times the largest released model's (vocabularies of
+        // 262,144, hidden sizes of 16,384, 126 layers, 128 heads, contexts of 10M), so that a real
+        // model always passes and a hostile one cannot make the sizes computed from them overflow
+        // or ask for terabytes; the ones every config gives, at least 1.
+        let given = [
+            ("vocab_size", raw.vocab_size, 1 << 22),
+            ("hidden_size", raw.hidden_size, 1 << 18),
+            ("intermediate_size", raw.intermediate_size, 1 << 18),
+            ("num_hidden_layers", raw.num_hidden_layers, 1 << 12),
+            ("num_attention_heads", raw.num_attention_heads, 1 << 12),
+            ("max_position_embeddings", raw.max_position_embeddings, 1 << 28),
         ];
-        if let Some((field, _)) = at_least_one.iter().find(|(_, value)| *value == 0) {
+        let optional = [("num_key_value_heads", raw.num_key_value_heads, 1 << 12), ("head_dim", raw.head_dim, 1 << 12)];
+        if let Some((field, ..)) = given.iter().find(|(_, value, _)| *value == 0) {
             return Err(Error::invalid_file(path, format!("field `{field}` is 0; it must be at least 1")));
         }
-        let bounded = [
-            ("vocab_size", raw.vocab_size),
-            ("hidden_size", raw.hidden_size),
-            ("intermediate_size", raw.intermediate_size),
-            ("num_hidden_layers", raw.num_hidden_layers),
-            ("num_attention_heads", raw.num_attention_heads),
-            ("num_key_value_heads", raw.num_key_value_heads.unwrap_or(1)),
-            ("head_dim", raw.head_dim.unwrap_or(1)),
-            ("max_position_embeddings", raw.max_position_embeddings),
-        ];
-        for (field, value) in bounded {
-            let bound = upper_bound(field);
-            if value > bound {
-                return Err(Error::invalid_file(
-                    path,
-                    format!("field `{field}` is {value}, past the {bound} of any model wgtune can train: the file is damaged or hostile"),
-                ));
-            }
+        let present = optional.into_iter().filter_map(|(field, value, bound)| Some((field, value?, bound)));
+        if let Some((field, value, bound)) = given.into_iter().chain(present).find(|(_, value, bound)| value > bound) {
+            return Err(Error::invalid_file(
+                path,
+                format!("field `{field}` is {value}, past the {bound} of any model wgtune can train: the file is damaged or hostile"),
+            ));
         }
         if !(raw.rms_norm_eps > 0.0 && raw.rms_norm_eps.is_finite()) {
             return Err(Error::invalid_file(
