@@ -2,8 +2,8 @@
 //! gives the same LoRA `A` factors and classifier heads on the CPU, lavapipe, SwiftShader and any
 //! GPU. Burn's `Tensor::random` draws on the device from each backend's own generator, so the
 //! same seed gave the CPU and wgpu different adapters (up to 0.14 apart on the demo model) and
-//! their runs diverged from the first step. Dropout masks have their own seeded generator
-//! (`kernels::dropout`).
+//! their runs diverged from the first step. Dropout masks draw their seeds from a generator of
+//! their own of the same kind (`kernels::dropout`).
 
 use std::cell::Cell;
 
@@ -11,11 +11,11 @@ use burn::tensor::{Shape, TensorData};
 
 /// SplitMix64 (Steele, Lea and Flood): a tiny generator whose stream is fixed by its seed on every
 /// platform and version, unlike a library's "standard" generator.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct SplitMix64(u64);
 
 impl SplitMix64 {
-    pub fn new(seed: u64) -> Self {
+    pub const fn new(seed: u64) -> Self {
         Self(seed)
     }
 

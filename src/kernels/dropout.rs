@@ -21,26 +21,24 @@ use burn::backend::tensor::FloatTensor;
 use burn::tensor::{DType, Device, Distribution, Tensor, TensorData};
 
 use super::extension::FusedKernels;
+use crate::seed::SplitMix64;
 
 thread_local! {
-    /// The state of this thread's dropout seeds (SplitMix64).
-    static DROPOUT_STATE: Cell<u64> = const { Cell::new(0x5EED_D50F_0A11_C0DE) };
+    /// This thread's generator of dropout seeds.
+    static DROPOUT_SEEDS: Cell<SplitMix64> = const { Cell::new(SplitMix64::new(0x5EED_D50F_0A11_C0DE)) };
 }
 
 /// Seeds this thread's dropout masks: those drawn after it are a function of `seed` alone.
 pub fn seed_dropout(seed: u64) {
-    DROPOUT_STATE.set(seed);
+    DROPOUT_SEEDS.set(SplitMix64::new(seed));
 }
 
 /// The next dropout seed of this thread, as the two-number tensor the fused operation takes: two
 /// 23-bit words in the mantissas of numbers in `[1, 2)` (finite, so no copy can alter their bits).
 fn next_seed(device: &Device) -> Tensor<1> {
-    let state = DROPOUT_STATE.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
-    DROPOUT_STATE.set(state);
-    let mut z = state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
+    let mut seeds = DROPOUT_SEEDS.get();
+    let z = seeds.next_u64();
+    DROPOUT_SEEDS.set(seeds);
     let word = |bits: u64| f32::from_bits(0x3F80_0000 | (bits as u32 & 0x007F_FFFF));
     Tensor::from_data(TensorData::new(vec![word(z), word(z >> 32)], [2]), device)
 }
