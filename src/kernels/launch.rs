@@ -14,7 +14,7 @@ use super::lora_update::{lora_update_backward_reference, lora_update_reference};
 use super::shape::{KernelShape, count_hardware_launch, kernel_shape};
 use super::wgsl::{
     self, ADAMW, AttentionPass, BLOCK, CROSS_ENTROPY_GRAD, CROSS_ENTROPY_ROWS, DROPOUT, Family, MATMUL_BLOCK, RMS_NORM_BACKWARD,
-    RMS_NORM_FORWARD, ROTARY, ROW_BLOCK, SQUARED_NORM, SWIGLU_BACKWARD, SWIGLU_FORWARD, Wgsl, WgslAttention, WgslMatmul,
+    RMS_NORM_FORWARD, ROTARY, ROW_BLOCK, SQUARED_NORM, SWIGLU_BACKWARD, SWIGLU_FORWARD, Shader, Wgsl, WgslAttention, WgslMatmul,
 };
 
 /// `kernel` ready to launch, in workgroups of its size.
@@ -33,23 +33,17 @@ fn in_workgroups<K: KernelSource + 'static>(kernel: K, invocations: usize) -> Bo
     Box::new(SourceKernel::new(kernel, CubeDim::new_1d(invocations as u32)))
 }
 
-fn row_kernel(name: &'static str, source: &'static str) -> Box<SourceKernel<Wgsl>> {
-    launchable(wgsl::row(name, source))
+fn row_kernel(shader: Shader) -> Box<SourceKernel<Wgsl>> {
+    launchable(wgsl::row(shader))
 }
 
 /// Launches an RMSNorm kernel over the rows of `x` `[rows, dim]`: `buffers` bound in order, then
 /// the info buffer (rows, dim, then `extra_info`).
-fn norm_rows(
-    name: &'static str,
-    source: &'static str,
-    x: &CubeTensor,
-    buffers: Vec<burn::cubecl::server::BufferBinding>,
-    extra_info: &[usize],
-) {
+fn norm_rows(shader: Shader, x: &CubeTensor, buffers: Vec<burn::cubecl::server::BufferBinding>, extra_info: &[usize]) {
     let [rows, dim] = x.meta.shape().dims::<2>();
     let info = info_buffer(x, &[&[rows, dim], extra_info].concat());
     x.client.launch(
-        launchable(wgsl::norm(name, source)),
+        launchable(wgsl::norm(shader)),
         CubeCount::Static(rows.min(65535) as u32, rows.div_ceil(65535) as u32, 1),
         KernelArguments::new().with_buffers(buffers.into_iter().chain([info.binding()]).collect()),
     );
@@ -92,8 +86,7 @@ fn attention_info(q: &CubeTensor, k: &CubeTensor, q_start: usize, window: usize)
 /// bound in order, then `OUTPUTS` new tensors of that shape, then `info`: the element count
 /// followed by `params`. At most 65535 workgroups go along x; the rest spill into y.
 fn elementwise<const INPUTS: usize, const OUTPUTS: usize>(
-    name: &'static str,
-    source: &'static str,
+    shader: Shader,
     inputs: [CubeTensor; INPUTS],
     params: &[usize],
 ) -> [CubeTensor; OUTPUTS] {
@@ -105,22 +98,16 @@ fn elementwise<const INPUTS: usize, const OUTPUTS: usize>(
     let n = shape.num_elements();
     let info = info_buffer(first, &[&[n], params].concat());
     let buffers = inputs.iter().chain(&outputs).map(|t| t.handle.clone().binding()).chain([info.binding()]);
-    launch_per_element(name, source, first, n, buffers.collect());
+    launch_per_element(shader, first, n, buffers.collect());
     outputs
 }
 
 /// Launches a kernel of one invocation per element of an `n`-element result, in workgroups of
 /// [`ROW_BLOCK`]: at most 65535 workgroups go along x; the rest spill into y.
-fn launch_per_element(
-    name: &'static str,
-    source: &'static str,
-    on: &CubeTensor,
-    n: usize,
-    buffers: Vec<burn::cubecl::server::BufferBinding>,
-) {
+fn launch_per_element(shader: Shader, on: &CubeTensor, n: usize, buffers: Vec<burn::cubecl::server::BufferBinding>) {
     let groups = n.div_ceil(ROW_BLOCK);
     let count = CubeCount::Static(groups.min(65535) as u32, groups.div_ceil(65535) as u32, 1);
-    on.client.launch(row_kernel(name, source), count, KernelArguments::new().with_buffers(buffers));
+    on.client.launch(row_kernel(shader), count, KernelArguments::new().with_buffers(buffers));
 }
 
 /// `a · Wᵀ` (`transposed`) or `a · W` for a packed `W` `[rows, cols]`: `a` is `[m, cols]` or
@@ -325,7 +312,7 @@ impl FusedKernels for CubeBackend {
         let lse = empty_like(&logits, Shape::new([rows]));
         let nll = empty_like(&logits, Shape::new([rows]));
         logits.client.launch(
-            row_kernel("cross_entropy_rows", CROSS_ENTROPY_ROWS),
+            row_kernel(CROSS_ENTROPY_ROWS),
             CubeCount::Static(rows as u32, 1, 1),
             KernelArguments::new().with_buffers(vec![
                 logits.handle.clone().binding(),
@@ -346,7 +333,7 @@ impl FusedKernels for CubeBackend {
         // The gradient overwrites the logits when no one else holds them.
         let grad = if logits.can_mut() { logits } else { <Self as FloatTensorOps<Self>>::float_add_scalar(logits, 0.0.into()) };
         grad.client.launch(
-            row_kernel("cross_entropy_grad", CROSS_ENTROPY_GRAD),
+            row_kernel(CROSS_ENTROPY_GRAD),
             CubeCount::Static(vocab.div_ceil(ROW_BLOCK) as u32, rows as u32, 1),
             KernelArguments::new().with_buffers(vec![
                 grad.handle.clone().binding(),
@@ -384,7 +371,7 @@ impl FusedKernels for CubeBackend {
         let output = empty_like(&x, x.meta.shape().clone());
         let inv_rms = empty_like(&x, Shape::new([rows]));
         let buffers = [&x, &weight, &output, &inv_rms].map(|t| t.handle.clone().binding());
-        norm_rows("rms_norm_forward", RMS_NORM_FORWARD, &x, buffers.into(), &[eps.to_bits() as usize]);
+        norm_rows(RMS_NORM_FORWARD, &x, buffers.into(), &[eps.to_bits() as usize]);
         (output, inv_rms)
     }
 
@@ -398,7 +385,7 @@ impl FusedKernels for CubeBackend {
         check_f32(&[&x, &weight, &inv_rms, &grad]);
         let dx = empty_like(&x, x.meta.shape().clone());
         let buffers = [&x, &weight, &inv_rms, &grad, &dx].map(|t| t.handle.clone().binding());
-        norm_rows("rms_norm_backward", RMS_NORM_BACKWARD, &x, buffers.into(), &[]);
+        norm_rows(RMS_NORM_BACKWARD, &x, buffers.into(), &[]);
         dx
     }
 
@@ -406,12 +393,12 @@ impl FusedKernels for CubeBackend {
         let [_, heads, len, head_dim] = x.meta.shape().dims::<4>();
         let per_sequence = cos.meta.shape().dims::<3>()[0] > 1;
         let params = [head_dim, len, heads, per_sequence as usize, inverse as usize];
-        let [output] = elementwise("rotary", ROTARY, [x, cos, sin], &params);
+        let [output] = elementwise(ROTARY, [x, cos, sin], &params);
         output
     }
 
     fn fused_swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {
-        let [output] = elementwise("swiglu_forward", SWIGLU_FORWARD, [gate, up], &[]);
+        let [output] = elementwise(SWIGLU_FORWARD, [gate, up], &[]);
         output
     }
 
@@ -420,7 +407,7 @@ impl FusedKernels for CubeBackend {
         up: FloatTensor<Self>,
         grad: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        let [grad_gate, grad_up] = elementwise("swiglu_backward", SWIGLU_BACKWARD, [gate, up, grad], &[]);
+        let [grad_gate, grad_up] = elementwise(SWIGLU_BACKWARD, [gate, up, grad], &[]);
         (grad_gate, grad_up)
     }
 
@@ -432,7 +419,7 @@ impl FusedKernels for CubeBackend {
         let (threshold, scale) = super::dropout::keep_threshold(keep);
         let params = info_buffer(&x, &[n, threshold as usize, scale.to_bits() as usize]);
         let buffers = vec![x.handle.clone().binding(), seed.handle.clone().binding(), output.handle.clone().binding(), params.binding()];
-        launch_per_element("dropout", DROPOUT, &x, n, buffers);
+        launch_per_element(DROPOUT, &x, n, buffers);
         output
     }
 
@@ -459,7 +446,7 @@ impl FusedKernels for CubeBackend {
         let count = super::squared_norm::slots(n);
         let info = info_buffer(&t, &[n, slot, count]);
         t.client.launch(
-            row_kernel("squared_norm", SQUARED_NORM),
+            row_kernel(SQUARED_NORM),
             CubeCount::Static(count as u32, 1, 1),
             KernelArguments::new().with_buffers(vec![t.handle.clone().binding(), partials.handle.clone().binding(), info.binding()]),
         );
@@ -501,7 +488,7 @@ impl FusedKernels for CubeBackend {
         // The coefficients as their bits after the element count, in the one info buffer: with the
         // seven tensors that makes eight storage buffers, WebGPU's default limit per stage.
         let coefficients = coefficients.map(|c| c.to_bits() as usize);
-        let [new_p, new_m, new_v] = elementwise("adamw", ADAMW, [param, grad, m, v], &coefficients);
+        let [new_p, new_m, new_v] = elementwise(ADAMW, [param, grad, m, v], &coefficients);
         (new_p, new_m, new_v)
     }
 }

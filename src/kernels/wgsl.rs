@@ -76,6 +76,13 @@ macro_rules! shader {
     };
 }
 
+/// A kernel launched under one name whatever its template values: its name and its source.
+#[derive(Clone, Copy)]
+pub(super) struct Shader {
+    pub name: &'static str,
+    pub source: &'static str,
+}
+
 // Each attention kernel: what they all share, its pass's bindings (the same in both shapes), and
 // for the hardware-shaped kernels over a block of queries, their block setup and tile staging.
 const ATTENTION_FORWARD: &str = shader!("attention_common", "attention_bindings_forward", "attention_forward");
@@ -88,16 +95,18 @@ const FLASH_ATTENTION_BACKWARD_QUERY: &str =
     shader!("attention_common", "attention_bindings_backward_query", "flash_attention_queries", "flash_attention_backward_query");
 const FLASH_ATTENTION_BACKWARD_KEY_VALUE: &str =
     shader!("attention_common", "attention_bindings_backward_key_value", "flash_attention_backward_key_value");
-pub(super) const CROSS_ENTROPY_ROWS: &str = shader!("uniform_info", "cross_entropy_rows");
-pub(super) const CROSS_ENTROPY_GRAD: &str = shader!("cross_entropy_grad");
-pub(super) const ADAMW: &str = shader!("adamw");
-pub(super) const RMS_NORM_FORWARD: &str = shader!("uniform_info", "workgroup_sum", "rms_norm_forward");
-pub(super) const RMS_NORM_BACKWARD: &str = shader!("uniform_info", "workgroup_sum", "rms_norm_backward");
-pub(super) const ROTARY: &str = shader!("rotary");
-pub(super) const SQUARED_NORM: &str = shader!("uniform_info", "workgroup_sum", "squared_norm");
-pub(super) const DROPOUT: &str = shader!("dropout");
-pub(super) const SWIGLU_FORWARD: &str = shader!("swiglu_forward");
-pub(super) const SWIGLU_BACKWARD: &str = shader!("swiglu_backward");
+pub(super) const CROSS_ENTROPY_ROWS: Shader = Shader { name: "cross_entropy_rows", source: shader!("uniform_info", "cross_entropy_rows") };
+pub(super) const CROSS_ENTROPY_GRAD: Shader = Shader { name: "cross_entropy_grad", source: shader!("cross_entropy_grad") };
+pub(super) const ADAMW: Shader = Shader { name: "adamw", source: shader!("adamw") };
+pub(super) const RMS_NORM_FORWARD: Shader =
+    Shader { name: "rms_norm_forward", source: shader!("uniform_info", "workgroup_sum", "rms_norm_forward") };
+pub(super) const RMS_NORM_BACKWARD: Shader =
+    Shader { name: "rms_norm_backward", source: shader!("uniform_info", "workgroup_sum", "rms_norm_backward") };
+pub(super) const ROTARY: Shader = Shader { name: "rotary", source: shader!("rotary") };
+pub(super) const SQUARED_NORM: Shader = Shader { name: "squared_norm", source: shader!("uniform_info", "workgroup_sum", "squared_norm") };
+pub(super) const DROPOUT: Shader = Shader { name: "dropout", source: shader!("dropout") };
+pub(super) const SWIGLU_FORWARD: Shader = Shader { name: "swiglu_forward", source: shader!("swiglu_forward") };
+pub(super) const SWIGLU_BACKWARD: Shader = Shader { name: "swiglu_backward", source: shader!("swiglu_backward") };
 const MATMUL: &str = shader!("matmul_common", "matmul_tiles", "matmul");
 const MATMUL_NT: &str = shader!("matmul_common", "matmul_tiles", "matmul_nt");
 // The same two kernels over a packed B: the forward product `x · Wᵀ` and the input gradient `dy · W`.
@@ -105,19 +114,11 @@ const PACKED_MATMUL: &str = shader!("packed_common", "matmul_tiles", "matmul_nt"
 const PACKED_MATMUL_GRAD: &str = shader!("packed_common", "matmul_tiles", "matmul");
 
 /// The kernels launched one invocation per element or per row, in workgroups of [`ROW_BLOCK`].
-const ROW_KERNELS: [(&str, &str); 8] = [
-    ("cross_entropy_rows", CROSS_ENTROPY_ROWS),
-    ("cross_entropy_grad", CROSS_ENTROPY_GRAD),
-    ("squared_norm", SQUARED_NORM),
-    ("rotary", ROTARY),
-    ("swiglu_forward", SWIGLU_FORWARD),
-    ("swiglu_backward", SWIGLU_BACKWARD),
-    ("dropout", DROPOUT),
-    ("adamw", ADAMW),
-];
+const ROW_KERNELS: [Shader; 8] =
+    [CROSS_ENTROPY_ROWS, CROSS_ENTROPY_GRAD, SQUARED_NORM, ROTARY, SWIGLU_FORWARD, SWIGLU_BACKWARD, DROPOUT, ADAMW];
 
 /// The RMSNorm kernels, one workgroup of [`NORM_BLOCK`] per row.
-const NORM_KERNELS: [(&str, &str); 2] = [("rms_norm_forward", RMS_NORM_FORWARD), ("rms_norm_backward", RMS_NORM_BACKWARD)];
+const NORM_KERNELS: [Shader; 2] = [RMS_NORM_FORWARD, RMS_NORM_BACKWARD];
 
 /// Invocations per workgroup of the matmul kernels.
 pub(super) const MATMUL_BLOCK: usize = 64;
@@ -178,13 +179,13 @@ impl AttentionPass {
 }
 
 /// A kernel launched per element or per row (one of [`ROW_KERNELS`]).
-pub(super) fn row(name: &'static str, source: &'static str) -> Wgsl {
-    Wgsl { name, source, values: vec![("block", ROW_BLOCK.to_string())], invocations: ROW_BLOCK }
+pub(super) fn row(shader: Shader) -> Wgsl {
+    Wgsl { name: shader.name, source: shader.source, values: vec![("block", ROW_BLOCK.to_string())], invocations: ROW_BLOCK }
 }
 
 /// An RMSNorm kernel (one of [`NORM_KERNELS`]).
-pub(super) fn norm(name: &'static str, source: &'static str) -> Wgsl {
-    Wgsl { name, source, values: vec![("block", NORM_BLOCK.to_string())], invocations: NORM_BLOCK }
+pub(super) fn norm(shader: Shader) -> Wgsl {
+    Wgsl { name: shader.name, source: shader.source, values: vec![("block", NORM_BLOCK.to_string())], invocations: NORM_BLOCK }
 }
 
 /// The shape the attention kernels take for heads of `head_dim` on an adapter whose kernels take
@@ -271,11 +272,11 @@ pub struct KernelVariant {
 /// every head dimension they take, in each shape that takes it.
 pub fn every_variant() -> Vec<KernelVariant> {
     let mut kernels: Vec<(String, Wgsl)> = Vec::new();
-    for (name, source) in ROW_KERNELS {
-        kernels.push((name.to_string(), row(name, source)));
+    for shader in ROW_KERNELS {
+        kernels.push((shader.name.to_string(), row(shader)));
     }
-    for (name, source) in NORM_KERNELS {
-        kernels.push((name.to_string(), norm(name, source)));
+    for shader in NORM_KERNELS {
+        kernels.push((shader.name.to_string(), norm(shader)));
     }
     for transposed in [false, true] {
         for f16 in [false, true] {
