@@ -228,7 +228,8 @@ impl WgtuneApp {
     /// `runs/`, unless the user chose the directory (typed it or picked it).
     fn name_run(&mut self) {
         let current = in_workspace(self.settings.config.output_dir.clone());
-        let named_by_app = self.settings.named_run_dir.as_ref() == Some(&current) || current == in_workspace("runs/latest".into());
+        let named_by_app = self.settings.named_run_dir.as_ref() == Some(&current)
+            || current == in_workspace(crate::train::TrainConfig::default().output_dir);
         if !named_by_app {
             return;
         }

@@ -44,8 +44,7 @@ impl RunLock {
             Err(TryLockError::Error(e)) if e.kind() == std::io::ErrorKind::Unsupported => {}
             Err(TryLockError::Error(e)) => return Err(Error::io(&path, e)),
         }
-        let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let text = format!("pid {}\nstarted {since}\n", std::process::id());
+        let text = format!("pid {}\nstarted {}\n", std::process::id(), unix_seconds());
         file.set_len(0).and_then(|()| file.rewind()).and_then(|()| file.write_all(text.as_bytes())).map_err(|e| Error::io(&path, e))?;
         Ok(Self { file, path })
     }
@@ -59,14 +58,17 @@ impl Drop for RunLock {
     }
 }
 
+fn unix_seconds() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
 /// "pid 1234, for 5 minutes" from the lock file's text.
 fn describe_holder(text: &str) -> String {
     let field = |name: &str| text.lines().find_map(|l| l.strip_prefix(name)).map(str::trim);
     let pid = field("pid ").unwrap_or("unknown");
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     match field("started ").and_then(|s| s.parse::<u64>().ok()) {
         Some(since) => {
-            let seconds = now.saturating_sub(since);
+            let seconds = unix_seconds().saturating_sub(since);
             let how_long = match seconds {
                 0..120 => format!("{seconds} s"),
                 120..7200 => format!("{} min", seconds / 60),

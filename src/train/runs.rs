@@ -93,12 +93,11 @@ pub fn run_name(model: &Path, method: &str, at: std::time::SystemTime) -> String
 
 /// `parent/name`, or `parent/name-2`, `-3`… where that is taken.
 pub fn unused_run_dir(parent: &Path, name: &str) -> PathBuf {
-    let taken = |dir: &Path| dir.exists();
     let first = parent.join(name);
-    if !taken(&first) {
+    if !first.exists() {
         return first;
     }
-    (2..).map(|i| parent.join(format!("{name}-{i}"))).find(|dir| !taken(dir)).unwrap_or(first)
+    (2..).map(|i| parent.join(format!("{name}-{i}"))).find(|dir| !dir.exists()).unwrap_or(first)
 }
 
 /// Renames the run in `dir` to `new_name` beside it; returns its new folder. Refused with the

@@ -133,6 +133,11 @@ pub fn succeeds(case: &str, args: &[&str]) -> String {
     text(&out.stdout)
 }
 
+/// `generate` on the CPU, a short prompt.
+pub fn generate_args(model: &Path) -> Vec<&str> {
+    vec!["generate", "--model", s(model), "--prompt", "Hi", "--max-new-tokens", "2", "--device", "cpu"]
+}
+
 /// The arguments of a LoRA run on the CPU (one epoch) that stops at the first bad record; the
 /// last two arguments are `--bad-records stop`.
 pub fn train_args<'a>(model: &'a Path, data: &'a Path, run: &'a Path) -> Vec<&'a str> {

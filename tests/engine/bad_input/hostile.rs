@@ -1,12 +1,8 @@
 //! Files written to hurt, as a stranger's model folder or GGUF file may hold them: each is refused
 //! quickly, naming the file, the field and the bound, before anything is sized from it.
 
-use super::harness::{Sandbox, refused, s, text, wgtune};
+use super::harness::{Sandbox, generate_args, refused, s, text, wgtune};
 use crate::download::hub_stand_in::{Behaviour, ESCAPING, StandIn};
-
-fn generate_args(model: &std::path::Path) -> Vec<&str> {
-    vec!["generate", "--model", s(model), "--prompt", "Hi", "--max-new-tokens", "2", "--device", "cpu"]
-}
 
 /// Chat templates that would double a string to a terabyte, or loop 10⁹ times, stop on the
 /// renderer's budget (each ran for minutes or took gigabytes before it).

@@ -3,12 +3,7 @@
 
 use serde_json::json;
 
-use super::harness::{Sandbox, refused, refused_with_env, s, train_args};
-
-/// `generate` on the CPU, a short prompt.
-fn generate_args(model: &std::path::Path) -> Vec<&str> {
-    vec!["generate", "--model", s(model), "--prompt", "Hi", "--max-new-tokens", "2", "--device", "cpu"]
-}
+use super::harness::{Sandbox, generate_args, refused, refused_with_env, s, train_args};
 
 type ConfigEdit = fn(&mut serde_json::Map<String, serde_json::Value>);
 
