@@ -1,8 +1,12 @@
 //! Choosing where tensors live: a GPU through wgpu (Vulkan, Metal, DX12, GL), or the CPU.
 
+mod limits_request;
+
 use std::sync::OnceLock;
 
 use burn::tensor::Device;
+
+pub use limits_request::{BaseLimits, LIMITS_VARIABLE, LimitsRequest};
 
 use crate::error::{Error, Result};
 use crate::model::Precision;
@@ -120,12 +124,32 @@ pub(crate) fn wgpu_adapter_is_hardware() -> bool {
     matches!(wgpu_device(), Ok((_, true)))
 }
 
+/// The wgpu adapter's limits as the device was opened with them, when wgpu is open.
+pub(crate) fn wgpu_adapter_limits() -> Option<&'static AdapterLimits> {
+    wgpu_device().as_ref().ok().and_then(|(device, _)| device.adapter.as_ref())
+}
+
+/// The most bytes one storage binding of the wgpu device holds, when wgpu is open: a larger
+/// tensor cannot be bound, so the loader keeps vocabulary tables past it in blocks.
+pub(crate) fn wgpu_storage_binding_limit() -> Option<u64> {
+    wgpu_device().as_ref().ok().map(|(device, _)| device.max_buffer_bytes)
+}
+
 /// wgpu can be initialised once per process; every caller shares that device. The flag says
 /// whether the adapter is hardware.
 fn wgpu_device() -> &'static Result<(ComputeDevice, bool), String> {
     static WGPU: OnceLock<Result<(ComputeDevice, bool), String>> = OnceLock::new();
     WGPU.get_or_init(|| {
-        let (device, setup) = Device::wgpu_options().init_with_setup().map_err(|e| {
+        let request = LimitsRequest::from_env()?;
+        let opened = if request.is_adapter() {
+            Device::wgpu_options().init_with_setup().map_err(|e| e.to_string())
+        } else {
+            request.open().and_then(|setup| {
+                let device = Device::wgpu_options().setup(setup.clone()).init().map_err(|e| e.to_string())?;
+                Ok((device, setup))
+            })
+        };
+        let (device, setup) = opened.map_err(|e| {
             format!("no usable GPU through wgpu ({e}); install a Vulkan driver (on Linux without a GPU: mesa-vulkan-drivers) or use --device cpu")
         })?;
         let info = setup.adapter.get_info();
@@ -145,7 +169,12 @@ fn wgpu_device() -> &'static Result<(ComputeDevice, bool), String> {
         let device = ComputeDevice {
             device,
             choice: DeviceChoice::Wgpu,
-            description: format!("{}, {:?}", info.name, info.backend),
+            description: match request.base {
+                BaseLimits::Adapter if request.storage_binding.is_none() => format!("{}, {:?}", info.name, info.backend),
+                BaseLimits::Adapter => format!("{}, {:?}, lowered limits", info.name, info.backend),
+                BaseLimits::WebGpu => format!("{}, {:?}, WebGPU's default limits", info.name, info.backend),
+                BaseLimits::Downlevel => format!("{}, {:?}, downlevel limits", info.name, info.backend),
+            },
             max_buffer_bytes: limits.max_storage_buffer_binding_size.min(limits.max_buffer_size),
             supports_f16: adapter.shader_f16,
             memory_limit: system_memory(),

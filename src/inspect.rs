@@ -9,6 +9,10 @@ use crate::method::{Method, resolve_targets};
 use crate::model::{BaseQuant, ModelConfig, Precision};
 use crate::train::TrainConfig;
 
+mod bindings;
+
+pub use bindings::check_bindings;
+
 /// Every parameter of the model: module path and shape `[in, out]` for linears.
 pub fn parameter_shapes(c: &ModelConfig) -> Vec<(String, Vec<usize>)> {
     let h = c.hidden_size;
@@ -70,30 +74,23 @@ pub fn trainable_count(c: &ModelConfig, method: &Method) -> usize {
             })
             .map(|(_, shape)| lora.rank * (shape[0] + shape[1]))
             .sum(),
-        Method::Full => shapes.iter().map(|(_, s)| numel(s)).sum(),
+        _ => shapes.iter().filter(|(path, _)| trains_whole(c, method, path)).map(|(_, s)| numel(s)).sum(),
+    }
+}
+
+/// Whether `method` trains the parameter at `path` itself (not through an adapter).
+pub fn trains_whole(c: &ModelConfig, method: &Method, path: &str) -> bool {
+    match method {
+        Method::Lora(_) => false,
+        Method::Full => true,
         Method::TopLayers { layers } => {
             let first = c.num_hidden_layers.saturating_sub(*layers);
-            shapes
-                .iter()
-                .filter(|(path, _)| {
-                    path.strip_prefix("layers.")
-                        .and_then(|rest| rest.split('.').next())
-                        .and_then(|n| n.parse::<usize>().ok())
-                        .is_some_and(|n| n >= first)
-                })
-                .map(|(_, s)| numel(s))
-                .sum()
+            path.strip_prefix("layers.")
+                .and_then(|rest| rest.split('.').next())
+                .and_then(|n| n.parse::<usize>().ok())
+                .is_some_and(|n| n >= first)
         }
-        Method::Modules { names } => shapes
-            .iter()
-            .filter(|(path, _)| {
-                names.iter().any(|n| {
-                    let dotted = format!(".{path}.");
-                    dotted.contains(&format!(".{n}."))
-                })
-            })
-            .map(|(_, s)| numel(s))
-            .sum(),
+        Method::Modules { names } => names.iter().any(|n| format!(".{path}.").contains(&format!(".{n}."))),
     }
 }
 
@@ -339,10 +336,16 @@ fn set_flag(flags: &mut Vec<String>, flag: &str, value: Option<usize>) {
     flags.push(value.map_or(flag.to_string(), |v| format!("{flag} {v}")));
 }
 
-/// Formats a byte count as MiB or GiB.
+/// Formats a byte count as KiB, MiB or GiB.
 pub fn human_bytes(bytes: u64) -> String {
     let mib = bytes as f64 / (1u64 << 20) as f64;
-    if mib >= 1024.0 { format!("{:.2} GiB", mib / 1024.0) } else { format!("{mib:.1} MiB") }
+    if mib < 1.0 {
+        format!("{:.1} KiB", bytes as f64 / 1024.0)
+    } else if mib >= 1024.0 {
+        format!("{:.2} GiB", mib / 1024.0)
+    } else {
+        format!("{mib:.1} MiB")
+    }
 }
 
 /// Formats a parameter count as 1.2K / 3.4M / 5.6B.

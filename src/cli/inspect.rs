@@ -3,7 +3,7 @@
 use anyhow::Result;
 use clap::Args;
 use wgtune::device::{AdapterLimits, ComputeDevice};
-use wgtune::inspect::{StepPlan, check_fits, estimate_memory, generic_paths, human_bytes, human_count, trainable_count};
+use wgtune::inspect::{StepPlan, check_bindings, check_fits, estimate_memory, generic_paths, human_bytes, human_count, trainable_count};
 use wgtune::kernels::{KERNEL_NEEDS, describe_kernels, is_wgpu, shortfalls};
 use wgtune::model::{BaseQuant, ModelFolder};
 
@@ -77,6 +77,11 @@ pub fn run(args: InspectArgs) -> Result<()> {
     println!("  total        {} (the backward frees activations as gradients fill in)", human_bytes(m.total));
     if let Some(limit) = device.memory_limit
         && let Err(too_big) = check_fits(c, &config, is_wgpu(&device.device), config.data.max_seq_len, limit, &device.description)
+    {
+        println!("  does not fit: {too_big}");
+    }
+    if let Some(adapter) = &device.adapter
+        && let Err(too_big) = check_bindings(c, &config, config.data.max_seq_len, adapter, &device.description)
     {
         println!("  does not fit: {too_big}");
     }

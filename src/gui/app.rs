@@ -69,6 +69,8 @@ pub struct WgtuneApp {
     pub device_description: String,
     /// Whether training runs through wgpu (and its fused kernels), for the memory estimate.
     pub device_on_wgpu: bool,
+    /// The wgpu adapter's limits (none on the CPU), for the status bar.
+    pub device_adapter: Option<crate::device::AdapterLimits>,
     /// A pick that no file dialog could answer, asked for as a typed path instead.
     pub path_prompt: Option<PathPrompt>,
     /// Set when the window was asked to close while training runs.
@@ -100,6 +102,7 @@ impl WgtuneApp {
             cached_models: cached_models(),
             device_description: "detecting the GPU…".into(),
             device_on_wgpu: false,
+            device_adapter: None,
             path_prompt: None,
             confirm_close: false,
             closing: false,
@@ -151,9 +154,10 @@ impl WgtuneApp {
 
     fn handle_reply(&mut self, reply: Reply) {
         match reply {
-            Reply::Device { description, on_wgpu } => {
+            Reply::Device { description, on_wgpu, adapter } => {
                 self.device_description = description;
                 self.device_on_wgpu = on_wgpu;
+                self.device_adapter = adapter;
             }
             Reply::Picked(kind, Some(path), _) => self.picked(kind, path),
             // Nobody cancels a dialog this fast: none could open (rfd found no XDG portal or zenity).
@@ -408,10 +412,37 @@ impl WgtuneApp {
 
     fn status_bar_ui(&self, ui: &mut egui::Ui) {
         ui.horizontal(|ui| {
-            ui.label(format!("Device: {}", self.device_description));
+            let device = ui.label(format!("Device: {}", self.device_description));
+            if let Some(adapter) = &self.device_adapter {
+                self.kernels_ui(ui, device, adapter);
+            }
             ui.separator();
             ui.label(self.training.status_line());
         });
+    }
+
+    /// The adapter's limits and the kernel each operation takes there (for the chosen model's
+    /// heads), behind a short verdict beside the device's name.
+    fn kernels_ui(&self, ui: &mut egui::Ui, device: egui::Response, adapter: &crate::device::AdapterLimits) {
+        let short = crate::kernels::shortfalls(adapter);
+        let verdict = if short.is_empty() { "WGSL kernels" } else { "Burn's operations (adapter short of the kernels' needs)" };
+        let head_dim = self.model.summary.as_ref().map_or(64, |s| s.config.head_dim);
+        let mut details = format!(
+            "{} invocations per workgroup, {} KiB of workgroup memory, {} storage buffers per stage, bindings up to {}; shader-f16 {}",
+            adapter.invocations_per_workgroup,
+            adapter.workgroup_storage_bytes / 1024,
+            adapter.storage_buffers_per_stage,
+            crate::inspect::human_bytes(adapter.storage_binding_bytes),
+            if adapter.shader_f16 { "yes" } else { "no" },
+        );
+        if !short.is_empty() {
+            details.push_str(&format!("\nshort of the kernels' needs: {}", short.join(", ")));
+        }
+        for (operation, kernel) in crate::kernels::describe_kernels(adapter, head_dim) {
+            details.push_str(&format!("\n{operation}: {kernel}"));
+        }
+        device.on_hover_text(&details);
+        ui.label(format!("· {verdict}")).on_hover_text(details);
     }
 
     fn tabs_ui(&mut self, ui: &mut egui::Ui) {

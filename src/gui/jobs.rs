@@ -122,6 +122,8 @@ pub enum Reply {
     Device {
         description: String,
         on_wgpu: bool,
+        /// The wgpu adapter's limits, for the status bar's account of the kernels.
+        adapter: Option<crate::device::AdapterLimits>,
     },
     /// What the picker chose, and how long the dialog was open.
     Picked(PickKind, Option<PathBuf>, std::time::Duration),
@@ -188,11 +190,11 @@ impl Jobs {
 
     pub fn describe_device(&self, choice: DeviceChoice) {
         self.spawn(move |reply| {
-            let (text, on_wgpu) = match ComputeDevice::open(choice) {
-                Ok(d) => (d.description, crate::kernels::is_wgpu(&d.device)),
-                Err(e) => (format!("no device: {e}"), false),
+            let (text, on_wgpu, adapter) = match ComputeDevice::open(choice) {
+                Ok(d) => (d.description, crate::kernels::is_wgpu(&d.device), d.adapter),
+                Err(e) => (format!("no device: {e}"), false, None),
             };
-            reply.send(Reply::Device { description: text, on_wgpu });
+            reply.send(Reply::Device { description: text, on_wgpu, adapter });
         });
     }
 

@@ -41,7 +41,7 @@ pub fn adamw(
     fused: bool,
 ) -> (Tensor<1>, Tensor<1>, Tensor<1>) {
     let device = param.device();
-    if fused && (super::is_wgpu(&device) || super::is_cpu(&device)) {
+    if super::fused_on(fused, &device) && (super::is_wgpu(&device) || super::is_cpu(&device)) {
         let (m, v) = moments.unwrap_or_else(|| (param.zeros_like(), param.zeros_like()));
         let (p, m, v) =
             Dispatch::fused_adamw(param.into_dispatch(), grad.into_dispatch(), m.into_dispatch(), v.into_dispatch(), step.as_f32());

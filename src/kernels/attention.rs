@@ -34,6 +34,7 @@ pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, scores: &Scores, fuse
     // Every backend has the fused operation: WGSL kernels on wgpu, tensor operations on the CPU,
     // both keeping only the inputs, the output and the log-sum-exp for the backward pass.
     let plain = scores.padding.is_none() && scores.softcap.is_none();
+    let fused = super::fused_on(fused, &q.device());
     if fused && plain && supports_head_dim(q.dims()[3]) {
         let (start, window) = (scores.start, scores.window.unwrap_or(0));
         let (output, _lse) = Dispatch::fused_attention(q.into_dispatch(), k.into_dispatch(), v.into_dispatch(), start, window);

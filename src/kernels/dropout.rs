@@ -51,7 +51,7 @@ pub fn dropout<const D: usize>(x: Tensor<D>, probability: f64, fused: bool) -> T
     }
     let device = x.device();
     let keep = 1.0 - probability;
-    if !fused || x.dtype() != DType::F32 || !(super::is_cpu(&device) || super::is_wgpu(&device)) {
+    if !super::fused_on(fused, &device) || x.dtype() != DType::F32 || !(super::is_cpu(&device) || super::is_wgpu(&device)) {
         let mask = x.random_like(Distribution::Bernoulli(keep));
         return x * mask / keep;
     }
@@ -68,7 +68,8 @@ pub fn dropout<const D: usize>(x: Tensor<D>, probability: f64, fused: bool) -> T
 /// where a GPU's memory is the limit. On the CPU, where it rarely is, the copy is kept: the
 /// recomputation cost 5 % of the step there (BENCHMARKS.md, "The CPU ahead of PyTorch").
 pub fn dropout_matmul(x: Tensor<2>, probability: f64, a: Tensor<2>, fused: bool) -> Tensor<2> {
-    let recompute = fused && super::is_wgpu(&x.device()) && x.dtype() == DType::F32 && a.dtype() == DType::F32;
+    let recompute =
+        super::fused_on(fused, &x.device()) && super::is_wgpu(&x.device()) && x.dtype() == DType::F32 && a.dtype() == DType::F32;
     if probability <= 0.0 || !recompute {
         return super::matmul(dropout(x, probability, fused), a, fused);
     }

@@ -18,6 +18,7 @@ use super::extension::FusedKernels;
 /// f16 `b` multiplies in f16, `a` cast to it.
 pub fn matmul(a: Tensor<2>, b: Tensor<2>, fused: bool) -> Tensor<2> {
     let (a_type, b_type) = (a.dtype(), b.dtype());
+    let fused = super::fused_on(fused, &a.device());
     let wgsl = fused
         && a_type == DType::F32
         && matches!(b_type, DType::F32 | DType::F16)

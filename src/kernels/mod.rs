@@ -46,7 +46,7 @@ pub use shape::{ForcedShape, KernelShape, force_kernel_shape, hardware_launches,
 pub use split::split_columns;
 pub use squared_norm::squared_norm;
 pub use swiglu::swiglu;
-pub use wgsl::{KernelVariant, every_variant as every_kernel_variant};
+pub use wgsl::{KernelVariant, every_variant as every_kernel_variant, supports_head_dim};
 
 use burn::backend::DispatchDevice;
 use burn::tensor::Device;
@@ -74,6 +74,14 @@ fn backend_device(device: &Device) -> &DispatchDevice {
 /// Whether `device` (autodiff or not) is Burn's CPU backend, where the CPU passes apply.
 pub fn is_cpu(device: &Device) -> bool {
     matches!(backend_device(device), DispatchDevice::Flex(_))
+}
+
+/// Whether the fused operations run for tensors on `device` when asked for (`fused`): on wgpu only
+/// where the adapter offers what every WGSL kernel needs ([`KERNEL_NEEDS`]). On an adapter short
+/// of it (four storage buffers per stage, as on older GPUs) Burn's generic operations run
+/// instead, which CubeCL sizes to the adapter's limits.
+pub fn fused_on(fused: bool, device: &Device) -> bool {
+    fused && (!is_wgpu(device) || crate::device::wgpu_adapter_limits().is_some_and(|adapter| shortfalls(adapter).is_empty()))
 }
 
 /// Whether `device` (autodiff or not) runs on wgpu, where the WGSL kernels apply.

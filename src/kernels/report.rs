@@ -48,6 +48,10 @@ pub fn shortfalls(adapter: &AdapterLimits) -> Vec<String> {
 
 /// What each operation runs on `adapter` for heads of `head_dim`, as (operation, kernel) lines.
 pub fn describe_kernels(adapter: &AdapterLimits, head_dim: usize) -> Vec<(&'static str, String)> {
+    if !shortfalls(adapter).is_empty() {
+        let generic = "Burn's tensor operations: the adapter offers less than the WGSL kernels need".to_string();
+        return vec![("every op", generic), ("packed base", "none: it needs the WGSL kernels (--base-quant none)".to_string())];
+    }
     let adapter_shape = if adapter.software { KernelShape::Software } else { KernelShape::Hardware };
     let attention = if !wgsl::supports_head_dim(head_dim) {
         format!("Burn's tensor operations (head dimension {head_dim}: the kernels take multiples of 4 up to 256)")
@@ -113,12 +117,14 @@ mod tests {
         assert!(lines[2].1.starts_with("none: the adapter has no shader-f16"));
 
         assert!(shortfalls(&lavapipe()).is_empty());
-        // WebGL2's downlevel limits: no compute storage to speak of.
+        // wgpu's downlevel limits, as on older GPUs: every operation takes Burn's.
         let downlevel =
             AdapterLimits { invocations_per_workgroup: 256, workgroup_storage_bytes: 16352, storage_buffers_per_stage: 4, ..gpu };
         assert_eq!(
             shortfalls(&downlevel),
             ["16352 bytes of workgroup memory (the kernels need 16384)", "4 storage buffers per stage (the kernels need 8)"]
         );
+        let lines = describe_kernels(&downlevel, 64);
+        assert_eq!(lines[0], ("every op", "Burn's tensor operations: the adapter offers less than the WGSL kernels need".to_string()));
     }
 }

@@ -18,7 +18,7 @@ use super::extension::FusedKernels;
 pub fn rms_norm<const D: usize>(x: Tensor<D>, weight: Tensor<1>, eps: f64, fused: bool) -> Tensor<D> {
     let dims = x.dims();
     let rows = dims[..D - 1].iter().product::<usize>();
-    if !fused || rows == 0 || dims[D - 1] == 0 {
+    if !super::fused_on(fused, &x.device()) || rows == 0 || dims[D - 1] == 0 {
         return rms_norm_reference(x, weight, eps);
     }
     let (output, _inv_rms) = Dispatch::fused_rms_norm(x.reshape([rows, dims[D - 1]]).into_dispatch(), weight.into_dispatch(), eps as f32);

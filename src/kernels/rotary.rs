@@ -19,7 +19,7 @@ use super::extension::FusedKernels;
 /// whole head rotates (off, or a partial rotation: Burn's tensor operations).
 pub fn rotary(x: Tensor<4>, cos: &Tensor<3>, sin: &Tensor<3>, fused: bool) -> Tensor<4> {
     let (head_dim, rotary_dim) = (x.dims()[3], cos.dims()[2]);
-    if fused && rotary_dim == head_dim && head_dim.is_multiple_of(2) && x.dims().iter().all(|&d| d > 0) {
+    if super::fused_on(fused, &x.device()) && rotary_dim == head_dim && head_dim.is_multiple_of(2) && x.dims().iter().all(|&d| d > 0) {
         let output = Dispatch::fused_rotary(x.into_dispatch(), cos.clone().into_dispatch(), sin.clone().into_dispatch(), false);
         Tensor::from_dispatch(output)
     } else {

@@ -24,7 +24,7 @@ use super::extension::FusedKernels;
 /// operation whose backward pass joins the pieces' gradients (off: Burn's `narrow`).
 pub fn split_columns(product: Tensor<2>, widths: &[usize], fused: bool) -> Vec<Tensor<2>> {
     debug_assert_eq!(widths.iter().sum::<usize>(), product.dims()[1], "the widths cover the product");
-    if fused {
+    if super::fused_on(fused, &product.device()) {
         return Dispatch::split_columns(product.into_dispatch(), widths.to_vec()).into_iter().map(Tensor::from_dispatch).collect();
     }
     column_ranges(widths).map(|(start, width)| product.clone().narrow(1, start, width)).collect()

@@ -22,7 +22,7 @@ pub(super) fn slots(n: usize) -> usize {
 /// none. `fused` picks the fused operation (off: Burn's tensor operations).
 pub fn squared_norm(tensors: Vec<Tensor<1>>, fused: bool) -> Option<Tensor<1>> {
     let device = tensors.first()?.device();
-    if !fused {
+    if !super::fused_on(fused, &device) {
         return tensors.into_iter().map(|t| t.square().sum()).reduce(|total, sum| total + sum);
     }
     let mut partials = Tensor::<1>::zeros([tensors.iter().map(|t| slots(t.dims()[0])).sum::<usize>()], &device);

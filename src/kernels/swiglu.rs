@@ -15,7 +15,7 @@ use super::extension::FusedKernels;
 
 /// `silu(gate) · up`; `fused` picks the fused operation (off: Burn's tensor operations).
 pub fn swiglu<const D: usize>(gate: Tensor<D>, up: Tensor<D>, fused: bool) -> Tensor<D> {
-    if fused {
+    if super::fused_on(fused, &gate.device()) {
         let shape = gate.shape();
         let n = shape.num_elements();
         let output = Dispatch::fused_swiglu(gate.reshape([n]).into_dispatch(), up.reshape([n]).into_dispatch());

@@ -18,6 +18,7 @@ use super::packed::{HostPacked, PackedWeight};
 use super::precision::{Precision, to_f32};
 use super::rope::Rope;
 use super::shared_base::SharedBase;
+use super::vocabulary::{HostTable, RowBlocks};
 use crate::classify::LabelSet;
 use crate::kernels;
 
@@ -120,16 +121,17 @@ pub struct DecoderLayer {
 
 #[derive(Module, Debug)]
 pub struct Embedding {
-    /// `[vocab, hidden]`, as in the checkpoint. With a packed base, a placeholder of that shape
-    /// that holds no values (see [`Linear::packed`]).
+    /// `[vocab, hidden]`, as in the checkpoint. With the table on the host, a placeholder of
+    /// that shape that holds no values (see [`Linear::packed`]).
     pub weight: Param<Tensor<2>>,
     /// A packed base's table in blocks on the device, when it is also the output projection
     /// (tied embeddings).
     pub packed: Option<PackedWeight>,
-    /// A packed base's table in blocks on the host, where a batch's rows are looked up and
-    /// dequantized: the device never holds the table dense.
+    /// The table on the host, where a batch's rows are looked up: a packed base's (dequantized
+    /// there, so the device never holds it dense) or a frozen table larger than one storage
+    /// binding (see `vocabulary.rs`).
     #[module(skip)]
-    pub host: Option<Arc<HostPacked>>,
+    pub host: Option<Arc<HostTable>>,
 }
 
 impl Embedding {
@@ -142,7 +144,13 @@ impl Embedding {
     pub fn packed(host: HostPacked, tied: bool, device: &Device) -> Self {
         let shape = [host.layout.rows, host.layout.cols];
         let packed = tied.then(|| PackedWeight::to_device(&host, device));
-        Self { weight: super::packed::placeholder(shape, device), packed, host: Some(Arc::new(host)) }
+        Self { weight: super::packed::placeholder(shape, device), packed, host: Some(Arc::new(HostTable::Packed(host))) }
+    }
+
+    /// A frozen dense table `[rows, cols]` (row-major f32) looked up on the host.
+    pub fn on_host(values: Vec<f32>, rows: usize, cols: usize, device: &Device) -> Self {
+        let host = HostTable::Dense { values, cols };
+        Self { weight: super::packed::placeholder([rows, cols], device), packed: None, host: Some(Arc::new(host)) }
     }
 }
 
@@ -160,6 +168,9 @@ pub enum HeadWeight<'a> {
     Dense(Tensor<2>),
     /// `[vocab, hidden]` in blocks (a packed base).
     Packed(&'a PackedWeight),
+    /// `[hidden, vocab_i]` for each block of a head larger than one storage binding, left to
+    /// right (see `vocabulary.rs`).
+    Blocks(Vec<Tensor<2>>),
 }
 
 impl Head<'_> {
@@ -169,6 +180,7 @@ impl Head<'_> {
         let logits = match &self.weight {
             HeadWeight::Dense(w) => kernels::matmul(x, w.clone(), fused),
             HeadWeight::Packed(w) => kernels::packed_matmul(x, w),
+            HeadWeight::Blocks(blocks) => super::vocabulary::project(x, blocks, fused),
         };
         match self.softcap {
             Some(cap) => logits.div_scalar(cap).tanh().mul_scalar(cap),
@@ -180,13 +192,16 @@ impl Head<'_> {
     pub fn in_precision(self, compute: Precision) -> Self {
         let weight = match self.weight {
             HeadWeight::Dense(w) => HeadWeight::Dense(compute.matmul_weight(w)),
+            HeadWeight::Blocks(blocks) => HeadWeight::Blocks(blocks.into_iter().map(|w| compute.matmul_weight(w)).collect()),
             packed => packed,
         };
         Self { weight, ..self }
     }
 }
 
-/// A causal language model. `lm_head` is `None` when it is tied to `embed_tokens`.
+/// A causal language model. `lm_head` is `None` when it is tied to `embed_tokens`, or when the
+/// output projection (tied or not) is in `head_blocks`: frozen, and larger than one storage
+/// binding.
 ///
 /// With a `score` head it is a sequence classifier instead (transformers'
 /// `*ForSequenceClassification`): the head `[hidden, num_labels]`, without bias, reads the hidden
@@ -197,6 +212,7 @@ pub struct CausalLm {
     pub layers: Vec<DecoderLayer>,
     pub norm: RmsNorm,
     pub lm_head: Option<Linear>,
+    pub head_blocks: Option<RowBlocks>,
     pub score: Option<Linear>,
     #[module(skip)]
     pub config: ModelConfig,
@@ -461,7 +477,12 @@ impl DecoderLayer {
 impl CausalLm {
     pub fn new(embed_tokens: Embedding, layers: Vec<DecoderLayer>, norm: RmsNorm, lm_head: Option<Linear>, config: ModelConfig) -> Self {
         let (rope, local_rope) = (Rope::new(&config), Rope::local(&config));
-        Self { embed_tokens, layers, norm, lm_head, score: None, config, rope, local_rope }
+        Self { embed_tokens, layers, norm, lm_head, head_blocks: None, score: None, config, rope, local_rope }
+    }
+
+    /// This model with its output projection in `blocks` (and no `lm_head`).
+    pub fn with_head_blocks(self, blocks: RowBlocks) -> Self {
+        Self { lm_head: None, head_blocks: Some(blocks), ..self }
     }
 
     /// This decoder as a classifier of `labels`, with `score` (stored `[hidden, num_labels]`, in
@@ -568,8 +589,7 @@ impl CausalLm {
         let [batch, len] = input_ids.dims();
         let device = input_ids.device();
         let ids = input_ids.into_data().convert::<i64>().try_into_vec::<i64>().unwrap_or_default();
-        let rows = table.dequantize_rows(ids.iter().map(|&id| id.max(0) as usize));
-        Tensor::from_data(burn::tensor::TensorData::new(rows, [batch, len, table.layout.cols]), &device)
+        Tensor::from_data(burn::tensor::TensorData::new(table.rows(&ids), [batch, len, table.cols()]), &device)
     }
 
     /// What every layer of a forward pass over `len` tokens from position `start` shares.
@@ -663,13 +683,14 @@ impl CausalLm {
     /// The output projection, dense in the precision the weights are stored in (an f16 head is
     /// never copied to f32) or packed, tied to the embedding or not.
     pub fn head(&self) -> Head<'_> {
-        let weight = match (&self.lm_head, &self.embed_tokens.packed) {
-            (Some(head), _) => match &head.packed {
+        let weight = match (&self.lm_head, &self.head_blocks, &self.embed_tokens.packed) {
+            (Some(head), _, _) => match &head.packed {
                 Some(packed) => HeadWeight::Packed(packed),
                 None => HeadWeight::Dense(head.weight.val()),
             },
-            (None, Some(packed)) => HeadWeight::Packed(packed),
-            (None, None) => HeadWeight::Dense(self.embed_tokens.weight.val().transpose()),
+            (None, Some(blocks), _) => HeadWeight::Blocks(blocks.transposed()),
+            (None, None, Some(packed)) => HeadWeight::Packed(packed),
+            (None, None, None) => HeadWeight::Dense(self.embed_tokens.weight.val().transpose()),
         };
         Head { weight, softcap: self.config.final_logit_softcapping }
     }

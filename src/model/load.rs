@@ -10,6 +10,7 @@ use super::linear::Linear;
 use super::llama::{Attention, CausalLm, DecoderLayer, Embedding, GateUpProjections, Mlp, QkvProjections, RmsNorm};
 use super::packed::{BaseQuant, HostPacked, PackedWeight};
 use super::precision::Precision;
+use super::vocabulary::{RowBlocks, exceeds_binding};
 use super::weights::{HostTensor, WeightDtype, WeightFiles};
 use crate::error::{Error, Result};
 use crate::gguf::{GgmlType, GgufModel};
@@ -136,7 +137,7 @@ impl ModelFolder {
     /// the device never holds them in f32) and the vectors in f32. With a `base_quant`, the
     /// decoder layers' projections are packed in blocks instead (for LoRA, which freezes them).
     pub fn load_in(&self, device: &Device, precision: Precision, base_quant: BaseQuant) -> Result<CausalLm> {
-        Loader { source: Source::Files(&self.weights), device, matrices: precision.matrix_dtype(), base_quant }.model(&self.config)
+        Loader::new(Source::Files(&self.weights), device, precision, base_quant).model(&self.config)
     }
 }
 
@@ -199,7 +200,7 @@ impl ModelWeights {
 /// A model of the given shape with random weights (normal, std 0.02; norms at one), built on the
 /// device; for benchmarks of shapes whose weights are not at hand.
 pub fn random_model(config: &ModelConfig, device: &Device, precision: Precision, base_quant: BaseQuant) -> CausalLm {
-    Loader { source: Source::Random, device, matrices: precision.matrix_dtype(), base_quant }
+    Loader::new(Source::Random, device, precision, base_quant)
         .model(config)
         // Cannot fail: random weights are drawn in the shapes the same config asks for.
         .expect("random weights have the right shapes")
@@ -217,9 +218,17 @@ struct Loader<'a> {
     matrices: DType,
     /// How the decoder layers' projections are stored (packed: not in `matrices`).
     base_quant: BaseQuant,
+    /// The most bytes one storage binding holds on a wgpu device: frozen vocabulary tables past
+    /// it stay on the host or go in blocks (see `vocabulary.rs`).
+    binding: Option<u64>,
 }
 
-impl Loader<'_> {
+impl<'a> Loader<'a> {
+    fn new(source: Source<'a>, device: &'a Device, precision: Precision, base_quant: BaseQuant) -> Self {
+        let binding = if crate::kernels::is_wgpu(device) { crate::device::wgpu_storage_binding_limit() } else { None };
+        Self { source, device, matrices: precision.matrix_dtype(), base_quant, binding }
+    }
+
     fn model(&self, c: &ModelConfig) -> Result<CausalLm> {
         let has_head = match self.source {
             Source::Files(files) => files.contains("lm_head.weight"),
@@ -227,7 +236,7 @@ impl Loader<'_> {
         };
         // The embedding is the output projection too (a classifier has none).
         let tied = c.tie_word_embeddings && !has_head && c.labels.is_none();
-        let embed_tokens = self.embedding(c, tied)?;
+        let (embed_tokens, tied_head_blocks) = self.embedding(c, tied)?;
         let layers = (0..c.num_hidden_layers).map(|i| self.layer(c, i)).collect::<Result<Vec<_>>>()?;
         let norm = self.norm(c, "model.norm")?;
         if let Some(labels) = &c.labels {
@@ -241,15 +250,25 @@ impl Loader<'_> {
                 Source::Random => model.into_classifier(labels.clone(), c.pad_token_id.unwrap_or(0)),
             });
         }
-        // Packed with the base on a GPU, or dense: the chunked loss multiplies by it either way.
+        // Packed with the base on a GPU, or dense (in blocks past one binding): the chunked loss
+        // multiplies by it either way.
+        let (vocab, hidden) = (c.vocab_size, c.hidden_size);
         let lm_head = if c.tie_word_embeddings && !has_head {
             None
         } else if self.packs_vocabulary() {
-            Some(self.linear("lm_head", c.hidden_size, c.vocab_size, false)?)
+            Some(self.linear("lm_head", hidden, vocab, false)?)
+        } else if exceeds_binding(vocab, hidden, self.matrices, self.binding) {
+            let values = self.host_values("lm_head.weight", vocab, hidden)?;
+            let blocks = self.row_blocks(&values, vocab, hidden);
+            return Ok(CausalLm::new(embed_tokens, layers, norm, None, c.clone()).with_head_blocks(blocks));
         } else {
-            Some(self.dense_linear("lm_head", c.hidden_size, c.vocab_size, false)?)
+            Some(self.dense_linear("lm_head", hidden, vocab, false)?)
         };
-        Ok(CausalLm::new(embed_tokens, layers, norm, lm_head, c.clone()))
+        let model = CausalLm::new(embed_tokens, layers, norm, lm_head, c.clone());
+        Ok(match tied_head_blocks {
+            Some(blocks) => model.with_head_blocks(blocks),
+            None => model,
+        })
     }
 
     /// Whether a packed base packs the embedding and the output projection too: on a GPU, where
@@ -261,15 +280,35 @@ impl Loader<'_> {
     }
 
     /// The token embeddings: with a packed base on a GPU, in blocks looked up on the host (and,
-    /// `tied` to the output, also on the device as the head).
-    fn embedding(&self, c: &ModelConfig, tied: bool) -> Result<Embedding> {
+    /// `tied` to the output, also on the device as the head); larger than one storage binding,
+    /// looked up on the host too, with the head (when `tied`) in row blocks on the device.
+    fn embedding(&self, c: &ModelConfig, tied: bool) -> Result<(Embedding, Option<RowBlocks>)> {
         let name = "model.embed_tokens.weight";
         let (rows, cols) = (c.vocab_size, c.hidden_size);
-        let Some(bits) = self.base_quant.bits().filter(|_| self.packs_vocabulary() && BaseQuant::can_pack(rows, cols)) else {
-            return Ok(Embedding::dense(self.matrix(name, rows, cols, false)?));
-        };
-        let host = self.packed_host(name, rows, cols, bits)?;
-        Ok(Embedding::packed(host, tied, self.device))
+        if let Some(bits) = self.base_quant.bits().filter(|_| self.packs_vocabulary() && BaseQuant::can_pack(rows, cols)) {
+            let host = self.packed_host(name, rows, cols, bits)?;
+            return Ok((Embedding::packed(host, tied, self.device), None));
+        }
+        if !exceeds_binding(rows, cols, self.matrices, self.binding) {
+            return Ok((Embedding::dense(self.matrix(name, rows, cols, false)?), None));
+        }
+        let values = self.host_values(name, rows, cols)?;
+        let head = tied.then(|| self.row_blocks(&values, rows, cols));
+        Ok((Embedding::on_host(values, rows, cols, self.device), head))
+    }
+
+    /// A `[rows, cols]` checkpoint matrix's values on the host, row-major f32.
+    fn host_values(&self, name: &str, rows: usize, cols: usize) -> Result<Vec<f32>> {
+        Ok(match self.source {
+            Source::Files(files) => files.read(name, &[rows, cols])?.values,
+            Source::Random => random_values(rows * cols, name),
+        })
+    }
+
+    /// A frozen `[rows, cols]` matrix in row blocks that each fit one storage binding.
+    fn row_blocks(&self, values: &[f32], rows: usize, cols: usize) -> RowBlocks {
+        let limit = self.binding.unwrap_or(u64::MAX);
+        RowBlocks::new(values, rows, cols, self.matrices, limit, self.device)
     }
 
     /// A `[rows, cols]` matrix in blocks of `bits`: a GGUF's own blocks where they fit, else

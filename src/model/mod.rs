@@ -9,6 +9,7 @@ pub mod packed;
 mod precision;
 mod rope;
 mod shared_base;
+mod vocabulary;
 pub mod weights;
 
 pub use activation::Activation;
@@ -22,4 +23,5 @@ pub use load::{ModelFolder, ModelWeights, random_model, transpose};
 pub use packed::{BaseQuant, PackedWeight};
 pub use precision::Precision;
 pub use shared_base::SharedBase;
+pub use vocabulary::{HostTable, RowBlocks, exceeds_binding};
 pub use weights::{HostTensor, WeightDtype, WeightFiles};

@@ -58,14 +58,21 @@ pub fn cross_entropy_sum(hidden: Tensor<3>, head: Head, targets: &Targets, chunk
     let [batch, len, dim] = hidden.dims();
     let device = hidden.device();
     let selected = hidden.reshape([batch * len, dim]).select(0, targets.rows.clone());
-    // The fused loss knows no soft-capped logits (Gemma 2): those take the tensor-op path.
+    let fused = kernels::fused_on(fused, &device);
+    // The fused loss knows no soft-capped logits (Gemma 2) and no head in blocks (one larger than
+    // a storage binding): those take the tensor-op path, which keeps each chunk's logits for the
+    // backward pass.
     if fused && !count_correct && head.softcap.is_none() {
         let ids: Vec<u32> = targets.ids.iter().map(|&t| t as u32).collect();
-        let sum = match head.weight {
-            HeadWeight::Dense(head) => kernels::cross_entropy(selected, head, &ids, chunk),
-            HeadWeight::Packed(head) => kernels::cross_entropy_packed(selected, head, &ids, chunk),
-        };
-        return LossSum { sum, correct: None };
+        match &head.weight {
+            HeadWeight::Dense(weight) => {
+                return LossSum { sum: kernels::cross_entropy(selected, weight.clone(), &ids, chunk), correct: None };
+            }
+            HeadWeight::Packed(weight) => {
+                return LossSum { sum: kernels::cross_entropy_packed(selected, weight, &ids, chunk), correct: None };
+            }
+            HeadWeight::Blocks(_) => {}
+        }
     }
     let mut sum: Option<Tensor<1>> = None;
     let mut correct: Option<Tensor<1, Int>> = None;

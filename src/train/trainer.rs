@@ -163,11 +163,14 @@ impl<'a> Run<'a> {
 
         let device = ComputeDevice::open(config.device)?;
         device.check_precision(config.precision)?;
+        // The batches the data really makes: no longer than its longest example, no more
+        // sequences than it has.
+        let longest = data.report.max_tokens.next_multiple_of(crate::data::LENGTH_MULTIPLE);
+        let sized = TrainConfig { batch_size: config.batch_size.min(data.train.len()), ..config.clone() };
+        if let Some(adapter) = &device.adapter {
+            crate::inspect::check_bindings(&folder.config, &sized, longest, adapter, &device.description)?;
+        }
         if let Some(limit) = device.memory_limit {
-            // The batches the data really makes: no longer than its longest example, no more
-            // sequences than it has.
-            let longest = data.report.max_tokens.next_multiple_of(crate::data::LENGTH_MULTIPLE);
-            let sized = TrainConfig { batch_size: config.batch_size.min(data.train.len()), ..config.clone() };
             crate::inspect::check_fits(
                 &folder.config,
                 &sized,

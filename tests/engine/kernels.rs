@@ -408,10 +408,10 @@ fn a_packed_head_and_embedding_match_their_dequantized_matrices() {
 
             let embedding = Embedding::packed(host.clone(), false, &dev.device);
             assert!(embedding.packed.is_none(), "untied: nothing of the table on the device");
-            let ids = [5usize, 0, 95, 5];
-            let looked_up = embedding.host.as_ref().unwrap().dequantize_rows(ids);
+            let ids = [5i64, 0, 95, 5];
+            let looked_up = embedding.host.as_ref().unwrap().rows(&ids);
             let dense = host.dequantize();
-            let expected: Vec<f32> = ids.iter().flat_map(|&r| dense[r * dim..(r + 1) * dim].to_vec()).collect();
+            let expected: Vec<f32> = ids.iter().flat_map(|&r| dense[r as usize * dim..(r as usize + 1) * dim].to_vec()).collect();
             assert_eq!(looked_up, expected, "{what}: looked-up rows");
         }
     }

@@ -10,6 +10,7 @@ mod e2e;
 mod eval;
 mod gguf;
 mod kernels;
+mod limits;
 mod packaging;
 mod parity;
 mod shaders;

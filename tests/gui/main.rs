@@ -467,11 +467,28 @@ fn main_window_with_a_finished_run() {
     let mut harness = Harness::builder().with_size([1100.0, 760.0]).wgpu().build_eframe(|cc| WgtuneApp::new(cc, Box::new(picker)));
     // Nothing machine-dependent on screen: a fixed device line, a recorded run.
     wait_until(&mut harness, 60, "the device probe", |app| !app.device_description.starts_with("detecting"));
+    // The status bar says which kernels the adapter runs: Burn's operations where it is short
+    // of what the WGSL kernels need (wgpu's downlevel limits), the kernels where it is not.
+    let lavapipe = wgtune::device::AdapterLimits {
+        software: true,
+        invocations_per_workgroup: 1024,
+        workgroup_storage_bytes: 32768,
+        storage_buffers_per_stage: 32,
+        storage_binding_bytes: 128 << 20,
+        buffer_bytes: 4 << 30,
+        shader_f16: true,
+        subgroups: true,
+    };
+    harness.state_mut().device_adapter = Some(wgtune::device::AdapterLimits { storage_buffers_per_stage: 4, ..lavapipe.clone() });
+    harness.run_steps(2);
+    harness.get_by_label("· Burn's operations (adapter short of the kernels' needs)");
     let app = harness.state_mut();
     app.device_description = "llvmpipe (test), Vulkan".into();
+    app.device_adapter = Some(lavapipe);
     app.training.show_run(&fixture("run")).unwrap();
     app.tab = Tab::Training;
     harness.run_steps(4);
+    harness.get_by_label("· WGSL kernels");
     harness.snapshot("main_window_finished_run");
 }
 
