@@ -26,6 +26,7 @@ pub mod model;
 pub mod params;
 pub mod peft;
 pub mod presets;
+pub mod recipe;
 pub mod seed;
 pub mod session;
 pub mod third_party;

@@ -1,7 +1,8 @@
 //! `wgtune export`: merged weights as a Hugging Face folder or a GGUF file, the LoRA adapter in
-//! PEFT's or llama.cpp's format, and a folder for `ollama create`.
+//! PEFT's or llama.cpp's format, a folder for `ollama create`, and a recipe that runs the same
+//! training on a GPU cluster with TRL or Axolotl.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use clap::Args;
@@ -12,14 +13,20 @@ use wgtune::model::WeightDtype;
 use wgtune::session::LoadedModel;
 
 #[derive(Args, Debug)]
-#[command(group(clap::ArgGroup::new("outputs").required(true).multiple(true).args(["merged", "adapter_out", "gguf", "gguf_adapter", "ollama"])))]
+#[command(group(clap::ArgGroup::new("outputs").required(true).multiple(true).args(["merged", "adapter_out", "gguf", "gguf_adapter", "ollama", "recipe"])))]
 pub struct ExportArgs {
-    /// The base model the weights were trained on (folder, .gguf file, ollama:NAME or a Hugging Face model id).
+    /// The base model the weights were trained on (folder, .gguf file, ollama:NAME or a Hugging Face model id) [default: the run's, from its run.toml].
     #[arg(long)]
-    pub model: PathBuf,
-    /// Trained weights: a run directory, one of its checkpoints, or a PEFT adapter folder.
+    pub model: Option<PathBuf>,
+    /// Trained weights: a run directory, one of its checkpoints, or a PEFT adapter folder (for --recipe: a run directory or its run.toml).
     #[arg(long, visible_alias = "run")]
     pub trained: PathBuf,
+    /// Write a recipe that trains the same run on a GPU cluster: TARGET is trl or axolotl, DIR the folder (records, config, launch.sh, README).
+    #[arg(long, num_args = 2, value_names = ["TARGET", "DIR"])]
+    pub recipe: Option<Vec<String>>,
+    /// Processes (GPUs, over all nodes) the recipe's batch is split for, keeping the run's global batch.
+    #[arg(long, default_value_t = 1)]
+    pub world_size: usize,
     /// Write merged weights here, as a Hugging Face model folder.
     #[arg(long, value_name = "DIR")]
     pub merged: Option<PathBuf>,
@@ -58,7 +65,18 @@ fn parse_gguf_type(s: &str) -> Result<GgmlType, String> {
 }
 
 pub fn run(args: ExportArgs) -> Result<()> {
-    let model_dir = super::progress::resolve_model(&args.model)?;
+    if let Some(recipe) = &args.recipe {
+        export_recipe(&args, recipe)?;
+    }
+    let outputs_from_weights = [&args.merged, &args.adapter_out, &args.gguf, &args.gguf_adapter, &args.ollama];
+    if outputs_from_weights.iter().all(|o| o.is_none()) {
+        return Ok(());
+    }
+    let model = match &args.model {
+        Some(model) => model.clone(),
+        None => run_settings(&args.trained)?.model,
+    };
+    let model_dir = super::progress::resolve_model(&model)?;
     let outputs: Vec<&PathBuf> =
         [&args.merged, &args.adapter_out, &args.gguf, &args.gguf_adapter, &args.ollama].into_iter().flatten().collect();
     for (i, a) in outputs.iter().enumerate() {
@@ -103,5 +121,42 @@ pub fn run(args: ExportArgs) -> Result<()> {
         bar.finish_and_clear();
         println!("Ollama model written to {}; add it with: ollama create NAME -f {}", out.display(), out.join("Modelfile").display());
     }
+    Ok(())
+}
+
+/// The settings of the run at `trained`: its `run.toml`, or the file itself when one is given.
+fn run_settings(trained: &Path) -> Result<wgtune::train::TrainConfig> {
+    let file = if trained.is_file() { trained.to_path_buf() } else { trained.join(wgtune::train::RUN_CONFIG_FILE) };
+    if !file.is_file() {
+        anyhow::bail!(
+            "{}: no {} here to read the run's settings from; pass --model, or a run directory wgtune trained",
+            trained.display(),
+            wgtune::train::RUN_CONFIG_FILE
+        );
+    }
+    Ok(wgtune::train::TrainConfig::from_toml_file(&file)?)
+}
+
+/// `--recipe TARGET DIR`: the run's settings and records as a recipe for TRL or Axolotl.
+fn export_recipe(args: &ExportArgs, recipe: &[String]) -> Result<()> {
+    let [target, dir] = recipe else { anyhow::bail!("--recipe takes a target (trl or axolotl) and a folder") };
+    let target: wgtune::recipe::RecipeTarget = target.parse().map_err(|e: String| anyhow::anyhow!("--recipe: {e}"))?;
+    let mut run = run_settings(&args.trained)?;
+    if let Some(model) = &args.model {
+        run.model = model.clone();
+    }
+    let dir = Path::new(dir);
+    let summary = wgtune::recipe::write_recipe(&run, target, args.world_size, dir, args.overwrite)?;
+    println!(
+        "{target} recipe written to {}: {} training and {} validation records ({}), {} sequences per process x {} accumulation x {} processes; launch with {}",
+        dir.display(),
+        summary.train_records,
+        summary.validation_records,
+        summary.form.name(),
+        summary.micro_batch,
+        summary.accumulation,
+        args.world_size,
+        dir.join("launch.sh").display()
+    );
     Ok(())
 }

@@ -10,7 +10,7 @@ use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
 use super::columns;
-use super::format::DatasetFormat;
+use super::format::{DatasetFormat, Sample};
 use super::labelled;
 use super::records::{SourceRecord, for_each_record};
 use super::render::render;
@@ -325,6 +325,27 @@ fn examples_from(path: &Path, config: &DataConfig, tokenizer: &TextTokenizer, re
         Ok(())
     })?;
     Ok(examples)
+}
+
+/// Every record of `path` that reads as a sample, by the line it starts on, read as
+/// [`Dataset::load`] reads them (columns mapped, the format given or detected from the first
+/// record): what a recipe for another trainer writes back out, for the examples the split kept.
+pub fn read_samples(path: &Path, config: &DataConfig) -> Result<std::collections::HashMap<usize, Sample>> {
+    let mut format = config.format;
+    let mut samples = std::collections::HashMap::new();
+    for_each_record(path, config.max_record_bytes(), |item| {
+        let Ok(mut record) = item else { return Ok(()) };
+        record.fields = columns::apply(&config.columns, record.fields);
+        let format = match format {
+            Some(f) => f,
+            None => *format.insert(detect_format(&record, path)?),
+        };
+        if let Ok(sample) = format.sample(&record.fields) {
+            samples.insert(record.line, sample);
+        }
+        Ok(())
+    })?;
+    Ok(samples)
 }
 
 /// Leaves a bad record out with its reason, or stops on it when `bad_records` says so.

@@ -11,7 +11,9 @@ mod records;
 mod render;
 
 pub use batch::{Batch, IGNORE, LENGTH_MULTIPLE, LabelTarget, epoch_order, pooled_position};
-pub use dataset::{BadRecords, DataConfig, DataReport, Dataset, Example, LongRecords, Origin, Skipped, count_records, file_columns};
+pub use dataset::{
+    BadRecords, DataConfig, DataReport, Dataset, Example, LongRecords, Origin, Skipped, count_records, file_columns, read_samples,
+};
 pub(crate) use dataset::{detect_format, nothing_to_evaluate};
 pub use format::{DatasetFormat, Sample};
 pub use labelled::{is_labelled_file, read_labelled_file};

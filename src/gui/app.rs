@@ -292,6 +292,10 @@ impl WgtuneApp {
             PickKind::GgufExportFile => self.start_export(ExportTarget { path, kind: ExportKind::Gguf, overwrite: false }),
             PickKind::GgufAdapterExportFile => self.start_export(ExportTarget { path, kind: ExportKind::GgufAdapter, overwrite: false }),
             PickKind::OllamaExportFolder => self.start_export(ExportTarget { path, kind: ExportKind::Ollama, overwrite: false }),
+            PickKind::RecipeFolder => {
+                let kind = ExportKind::Recipe(self.export.recipe_target);
+                self.start_export(ExportTarget { path, kind, overwrite: false })
+            }
         }
     }
 
@@ -340,6 +344,15 @@ impl WgtuneApp {
     /// Exports to `target`, first asking whether to replace it when it holds files.
     pub fn start_export(&mut self, mut target: ExportTarget) {
         target.path = in_workspace(target.path);
+        if let ExportKind::Recipe(recipe) = target.kind {
+            if !target.overwrite && crate::fsutil::is_non_empty_dir(&target.path) {
+                self.export.confirm_replace = Some(target);
+                return;
+            }
+            self.export.begin(target.kind);
+            self.jobs.write_recipe(self.recipe_settings(), recipe, self.export.world_size, target);
+            return;
+        }
         let Some(trained) = self.trained_weights() else {
             self.export.finished(Err("Train first, or resume a run: there are no trained weights to export.".into()));
             return;
@@ -351,6 +364,12 @@ impl WgtuneApp {
         }
         self.export.begin(target.kind);
         self.jobs.export(self.settings.config.model.clone(), trained, target, self.export.dtype, self.export.gguf_type);
+    }
+
+    /// The settings a recipe carries: the opened (or last) run's own, else those on screen.
+    fn recipe_settings(&self) -> crate::train::TrainConfig {
+        let run = self.opened_run.clone().or_else(|| self.training.run_dir()).or(self.settings.last_run.clone());
+        run.and_then(|dir| crate::train::resume_config(&dir).ok()).unwrap_or_else(|| self.settings.config.clone())
     }
 
     /// The trained weights of the current (or last) run, if it has produced any.

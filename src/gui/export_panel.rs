@@ -1,5 +1,6 @@
 //! The export panel: merged weights as a Hugging Face folder (dtype of choice), the PEFT adapter,
-//! and for llama.cpp and Ollama a GGUF model, a GGUF adapter or an Ollama folder.
+//! for llama.cpp and Ollama a GGUF model, a GGUF adapter or an Ollama folder, and a recipe that
+//! runs the same training on a GPU cluster (TRL or Axolotl).
 
 use std::path::PathBuf;
 
@@ -11,6 +12,7 @@ use super::app::WgtuneApp;
 use super::jobs::{ExportKind, ExportTarget};
 use super::model_panel::{display_path, error_ui};
 use super::picker::PickKind;
+use crate::recipe::RecipeTarget;
 
 pub struct ExportPanel {
     /// `None` keeps the source model's dtype.
@@ -23,6 +25,9 @@ pub struct ExportPanel {
     pub result: Option<Result<PathBuf, String>>,
     /// A chosen folder that holds files: replaced only once the user says so.
     pub confirm_replace: Option<ExportTarget>,
+    /// The cluster trainer a recipe is written for, and the processes (GPUs) it splits the batch over.
+    pub recipe_target: RecipeTarget,
+    pub world_size: usize,
 }
 
 impl Default for ExportPanel {
@@ -35,6 +40,8 @@ impl Default for ExportPanel {
             progress: None,
             result: None,
             confirm_replace: None,
+            recipe_target: RecipeTarget::Trl,
+            world_size: 8,
         }
     }
 }
@@ -118,6 +125,7 @@ impl WgtuneApp {
                 }
             });
         });
+        self.recipe_ui(ui);
         if self.export.busy {
             let (done, total) = self.export.progress.unwrap_or((0, 1));
             ui.add(egui::ProgressBar::new(done as f32 / total.max(1) as f32).text(format!("{done} / {total} tensors")));
@@ -137,6 +145,35 @@ impl WgtuneApp {
 }
 
 impl WgtuneApp {
+    /// "Run on a cluster": the run's records, split and settings as a TRL or Axolotl recipe.
+    fn recipe_ui(&mut self, ui: &mut egui::Ui) {
+        let ready = !self.export.busy && !self.settings.config.data.train_file.as_os_str().is_empty();
+        egui::Frame::group(ui.style()).show(ui, |ui| {
+            ui.label(egui::RichText::new("Run on a cluster").strong());
+            ui.label(
+                "The same model, records, validation split and settings as a recipe for TRL (torchrun) or Axolotl on GPUs you rent: \
+                 records, config, launch.sh for one or several nodes, and a README. What it trains comes back as a run here.",
+            );
+            ui.horizontal(|ui| {
+                let target_label = ui.label("Trainer");
+                egui::ComboBox::from_id_salt("recipe-target")
+                    .selected_text(self.export.recipe_target.name())
+                    .show_ui(ui, |ui| {
+                        for target in [RecipeTarget::Trl, RecipeTarget::Axolotl] {
+                            ui.selectable_value(&mut self.export.recipe_target, target, target.name());
+                        }
+                    })
+                    .response
+                    .labelled_by(target_label.id);
+                let gpus = ui.label("GPUs");
+                ui.add(egui::DragValue::new(&mut self.export.world_size).range(1..=1024)).labelled_by(gpus.id);
+                if ui.add_enabled(ready, egui::Button::new("Write recipe…")).clicked() {
+                    self.jobs.pick(PickKind::RecipeFolder);
+                }
+            });
+        });
+    }
+
     /// Asks before an export replaces a folder that holds files.
     fn confirm_replace_ui(&mut self, ui: &mut egui::Ui) {
         let Some(target) = self.export.confirm_replace.clone() else { return };

@@ -90,6 +90,8 @@ pub enum ExportKind {
     GgufAdapter,
     /// A folder with `model.gguf` and a `Modelfile` for `ollama create`.
     Ollama,
+    /// A recipe that trains the same run on a GPU cluster.
+    Recipe(crate::recipe::RecipeTarget),
 }
 
 impl ExportKind {
@@ -101,6 +103,8 @@ impl ExportKind {
             Self::Gguf => "the GGUF model",
             Self::GgufAdapter => "the GGUF adapter",
             Self::Ollama => "the Ollama model",
+            Self::Recipe(crate::recipe::RecipeTarget::Trl) => "the TRL recipe",
+            Self::Recipe(crate::recipe::RecipeTarget::Axolotl) => "the Axolotl recipe",
         }
     }
 
@@ -250,10 +254,29 @@ impl Jobs {
                     ExportKind::Gguf => model.export_gguf(&out, gguf_type, overwrite, progress),
                     ExportKind::GgufAdapter => model.export_gguf_adapter(&out, overwrite),
                     ExportKind::Ollama => model.export_ollama(&out, gguf_type, overwrite, progress),
+                    ExportKind::Recipe(_) => unreachable!("recipes are written by Jobs::write_recipe"),
                 }
             })
             .map(|_| out)
             .map_err(|e| e.to_string());
+            reply.send(Reply::Exported(result));
+        });
+    }
+
+    /// Writes the recipe for `run` (its settings) to `target`, its batch split over `world_size`
+    /// processes.
+    pub fn write_recipe(
+        &self,
+        run: crate::train::TrainConfig,
+        recipe: crate::recipe::RecipeTarget,
+        world_size: usize,
+        target: ExportTarget,
+    ) {
+        let ExportTarget { path: out, overwrite, .. } = target;
+        self.spawn(move |reply| {
+            let result = catch_panic("while writing the recipe", || crate::recipe::write_recipe(&run, recipe, world_size, &out, overwrite))
+                .map(|_| out)
+                .map_err(|e| e.to_string());
             reply.send(Reply::Exported(result));
         });
     }

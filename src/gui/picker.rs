@@ -21,6 +21,8 @@ pub enum PickKind {
     GgufExportFile,
     GgufAdapterExportFile,
     OllamaExportFolder,
+    /// A folder for a TRL or Axolotl recipe.
+    RecipeFolder,
 }
 
 impl PickKind {
@@ -39,6 +41,7 @@ impl PickKind {
             PickKind::GgufExportFile => "Export GGUF model as",
             PickKind::GgufAdapterExportFile => "Export GGUF adapter as",
             PickKind::OllamaExportFolder => "Export for Ollama to",
+            PickKind::RecipeFolder => "Write the cluster recipe to",
         }
     }
 }
@@ -55,6 +58,7 @@ impl PickKind {
                 | PickKind::GgufExportFile
                 | PickKind::GgufAdapterExportFile
                 | PickKind::OllamaExportFolder
+                | PickKind::RecipeFolder
         )
     }
 }
@@ -88,7 +92,8 @@ impl FilePicker for DialogPicker {
             | PickKind::RunFolder
             | PickKind::MergedExportFolder
             | PickKind::AdapterExportFolder
-            | PickKind::OllamaExportFolder => dialog.pick_folder(),
+            | PickKind::OllamaExportFolder
+            | PickKind::RecipeFolder => dialog.pick_folder(),
         }
     }
 }

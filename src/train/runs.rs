@@ -26,10 +26,11 @@ pub struct RunRecord {
 
 impl RunRecord {
     /// Reads the run in `dir`; `None` when `dir` holds no run: no readable `run.toml`, or no
-    /// `metrics.jsonl` (a checkpoint folder has the first without the second).
+    /// `metrics.jsonl` (a checkpoint folder has the first without the second). A trainer's
+    /// output brought back from a cluster (or the recipe folder holding it) reads as a run too.
     pub fn read(dir: &Path) -> Option<Self> {
         if !dir.join(METRICS_FILE).is_file() {
-            return None;
+            return super::imported::read_trainer_output(dir);
         }
         let config = TrainConfig::from_toml_file(&dir.join(RUN_CONFIG_FILE)).ok()?;
         let (steps, evals) = read_metrics(dir).unwrap_or_default();

@@ -95,6 +95,20 @@ fn train_generate_export_and_inspect_from_the_command_line() {
     assert!(merged.join("model.safetensors").exists() && merged.join("tokenizer.json").exists());
     assert!(adapter.join("adapter_config.json").exists());
 
+    // The run as a recipe for a cluster, the model read from its run.toml; GGUF without --model too.
+    let recipe = dir.path().join("recipe");
+    let out = wgtune(&["export", "--run", run_s, "--recipe", "trl", recipe.to_str().unwrap(), "--world-size", "2"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("2 sequences per process x 1 accumulation x 2 processes"), "{}", text(&out.stdout));
+    assert!(recipe.join("trl.yaml").exists() && recipe.join("launch.sh").exists() && recipe.join("data/train.jsonl").exists());
+    let out = wgtune(&["export", "--run", run_s, "--recipe", "slurm", dir.path().join("r2").to_str().unwrap()]);
+    assert!(!out.status.success() && text(&out.stderr).contains("unknown recipe target `slurm` (trl, axolotl)"), "{}", text(&out.stderr));
+    let out = wgtune(&["export", "--run", run_s, "--recipe", "trl", dir.path().join("r3").to_str().unwrap(), "--world-size", "3"]);
+    assert!(!out.status.success() && text(&out.stderr).contains("does not split over 3 processes"), "{}", text(&out.stderr));
+    let gguf = dir.path().join("model.gguf");
+    let out = wgtune(&["export", "--run", run_s, "--gguf", gguf.to_str().unwrap()]);
+    assert!(out.status.success() && gguf.exists(), "{}", text(&out.stderr));
+
     let json = dir.path().join("eval.json");
     let args = ["eval", "--model", model, "--trained", run_s, "--data", data, "--compare", "--limit", "2", "--max-new-tokens", "4"];
     let out = wgtune(&[&args[..], &["--device", "cpu", "--json", json.to_str().unwrap()]].concat());

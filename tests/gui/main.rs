@@ -35,6 +35,7 @@ impl FilePicker for Picker {
             PickKind::GgufExportFile => self.out.join("model.gguf"),
             PickKind::GgufAdapterExportFile => self.out.join("adapter.gguf"),
             PickKind::OllamaExportFolder => self.out.join("ollama"),
+            PickKind::RecipeFolder => self.out.join("recipe"),
             PickKind::OutputFolder | PickKind::RunFolder => self.out.join("run"),
             PickKind::SettingsFile | PickKind::SaveSettingsFile => self.out.join("run.toml"),
         })
@@ -270,6 +271,30 @@ fn the_whole_journey_in_the_app() {
     wait_until(&mut harness, 30, "the run gone from the list", |app| !app.runs.loading && app.runs.runs.iter().all(|r| r.dir != renamed));
     assert!(!renamed.exists() && harness.state().opened_run.is_none());
     assert!(dir.path().join("merged").exists(), "only the run went");
+
+    // Run on a cluster: the settings on screen as a TRL recipe for 2 GPUs...
+    harness.get_by_role_and_label(eframe::egui::accesskit::Role::Button, "Export").click();
+    harness.run_steps(2);
+    harness.state_mut().export.world_size = 2;
+    harness.get_by_label("Write recipe…").click();
+    let recipe = dir.path().join("recipe");
+    wait_until(&mut harness, 60, "the recipe", |app| matches!(&app.export.result, Some(Ok(p)) if *p == recipe) && !app.export.busy);
+    harness.get_by_label_contains("Exported the TRL recipe");
+    let script = std::fs::read_to_string(recipe.join("launch.sh")).unwrap();
+    assert!(script.contains("WORLD_SIZE=2") && recipe.join("trl.yaml").exists() && recipe.join("data/train.jsonl").exists());
+    // ...and what the cluster trained, back among the runs with its loss curve.
+    let checkpoint = recipe.join("output/checkpoint-2");
+    std::fs::create_dir_all(&checkpoint).unwrap();
+    let log = r#"{"max_steps": 2, "log_history": [{"loss": 2.0, "learning_rate": 1e-3, "step": 1}, {"loss": 1.5, "learning_rate": 5e-4, "step": 2}]}"#;
+    std::fs::write(checkpoint.join("trainer_state.json"), log).unwrap();
+    for file in ["adapter_config.json", "adapter_model.safetensors"] {
+        std::fs::copy(dir.path().join("adapter").join(file), recipe.join("output").join(file)).unwrap();
+    }
+    harness.get_by_role_and_label(eframe::egui::accesskit::Role::Button, "Runs").click();
+    wait_until(&mut harness, 30, "the cluster run", |app| !app.runs.loading && app.runs.runs.iter().any(|r| r.dir == recipe));
+    let cluster = harness.state().runs.runs.iter().find(|r| r.dir == recipe).unwrap().clone();
+    assert_eq!(cluster.steps.iter().map(|s| s.loss).collect::<Vec<_>>(), [2.0, 1.5]);
+    assert_eq!(cluster.weights, Some(recipe.join("output")));
 }
 
 #[test]
