@@ -33,7 +33,7 @@ start=$(date +%s)
 (cd "$work/recipe" && ./launch.sh --use_cpu true --ddp_backend gloo --bf16 false --dtype float32) \
   > "$work/trl.log" 2>&1 || { tail -n 40 "$work/trl.log"; exit 1; }
 echo "TRL on 2 processes: $(( $(date +%s) - start )) s"
-grep -o "'train_loss': [0-9.]*" "$work/trl.log" | tail -n 1
+grep -o "'train_loss': '[0-9.]*'" "$work/trl.log" | tail -n 1
 python3 - "$work/recipe/output" <<'EOF'
 import json, sys, pathlib
 states = sorted(pathlib.Path(sys.argv[1]).glob("**/trainer_state.json"))
@@ -47,6 +47,7 @@ test -f "$work/recipe/output/adapter_model.safetensors"
 "$WGTUNE" eval --model "$model" --trained "$work/recipe/output" --data "$validation" --device cpu --compare --show 2 | tee "$work/eval.log"
 "$WGTUNE" generate --model "$model" --trained "$work/recipe/output" --device cpu --prompt "What is the capital of Zorbia?" --max-new-tokens 16
 "$WGTUNE" export --model "$model" --trained "$work/recipe/output" --merged "$work/merged" --gguf "$work/model.gguf"
+"$WGTUNE" generate --model "$work/model.gguf" --device cpu --prompt "What is the capital of Zorbia?" --max-new-tokens 16
 python3 scripts/check_export.py --base "$model" --merged "$work/merged" --adapter "$work/recipe/output" \
   --prompt "What is the capital of Zorbia?" --expect Quellton
 echo "check_recipe: passed ($work)"
