@@ -179,8 +179,14 @@ fn resolve_trained(path: &Path) -> Result<PathBuf> {
     if has_weights(&final_dir) {
         return Ok(final_dir);
     }
-    checkpoint::latest(path)
-        .ok_or_else(|| Error::invalid_file(path, "no adapter_config.json, trainable.safetensors, final/ or checkpoint-* here"))
+    checkpoint::latest(path).ok_or_else(|| {
+        if path.join("config.json").is_file() {
+            // A full fine-tuning's output from TRL or Axolotl is a model of its own.
+            Error::invalid_file(path, "is a whole model folder, not trained weights for another model: pass it as --model")
+        } else {
+            Error::invalid_file(path, "no adapter_config.json, trainable.safetensors, final/ or checkpoint-* here")
+        }
+    })
 }
 
 /// A classifier's classes for `text` (tokenized as in training: with the tokenizer's special

@@ -18,9 +18,9 @@ pub struct ExportArgs {
     /// The base model the weights were trained on (folder, .gguf file, ollama:NAME or a Hugging Face model id) [default: the run's, from its run.toml].
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// Trained weights: a run directory, one of its checkpoints, or a PEFT adapter folder (for --recipe: a run directory or its run.toml).
+    /// Trained weights: a run directory, one of its checkpoints, or a PEFT adapter folder (for --recipe: a run directory or its run.toml) [default: none, the model as it is, e.g. a full fine-tuning's output to GGUF].
     #[arg(long, visible_alias = "run")]
-    pub trained: PathBuf,
+    pub trained: Option<PathBuf>,
     /// Write a recipe that trains the same run on a GPU cluster: TARGET is trl or axolotl, DIR the folder (records, config, launch.sh, README).
     #[arg(long, num_args = 2, value_names = ["TARGET", "DIR"])]
     pub recipe: Option<Vec<String>>,
@@ -74,7 +74,10 @@ pub fn run(args: ExportArgs) -> Result<()> {
     }
     let model = match &args.model {
         Some(model) => model.clone(),
-        None => run_settings(&args.trained)?.model,
+        None => match &args.trained {
+            Some(trained) => run_settings(trained)?.model,
+            None => anyhow::bail!("pass --model (and --trained for a run's weights)"),
+        },
     };
     let model_dir = super::progress::resolve_model(&model)?;
     let outputs: Vec<&PathBuf> =
@@ -85,14 +88,18 @@ pub fn run(args: ExportArgs) -> Result<()> {
         }
     }
     // Refuse a target before the minutes of loading and merging, not after.
-    let sources = [model_dir.as_path(), args.trained.as_path()];
+    let sources: Vec<&Path> = [Some(model_dir.as_path()), args.trained.as_deref()].into_iter().flatten().collect();
     for out in [&args.merged, &args.adapter_out, &args.ollama].into_iter().flatten() {
         wgtune::fsutil::check_target(out, &sources, args.overwrite, "--overwrite")?;
     }
     for out in [&args.gguf, &args.gguf_adapter].into_iter().flatten() {
         wgtune::fsutil::check_file_target(out, &sources, args.overwrite, "--overwrite")?;
     }
-    let model = LoadedModel::load(&model_dir, args.device)?.with_trained(&args.trained)?;
+    let model = LoadedModel::load(&model_dir, args.device)?;
+    let model = match &args.trained {
+        Some(trained) => model.with_trained(trained)?,
+        None => model,
+    };
     let bar = ProgressBar::new(0);
     let progress = |done: usize, total: usize| {
         bar.set_length(total as u64);
@@ -141,7 +148,8 @@ fn run_settings(trained: &Path) -> Result<wgtune::train::TrainConfig> {
 fn export_recipe(args: &ExportArgs, recipe: &[String]) -> Result<()> {
     let [target, dir] = recipe else { anyhow::bail!("--recipe takes a target (trl or axolotl) and a folder") };
     let target: wgtune::recipe::RecipeTarget = target.parse().map_err(|e: String| anyhow::anyhow!("--recipe: {e}"))?;
-    let mut run = run_settings(&args.trained)?;
+    let Some(trained) = &args.trained else { anyhow::bail!("--recipe needs --run: a run directory, or its run.toml") };
+    let mut run = run_settings(trained)?;
     if let Some(model) = &args.model {
         run.model = model.clone();
     }

@@ -62,6 +62,20 @@ pub fn make_executable(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The wgtune commands that take the target's output: an adapter on the base model, or the
+/// fine-tuned model itself.
+fn bring_back(plan: &Plan) -> String {
+    let model = plan.run.model.display();
+    let weights =
+        if plan.run.method.lora().is_some() { format!("--model {model} --trained {OUTPUT_DIR}") } else { format!("--model {OUTPUT_DIR}") };
+    format!(
+        "Each checkpoint, and the end result, is a run to wgtune:\n\n```sh\n\
+         wgtune eval {weights} --data {DATA_DIR}/validation.jsonl\n\
+         wgtune generate {weights} --prompt \"...\"\n\
+         wgtune export {weights} --gguf model.gguf   # or --merged, --ollama\n```"
+    )
+}
+
 pub fn readme(plan: &Plan, target: RecipeTarget, entries: &[Entry], summary: &RecipeSummary) -> String {
     let run = plan.run;
     let install = match target {
@@ -97,14 +111,10 @@ pub fn readme(plan: &Plan, target: RecipeTarget, entries: &[Entry], summary: &Re
          Arguments after `launch.sh` go to the trainer. The batch was split for exactly {world} processes: on another \
          number, export the recipe again with `--world-size`.\n\n\
          ## Bring it back\n\n\
-         Checkpoints appear in `{OUTPUT_DIR}/checkpoint-N/`, and {trained} in `{OUTPUT_DIR}/` at the end. Each is a run \
-         to wgtune:\n\n```sh\n\
-         wgtune eval --model {model} --trained {OUTPUT_DIR} --compare\n\
-         wgtune generate --model {model} --trained {OUTPUT_DIR} --prompt \"...\"\n\
-         wgtune export --model {model} --trained {OUTPUT_DIR} --gguf model.gguf   # or --merged, --ollama, --gguf-adapter\n```\n\n\
-         and the app's Runs tab lists `{OUTPUT_DIR}/` with its loss curve (from `trainer_state.json`) beside the laptop runs.\n\n",
+         Checkpoints appear in `{OUTPUT_DIR}/checkpoint-N/`, and {trained} in `{OUTPUT_DIR}/` at the end. {back}\n\n\
+         The app's Runs tab lists this folder with its loss curve (from `trainer_state.json`) beside the laptop runs.\n\n",
         world = plan.world_size,
-        model = run.model.display(),
+        back = bring_back(plan),
     ));
     out.push_str(&format!("## Settings\n\n| `{}` | value |\n|---|---|\n", target.config_file()));
     for entry in entries {

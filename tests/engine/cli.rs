@@ -108,6 +108,17 @@ fn train_generate_export_and_inspect_from_the_command_line() {
     let gguf = dir.path().join("model.gguf");
     let out = wgtune(&["export", "--run", run_s, "--gguf", gguf.to_str().unwrap()]);
     assert!(out.status.success() && gguf.exists(), "{}", text(&out.stderr));
+    // A model as it is (a full fine-tuning's output from a cluster) exports without --trained,
+    // and is refused as trained weights with the way to use it.
+    let plain = dir.path().join("plain.gguf");
+    let out = wgtune(&["export", "--model", model, "--gguf", plain.to_str().unwrap()]);
+    assert!(out.status.success() && plain.exists(), "{}", text(&out.stderr));
+    let out = wgtune(&["export", "--model", model, "--trained", model, "--gguf", dir.path().join("x.gguf").to_str().unwrap()]);
+    assert!(
+        text(&out.stderr).contains("is a whole model folder, not trained weights for another model: pass it as --model"),
+        "{}",
+        text(&out.stderr)
+    );
 
     let json = dir.path().join("eval.json");
     let args = ["eval", "--model", model, "--trained", run_s, "--data", data, "--compare", "--limit", "2", "--max-new-tokens", "4"];
