@@ -5,10 +5,10 @@ use burn::tensor::{Int, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use crate::data::generation_prompt;
+use crate::data::conversation_prompt;
 use crate::error::{Error, Result};
 use crate::model::{CausalLm, ForwardOptions, KvCache};
-use crate::tokenizer::TextTokenizer;
+use crate::tokenizer::{Message, TextTokenizer};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -134,14 +134,58 @@ pub fn generate_batch(model: &CausalLm, prompts: &[Vec<u32>], max_new_tokens: us
 /// Refuses bad settings, a prompt that fills the model's context, and token ids the model has
 /// no embedding for, before any tensor work.
 pub fn generate_text(model: &CausalLm, tokenizer: &TextTokenizer, prompt: &str, settings: &GenerationSettings) -> Result<String> {
+    Ok(chat(model, tokenizer, &[Message::new("user", prompt)], settings, |_| true)?.text)
+}
+
+/// A model's next turn in a conversation, and how much of its context the conversation uses.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChatReply {
+    pub text: String,
+    /// Tokens of the conversation with this reply, and the model's context.
+    pub tokens: usize,
+    pub context: usize,
+}
+
+/// What a model says next in `messages` (a system turn first, if any; the user's turn last):
+/// generated text, or for a classifier its classes for the last user turn. `on_text` sees the
+/// reply so far after each token and stops it by returning `false` (the reply then ends there).
+/// A conversation that leaves no room in the model's context is refused, saying so.
+pub fn reply(
+    model: &CausalLm,
+    tokenizer: &TextTokenizer,
+    messages: &[Message],
+    settings: &GenerationSettings,
+    on_text: impl FnMut(&str) -> bool,
+) -> Result<ChatReply> {
+    if model.num_labels().is_none() {
+        return chat(model, tokenizer, messages, settings, on_text);
+    }
+    let last = messages.iter().rev().find(|m| m.role == "user").map_or("", |m| m.content.as_str());
+    let text = crate::classify::describe_classes(model, tokenizer, last)?;
+    Ok(ChatReply { text, tokens: 0, context: model.config.max_position_embeddings })
+}
+
+/// [`reply`] for a language model.
+pub fn chat(
+    model: &CausalLm,
+    tokenizer: &TextTokenizer,
+    messages: &[Message],
+    settings: &GenerationSettings,
+    mut on_text: impl FnMut(&str) -> bool,
+) -> Result<ChatReply> {
     settings.validate()?;
-    let rendered = generation_prompt(prompt, tokenizer, settings.chat_template)?;
+    let rendered = conversation_prompt(messages, tokenizer, settings.chat_template)?;
     let ids = tokenizer.encode(&rendered.text, !rendered.has_special_tokens)?;
     let context = model.config.max_position_embeddings;
     if ids.len() >= context {
+        let what = if messages.len() > 1 { "the conversation" } else { "the prompt" };
         return Err(Error::setting(
             "prompt",
-            format!("{} tokens leave no room in the model's context of {context} (max_position_embeddings); shorten it", ids.len()),
+            format!(
+                "{what} is {} tokens, which leaves no room in the model's context of {context} (max_position_embeddings); {}",
+                ids.len(),
+                if messages.len() > 1 { "clear it, or shorten the system prompt" } else { "shorten it" }
+            ),
         ));
     }
     if let Some(&id) = ids.iter().find(|&&id| id as usize >= model.config.vocab_size) {
@@ -150,8 +194,13 @@ pub fn generate_text(model: &CausalLm, tokenizer: &TextTokenizer, prompt: &str, 
             model.config.vocab_size
         )));
     }
-    let out = generate_ids(model, &ids, settings, &tokenizer.eos_token_ids, |_| true);
-    tokenizer.decode(&out)
+    let mut reply_ids = Vec::new();
+    let out = generate_ids(model, &ids, settings, &tokenizer.eos_token_ids, |token| {
+        reply_ids.push(token);
+        // A token that ends inside a character decodes to a replacement mark until the next.
+        tokenizer.decode(&reply_ids).map_or(true, |text| on_text(&text))
+    });
+    Ok(ChatReply { text: tokenizer.decode(&out)?, tokens: ids.len() + out.len(), context })
 }
 
 fn choose(logits: &[f32], settings: &GenerationSettings, rng: &mut impl Rng) -> u32 {
@@ -208,5 +257,51 @@ mod tests {
         let s = GenerationSettings { temperature: 1.0, top_p: 1.0, ..Default::default() };
         let drawn: std::collections::HashSet<u32> = (0..200).map(|_| choose(&[0.0, 0.0, 0.0], &s, &mut rng)).collect();
         assert_eq!(drawn.len(), 3);
+    }
+
+    fn tiny() -> (CausalLm, TextTokenizer) {
+        let folder =
+            crate::model::ModelFolder::open(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-llama")).unwrap();
+        (folder.load(&burn::tensor::Device::flex()).unwrap(), folder.tokenizer().unwrap())
+    }
+
+    #[test]
+    fn a_conversation_streams_its_reply_stops_when_asked_and_keeps_within_the_context() {
+        let (model, tokenizer) = tiny();
+        let settings = GenerationSettings { max_new_tokens: 6, ..Default::default() };
+        let conversation = [
+            Message::new("system", "Be brief."),
+            Message::new("user", "What is the capital of France?"),
+            Message::new("assistant", "Paris."),
+            Message::new("user", "And of Italy?"),
+        ];
+        let mut streamed = Vec::new();
+        let reply = chat(&model, &tokenizer, &conversation, &settings, |text| {
+            streamed.push(text.to_string());
+            true
+        })
+        .unwrap();
+        // The reply grows token by token and ends as the last text streamed.
+        assert_eq!(streamed.len(), 6, "{streamed:?}");
+        assert_eq!(streamed.last().unwrap(), &reply.text);
+        let rendered = crate::data::conversation_prompt(&conversation, &tokenizer, true).unwrap();
+        let prompt_tokens = tokenizer.encode(&rendered.text, false).unwrap().len();
+        assert_eq!((reply.tokens, reply.context), (prompt_tokens + 6, model.config.max_position_embeddings));
+
+        let mut calls = 0;
+        let stopped = chat(&model, &tokenizer, &conversation, &settings, |_| {
+            calls += 1;
+            calls < 2
+        })
+        .unwrap();
+        assert_eq!(stopped.tokens, prompt_tokens + 2, "stopped after its second token");
+
+        let long = [
+            Message::new("user", &"word ".repeat(model.config.max_position_embeddings)),
+            Message::new("assistant", "ok"),
+            Message::new("user", "and?"),
+        ];
+        let err = chat(&model, &tokenizer, &long, &settings, |_| true).unwrap_err().to_string();
+        assert!(err.contains("the conversation is") && err.contains("clear it, or shorten the system prompt"), "{err}");
     }
 }

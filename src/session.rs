@@ -2,17 +2,16 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::classify::{LabelSet, classify_examples};
-use crate::data::{Example, Origin};
+use crate::classify::{LabelSet, classify_text};
 use crate::device::{ComputeDevice, DeviceChoice};
 use crate::error::{Error, Result};
 use crate::export::export_merged;
-use crate::generate::{GenerationSettings, generate_text};
+use crate::generate::{ChatReply, GenerationSettings, generate_text};
 use crate::gguf::GgmlType;
 use crate::method::{LoraSettings, Method};
 use crate::model::{CausalLm, ModelFolder, WeightDtype};
 use crate::peft;
-use crate::tokenizer::TextTokenizer;
+use crate::tokenizer::{Message, TextTokenizer};
 use crate::train::{FINAL_DIR, checkpoint};
 
 pub struct LoadedModel {
@@ -67,9 +66,10 @@ impl LoadedModel {
         classify_text(&self.model, &self.tokenizer, text)
     }
 
-    /// The playground's answer: generated text, or a classifier's classes with probabilities.
-    pub fn respond(&self, prompt: &str, settings: &GenerationSettings) -> Result<String> {
-        respond(&self.model, &self.tokenizer, prompt, settings)
+    /// The model's next turn in `messages` (see [`crate::generate::reply`]), the reply so far
+    /// handed to `on_text` as it grows.
+    pub fn reply(&self, messages: &[Message], settings: &GenerationSettings, on_text: impl FnMut(&str) -> bool) -> Result<ChatReply> {
+        crate::generate::reply(&self.model, &self.tokenizer, messages, settings, on_text)
     }
 
     /// Writes merged weights into `out`: a folder that does not exist or is empty, or with
@@ -187,37 +187,4 @@ fn resolve_trained(path: &Path) -> Result<PathBuf> {
             Error::invalid_file(path, "no adapter_config.json, trainable.safetensors, final/ or checkpoint-* here")
         }
     })
-}
-
-/// A classifier's classes for `text` (tokenized as in training: with the tokenizer's special
-/// tokens), most probable first.
-pub fn classify_text(model: &CausalLm, tokenizer: &TextTokenizer, text: &str) -> Result<Vec<(String, f32)>> {
-    let labels = model.config.labels.clone().ok_or_else(|| Error::setting("model", "this model has no classification head"))?;
-    let ids = tokenizer.encode_classification(text, None)?;
-    if ids.is_empty() {
-        return Err(Error::setting("prompt", "the text makes no tokens"));
-    }
-    let example =
-        Example { trainable: vec![false; ids.len()], ids, label: None, origin: Origin { file: Path::new("prompt").into(), line: 1 } };
-    let pad = model.config.pad_token_id.unwrap_or(tokenizer.pad_token_id);
-    let prediction = classify_examples(model, &[example], pad, 1, Default::default())?.remove(0);
-    let mut classes: Vec<(String, f32)> =
-        prediction.probabilities.iter().enumerate().map(|(i, p)| (labels.name(i).to_string(), *p)).collect();
-    classes.sort_by(|a, b| b.1.total_cmp(&a.1));
-    Ok(classes)
-}
-
-/// What a model says to `prompt`: generated text, or a classifier's classes with probabilities
-/// (the playground's answer, after training or during a paused run).
-pub fn respond(model: &CausalLm, tokenizer: &TextTokenizer, prompt: &str, settings: &GenerationSettings) -> Result<String> {
-    match model.num_labels() {
-        Some(_) => describe_classes(model, tokenizer, prompt),
-        None => generate_text(model, tokenizer, prompt, settings),
-    }
-}
-
-/// [`classify_text`] as one line: `positive 91.2 % · negative 6.1 % · …`.
-pub fn describe_classes(model: &CausalLm, tokenizer: &TextTokenizer, text: &str) -> Result<String> {
-    let classes = classify_text(model, tokenizer, text)?;
-    Ok(classes.iter().map(|(name, p)| format!("{name} {:.1} %", 100.0 * p)).collect::<Vec<_>>().join(" · "))
 }

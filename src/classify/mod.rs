@@ -10,7 +10,7 @@ mod scores;
 mod zero_shot;
 
 pub use labels::{LABELS_FILE, LabelSet, label_of};
-pub use predict::{Prediction, classify_batch, classify_examples};
+pub use predict::{Prediction, classify_batch, classify_examples, classify_text, describe_classes};
 pub use report::{ClassAnswer, ClassificationReport, ClassifiedBy, evaluate_classifier};
 pub use scores::{ClassScores, ClassificationScores};
 pub use zero_shot::zero_shot_examples;

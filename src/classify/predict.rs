@@ -4,9 +4,12 @@ use burn::module::Module;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use crate::data::{Batch, Example, pooled_position};
+use std::path::Path;
+
+use crate::data::{Batch, Example, Origin, pooled_position};
 use crate::error::{Error, Result};
 use crate::model::{CausalLm, ForwardOptions};
+use crate::tokenizer::TextTokenizer;
 
 /// One text's class probabilities, by class id.
 #[derive(Clone, Debug, PartialEq)]
@@ -64,4 +67,28 @@ pub fn classify_examples(
         out.extend(values.chunks(classes).map(|p| Prediction { probabilities: p.to_vec() }));
     }
     Ok(out)
+}
+
+/// A classifier's classes for `text` (tokenized as in training: with the tokenizer's special
+/// tokens), most probable first.
+pub fn classify_text(model: &CausalLm, tokenizer: &TextTokenizer, text: &str) -> Result<Vec<(String, f32)>> {
+    let labels = model.config.labels.clone().ok_or_else(|| Error::setting("model", "this model has no classification head"))?;
+    let ids = tokenizer.encode_classification(text, None)?;
+    if ids.is_empty() {
+        return Err(Error::setting("prompt", "the text makes no tokens"));
+    }
+    let example =
+        Example { trainable: vec![false; ids.len()], ids, label: None, origin: Origin { file: Path::new("prompt").into(), line: 1 } };
+    let pad = model.config.pad_token_id.unwrap_or(tokenizer.pad_token_id);
+    let prediction = classify_examples(model, &[example], pad, 1, Default::default())?.remove(0);
+    let mut classes: Vec<(String, f32)> =
+        prediction.probabilities.iter().enumerate().map(|(i, p)| (labels.name(i).to_string(), *p)).collect();
+    classes.sort_by(|a, b| b.1.total_cmp(&a.1));
+    Ok(classes)
+}
+
+/// [`classify_text`] as one line: `positive 91.2 % · negative 6.1 % · …`.
+pub fn describe_classes(model: &CausalLm, tokenizer: &TextTokenizer, text: &str) -> Result<String> {
+    let classes = classify_text(model, tokenizer, text)?;
+    Ok(classes.iter().map(|(name, p)| format!("{name} {:.1} %", 100.0 * p)).collect::<Vec<_>>().join(" · "))
 }

@@ -113,7 +113,10 @@ fn show(events: Receiver<TrainEvent>, plain: bool) {
             TrainEvent::CheckpointSaved { path, .. } => say(format!("checkpoint {}", path.display())),
             TrainEvent::Paused { step } => say(format!("paused at step {step}")),
             TrainEvent::Resumed { step } => say(format!("resumed at step {step}")),
-            TrainEvent::Generated { prompt, text } => say(format!("{prompt} → {text}")),
+            TrainEvent::Generated { prompt, reply } => match reply {
+                Ok(reply) => say(format!("{prompt} → {}", reply.text)),
+                Err(error) => say(format!("{prompt} → [generation failed: {error}]")),
+            },
             TrainEvent::Finished(_) => bar.finish_and_clear(),
             TrainEvent::Failed { last_checkpoint, .. } => {
                 bar.abandon();

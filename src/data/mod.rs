@@ -20,4 +20,4 @@ pub use labelled::{is_labelled_file, read_labelled_file};
 pub use preview::{Segment, segments};
 pub(crate) use records::kind as json_kind;
 pub use records::{RecordItem, RecordProblem, SourceRecord, for_each_record};
-pub use render::{alpaca_prompt, generation_prompt, render};
+pub use render::{alpaca_prompt, conversation_prompt, generation_prompt, render};

@@ -116,13 +116,25 @@ fn render_plain_chat(messages: &[Message], tokenizer: &TextTokenizer) -> Rendere
 /// The text a prompt is turned into before generation: the chat template with the generation
 /// prompt where the model has one, the prompt as given otherwise.
 pub fn generation_prompt(prompt: &str, tokenizer: &TextTokenizer, use_chat_template: bool) -> Result<RenderedText> {
+    conversation_prompt(&[Message::new("user", prompt)], tokenizer, use_chat_template)
+}
+
+/// The text a conversation (system turn first, if any, and the user's last) is turned into
+/// before the model's next reply: the whole history through the chat template with the
+/// generation prompt; without one, a lone user turn as it is and a longer history in the
+/// section style the model was trained on (see `render_plain_chat`), ending where the reply
+/// goes.
+pub fn conversation_prompt(messages: &[Message], tokenizer: &TextTokenizer, use_chat_template: bool) -> Result<RenderedText> {
     if use_chat_template && tokenizer.has_chat_template() {
-        Ok(RenderedText {
-            text: tokenizer.apply_chat_template(&[Message::new("user", prompt)], true)?,
-            trainable: Vec::new(),
-            has_special_tokens: true,
-        })
-    } else {
-        Ok(RenderedText { text: prompt.to_string(), trainable: Vec::new(), has_special_tokens: false })
+        return Ok(RenderedText { text: tokenizer.apply_chat_template(messages, true)?, trainable: Vec::new(), has_special_tokens: true });
     }
+    let text = match messages {
+        [only] if only.role == "user" => only.content.clone(),
+        _ => {
+            let mut text = render_plain_chat(messages, tokenizer).text;
+            text.push_str("### Response:\n");
+            text
+        }
+    };
+    Ok(RenderedText { text, trainable: Vec::new(), has_special_tokens: false })
 }

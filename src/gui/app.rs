@@ -207,7 +207,8 @@ impl WgtuneApp {
                     }
                 }
             }
-            Reply::Generated { slot, prompt, result } => self.playground.generated(slot, prompt, result),
+            Reply::Streaming { slot, text } => self.playground.streaming(slot, text),
+            Reply::Generated { slot, result } => self.playground.finished(slot, result),
             Reply::ExportProgress { done, total } => self.export.progress = Some((done, total)),
             Reply::Exported(result) => self.export.finished(result),
             Reply::EvalProgress { model, done, total } => self.evaluate.progress = Some((model, done, total)),
@@ -389,8 +390,8 @@ impl WgtuneApp {
         }
         let events = self.training.poll();
         for event in events {
-            if let TrainEvent::Generated { prompt, text } = &event {
-                self.playground.generated(super::playground::Slot::Tuned, prompt.clone(), Ok(text.clone()));
+            if let TrainEvent::Generated { reply, .. } = &event {
+                self.playground.finished(super::playground::Slot::Tuned, reply.clone());
             }
             self.training.apply(event);
         }

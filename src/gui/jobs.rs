@@ -141,10 +141,15 @@ pub enum Reply {
     Dataset(Result<DatasetPreview, String>, Vec<String>, DataConfig),
     /// A dataset being downloaded by id: where it stands.
     DatasetDownload(crate::download::DownloadProgress),
+    /// A playground reply so far, as it streams in.
+    Streaming {
+        slot: Slot,
+        text: String,
+    },
+    /// A playground reply, whole (or stopped), or why there is none.
     Generated {
         slot: Slot,
-        prompt: String,
-        result: Result<String, String>,
+        result: Result<crate::generate::ChatReply, String>,
     },
     ExportProgress {
         done: usize,

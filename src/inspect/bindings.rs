@@ -105,7 +105,7 @@ fn alternatives(config: &TrainConfig, seq_len: usize) -> Vec<(String, TrainConfi
 fn too_large(c: &ModelConfig, config: &TrainConfig, seq_len: usize, limit: u64, wgsl: bool) -> Vec<Whole> {
     let mut out: Vec<Whole> =
         weights(c, config).into_iter().chain(activations(c, config, seq_len, wgsl)).filter(|t| t.bytes > limit).collect();
-    out.sort_by(|a, b| b.bytes.cmp(&a.bytes));
+    out.sort_by_key(|t| std::cmp::Reverse(t.bytes));
     out
 }
 

@@ -301,7 +301,7 @@ fn a_recipe_folder_has_the_records_of_the_split_the_config_and_a_launcher() {
     let tokenizer = ModelFolder::open(&run.model).unwrap().tokenizer().unwrap();
     let dataset = Dataset::load(&run.data, &tokenizer, run.seed).unwrap();
     let lines = |file: &str| std::fs::read_to_string(out.join("data").join(file)).unwrap().lines().count();
-    assert!(dataset.validation.len() >= 1);
+    assert!(!dataset.validation.is_empty());
     assert_eq!(summary.form, Form::Conversation);
     assert!(lines("train.jsonl") >= dataset.train.len() && lines("validation.jsonl") >= dataset.validation.len());
     let first: serde_json::Value =

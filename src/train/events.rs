@@ -5,7 +5,8 @@ use std::sync::mpsc::Sender;
 
 use serde::{Deserialize, Serialize};
 
-use crate::generate::GenerationSettings;
+use crate::generate::{ChatReply, GenerationSettings};
+use crate::tokenizer::Message;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StepMetrics {
@@ -99,10 +100,11 @@ pub enum TrainEvent {
     Resumed {
         step: usize,
     },
-    /// A generation requested while paused.
+    /// A generation requested while paused: the last user turn, and the reply or why there is
+    /// none.
     Generated {
         prompt: String,
-        text: String,
+        reply: Result<ChatReply, String>,
     },
     Finished(RunSummary),
     /// The run stopped on an error; `last_checkpoint` is still loadable.
@@ -129,10 +131,10 @@ pub enum TrainCommand {
     Pause,
     Resume,
     Stop,
-    /// Generate with the model as it is now; answered with [`TrainEvent::Generated`]. Honoured
-    /// between steps and while paused.
+    /// The model's next turn in `messages` as it is now; answered with [`TrainEvent::Generated`].
+    /// Honoured between steps and while paused.
     Generate {
-        prompt: String,
+        messages: Vec<Message>,
         settings: GenerationSettings,
     },
 }

@@ -375,10 +375,10 @@ impl<'a> Run<'a> {
                     return Ok(Control::Continue);
                 }
                 TrainCommand::Stop => return Ok(Control::Stop),
-                TrainCommand::Generate { prompt, settings } => {
-                    let text = crate::session::respond(&self.model, &self.tokenizer, &prompt, &settings)
-                        .unwrap_or_else(|e| format!("[generation failed: {e}]"));
-                    self.events.send(TrainEvent::Generated { prompt, text });
+                TrainCommand::Generate { messages, settings } => {
+                    let reply = crate::generate::reply(&self.model, &self.tokenizer, &messages, &settings, |_| true);
+                    let prompt = messages.iter().rev().find(|m| m.role == "user").map(|m| m.content.clone()).unwrap_or_default();
+                    self.events.send(TrainEvent::Generated { prompt, reply: reply.map_err(|e| e.to_string()) });
                 }
                 TrainCommand::Pause | TrainCommand::Resume => {}
             }

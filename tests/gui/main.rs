@@ -146,13 +146,32 @@ fn the_whole_journey_in_the_app() {
     wait_until(&mut harness, 60, "the pause", |app| app.training.paused);
     harness.get_by_role_and_label(eframe::egui::accesskit::Role::Button, "Playground").click();
     harness.run_steps(2);
-    harness.state_mut().playground.prompt = "What is the capital of France?".into();
+    // A conversation: each side keeps its own history, which the next turn carries.
+    harness.state_mut().playground.system = "You answer in a few words.".into();
+    harness.state_mut().playground.input = "What is the capital of France?".into();
     harness.state_mut().settings.generation.max_new_tokens = 8;
     harness.run_steps(1);
-    harness.get_by_label("Generate").click();
-    wait_until(&mut harness, 120, "both answers", |app| app.playground.base.text.is_some() && app.playground.tuned.text.is_some());
-    assert!(matches!(harness.state().playground.base.text, Some(Ok(_))));
-    assert!(matches!(harness.state().playground.tuned.text, Some(Ok(_))));
+    harness.get_by_label("Send").click();
+    let replied = |turns: usize| {
+        move |app: &WgtuneApp| {
+            !app.playground.busy() && app.playground.base.history.len() == turns && app.playground.tuned.history.len() == turns
+        }
+    };
+    wait_until(&mut harness, 120, "both replies", replied(2));
+    let first = harness.state().playground.base.context.unwrap();
+    assert!(harness.state().playground.tuned.context.is_some() && harness.state().playground.input.is_empty());
+    harness.get_by_label_contains("Base model: context");
+    harness.state_mut().playground.input = "And of Italy?".into();
+    harness.run_steps(1);
+    harness.get_by_label("Send").click();
+    wait_until(&mut harness, 120, "the second replies", replied(4));
+    let second = harness.state().playground.base.context.unwrap();
+    assert!(second.0 > first.0 && second.1 == first.1, "{first:?} then {second:?}");
+    assert_eq!(harness.state().playground.tuned.history[2].content, "And of Italy?");
+    harness.get_by_label("Copy Fine-tuned");
+    harness.get_by_label("Clear").click();
+    harness.run_steps(2);
+    assert!(harness.state().playground.base.history.is_empty() && harness.state().playground.tuned.history.is_empty());
 
     harness.get_by_role_and_label(eframe::egui::accesskit::Role::Button, "Training").click();
     harness.run_steps(2);
@@ -576,11 +595,13 @@ fn a_text_classifier_in_the_app() {
 
     harness.get_by_role_and_label(eframe::egui::accesskit::Role::Button, "Playground").click();
     harness.run_steps(2);
-    harness.state_mut().playground.prompt = "The parcel arrived two weeks late.".into();
+    harness.state_mut().playground.input = "The parcel arrived two weeks late.".into();
     harness.run_steps(1);
-    harness.get_by_label("Generate").click();
-    wait_until(&mut harness, 120, "both answers", |app| app.playground.base.text.is_some() && app.playground.tuned.text.is_some());
-    let tuned = harness.state().playground.tuned.text.clone().unwrap().unwrap();
+    harness.get_by_label("Send").click();
+    wait_until(&mut harness, 120, "both answers", |app| {
+        !app.playground.busy() && app.playground.base.history.len() == 2 && app.playground.tuned.history.len() == 2
+    });
+    let tuned = harness.state().playground.tuned.history[1].content.clone();
     assert_eq!(tuned.matches(" %").count(), 4, "the four classes with their probabilities: {tuned}");
     assert!(tuned.contains("delivery") && tuned.contains("support"), "{tuned}");
 
