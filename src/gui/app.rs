@@ -71,6 +71,8 @@ pub struct WgtuneApp {
     pub device_on_wgpu: bool,
     /// The wgpu adapter's limits (none on the CPU), for the status bar.
     pub device_adapter: Option<crate::device::AdapterLimits>,
+    /// The most memory a run can have on the device, for the first screen's account of it.
+    pub device_memory: Option<u64>,
     /// A pick that no file dialog could answer, asked for as a typed path instead.
     pub path_prompt: Option<PathPrompt>,
     /// Set when the window was asked to close while training runs.
@@ -103,6 +105,7 @@ impl WgtuneApp {
             device_description: "detecting the GPU…".into(),
             device_on_wgpu: false,
             device_adapter: None,
+            device_memory: None,
             path_prompt: None,
             confirm_close: false,
             closing: false,
@@ -154,10 +157,11 @@ impl WgtuneApp {
 
     fn handle_reply(&mut self, reply: Reply) {
         match reply {
-            Reply::Device { description, on_wgpu, adapter } => {
+            Reply::Device { description, on_wgpu, adapter, memory } => {
                 self.device_description = description;
                 self.device_on_wgpu = on_wgpu;
                 self.device_adapter = adapter;
+                self.device_memory = memory;
             }
             Reply::Picked(kind, Some(path), _) => self.picked(kind, path),
             // Nobody cancels a dialog this fast: none could open (rfd found no XDG portal or zenity).

@@ -128,6 +128,8 @@ pub enum Reply {
         on_wgpu: bool,
         /// The wgpu adapter's limits, for the status bar's account of the kernels.
         adapter: Option<crate::device::AdapterLimits>,
+        /// The most memory a run can have there (see `ComputeDevice::memory_limit`).
+        memory: Option<u64>,
     },
     /// What the picker chose, and how long the dialog was open.
     Picked(PickKind, Option<PathBuf>, std::time::Duration),
@@ -199,11 +201,11 @@ impl Jobs {
 
     pub fn describe_device(&self, choice: DeviceChoice) {
         self.spawn(move |reply| {
-            let (text, on_wgpu, adapter) = match ComputeDevice::open(choice) {
-                Ok(d) => (d.description, crate::kernels::is_wgpu(&d.device), d.adapter),
-                Err(e) => (format!("no device: {e}"), false, None),
+            let (text, on_wgpu, adapter, memory) = match ComputeDevice::open(choice) {
+                Ok(d) => (d.description, crate::kernels::is_wgpu(&d.device), d.adapter, d.memory_limit),
+                Err(e) => (format!("no device: {e}"), false, None, None),
             };
-            reply.send(Reply::Device { description: text, on_wgpu, adapter });
+            reply.send(Reply::Device { description: text, on_wgpu, adapter, memory });
         });
     }
 

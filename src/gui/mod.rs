@@ -14,6 +14,7 @@ mod playground_panel;
 mod runs_panel;
 mod settings;
 mod training_panel;
+mod welcome;
 
 pub use app::{Tab, WgtuneApp};
 pub use evaluate_panel::Evaluation;

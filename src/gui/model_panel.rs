@@ -28,6 +28,10 @@ pub struct ModelPanel {
 
 impl WgtuneApp {
     pub fn model_ui(&mut self, ui: &mut egui::Ui) {
+        if self.model.summary.is_none() && !self.model.loading {
+            self.welcome_ui(ui);
+            ui.add_space(8.0);
+        }
         ui.heading("Model");
         ui.label(format!(
             "A Hugging Face model folder (config.json, safetensors weights, tokenizer.json), a GGUF file, or an installed \

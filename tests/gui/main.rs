@@ -504,6 +504,34 @@ fn without_a_file_dialog_paths_are_typed_and_a_folder_that_is_not_a_model_shows_
     assert_eq!(report.format, Some(wgtune::data::DatasetFormat::Chat));
 }
 
+/// Before any model is chosen the Model tab says where to start: the ways in, and what the device
+/// can train; "Try the demo" opens the bundled model with the bundled questions in one click.
+#[test]
+fn the_first_screen_shows_the_ways_in_and_what_the_device_can_train() {
+    let dir = tempfile::tempdir().unwrap();
+    let picker = Picker { out: dir.path().to_path_buf() };
+    let mut harness = Harness::builder().with_size([1100.0, 760.0]).wgpu().build_eframe(|cc| WgtuneApp::new(cc, Box::new(picker)));
+    wait_until(&mut harness, 60, "the device probe", |app| !app.device_description.starts_with("detecting"));
+    harness.get_by_label("Start here");
+    harness.get_by_label("Open a model folder…");
+    harness.get_by_label("Open a GGUF file…");
+    let line = text_of(&harness, "LoRA on a 4-bit base");
+    assert!(line.starts_with("Device: ") && line.contains("of memory"), "{line}");
+    for size in ["1B ", "3B ", "8B "] {
+        assert!(line.contains(size), "{line}");
+    }
+    assert!(line.contains("fits") || line.contains("too large"), "{line}");
+
+    harness.get_by_label("Try the demo").click();
+    wait_until(&mut harness, 60, "the demo model and dataset", |app| {
+        app.model.summary.is_some() && app.dataset.preview.is_some() && !app.dataset.loading
+    });
+    let bundle = wgtune::bundled::bundled().unwrap();
+    assert_eq!(harness.state().settings.config.model, bundle.demo_model());
+    assert_eq!(harness.state().settings.config.data.train_file, bundle.questions().train);
+    assert!(harness.query_by_label("Start here").is_none(), "the first screen gives way once a model is chosen");
+}
+
 #[test]
 fn main_window_with_a_finished_run() {
     let dir = tempfile::tempdir().unwrap();
