@@ -9,9 +9,10 @@ use std::path::Path;
 
 use serde_json::Value as Json;
 
+use super::model::gguf_name_in;
 use super::model::{RowOrder, llama3_divisor, reorder_rows};
 use super::writer::{MetaValue, TensorPlan, write_gguf};
-use super::{GgmlType, Value, gguf_name};
+use super::{GgmlType, Value};
 use crate::error::{Error, Result};
 use crate::export::Merged;
 use crate::method::LoraSettings;
@@ -33,23 +34,49 @@ fn file_type(t: GgmlType) -> u32 {
     }
 }
 
-/// llama.cpp's architecture name: Mistral models are converted as `llama`. Gemma and Phi-3 are
-/// not written yet: llama.cpp stores Gemma's norms as `1 + weight` and needs its soft-capping and
-/// window keys, and Phi-3's LongRoPE factors as tensors of their own.
+/// llama.cpp's architecture name (Mistral models are converted as `llama`), once the model is
+/// one llama.cpp computes as transformers does: it fixes some of Gemma's variations in code rather
+/// than reading them from the file, and a model that varies them otherwise is refused, saying
+/// which.
 pub fn gguf_architecture(config: &ModelConfig) -> Result<&'static str> {
-    match config.architecture {
-        Architecture::Qwen2 => Ok("qwen2"),
-        Architecture::Qwen3 => Ok("qwen3"),
-        Architecture::Llama | Architecture::Mistral => Ok("llama"),
-        Architecture::SmolLm3 => Ok("smollm3"),
-        Architecture::Gemma2 | Architecture::Gemma3 | Architecture::Phi3 => Err(Error::setting(
+    let arch = match config.architecture {
+        Architecture::Qwen2 => "qwen2",
+        Architecture::Qwen3 => "qwen3",
+        Architecture::Llama | Architecture::Mistral => "llama",
+        Architecture::SmolLm3 => "smollm3",
+        Architecture::Gemma2 => "gemma2",
+        Architecture::Gemma3 => "gemma3",
+        Architecture::Phi3 => "phi3",
+    };
+    let refuse = |why: String| {
+        Err(Error::setting(
             "export",
             format!(
-                "GGUF export of {} models is not supported yet: export a Hugging Face folder (--merged) or a PEFT adapter",
+                "llama.cpp cannot run this {} model as transformers does: {why}; export a Hugging Face folder (--merged) or a PEFT adapter",
                 config.architecture.name()
             ),
-        )),
+        ))
+    };
+    if matches!(arch, "gemma2" | "gemma3") {
+        if config.query_pre_attn_scalar != config.head_dim as f64 {
+            return refuse(format!(
+                "its attention scales by 1/√{} (query_pre_attn_scalar), where llama.cpp scales Gemma's by 1/√head_dim = 1/√{}",
+                config.query_pre_attn_scalar, config.head_dim
+            ));
+        }
+        // llama.cpp's Gemma 2 slides every other layer from the first, Gemma 3 five in six.
+        let period = if arch == "gemma2" { 2 } else { 6 };
+        if config.sliding_window.is_some() && config.layers.iter().enumerate().any(|(i, l)| l.sliding != (i % period < period - 1)) {
+            return refuse(format!(
+                "its sliding-window layers are not llama.cpp's fixed layout for {arch} ({} of every {period})",
+                period - 1
+            ));
+        }
+        if arch == "gemma3" && config.local_rope_theta.is_some_and(|theta| theta != 10_000.0) {
+            return refuse("its sliding-window layers' RoPE base is not llama.cpp's fixed 10000".into());
+        }
     }
+    Ok(arch)
 }
 
 /// Writes `model` with its adapters merged into the GGUF file `out`, its weight matrices in
@@ -70,12 +97,14 @@ pub fn export_gguf(
     names.sort();
     let mut plans = Vec::new();
     let mut sources = Vec::new();
-    if let RopeScaling::Llama3 { .. } = &config.rope_scaling {
-        plans.push(TensorPlan { name: "rope_freqs.weight".into(), shape: vec![config.head_dim / 2], ggml_type: GgmlType::F32 });
+    // Rope factors llama.cpp reads as tensors: Llama 3's divisors, Phi-3's LongRoPE factors.
+    let rope_factors = rope_factor_tensors(config);
+    for (name, values) in &rope_factors {
+        plans.push(TensorPlan { name: name.to_string(), shape: vec![values.len()], ggml_type: GgmlType::F32 });
         sources.push(None);
     }
     for name in &names {
-        let Some(gguf) = gguf_name(name) else { continue };
+        let Some(gguf) = gguf_name_in(arch, name) else { continue };
         let shape = source.weights.shape(name)?;
         let whole_blocks = shape.last().is_some_and(|cols| cols.is_multiple_of(ggml_type.block().0));
         let t = match shape.len() {
@@ -92,10 +121,12 @@ pub fn export_gguf(
     write_gguf(out, &metadata, &plans, |plan| {
         let index = plans.iter().position(|p| p.name == plan.name).unwrap_or(0);
         let values = match &sources[index] {
-            None => llama3_rope_factors(config),
+            None => rope_factors.iter().find(|(name, _)| *name == plan.name).map(|(_, v)| v.clone()).unwrap_or_default(),
             Some(name) => {
                 let values = merged.values(name, &plan.shape)?;
                 match (arch, plan.name.as_str()) {
+                    // convert_hf_to_gguf.py stores Gemma's norms as the factor they multiply by.
+                    ("gemma2" | "gemma3", n) if n.ends_with("norm.weight") => values.iter().map(|w| w + 1.0).collect(),
                     ("llama", n) if n.ends_with("attn_q.weight") => {
                         reorder_rows(&values, &plan.shape, config.num_attention_heads, RowOrder::ToGguf)
                     }
@@ -133,7 +164,7 @@ pub fn export_gguf_adapter(model: &CausalLm, settings: &LoraSettings, source: &M
         // llama.cpp, like PEFT, A [r, in] and B [out, r] in PyTorch order.
         let Some((module, factor)) = p.path.rsplit_once(".lora.") else { continue };
         let hf = format!("model.{module}");
-        let gguf = gguf_name(&hf).ok_or_else(|| Error::setting("adapter", format!("`{hf}` has no llama.cpp name")))?;
+        let gguf = gguf_name_in(arch, &hf).ok_or_else(|| Error::setting("adapter", format!("`{hf}` has no llama.cpp name")))?;
         let mut host = transpose(&p.to_host());
         if factor == "b" && arch == "llama" {
             let heads = match gguf.as_str() {
@@ -209,7 +240,7 @@ fn model_metadata(config: &ModelConfig, arch: &str, file_type: u32) -> Vec<(Stri
         (key("attention.head_count_kv"), u32_of(config.num_key_value_heads)),
         (key("attention.key_length"), u32_of(config.head_dim)),
         (key("attention.value_length"), u32_of(config.head_dim)),
-        (key("rope.dimension_count"), u32_of(config.head_dim)),
+        (key("rope.dimension_count"), u32_of(config.rotary_dim)),
         (key("rope.freq_base"), MetaValue::F32(config.rope_theta as f32)),
         (key("attention.layer_norm_rms_epsilon"), MetaValue::F32(config.rms_norm_eps as f32)),
         (key("vocab_size"), u32_of(config.vocab_size)),
@@ -218,7 +249,33 @@ fn model_metadata(config: &ModelConfig, arch: &str, file_type: u32) -> Vec<(Stri
         metadata.push((key("rope.scaling.type"), MetaValue::Str("linear".into())));
         metadata.push((key("rope.scaling.factor"), MetaValue::F32(factor as f32)));
     }
+    if let RopeScaling::LongRope { original_max_position_embeddings, attention_factor, .. } = config.rope_scaling {
+        metadata.push((key("rope.scaling.original_context_length"), u32_of(original_max_position_embeddings)));
+        metadata.push((key("rope.scaling.attn_factor"), MetaValue::F32(attention_factor as f32)));
+    }
+    if let Some(window) = config.sliding_window.filter(|_| arch != "llama") {
+        metadata.push((key("attention.sliding_window"), u32_of(window)));
+    }
+    if let Some(cap) = config.attn_logit_softcapping {
+        metadata.push((key("attn_logit_softcapping"), MetaValue::F32(cap as f32)));
+    }
+    if let Some(cap) = config.final_logit_softcapping {
+        metadata.push((key("final_logit_softcapping"), MetaValue::F32(cap as f32)));
+    }
     metadata
+}
+
+/// The rope factors llama.cpp reads as tensors of their own, by name: Llama 3's
+/// `rope_freqs.weight`, Phi-3's LongRoPE `rope_factors_long/short.weight`.
+fn rope_factor_tensors(config: &ModelConfig) -> Vec<(&'static str, Vec<f32>)> {
+    match &config.rope_scaling {
+        RopeScaling::Llama3 { .. } => vec![("rope_freqs.weight", llama3_rope_factors(config))],
+        RopeScaling::LongRope { short_factor, long_factor, .. } => {
+            let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect();
+            vec![("rope_factors_long.weight", f32s(long_factor)), ("rope_factors_short.weight", f32s(short_factor))]
+        }
+        _ => Vec::new(),
+    }
 }
 
 /// The tokenizer's `tokenizer.*` metadata: copied from a GGUF source, or built from a folder's

@@ -253,15 +253,58 @@ pub fn transformers_name(gguf: &str) -> Option<String> {
     Some(format!("model.layers.{layer}.{hf}.{kind}"))
 }
 
-/// llama.cpp's name for a transformers tensor name.
+/// Phi-3's block modules: q, k and v stacked in one projection, gate and up in another (which
+/// llama.cpp keeps as `ffn_up` and splits in its graph).
+const PHI3_BLOCK_MODULES: [(&str, &str); 6] = [
+    ("input_layernorm", "attn_norm"),
+    ("self_attn.qkv_proj", "attn_qkv"),
+    ("self_attn.o_proj", "attn_output"),
+    ("post_attention_layernorm", "ffn_norm"),
+    ("mlp.gate_up_proj", "ffn_up"),
+    ("mlp.down_proj", "ffn_down"),
+];
+
+/// Gemma 2 and 3's block modules: a norm before and after each sublayer, where llama.cpp's
+/// `ffn_norm` is the one before the MLP.
+const GEMMA_BLOCK_MODULES: [(&str, &str); 13] = [
+    ("input_layernorm", "attn_norm"),
+    ("self_attn.q_norm", "attn_q_norm"),
+    ("self_attn.k_norm", "attn_k_norm"),
+    ("self_attn.q_proj", "attn_q"),
+    ("self_attn.k_proj", "attn_k"),
+    ("self_attn.v_proj", "attn_v"),
+    ("self_attn.o_proj", "attn_output"),
+    ("post_attention_layernorm", "post_attention_norm"),
+    ("pre_feedforward_layernorm", "ffn_norm"),
+    ("post_feedforward_layernorm", "post_ffw_norm"),
+    ("mlp.gate_proj", "ffn_gate"),
+    ("mlp.up_proj", "ffn_up"),
+    ("mlp.down_proj", "ffn_down"),
+];
+
+/// The block modules of llama.cpp's architecture `arch`.
+fn block_modules(arch: &str) -> &'static [(&'static str, &'static str)] {
+    match arch {
+        "phi3" => &PHI3_BLOCK_MODULES,
+        "gemma2" | "gemma3" => &GEMMA_BLOCK_MODULES,
+        _ => &BLOCK_MODULES,
+    }
+}
+
+/// llama.cpp's name for a transformers tensor name (in the Llama-style families).
 pub fn gguf_name(hf_name: &str) -> Option<String> {
+    gguf_name_in("llama", hf_name)
+}
+
+/// llama.cpp's name for a transformers tensor name of a model of llama.cpp's architecture `arch`.
+pub fn gguf_name_in(arch: &str, hf_name: &str) -> Option<String> {
     if let Some((_, gguf)) = TOP_LEVEL.iter().find(|(hf, _)| *hf == hf_name) {
         return Some(gguf.to_string());
     }
     let rest = hf_name.strip_prefix("model.layers.")?;
     let (layer, rest) = rest.split_once('.')?;
     let (module, kind) = rest.rsplit_once('.')?;
-    let (_, gguf) = BLOCK_MODULES.iter().find(|(hf, _)| *hf == module)?;
+    let (_, gguf) = block_modules(arch).iter().find(|(hf, _)| *hf == module)?;
     Some(format!("blk.{layer}.{gguf}.{kind}"))
 }
 

@@ -359,19 +359,80 @@ fn an_ollama_export_is_a_gguf_and_a_modelfile() {
     assert!(err.contains("exists; choose another name, or pass --overwrite"), "{err}");
 }
 
+/// Gemma as llama.cpp computes it exports with its norms as the factors they multiply by and its
+/// soft-capping and window keys; a Gemma whose attention scale llama.cpp fixes otherwise (the
+/// fixture's query_pre_attn_scalar 24 over 16-wide heads) is refused, saying why, before anything
+/// is written. (`scripts/check_gguf_families.sh` runs such exports in llama.cpp.)
 #[test]
-fn a_gemma_model_is_refused_for_llama_cpp_before_anything_is_written() {
+fn gemma_exports_as_llama_cpp_computes_it_or_is_refused_saying_why() {
     let dir = tempfile::tempdir().unwrap();
     let _turn = crate::common::one_run_at_a_time();
-    let tuned = wgtune::session::LoadedModel::load(&fixture("tiny-gemma2"), wgtune::device::DeviceChoice::Cpu)
-        .unwrap()
-        .with_trained(&fixture("tiny-gemma2/adapter"))
-        .unwrap();
+    let load = |model: &std::path::Path| {
+        wgtune::session::LoadedModel::load(model, wgtune::device::DeviceChoice::Cpu)
+            .unwrap()
+            .with_trained(&fixture("tiny-gemma2/adapter"))
+            .unwrap()
+    };
+    let tuned = load(&fixture("tiny-gemma2"));
     let err = tuned.export_gguf(&dir.path().join("m.gguf"), GgmlType::F16, false, |_, _| {}).unwrap_err().to_string();
-    assert!(err.contains("GGUF export of gemma2 models is not supported"), "{err}");
+    assert!(
+        err.contains("llama.cpp cannot run this gemma2 model as transformers does: its attention scales by 1/√24 (query_pre_attn_scalar)"),
+        "{err}"
+    );
     let err = tuned.export_ollama(&dir.path().join("ollama"), GgmlType::F16, false, |_, _| {}).unwrap_err().to_string();
-    assert!(err.contains("gemma2"), "{err}");
+    assert!(err.contains("query_pre_attn_scalar"), "{err}");
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+
+    // The same model with its attention scaled by 1/√head_dim, as llama.cpp scales it.
+    let model = dir.path().join("gemma2");
+    std::fs::create_dir(&model).unwrap();
+    for entry in std::fs::read_dir(fixture("tiny-gemma2")).unwrap().flatten().filter(|e| e.path().is_file()) {
+        std::fs::copy(entry.path(), model.join(entry.file_name())).unwrap();
+    }
+    let config = std::fs::read_to_string(model.join("config.json"))
+        .unwrap()
+        .replace("\"query_pre_attn_scalar\": 24", "\"query_pre_attn_scalar\": 16");
+    std::fs::write(model.join("config.json"), config).unwrap();
+    let out = dir.path().join("gemma2.gguf");
+    load(&model).export_gguf(&out, GgmlType::F32, false, |_, _| {}).unwrap();
+    let file = GgufFile::open(&out).unwrap();
+    assert_eq!(file.get_str("general.architecture").unwrap(), "gemma2");
+    assert_eq!(file.get("gemma2.attn_logit_softcapping").unwrap().as_f64(), Some(2.0));
+    assert_eq!(file.get("gemma2.final_logit_softcapping").unwrap().as_f64(), Some(3.0));
+    assert_eq!(file.get("gemma2.attention.sliding_window").unwrap().as_f64(), Some(4.0));
+    let source = wgtune::model::WeightFiles::open_files(&[model.join("model.safetensors")], &model).unwrap();
+    for (hf, gguf) in [
+        ("model.layers.1.post_attention_layernorm.weight", "blk.1.post_attention_norm.weight"),
+        ("model.layers.1.pre_feedforward_layernorm.weight", "blk.1.ffn_norm.weight"),
+        ("model.layers.1.post_feedforward_layernorm.weight", "blk.1.post_ffw_norm.weight"),
+        ("model.norm.weight", "output_norm.weight"),
+    ] {
+        let weight = source.read(hf, &[64]).unwrap().values;
+        let stored: Vec<f32> = weight.iter().map(|w| w + 1.0).collect();
+        assert_eq!(file.read(gguf).unwrap(), stored, "{gguf}: 1 + weight");
+    }
+}
+
+/// Phi-3 exports with q, k and v in one tensor, gate and up in another, its partial rotation and
+/// LongRoPE's factors as the tensors and keys llama.cpp reads.
+#[test]
+fn phi3_exports_its_stacked_projections_and_longrope_factors() {
+    let dir = tempfile::tempdir().unwrap();
+    let _turn = crate::common::one_run_at_a_time();
+    let model = wgtune::session::LoadedModel::load(&fixture("tiny-phi3"), wgtune::device::DeviceChoice::Cpu).unwrap();
+    let out = dir.path().join("phi3.gguf");
+    model.export_gguf(&out, GgmlType::F32, false, |_, _| {}).unwrap();
+    let file = GgufFile::open(&out).unwrap();
+    assert_eq!(file.get_str("general.architecture").unwrap(), "phi3");
+    assert_eq!(file.get("phi3.rope.dimension_count").unwrap().as_f64(), Some(8.0), "half of the 16-wide heads rotate");
+    assert_eq!(file.get("phi3.rope.scaling.original_context_length").unwrap().as_f64(), Some(16.0));
+    let attn_factor = file.get("phi3.rope.scaling.attn_factor").unwrap().as_f64().unwrap();
+    assert!((attn_factor - (1.0 + 4f64.ln() / 16f64.ln()).sqrt()).abs() < 1e-6, "{attn_factor}");
+    assert_eq!(file.read("rope_factors_long.weight").unwrap(), [1.2, 2.5, 4.0, 7.5]);
+    assert_eq!(file.read("rope_factors_short.weight").unwrap(), [1.0, 1.3, 2.1, 3.4]);
+    assert_eq!(file.info("blk.0.attn_qkv.weight").unwrap().shape, [128, 64], "q, k and v of 64 + 32 + 32 rows");
+    assert_eq!(file.info("blk.0.ffn_up.weight").unwrap().shape, [192, 64], "gate and up, 96 rows each");
+    assert!(file.info("output.weight").is_some() && file.info("blk.0.attn_q.weight").is_none());
 }
 
 /// A SentencePiece tokenizer (Llama 2's and Mistral's kind) in GGUF: the merges derived from its
