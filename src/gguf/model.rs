@@ -13,7 +13,8 @@ use crate::model::packed::HostPacked;
 use crate::model::{HostTensor, ModelConfig, RopeScaling};
 
 /// The GGUF architectures wgtune reads, and the `model_type` each one is.
-const ARCHITECTURES: [(&str, &str); 3] = [("llama", "llama"), ("qwen2", "qwen2"), ("qwen3", "qwen3")];
+const ARCHITECTURES: [(&str, &str); 6] =
+    [("llama", "llama"), ("qwen2", "qwen2"), ("qwen3", "qwen3"), ("gemma2", "gemma2"), ("gemma3", "gemma3_text"), ("phi3", "phi3")];
 
 /// A GGUF model: the file, its architecture, and what unpermuting Q and K needs.
 pub struct GgufModel {
@@ -63,11 +64,46 @@ impl GgufModel {
             "rms_norm_eps": optional("attention.layer_norm_rms_epsilon").and_then(Value::as_f64).unwrap_or(1e-6),
             "rope_theta": optional("rope.freq_base").and_then(Value::as_f64).unwrap_or(10000.0),
             "tie_word_embeddings": f.info("output.weight").is_none(),
-            "hidden_act": "silu",
+            "hidden_act": if self.is_gemma() { "gelu_pytorch_tanh" } else { "silu" },
         });
         let object = config.as_object_mut().expect("a JSON object literal");
         if let Some(head_dim) = optional("attention.key_length").and_then(Value::as_u64) {
             object.insert("head_dim".into(), json!(head_dim));
+        }
+        // What llama.cpp fixes for Gemma in code: attention scaled by 1/√head_dim, Gemma 3's
+        // window five layers in six with a local RoPE base of 10000.
+        if self.is_gemma() {
+            let embedding = int("embedding_length")?;
+            let head_dim = optional("attention.key_length").and_then(Value::as_u64).unwrap_or(embedding / self.heads as u64);
+            object.insert("query_pre_attn_scalar".into(), json!(head_dim));
+            for (key, field) in
+                [("attn_logit_softcapping", "attn_logit_softcapping"), ("final_logit_softcapping", "final_logit_softcapping")]
+            {
+                object.insert(field.into(), json!(optional(key).and_then(Value::as_f64)));
+            }
+            if self.architecture == "gemma3" {
+                object.insert("sliding_window_pattern".into(), json!(6));
+                object.insert("rope_local_base_freq".into(), json!(10_000.0));
+            }
+        }
+        if let Some(window) = optional("attention.sliding_window").and_then(Value::as_u64) {
+            object.insert("sliding_window".into(), json!(window));
+        }
+        if self.architecture == "phi3" {
+            let head_dim = int("embedding_length")? as f64 / self.heads as f64;
+            if let Some(rotary) = optional("rope.dimension_count").and_then(Value::as_u64) {
+                object.insert("partial_rotary_factor".into(), json!(rotary as f64 / head_dim));
+            }
+            if let (Some(original), true) =
+                (optional("rope.scaling.original_context_length").and_then(Value::as_u64), f.info("rope_factors_long.weight").is_some())
+            {
+                let factors = |name: &str| f.read(name).map(|v| v.into_iter().map(f64::from).collect::<Vec<f64>>());
+                object.insert("original_max_position_embeddings".into(), json!(original));
+                object.insert(
+                    "rope_scaling".into(),
+                    json!({"rope_type": "longrope", "long_factor": factors("rope_factors_long.weight")?, "short_factor": factors("rope_factors_short.weight")?}),
+                );
+            }
         }
         for (key, field) in [("tokenizer.ggml.eos_token_id", "eos_token_id"), ("tokenizer.ggml.bos_token_id", "bos_token_id")] {
             if let Some(id) = f.metadata.get(key).and_then(Value::as_u64) {
@@ -105,19 +141,28 @@ impl GgufModel {
         Ok(fit_llama3(&factors, config.rope_theta, config.head_dim).unwrap_or(RopeScaling::Factors(factors)))
     }
 
+    fn is_gemma(&self) -> bool {
+        matches!(self.architecture.as_str(), "gemma2" | "gemma3")
+    }
+
+    /// llama.cpp's name for a transformers tensor name, in this file's architecture.
+    fn gguf_name(&self, hf_name: &str) -> Option<String> {
+        gguf_name_in(&self.architecture, hf_name)
+    }
+
     pub fn contains(&self, hf_name: &str) -> bool {
-        gguf_name(hf_name).is_some_and(|n| self.file.info(&n).is_some())
+        self.gguf_name(hf_name).is_some_and(|n| self.file.info(&n).is_some())
     }
 
     /// Every tensor of the model under transformers' names (llama.cpp's extras, such as
     /// `rope_freqs`, left out).
     pub fn transformers_names(&self) -> impl Iterator<Item = String> + '_ {
-        self.file.names().filter_map(transformers_name)
+        self.file.names().filter_map(|name| transformers_name_in(&self.architecture, name))
     }
 
     /// A tensor's shape under its transformers name.
     pub fn shape(&self, hf_name: &str) -> Result<Vec<usize>> {
-        let name = gguf_name(hf_name).unwrap_or_else(|| hf_name.to_string());
+        let name = self.gguf_name(hf_name).unwrap_or_else(|| hf_name.to_string());
         self.file.info(&name).map(|i| i.shape.clone()).ok_or_else(|| Error::MissingTensor { path: self.file.path.clone(), name })
     }
 
@@ -135,7 +180,8 @@ impl GgufModel {
     /// The tensor transformers calls `hf_name`, in f32 and transformers' layout, checked against
     /// `expected`.
     pub fn read(&self, hf_name: &str, expected: &[usize]) -> Result<HostTensor> {
-        let name = gguf_name(hf_name).ok_or_else(|| Error::MissingTensor { path: self.file.path.clone(), name: hf_name.to_string() })?;
+        let name =
+            self.gguf_name(hf_name).ok_or_else(|| Error::MissingTensor { path: self.file.path.clone(), name: hf_name.to_string() })?;
         let info = self.file.info(&name).ok_or_else(|| Error::MissingTensor { path: self.file.path.clone(), name: name.clone() })?;
         if info.shape != expected {
             return Err(Error::TensorShape { path: self.file.path.clone(), name, found: info.shape.clone(), expected: expected.to_vec() });
@@ -143,6 +189,8 @@ impl GgufModel {
         let values = self.file.read(&name)?;
         let values = match self.permuted_heads(&name) {
             Some(heads) => reorder_rows(&values, expected, heads, RowOrder::FromGguf),
+            // llama.cpp keeps Gemma's norms as the factors they multiply by, 1 + weight.
+            None if self.is_gemma() && name.ends_with("norm.weight") => values.iter().map(|w| w - 1.0).collect(),
             None => values,
         };
         Ok(HostTensor { shape: expected.to_vec(), values })
@@ -153,11 +201,11 @@ impl GgufModel {
     /// (their scales rounded to 8-bit sub-scales) for int4.
     /// `None` when the tensor is stored otherwise (the loader quantizes its values instead).
     pub fn read_packed(&self, hf_name: &str, expected: &[usize], bits: usize) -> Result<Option<HostPacked>> {
-        let Some(info) = gguf_name(hf_name).and_then(|name| self.file.info(&name)) else { return Ok(None) };
+        let Some(info) = self.gguf_name(hf_name).and_then(|name| self.file.info(&name)) else { return Ok(None) };
         if info.shape != expected {
             return Ok(None);
         }
-        let name = gguf_name(hf_name).unwrap_or_default();
+        let name = self.gguf_name(hf_name).unwrap_or_default();
         let Some(packed) = repack(info.ggml_type, self.file.raw(&name)?, expected[0], expected[1], bits) else { return Ok(None) };
         Ok(Some(match self.permuted_heads(&name) {
             Some(heads) => {
@@ -241,15 +289,16 @@ const BLOCK_MODULES: [(&str, &str); 11] = [
 const TOP_LEVEL: [(&str, &str); 3] =
     [("model.embed_tokens.weight", "token_embd.weight"), ("model.norm.weight", "output_norm.weight"), ("lm_head.weight", "output.weight")];
 
-/// transformers' name for a llama.cpp tensor name (the inverse of [`gguf_name`]).
-pub fn transformers_name(gguf: &str) -> Option<String> {
+/// transformers' name for a llama.cpp tensor name of architecture `arch` (the inverse of
+/// [`gguf_name_in`]).
+pub fn transformers_name_in(arch: &str, gguf: &str) -> Option<String> {
     if let Some((hf, _)) = TOP_LEVEL.iter().find(|(_, g)| *g == gguf) {
         return Some(hf.to_string());
     }
     let rest = gguf.strip_prefix("blk.")?;
     let (layer, rest) = rest.split_once('.')?;
     let (module, kind) = rest.rsplit_once('.')?;
-    let (hf, _) = BLOCK_MODULES.iter().find(|(_, g)| *g == module)?;
+    let (hf, _) = block_modules(arch).iter().find(|(_, g)| *g == module)?;
     Some(format!("model.layers.{layer}.{hf}.{kind}"))
 }
 
@@ -348,9 +397,21 @@ mod tests {
         assert_eq!(gguf_name("model.layers.0.post_attention_layernorm.weight").as_deref(), Some("blk.0.ffn_norm.weight"));
         assert_eq!(gguf_name("lm_head.weight").as_deref(), Some("output.weight"));
         assert_eq!(gguf_name("model.layers.0.self_attn.rotary_emb.inv_freq"), None);
-        assert_eq!(transformers_name("blk.7.ffn_gate.weight").as_deref(), Some("model.layers.7.mlp.gate_proj.weight"));
-        assert_eq!(transformers_name("output_norm.weight").as_deref(), Some("model.norm.weight"));
-        assert_eq!(transformers_name("rope_freqs.weight"), None);
+        assert_eq!(transformers_name_in("llama", "blk.7.ffn_gate.weight").as_deref(), Some("model.layers.7.mlp.gate_proj.weight"));
+        assert_eq!(transformers_name_in("llama", "output_norm.weight").as_deref(), Some("model.norm.weight"));
+        assert_eq!(transformers_name_in("llama", "rope_freqs.weight"), None);
+        // Each family under its own names, both ways.
+        for (arch, hf, gguf) in [
+            ("gemma2", "model.layers.1.post_attention_layernorm.weight", "blk.1.post_attention_norm.weight"),
+            ("gemma3", "model.layers.0.pre_feedforward_layernorm.weight", "blk.0.ffn_norm.weight"),
+            ("gemma3", "model.layers.0.post_feedforward_layernorm.weight", "blk.0.post_ffw_norm.weight"),
+            ("phi3", "model.layers.2.self_attn.qkv_proj.weight", "blk.2.attn_qkv.weight"),
+            ("phi3", "model.layers.2.mlp.gate_up_proj.weight", "blk.2.ffn_up.weight"),
+            ("llama", "model.layers.0.post_attention_layernorm.weight", "blk.0.ffn_norm.weight"),
+        ] {
+            assert_eq!(gguf_name_in(arch, hf).as_deref(), Some(gguf), "{arch}");
+            assert_eq!(transformers_name_in(arch, gguf).as_deref(), Some(hf), "{arch}");
+        }
     }
 
     #[test]

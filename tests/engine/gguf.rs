@@ -3,7 +3,7 @@
 //! from GGUF against the same model's Hugging Face folder.
 
 use wgtune::gguf::{GgmlType, GgufFile, repack};
-use wgtune::model::{ForwardOptions, ModelFolder, ModelWeights};
+use wgtune::model::{ForwardOptions, ModelFolder, ModelWeights, RopeScaling};
 
 use crate::common::{Golden, fixture, values};
 
@@ -411,6 +411,18 @@ fn gemma_exports_as_llama_cpp_computes_it_or_is_refused_saying_why() {
         let stored: Vec<f32> = weight.iter().map(|w| w + 1.0).collect();
         assert_eq!(file.read(gguf).unwrap(), stored, "{gguf}: 1 + weight");
     }
+    // And back: the GGUF opens as the model it came from.
+    let unadapted = dir.path().join("gemma2-base.gguf");
+    wgtune::session::LoadedModel::load(&model, wgtune::device::DeviceChoice::Cpu)
+        .unwrap()
+        .export_gguf(&unadapted, GgmlType::F32, false, |_, _| {})
+        .unwrap();
+    let device = burn::tensor::Device::flex();
+    let (folder, gguf) = (ModelFolder::open(&model).unwrap(), ModelFolder::open(&unadapted).unwrap());
+    assert_eq!(gguf.config.query_pre_attn_scalar, 16.0);
+    assert_eq!((gguf.config.attn_logit_softcapping, gguf.config.final_logit_softcapping), (Some(2.0), Some(3.0)));
+    let worst = worst_difference(&logits(&gguf, &device), &logits(&folder, &device));
+    assert!(worst < 1e-5, "Gemma 2 from GGUF: logits {worst:e} from the folder's");
 }
 
 /// Phi-3 exports with q, k and v in one tensor, gate and up in another, its partial rotation and
@@ -433,6 +445,16 @@ fn phi3_exports_its_stacked_projections_and_longrope_factors() {
     assert_eq!(file.info("blk.0.attn_qkv.weight").unwrap().shape, [128, 64], "q, k and v of 64 + 32 + 32 rows");
     assert_eq!(file.info("blk.0.ffn_up.weight").unwrap().shape, [192, 64], "gate and up, 96 rows each");
     assert!(file.info("output.weight").is_some() && file.info("blk.0.attn_q.weight").is_none());
+    // And back: the GGUF opens as the model it came from, LongRoPE and all.
+    let device = burn::tensor::Device::flex();
+    let (folder, gguf) = (ModelFolder::open(&fixture("tiny-phi3")).unwrap(), ModelFolder::open(&out).unwrap());
+    assert_eq!(gguf.config.rotary_dim, folder.config.rotary_dim);
+    let RopeScaling::LongRope { original_max_position_embeddings: 16, ref long_factor, .. } = gguf.config.rope_scaling else {
+        panic!("{:?}", gguf.config.rope_scaling)
+    };
+    assert_eq!(long_factor.iter().map(|&f| f as f32).collect::<Vec<_>>(), [1.2, 2.5, 4.0, 7.5], "stored in f32");
+    let worst = worst_difference(&logits(&gguf, &device), &logits(&folder, &device));
+    assert!(worst < 1e-5, "Phi-3 from GGUF: logits {worst:e} from the folder's");
 }
 
 /// A SentencePiece tokenizer (Llama 2's and Mistral's kind) in GGUF: the merges derived from its
