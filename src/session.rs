@@ -179,7 +179,9 @@ fn resolve_trained(path: &Path) -> Result<PathBuf> {
     if has_weights(&final_dir) {
         return Ok(final_dir);
     }
-    checkpoint::latest(path).ok_or_else(|| {
+    // A trainer's output brought back from a cluster (or the recipe folder holding it).
+    let imported = || crate::train::trainer_weights(path).filter(|d| has_weights(d));
+    checkpoint::latest(path).or_else(imported).ok_or_else(|| {
         if path.join("config.json").is_file() {
             // A full fine-tuning's output from TRL or Axolotl is a model of its own.
             Error::invalid_file(path, "is a whole model folder, not trained weights for another model: pass it as --model")

@@ -20,8 +20,7 @@ const STATE_LIMIT: u64 = 256 << 20;
 /// The trainer output in `dir`, or in `dir/output` (a recipe's folder, as wgtune wrote it);
 /// `None` where neither holds a checkpoint with a `trainer_state.json`.
 pub fn read_trainer_output(dir: &Path) -> Option<RunRecord> {
-    let (output, recipe) =
-        if newest_checkpoint(dir).is_some() { (dir.to_path_buf(), dir.parent()) } else { (dir.join("output"), Some(dir)) };
+    let (output, recipe) = output_folder(dir)?;
     let checkpoint = newest_checkpoint(&output)?;
     let state_path = checkpoint.join(TRAINER_STATE);
     let state: Value = serde_json::from_str(&crate::fsutil::read_text_bounded(&state_path, STATE_LIMIT).ok()?).ok()?;
@@ -32,10 +31,27 @@ pub fn read_trainer_output(dir: &Path) -> Option<RunRecord> {
         .flatten()
         .find_map(|d| TrainConfig::from_toml_file(&d.join(RUN_CONFIG_FILE)).ok())
         .unwrap_or_default();
-    let adapter_at_end = output.join("adapter_model.safetensors").is_file() || output.join("model.safetensors").is_file();
-    let weights = Some(if adapter_at_end { output.clone() } else { checkpoint.clone() });
+    let weights = trainer_weights(dir);
     let modified = std::fs::metadata(&state_path).and_then(|m| m.modified()).ok();
     Some(RunRecord { dir: dir.to_path_buf(), config, steps, evals, weights, modified })
+}
+
+/// The trainer's output folder in `dir` (itself, or `dir/output`), and the folder the recipe's
+/// `run.toml` may be in.
+fn output_folder(dir: &Path) -> Option<(PathBuf, Option<&Path>)> {
+    if newest_checkpoint(dir).is_some() {
+        Some((dir.to_path_buf(), dir.parent()))
+    } else {
+        newest_checkpoint(&dir.join("output")).map(|_| (dir.join("output"), Some(dir)))
+    }
+}
+
+/// The trained weights of a trainer's output in `dir`: the adapter (or model) it saved at the
+/// end, else its newest checkpoint.
+pub fn trainer_weights(dir: &Path) -> Option<PathBuf> {
+    let (output, _) = output_folder(dir)?;
+    let at_end = output.join("adapter_model.safetensors").is_file() || output.join("model.safetensors").is_file();
+    if at_end { Some(output) } else { newest_checkpoint(&output) }
 }
 
 /// The `checkpoint-N` folder with the highest N that holds a trainer state.
@@ -124,5 +140,9 @@ mod tests {
             assert_eq!(run.config.seed, 9);
         }
         assert!(read_trainer_output(dir.path()).is_none());
+        // Before the trainer saves at the end, its newest checkpoint is the run's weights.
+        std::fs::remove_file(output.join("adapter_model.safetensors")).unwrap();
+        assert_eq!(trainer_weights(&recipe), Some(output.join("checkpoint-10")));
+        assert_eq!(trainer_weights(dir.path()), None);
     }
 }

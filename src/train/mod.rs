@@ -20,7 +20,7 @@ mod trainer;
 
 pub use config::{ClassWeights, OptimizerConfig, ScheduleKind, Task, TrainConfig};
 pub use events::{EvalMetrics, EventSink, GenerationScores, RunInfo, RunSummary, StepMetrics, TrainCommand, TrainEvent};
-pub use imported::{TRAINER_STATE, read_trainer_output};
+pub use imported::{TRAINER_STATE, read_trainer_output, trainer_weights};
 pub use loss::{LossSum, Targets, chunk_rows, classification_loss_sum, cross_entropy_sum};
 pub use loss_scale::LossScale;
 pub use metrics::{METRICS_FILE, read_metrics};

@@ -134,10 +134,14 @@ fn check_finished_run(dir: &Path) -> Result<()> {
     super::RunLock::acquire(dir).map(drop)
 }
 
-/// A run's trained weights: `final/` when it finished, else its newest checkpoint.
+/// A run's trained weights: `final/` when it finished, else its newest checkpoint; for a trainer's
+/// output brought back from a cluster, what the trainer saved last.
 pub fn run_weights(dir: &Path) -> Option<PathBuf> {
     let final_dir = dir.join(FINAL_DIR);
-    if final_dir.is_dir() { Some(final_dir) } else { checkpoint::latest(dir) }
+    if final_dir.is_dir() {
+        return Some(final_dir);
+    }
+    checkpoint::latest(dir).or_else(|| super::imported::trainer_weights(dir))
 }
 
 /// Every run directly inside `parent` (and `parent` itself when it is one), the newest first.

@@ -314,6 +314,10 @@ fn the_whole_journey_in_the_app() {
     let cluster = harness.state().runs.runs.iter().find(|r| r.dir == recipe).unwrap().clone();
     assert_eq!(cluster.steps.iter().map(|s| s.loss).collect::<Vec<_>>(), [2.0, 1.5]);
     assert_eq!(cluster.weights, Some(recipe.join("output")));
+    // Opened, it is the run the Playground, Evaluate and Export tabs use.
+    harness.get_by_label("Open").click();
+    harness.run_steps(2);
+    assert_eq!(harness.state().trained_weights(), Some(recipe.join("output")));
 }
 
 #[test]
