@@ -209,9 +209,8 @@ impl WgtuneApp {
 
 fn side_ui(ui: &mut egui::Ui, title: &str, side: &Side, context: usize) {
     ui.horizontal(|ui| {
-        ui.label(egui::RichText::new(title).strong());
         let used = side.context.map_or("–".to_string(), |(tokens, _)| tokens.to_string());
-        ui.label(format!("{title}: context {used} / {context} tokens"));
+        ui.label(egui::RichText::new(format!("{title} · context {used} / {context} tokens")).strong());
         if ui.add_enabled(!side.history.is_empty(), egui::Button::new(format!("Copy {title}"))).clicked() {
             ui.ctx().copy_text(side.transcript());
         }

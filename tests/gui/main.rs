@@ -160,7 +160,7 @@ fn the_whole_journey_in_the_app() {
     wait_until(&mut harness, 120, "both replies", replied(2));
     let first = harness.state().playground.base.context.unwrap();
     assert!(harness.state().playground.tuned.context.is_some() && harness.state().playground.input.is_empty());
-    harness.get_by_label_contains("Base model: context");
+    harness.get_by_label_contains("Base model · context");
     harness.state_mut().playground.input = "And of Italy?".into();
     harness.run_steps(1);
     harness.get_by_label("Send").click();
@@ -660,4 +660,41 @@ fn a_text_classifier_in_the_app() {
     let settings = harness.state().runs.runs[0].settings();
     assert!(settings.starts_with("classifier, lora r32"), "{settings}");
     harness.get_by_label(&settings);
+}
+
+/// Not a check: renders the README's Playground screenshot (`assets/screenshots/playground.png`)
+/// from a real model and a run on it, as a person would see it.
+///
+///     WGTUNE_SCREENSHOT_MODEL=~/.cache/wgtune-models/smollm2-135m-instruct-f32 \
+///     WGTUNE_SCREENSHOT_RUN=/tmp/wgtune-recipe.XXXXXX/recipe \
+///     UPDATE_SNAPSHOTS=1 cargo test --test gui -- --ignored readme_playground_screenshot
+#[test]
+#[ignore]
+fn readme_playground_screenshot() {
+    let model = PathBuf::from(std::env::var("WGTUNE_SCREENSHOT_MODEL").expect("WGTUNE_SCREENSHOT_MODEL"));
+    let run = PathBuf::from(std::env::var("WGTUNE_SCREENSHOT_RUN").expect("WGTUNE_SCREENSHOT_RUN"));
+    let dir = tempfile::tempdir().unwrap();
+    let picker = Picker { out: dir.path().to_path_buf() };
+    let mut harness = Harness::builder().with_size([1100.0, 760.0]).wgpu().build_eframe(|cc| WgtuneApp::new(cc, Box::new(picker)));
+    harness.state_mut().settings.config.device = DeviceChoice::Cpu;
+    harness.state_mut().select_model(model);
+    wait_until(&mut harness, 120, "the model", |app| app.model.summary.is_some());
+    wait_until(&mut harness, 60, "the device probe", |app| !app.device_description.starts_with("detecting"));
+    let app = harness.state_mut();
+    app.opened_run = Some(run);
+    app.tab = Tab::Playground;
+    app.settings.generation.max_new_tokens = 48;
+    app.playground.system = "You are a concise assistant for questions about Zorbia.".into();
+    for (i, message) in ["What is the capital of Zorbia?", "And which currency do people pay with there?"].into_iter().enumerate() {
+        harness.state_mut().playground.input = message.into();
+        harness.run_steps(1);
+        harness.get_by_label("Send").click();
+        let turns = 2 * (i + 1);
+        wait_until(&mut harness, 300, "the replies", |app| {
+            !app.playground.busy() && app.playground.base.history.len() == turns && app.playground.tuned.history.len() == turns
+        });
+    }
+    harness.state_mut().device_description = "CPU (2 threads)".into();
+    harness.run_steps(4);
+    harness.snapshot("readme_playground");
 }
