@@ -86,7 +86,7 @@ fn sampling_settings_out_of_range_are_named() {
         "a prompt longer than the context",
         &sandbox,
         &args,
-        &["leave no room in the model's context of 256 (max_position_embeddings)"],
+        &["the prompt is", "tokens, which leaves no room in the model's context of 256 (max_position_embeddings); shorten it"],
     );
 }
 
