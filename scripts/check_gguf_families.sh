@@ -2,7 +2,8 @@
 # Gemma 2, Gemma 3 and Phi-3 through GGUF into a real llama.cpp: for each family a tiny random
 # model (scripts/make_family_models.py), a short LoRA run on it, and three GGUF exports (the
 # base, the base with the adapter merged, the adapter alone) that llama.cpp must continue
-# exactly as `wgtune generate` does, token for token, greedily.
+# exactly as `wgtune generate` does, token for token, greedily; and the base GGUF read back by
+# wgtune itself must continue as its folder does.
 #
 #   pip install torch transformers
 #   mkdir -p /tmp/llama && (cd /tmp/llama && npm install node-llama-cpp)
@@ -38,6 +39,12 @@ for family in gemma2 gemma3 phi3; do
       expected=$("$WGTUNE" generate "${args[@]}" | as_json)
       if [[ $trained == none ]]; then
         got=("$(llama "$work/$family.gguf" "$prompt")")
+        # And back: wgtune reads the GGUF as the model it came from.
+        back=$("$WGTUNE" generate --model "$work/$family.gguf" --no-chat-template --prompt "$prompt" --max-new-tokens 8 --device cpu | as_json)
+        if [[ $back != "$expected" ]]; then
+          echo "$family from GGUF \"$prompt\": wgtune $back, from the folder $expected  MISMATCH"
+          failures=$((failures + 1))
+        fi
       else
         got=("$(llama "$work/$family-merged.gguf" "$prompt")" "$(llama "$work/$family.gguf" --lora "$work/$family-lora.gguf" "$prompt")")
       fi
