@@ -81,7 +81,10 @@ pub fn is_cpu(device: &Device) -> bool {
 /// of it (four storage buffers per stage, as on older GPUs) Burn's generic operations run
 /// instead, which CubeCL sizes to the adapter's limits.
 pub fn fused_on(fused: bool, device: &Device) -> bool {
-    fused && (!is_wgpu(device) || crate::device::wgpu_adapter_limits().is_some_and(|adapter| shortfalls(adapter).is_empty()))
+    // Asked at every launch: the adapter's answer is worked out once.
+    static WGSL_FITS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let wgsl_fits = || *WGSL_FITS.get_or_init(|| crate::device::wgpu_adapter_limits().is_some_and(|a| shortfalls(a).is_empty()));
+    fused && (!is_wgpu(device) || wgsl_fits())
 }
 
 /// Whether `device` (autodiff or not) runs on wgpu, where the WGSL kernels apply.
