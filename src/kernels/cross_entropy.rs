@@ -35,6 +35,24 @@ pub fn cross_entropy_packed(hidden: Tensor<2>, head: &PackedWeight, targets: &[u
     ))
 }
 
+/// [`cross_entropy`] through a frozen head in blocks of columns (`[dim, vocab_i]` each, left to
+/// right: a head larger than one storage binding, see `model::vocabulary`). The loss and the
+/// hidden states' gradient are computed chunk by chunk on untracked tensors, as the fused loss
+/// computes them, each chunk's logits the blocks' side by side; the gradient joins the graph
+/// through `hidden · g` less its own value, whose gradient is `g` and whose value is nothing. No
+/// chunk's logits outlive its chunk.
+pub fn cross_entropy_blocks(hidden: Tensor<2>, blocks: &[Tensor<2>], targets: &[u32], chunk: usize) -> Tensor<1> {
+    let wanted = Wanted { hidden: hidden.is_tracked(), head: false };
+    let out = chunked(hidden.clone().detach(), &ChunkHead::Blocks(blocks.to_vec()), targets, chunk.max(1), wanted);
+    match out.grad_hidden {
+        Some(grad) => {
+            let tie = (hidden * grad).sum();
+            out.loss + tie.clone() - tie.detach()
+        }
+        None => out.loss,
+    }
+}
+
 /// The head a chunked loss multiplies by.
 #[allow(clippy::large_enum_variant)] // One per loss, never stored.
 enum ChunkHead {
@@ -42,6 +60,8 @@ enum ChunkHead {
     Dense(Tensor<2>),
     /// `[vocab, dim]` in blocks, frozen.
     Packed(PackedWeight),
+    /// `[dim, vocab_i]` blocks of columns, left to right, frozen.
+    Blocks(Vec<Tensor<2>>),
 }
 
 impl ChunkHead {
@@ -58,6 +78,7 @@ impl ChunkHead {
         match self {
             Self::Dense(head) => super::matmul(h, head.clone(), true),
             Self::Packed(head) => super::packed_matmul(h, head),
+            Self::Blocks(blocks) => Tensor::cat(blocks.iter().map(|b| super::matmul(h.clone(), b.clone(), true)).collect(), 1),
         }
     }
 
@@ -65,6 +86,16 @@ impl ChunkHead {
     fn hidden_grad(&self, grad: Tensor<2>) -> Tensor<2> {
         match self {
             Self::Dense(head) => super::matmul(grad, head.clone().transpose(), true),
+            Self::Blocks(blocks) => {
+                let mut start = 0;
+                let parts = blocks.iter().map(|b| {
+                    let width = b.dims()[1];
+                    let part = super::matmul(grad.clone().narrow(1, start, width), b.clone().transpose(), true);
+                    start += width;
+                    part
+                });
+                parts.reduce(|sum, part| sum + part).expect("a head has at least one block")
+            }
             Self::Packed(head) => {
                 let PackedLayout { rows, cols, bits } = head.layout;
                 Tensor::from_dispatch(Dispatch::packed_matmul_input_grad(

@@ -33,7 +33,7 @@ mod wgsl;
 
 pub use adamw::{AdamWStep, adamw, adamw_reference};
 pub use attention::{Scores, attention, attention_reference, padding_mask};
-pub use cross_entropy::{cross_entropy, cross_entropy_packed};
+pub use cross_entropy::{cross_entropy, cross_entropy_blocks, cross_entropy_packed};
 pub use dropout::{dropout, dropout_matmul, seed_dropout};
 pub use extension::FusedKernels;
 pub use lora_update::{LoraFactors, add_lora_updates};

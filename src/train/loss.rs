@@ -59,9 +59,8 @@ pub fn cross_entropy_sum(hidden: Tensor<3>, head: Head, targets: &Targets, chunk
     let device = hidden.device();
     let selected = hidden.reshape([batch * len, dim]).select(0, targets.rows.clone());
     let fused = kernels::fused_on(fused, &device);
-    // The fused loss knows no soft-capped logits (Gemma 2) and no head in blocks (one larger than
-    // a storage binding): those take the tensor-op path, which keeps each chunk's logits for the
-    // backward pass.
+    // The fused loss knows no soft-capped logits (Gemma 2): those take the tensor-op path, which
+    // keeps each chunk's logits for the backward pass.
     if fused && !count_correct && head.softcap.is_none() {
         let ids: Vec<u32> = targets.ids.iter().map(|&t| t as u32).collect();
         match &head.weight {
@@ -71,7 +70,9 @@ pub fn cross_entropy_sum(hidden: Tensor<3>, head: Head, targets: &Targets, chunk
             HeadWeight::Packed(weight) => {
                 return LossSum { sum: kernels::cross_entropy_packed(selected, weight, &ids, chunk), correct: None };
             }
-            HeadWeight::Blocks(_) => {}
+            HeadWeight::Blocks(blocks) => {
+                return LossSum { sum: kernels::cross_entropy_blocks(selected, blocks, &ids, chunk), correct: None };
+            }
         }
     }
     let mut sum: Option<Tensor<1>> = None;

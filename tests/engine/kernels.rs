@@ -123,6 +123,46 @@ fn fused_cross_entropy_matches_the_generic_loss_and_gradients() {
     }
 }
 
+/// The loss through a frozen head in blocks of columns (one too large for a storage binding)
+/// against the generic loss through the whole head: the loss and the hidden states' gradient.
+#[test]
+fn the_loss_through_a_head_in_blocks_matches_the_whole_heads() {
+    use wgtune::kernels::cross_entropy_blocks;
+    for dev in devices() {
+        let device = dev.autodiff();
+        let (rows, dim, widths, chunk) = (13, 16, [40, 40, 17], 4);
+        let vocab: usize = widths.iter().sum();
+        let hidden = Tensor::<2>::random([rows, dim], Distribution::Normal(0.0, 1.0), &device);
+        let blocks: Vec<Tensor<2>> = widths.iter().map(|&w| Tensor::random([dim, w], Distribution::Normal(0.0, 0.5), &device)).collect();
+        let targets: Vec<u32> = (0..rows).map(|i| ((i * 7919 + 3) % vocab) as u32).collect();
+        let run = |blocked: bool| {
+            let h = hidden.clone().require_grad();
+            let loss = if blocked {
+                cross_entropy_blocks(h.clone(), &blocks, &targets, chunk)
+            } else {
+                let logits = h.clone().matmul(Tensor::cat(blocks.clone(), 1));
+                let log_probs = burn::tensor::activation::log_softmax(logits, 1);
+                let index = Tensor::<2, burn::tensor::Int>::from_data(
+                    burn::tensor::TensorData::new(targets.iter().map(|&t| t as i64).collect(), [rows, 1]),
+                    &device,
+                );
+                log_probs.gather(1, index).sum().neg()
+            };
+            // A scale on the loss checks that the gradient follows the upstream one.
+            let grads = loss.clone().mul_scalar(0.5).backward();
+            (loss.inner(), h.grad(&grads).unwrap())
+        };
+        let (blocked, whole) = (run(true), run(false));
+        let what = dev.choice.to_string();
+        let (a, shape) = values(blocked.0);
+        let (b, _) = values(whole.0);
+        assert_close(&format!("{what}: loss"), &a, &shape, &(shape.clone(), b.iter().map(|v| *v as f64).collect()), 1e-3);
+        let (a, shape) = values(blocked.1);
+        let (b, _) = values(whole.1);
+        assert_close(&format!("{what}: grad hidden"), &a, &shape, &(shape.clone(), b.iter().map(|v| *v as f64).collect()), TOL);
+    }
+}
+
 /// The fused AdamW step (the WGSL kernel; on the CPU one pass on every core, in place) against
 /// Burn's tensor operations, first step (no moments) and a later one.
 #[test]
