@@ -4,8 +4,8 @@ use serde_json::{Value, json};
 
 use super::plan::Plan;
 use super::records::Form;
-use super::trl::{DATA_DIR, OUTPUT_DIR};
 use super::yaml::Entry;
+use super::{DATA_DIR, OUTPUT_DIR};
 use crate::method::Method;
 
 /// DeepSpeed's ZeRO-3 settings for a full fine-tuning recipe, written beside the configuration.

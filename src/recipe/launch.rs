@@ -3,8 +3,8 @@
 use std::path::Path;
 
 use super::plan::Plan;
-use super::trl::{DATA_DIR, OUTPUT_DIR};
 use super::yaml::Entry;
+use super::{DATA_DIR, OUTPUT_DIR};
 use super::{RecipeSummary, RecipeTarget};
 use crate::error::{Error, Result};
 

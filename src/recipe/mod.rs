@@ -25,6 +25,11 @@ use crate::train::TrainConfig;
 use plan::Plan;
 use records::Writer;
 
+/// Where the records are (`train.jsonl`, `validation.jsonl`), in the recipe's folder.
+const DATA_DIR: &str = "data";
+/// Where the target writes its checkpoints and the final adapter or weights.
+const OUTPUT_DIR: &str = "output";
+
 /// Where a recipe runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RecipeTarget {
@@ -112,7 +117,7 @@ pub fn write_recipe(run: &TrainConfig, target: RecipeTarget, world_size: usize, 
     let plan = Plan { run, model: &folder.config, base: BaseModel::of(&run.model), world_size, micro_batch, accumulation, form };
     let has_validation = !validation.is_empty();
     let staging = Staging::new(dir)?;
-    let data_dir = staging.join(trl::DATA_DIR);
+    let data_dir = staging.join(DATA_DIR);
     fsutil::create_dir(&data_dir)?;
     let train_count = write_jsonl(&data_dir.join("train.jsonl"), &train)?;
     let validation_count = if has_validation { write_jsonl(&data_dir.join("validation.jsonl"), &validation)? } else { 0 };

@@ -6,13 +6,8 @@ use serde_json::{Value, json};
 use super::plan::Plan;
 use super::records::Form;
 use super::yaml::Entry;
+use super::{DATA_DIR, OUTPUT_DIR};
 use crate::method::Method;
-
-/// Where `launch.sh` finds the records (`train.jsonl`, `validation.jsonl`), relative to the
-/// recipe's folder.
-pub const DATA_DIR: &str = "data";
-/// Where the target writes its checkpoints and the final adapter or weights.
-pub const OUTPUT_DIR: &str = "output";
 
 pub fn entries(plan: &Plan, has_validation: bool) -> Vec<Entry> {
     let run = plan.run;
