@@ -1,16 +1,8 @@
 //! The `wgtune` command line, run as a user would.
 
-use std::process::{Command, Output};
+use std::process::Command;
 
-use crate::common::{fixture, one_run_at_a_time};
-
-fn wgtune(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wgtune")).args(args).output().expect("run wgtune")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use crate::common::{fixture, one_run_at_a_time, text, wgtune};
 
 #[test]
 fn help_lists_every_subcommand_and_train_documents_defaults() {

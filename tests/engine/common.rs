@@ -139,3 +139,13 @@ pub fn values<const D: usize>(t: Tensor<D>) -> (Vec<f32>, Vec<usize>) {
     let shape = t.dims().to_vec();
     (t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap(), shape)
 }
+
+/// `wgtune` with `args`, run to the end.
+pub fn wgtune(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_wgtune")).args(args).output().expect("run wgtune")
+}
+
+/// A command's output as text.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}

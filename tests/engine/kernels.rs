@@ -10,9 +10,25 @@ use crate::common::{DeviceRun, assert_close, device_runs, devices, values};
 const TOL: f64 = 1e-4;
 
 fn close(what: &str, a: Tensor<4>, b: Tensor<4>) {
+    close_within(what, a, b, TOL);
+}
+
+fn close_within<const D: usize>(what: &str, a: Tensor<D>, b: Tensor<D>, tolerance: f64) {
     let (a, shape) = values(a);
     let (b, _) = values(b);
-    assert_close(what, &a, &shape, &(shape.clone(), b.iter().map(|v| *v as f64).collect()), TOL);
+    assert_close(what, &a, &shape, &(shape.clone(), b.iter().map(|v| *v as f64).collect()), tolerance);
+}
+
+/// The summed next-token loss of `logits` `[rows, vocab]` at `targets`, in Burn's tensor
+/// operations: what the fused losses are checked against.
+fn generic_loss(logits: Tensor<2>, targets: &[u32]) -> Tensor<1> {
+    let rows = targets.len();
+    let log_probs = burn::tensor::activation::log_softmax(logits.clone(), 1);
+    let index = Tensor::<2, burn::tensor::Int>::from_data(
+        burn::tensor::TensorData::new(targets.iter().map(|&t| t as i64).collect(), [rows, 1]),
+        &logits.device(),
+    );
+    log_probs.gather(1, index).sum().neg()
 }
 
 struct Case {
@@ -96,13 +112,7 @@ fn fused_cross_entropy_matches_the_generic_loss_and_gradients() {
                 let loss = if fused {
                     cross_entropy(h.clone(), w.clone(), &targets, chunk)
                 } else {
-                    let logits = h.clone().matmul(w.clone());
-                    let log_probs = burn::tensor::activation::log_softmax(logits, 1);
-                    let index = Tensor::<2, burn::tensor::Int>::from_data(
-                        burn::tensor::TensorData::new(targets.iter().map(|&t| t as i64).collect(), [rows, 1]),
-                        &device,
-                    );
-                    log_probs.gather(1, index).sum().neg()
+                    generic_loss(h.clone().matmul(w.clone()), &targets)
                 };
                 // A scale on the loss checks that backward multiplies by the upstream gradient.
                 let grads = loss.clone().mul_scalar(0.5).backward();
@@ -110,15 +120,9 @@ fn fused_cross_entropy_matches_the_generic_loss_and_gradients() {
             };
             let (fused, generic) = (run(true), run(false));
             let what = format!("{} rows {rows} vocab {vocab}", dev.choice);
-            let (a, shape) = values(fused.0);
-            let (b, _) = values(generic.0);
-            assert_close(&format!("{what}: loss"), &a, &shape, &(shape.clone(), b.iter().map(|v| *v as f64).collect()), 1e-3);
-            let (a, shape) = values(fused.1);
-            let (b, _) = values(generic.1);
-            assert_close(&format!("{what}: grad hidden"), &a, &shape, &(shape.clone(), b.iter().map(|v| *v as f64).collect()), TOL);
-            let (a, shape) = values(fused.2);
-            let (b, _) = values(generic.2);
-            assert_close(&format!("{what}: grad head"), &a, &shape, &(shape.clone(), b.iter().map(|v| *v as f64).collect()), TOL);
+            close_within(&format!("{what}: loss"), fused.0, generic.0, 1e-3);
+            close_within(&format!("{what}: grad hidden"), fused.1, generic.1, TOL);
+            close_within(&format!("{what}: grad head"), fused.2, generic.2, TOL);
         }
     }
 }
@@ -140,13 +144,7 @@ fn the_loss_through_a_head_in_blocks_matches_the_whole_heads() {
             let loss = if blocked {
                 cross_entropy_blocks(h.clone(), &blocks, &targets, chunk)
             } else {
-                let logits = h.clone().matmul(Tensor::cat(blocks.clone(), 1));
-                let log_probs = burn::tensor::activation::log_softmax(logits, 1);
-                let index = Tensor::<2, burn::tensor::Int>::from_data(
-                    burn::tensor::TensorData::new(targets.iter().map(|&t| t as i64).collect(), [rows, 1]),
-                    &device,
-                );
-                log_probs.gather(1, index).sum().neg()
+                generic_loss(h.clone().matmul(Tensor::cat(blocks.clone(), 1)), &targets)
             };
             // A scale on the loss checks that the gradient follows the upstream one.
             let grads = loss.clone().mul_scalar(0.5).backward();
@@ -154,12 +152,8 @@ fn the_loss_through_a_head_in_blocks_matches_the_whole_heads() {
         };
         let (blocked, whole) = (run(true), run(false));
         let what = dev.choice.to_string();
-        let (a, shape) = values(blocked.0);
-        let (b, _) = values(whole.0);
-        assert_close(&format!("{what}: loss"), &a, &shape, &(shape.clone(), b.iter().map(|v| *v as f64).collect()), 1e-3);
-        let (a, shape) = values(blocked.1);
-        let (b, _) = values(whole.1);
-        assert_close(&format!("{what}: grad hidden"), &a, &shape, &(shape.clone(), b.iter().map(|v| *v as f64).collect()), TOL);
+        close_within(&format!("{what}: loss"), blocked.0, whole.0, 1e-3);
+        close_within(&format!("{what}: grad hidden"), blocked.1, whole.1, TOL);
     }
 }
 
@@ -183,15 +177,7 @@ fn fused_adamw_matches_the_reference() {
                 ("m", fused.1.clone(), reference.1.clone()),
                 ("v", fused.2.clone(), reference.2.clone()),
             ] {
-                let (a, shape) = values(a);
-                let (b, _) = values(b);
-                assert_close(
-                    &format!("{} n {n}: {name}", dev.choice),
-                    &a,
-                    &shape,
-                    &(shape.clone(), b.iter().map(|v| *v as f64).collect()),
-                    1e-5,
-                );
+                close_within(&format!("{} n {n}: {name}", dev.choice), a, b, 1e-5);
             }
         }
     }
@@ -401,9 +387,7 @@ fn packed_matmul_matches_a_dense_matmul_of_the_dequantized_weight() {
             };
             let (ours, reference) = (run(true), run(false));
             for (name, a, b) in [("output", ours.0, reference.0), ("grad x", ours.1, reference.1)] {
-                let (a, shape) = values(a.unsqueeze::<4>());
-                let (b, _) = values(b.unsqueeze::<4>());
-                assert_close(&format!("{what}: {name}"), &a, &shape, &(shape.clone(), b.iter().map(|v| *v as f64).collect()), 1e-3);
+                close_within(&format!("{what}: {name}"), a, b, 1e-3);
             }
         }
     }
@@ -439,12 +423,8 @@ fn a_packed_head_and_embedding_match_their_dequantized_matrices() {
                 (loss.inner(), h.grad(&grads).expect("a gradient for the hidden states"))
             };
             let (ours, reference) = (run(true), run(false));
-            let (a, shape) = values(ours.0.unsqueeze::<4>());
-            let (b, _) = values(reference.0.unsqueeze::<4>());
-            assert_close(&format!("{what}: loss"), &a, &shape, &(shape.clone(), b.iter().map(|v| *v as f64).collect()), 1e-3);
-            let (a, shape) = values(ours.1.unsqueeze::<4>());
-            let (b, _) = values(reference.1.unsqueeze::<4>());
-            assert_close(&format!("{what}: grad hidden"), &a, &shape, &(shape.clone(), b.iter().map(|v| *v as f64).collect()), 1e-4);
+            close_within(&format!("{what}: loss"), ours.0, reference.0, 1e-3);
+            close_within(&format!("{what}: grad hidden"), ours.1, reference.1, 1e-4);
 
             let embedding = Embedding::packed(host.clone(), false, &dev.device);
             assert!(embedding.packed.is_none(), "untied: nothing of the table on the device");

@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use crate::common::fixture;
+use crate::common::{fixture, text};
 
 /// `wgtune train` of the tiny Llama on the chat data, on wgpu with `limits` (none: the
 /// adapter's), into `run`.
@@ -25,10 +25,6 @@ fn train(limits: Option<&str>, run: &Path, extra: &[&str]) -> Output {
         command.env("WGTUNE_WGPU_LIMITS", limits);
     }
     command.output().expect("run wgtune")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// The training losses of a run, step by step, from its `metrics.jsonl`.

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use crate::common::fixture;
 
@@ -79,13 +79,7 @@ impl Sandbox {
     }
 }
 
-pub fn wgtune(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wgtune")).args(args).output().expect("run wgtune")
-}
-
-pub fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+pub use crate::common::{text, wgtune};
 
 /// A path as the argument and the message show it.
 pub fn s(path: &Path) -> &str {
