@@ -80,6 +80,13 @@ pub struct AdapterLimits {
     pub subgroups: bool,
 }
 
+impl AdapterLimits {
+    /// The most bytes one tensor can take there: one buffer, bound whole to a shader.
+    pub fn tensor_bytes(&self) -> u64 {
+        self.storage_binding_bytes.min(self.buffer_bytes)
+    }
+}
+
 impl ComputeDevice {
     pub fn open(choice: DeviceChoice) -> Result<Self> {
         match choice {
@@ -169,13 +176,11 @@ fn wgpu_device() -> &'static Result<(ComputeDevice, bool), String> {
         let device = ComputeDevice {
             device,
             choice: DeviceChoice::Wgpu,
-            description: match request.base {
-                BaseLimits::Adapter if request.storage_binding.is_none() => format!("{}, {:?}", info.name, info.backend),
-                BaseLimits::Adapter => format!("{}, {:?}, lowered limits", info.name, info.backend),
-                BaseLimits::WebGpu => format!("{}, {:?}, WebGPU's default limits", info.name, info.backend),
-                BaseLimits::Downlevel => format!("{}, {:?}, downlevel limits", info.name, info.backend),
+            description: match request.label() {
+                Some(limits) => format!("{}, {:?}, {limits}", info.name, info.backend),
+                None => format!("{}, {:?}", info.name, info.backend),
             },
-            max_buffer_bytes: limits.max_storage_buffer_binding_size.min(limits.max_buffer_size),
+            max_buffer_bytes: adapter.tensor_bytes(),
             supports_f16: adapter.shader_f16,
             memory_limit: system_memory(),
             adapter: Some(adapter),

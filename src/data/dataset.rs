@@ -286,10 +286,7 @@ fn examples_from(path: &Path, config: &DataConfig, tokenizer: &TextTokenizer, re
         }
         record.fields = columns::apply(&config.columns, record.fields);
         report.records += 1;
-        let format = match format {
-            Some(f) => f,
-            None => *format.insert(detect_format(&record, path)?),
-        };
+        let format = record_format(&mut format, &record, path)?;
         report.format.get_or_insert(format);
         if config.format.is_none() && format == DatasetFormat::Text && record.fields.contains_key(labelled::LABEL) {
             return Err(Error::InvalidRecord {
@@ -336,10 +333,7 @@ pub fn read_samples(path: &Path, config: &DataConfig) -> Result<std::collections
     for_each_record(path, config.max_record_bytes(), |item| {
         let Ok(mut record) = item else { return Ok(()) };
         record.fields = columns::apply(&config.columns, record.fields);
-        let format = match format {
-            Some(f) => f,
-            None => *format.insert(detect_format(&record, path)?),
-        };
+        let format = record_format(&mut format, &record, path)?;
         if let Ok(sample) = format.sample(&record.fields) {
             samples.insert(record.line, sample);
         }
@@ -383,8 +377,18 @@ pub(super) fn fit_length(
     }
 }
 
+/// The format of a file's `record`: the one given (or found) already, else the one this first
+/// readable record shows, kept for the rest of the file; an error naming its fields when it
+/// shows none.
+pub(crate) fn record_format(format: &mut Option<DatasetFormat>, record: &SourceRecord, path: &Path) -> Result<DatasetFormat> {
+    if let Some(format) = *format {
+        return Ok(format);
+    }
+    Ok(*format.insert(detect_format(record, path)?))
+}
+
 /// The format of a file from its first readable record, or an error naming the fields it has.
-pub(crate) fn detect_format(first: &SourceRecord, path: &Path) -> Result<DatasetFormat> {
+fn detect_format(first: &SourceRecord, path: &Path) -> Result<DatasetFormat> {
     DatasetFormat::detect(&first.fields).ok_or_else(|| {
         let keys: Vec<&str> = first.fields.keys().map(String::as_str).collect();
         Error::InvalidRecord {

@@ -14,7 +14,7 @@ pub use batch::{Batch, IGNORE, LENGTH_MULTIPLE, LabelTarget, epoch_order, pooled
 pub use dataset::{
     BadRecords, DataConfig, DataReport, Dataset, Example, LongRecords, Origin, Skipped, count_records, file_columns, read_samples,
 };
-pub(crate) use dataset::{detect_format, nothing_to_evaluate};
+pub(crate) use dataset::{nothing_to_evaluate, record_format};
 pub use format::{DatasetFormat, Sample};
 pub use labelled::{is_labelled_file, read_labelled_file};
 pub use preview::{Segment, segments};

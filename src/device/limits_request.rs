@@ -45,7 +45,17 @@ impl LimitsRequest {
 
     /// Burn's own request (everything the adapter has) is the only one it can make by itself.
     pub fn is_adapter(&self) -> bool {
-        *self == Self { base: BaseLimits::Adapter, storage_binding: None }
+        self.label().is_none()
+    }
+
+    /// What these limits are called in the device's description; `None` for the adapter's own.
+    pub fn label(&self) -> Option<&'static str> {
+        match self.base {
+            BaseLimits::Adapter if self.storage_binding.is_none() => None,
+            BaseLimits::Adapter => Some("lowered limits"),
+            BaseLimits::WebGpu => Some("WebGPU's default limits"),
+            BaseLimits::Downlevel => Some("downlevel limits"),
+        }
     }
 
     /// The limits to ask `adapter` for: never more than it has.

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 pub use metrics::{AnswerScores, Summary, normalize};
 
-use crate::data::{DataConfig, Example, Origin, Sample, Skipped, columns, detect_format, for_each_record, nothing_to_evaluate, render};
+use crate::data::{DataConfig, Example, Origin, Sample, Skipped, columns, for_each_record, nothing_to_evaluate, record_format, render};
 use crate::error::Result;
 use crate::generate::{GenerationSettings, generate_batch};
 use crate::model::CausalLm;
@@ -101,10 +101,7 @@ pub fn load_cases(
         };
         record.fields = columns::apply(&data.columns, record.fields);
         let origin = Origin { file: file.clone(), line: record.line };
-        let format = match format {
-            Some(f) => f,
-            None => *format.insert(detect_format(&record, path)?),
-        };
+        let format = record_format(&mut format, &record, path)?;
         match format
             .sample(&record.fields)
             .map_err(|e| columns::explain(&data.columns, e))

@@ -124,6 +124,14 @@ impl WgtuneApp {
         crate::bundled::bundled().map_err(|e| format!("Cannot write out the bundled demo: {e}"))
     }
 
+    /// A bundled demo dataset as the training and validation files, at the starting point sized
+    /// for it once it is read: the defaults would stop the demo after a handful of steps.
+    pub fn use_demo_data(&mut self, demo: crate::bundled::DemoData) {
+        self.settings.config.data.train_file = demo.train;
+        self.settings.config.data.validation_file = Some(demo.validation);
+        self.dataset.preset_on_preview = Some(crate::presets::Preset::Balanced);
+    }
+
     pub fn select_model(&mut self, path: PathBuf) {
         self.model.loading = true;
         self.model.error = None;

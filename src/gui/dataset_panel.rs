@@ -51,11 +51,7 @@ impl WgtuneApp {
                 match Self::bundled() {
                     Ok(bundle) => {
                         // Questions about invented countries, or product reviews to label by topic.
-                        let demo = if classification { bundle.reviews() } else { bundle.questions() };
-                        self.settings.config.data.train_file = demo.train;
-                        self.settings.config.data.validation_file = Some(demo.validation);
-                        // The defaults would stop the demo after a handful of steps: train it visibly.
-                        self.dataset.preset_on_preview = Some(crate::presets::Preset::Balanced);
+                        self.use_demo_data(if classification { bundle.reviews() } else { bundle.questions() });
                         changed = true;
                     }
                     Err(e) => self.dataset.error = Some(e),

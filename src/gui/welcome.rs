@@ -43,10 +43,7 @@ impl WgtuneApp {
     fn start_demo(&mut self) {
         match Self::bundled() {
             Ok(bundle) => {
-                let demo = bundle.questions();
-                self.settings.config.data.train_file = demo.train;
-                self.settings.config.data.validation_file = Some(demo.validation);
-                self.dataset.preset_on_preview = Some(crate::presets::Preset::Balanced);
+                self.use_demo_data(bundle.questions());
                 self.select_model(bundle.demo_model());
             }
             Err(e) => self.model.error = Some(e),

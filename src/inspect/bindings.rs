@@ -37,7 +37,7 @@ pub fn check_bindings(c: &ModelConfig, config: &TrainConfig, seq_len: usize, ada
             format!("a packed base runs only in the WGSL kernels, and {device} offers {}: use --base-quant none", short.join(", ")),
         ));
     }
-    let limit = adapter.storage_binding_bytes.min(adapter.buffer_bytes);
+    let limit = adapter.tensor_bytes();
     let wgsl = short.is_empty();
     let Some(first) = too_large(c, config, seq_len, limit, wgsl).into_iter().next() else {
         return Ok(());

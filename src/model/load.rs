@@ -314,13 +314,12 @@ impl<'a> Loader<'a> {
     /// A `[rows, cols]` matrix in blocks of `bits`: a GGUF's own blocks where they fit, else
     /// quantized from the values.
     fn packed_host(&self, name: &str, rows: usize, cols: usize, bits: usize) -> Result<HostPacked> {
-        Ok(match self.source {
-            Source::Files(files) => match files.read_packed(name, &[rows, cols], bits)? {
-                Some(packed) => packed,
-                None => HostPacked::quantize(&files.read(name, &[rows, cols])?.values, rows, cols, bits),
-            },
-            Source::Random => HostPacked::quantize(&random_values(rows * cols, name), rows, cols, bits),
-        })
+        if let Source::Files(files) = self.source
+            && let Some(packed) = files.read_packed(name, &[rows, cols], bits)?
+        {
+            return Ok(packed);
+        }
+        Ok(HostPacked::quantize(&self.host_values(name, rows, cols)?, rows, cols, bits))
     }
 
     fn layer(&self, c: &ModelConfig, index: usize) -> Result<DecoderLayer> {

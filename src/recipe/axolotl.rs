@@ -59,11 +59,7 @@ pub fn entries(plan: &Plan, has_validation: bool) -> Vec<Entry> {
     out.extend([
         Entry::new("sequence_len", run.data.max_seq_len),
         Entry::new("sample_packing", run.data.packing),
-        Entry::new("micro_batch_size", plan.micro_batch).with_comment(format!(
-            "× gradient_accumulation_steps × {} processes = wgtune's {} sequences a step",
-            plan.world_size,
-            run.batch_size * run.grad_accumulation
-        )),
+        Entry::new("micro_batch_size", plan.micro_batch).with_comment(plan.batch_comment()),
         Entry::new("gradient_accumulation_steps", plan.accumulation),
         Entry::new("learning_rate", optim.lr),
         Entry::new("lr_scheduler", plan.scheduler()),
@@ -73,14 +69,8 @@ pub fn entries(plan: &Plan, has_validation: bool) -> Vec<Entry> {
     } else {
         out.push(Entry::new("warmup_ratio", optim.warmup_ratio));
     }
-    out.extend([
-        Entry::new("optimizer", "adamw_torch"),
-        Entry::new("adam_beta1", optim.beta1),
-        Entry::new("adam_beta2", optim.beta2),
-        Entry::new("adam_epsilon", optim.eps),
-        Entry::new("weight_decay", optim.weight_decay),
-        Entry::new("max_grad_norm", optim.max_grad_norm),
-    ]);
+    out.extend([Entry::new("optimizer", "adamw_torch")]);
+    out.extend(plan.adamw_entries());
     match run.max_steps {
         Some(steps) => out.push(Entry::new("max_steps", steps)),
         None => out.push(Entry::new("num_epochs", run.epochs)),

@@ -10,6 +10,7 @@ use crate::model::{Architecture, ModelConfig};
 use crate::train::{ScheduleKind, Task, TrainConfig};
 
 use super::records::Form;
+use super::yaml::Entry;
 
 /// Everything a target's configuration is written from.
 pub struct Plan<'a> {
@@ -127,6 +128,28 @@ impl Plan<'_> {
             ScheduleKind::Linear => "linear",
             ScheduleKind::Constant => "constant_with_warmup",
         }
+    }
+
+    /// The comment on a target's batch size: how it makes wgtune's batch of an optimizer step.
+    pub fn batch_comment(&self) -> String {
+        format!(
+            "× gradient_accumulation_steps × {} processes = wgtune's {} sequences a step",
+            self.world_size,
+            self.run.batch_size * self.run.grad_accumulation
+        )
+    }
+
+    /// AdamW's settings and the gradient clipping, under the names transformers' training
+    /// arguments and Axolotl share.
+    pub fn adamw_entries(&self) -> [Entry; 5] {
+        let optim = &self.run.optim;
+        [
+            Entry::new("adam_beta1", optim.beta1),
+            Entry::new("adam_beta2", optim.beta2),
+            Entry::new("adam_epsilon", optim.eps),
+            Entry::new("weight_decay", optim.weight_decay),
+            Entry::new("max_grad_norm", optim.max_grad_norm),
+        ]
     }
 
     /// Warm-up as transformers 5 takes it: whole steps, or a fraction of all steps below 1.

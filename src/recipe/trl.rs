@@ -1,7 +1,7 @@
 //! The run as TRL's `trl sft` configuration (`SFTConfig`, `ModelConfig` and `ScriptArguments`
 //! in one YAML file, as `trl sft --config` and `sft.py --config` read it).
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::plan::Plan;
 use super::records::Form;
@@ -44,34 +44,25 @@ pub fn entries(plan: &Plan, has_validation: bool) -> Vec<Entry> {
             out.push(Entry::new("fsdp_config", json!({ "transformer_layer_cls_to_wrap": [plan.decoder_layer()] })));
         }
     }
-    let (loss_key, loss_value) = match (plan.form, run.data.train_on_prompt) {
-        (Form::Conversation | Form::PromptCompletion, false) => ("completion_only_loss", Value::Bool(true)),
-        _ => ("completion_only_loss", Value::Bool(false)),
-    };
-    out.push(Entry::new(loss_key, loss_value).with_comment(match plan.form {
-        Form::Conversation | Form::PromptCompletion if !run.data.train_on_prompt => "the loss on the replies alone, as wgtune trained",
-        _ => "the loss on every token (--train-on-prompt, or raw text), as wgtune trained",
+    // TRL's loss on completions is wgtune's on replies; its language modelling trains every token.
+    let replies_only = matches!(plan.form, Form::Conversation | Form::PromptCompletion) && !run.data.train_on_prompt;
+    out.push(Entry::new("completion_only_loss", replies_only).with_comment(if replies_only {
+        "the loss on the replies alone, as wgtune trained"
+    } else {
+        "the loss on every token (--train-on-prompt, or raw text), as wgtune trained"
     }));
     out.extend([
         Entry::new("max_length", run.data.max_seq_len),
         Entry::new("packing", run.data.packing),
-        Entry::new("per_device_train_batch_size", plan.micro_batch).with_comment(format!(
-            "× gradient_accumulation_steps × {} processes = wgtune's {} sequences a step",
-            plan.world_size,
-            run.batch_size * run.grad_accumulation
-        )),
+        Entry::new("per_device_train_batch_size", plan.micro_batch).with_comment(plan.batch_comment()),
         Entry::new("per_device_eval_batch_size", plan.micro_batch),
         Entry::new("gradient_accumulation_steps", plan.accumulation),
         Entry::new("learning_rate", optim.lr),
         Entry::new("lr_scheduler_type", plan.scheduler()),
         Entry::new("warmup_steps", plan.warmup()),
         Entry::new("optim", "adamw_torch"),
-        Entry::new("adam_beta1", optim.beta1),
-        Entry::new("adam_beta2", optim.beta2),
-        Entry::new("adam_epsilon", optim.eps),
-        Entry::new("weight_decay", optim.weight_decay),
-        Entry::new("max_grad_norm", optim.max_grad_norm),
     ]);
+    out.extend(plan.adamw_entries());
     match run.max_steps {
         Some(steps) => out.push(Entry::new("max_steps", steps)),
         None => out.push(Entry::new("num_train_epochs", run.epochs)),
